@@ -1,0 +1,1 @@
+"""The four services: profile, tiering, outreach, complaints. None imports another."""

@@ -1,0 +1,1 @@
+"""Complaints: judge, decide, communicate, follow up, confirm; first-contact ownership, SLAs."""

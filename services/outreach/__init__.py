@@ -1,0 +1,1 @@
+"""Outreach: service plans per tier, birthdays, holidays, repurchase reminders, club events."""

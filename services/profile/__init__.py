@@ -1,0 +1,1 @@
+"""Profile: the customer's DNA (profile, contacts, consent, purchases, payments, interactions)."""

@@ -1,0 +1,26 @@
+"""The profile service's app."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi import FastAPI
+
+from services.profile.api import router
+from services.profile.consumers import HANDLERS
+from services.profile.settings import ProfileSettings
+from shared.app import ServiceDefinition, create_service_app
+
+DEFINITION = ServiceDefinition(
+    name="profile",
+    title="Profile service",
+    description="The customer's DNA: profile, contacts, consent, purchases, payments, "
+    "interactions.",
+    routers=[router],
+    handlers=HANDLERS,
+    migrations_dir=Path(__file__).parent / "migrations",
+)
+
+
+def create_app(settings: ProfileSettings | None = None) -> FastAPI:
+    return create_service_app(DEFINITION, settings or ProfileSettings())

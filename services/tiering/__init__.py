@@ -1,0 +1,1 @@
+"""Tiering: ranks customers under versioned policies and explains every change."""

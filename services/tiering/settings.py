@@ -1,0 +1,12 @@
+"""Tiering settings: `CRM_TIERING_*` for its own fields, `CRM_*` for the platform's."""
+
+from pydantic_settings import SettingsConfigDict
+
+from shared.settings import ServiceSettings
+
+
+class TieringSettings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="CRM_TIERING_")
+
+    service_name: str = "tiering"
+    port: int = 8002

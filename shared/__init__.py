@@ -1,0 +1,1 @@
+"""What every service has in common: settings, database, events, outbox, consumer, auth, errors."""

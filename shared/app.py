@@ -1,0 +1,214 @@
+"""The app factory: every service is built the same way from its routers and event handlers.
+
+The lifespan creates the engine, the outbox relay and the consumer; the request
+dependency gives one session per request and commits it once, before the response
+is sent, after which it wakes the relay if the request recorded events.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated
+
+from aiokafka import AIOKafkaClient
+from fastapi import APIRouter, Depends, FastAPI, Request, Response
+from fastapi.middleware.cors import CORSMiddleware
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from shared.auth import KeyRing
+from shared.consumer import EventConsumer, EventHandler
+from shared.db import create_engine, ping, session_factory
+from shared.errors import install_error_handlers, problem_response
+from shared.kafka import ensure_platform_topics
+from shared.observability import Metrics, RequestContextMiddleware
+from shared.outbox import PENDING_FLAG, OutboxRelay
+from shared.settings import ServiceSettings
+
+log = logging.getLogger("crm.app")
+
+
+@dataclass(frozen=True)
+class ServiceDefinition:
+    """What makes a service itself: its name, routes, event handlers and migrations."""
+
+    name: str
+    title: str
+    description: str
+    routers: Sequence[APIRouter]
+    migrations_dir: Path
+    handlers: Mapping[str, EventHandler] = field(default_factory=dict)
+
+
+@dataclass
+class ServiceRuntime:
+    """What the lifespan creates and the routes use (kept on `app.state.runtime`)."""
+
+    settings: ServiceSettings
+    engine: AsyncEngine
+    sessions: async_sessionmaker[AsyncSession]
+    metrics: Metrics
+    relay: OutboxRelay
+    consumer: EventConsumer | None
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    kafka_probe: AIOKafkaClient | None = None
+
+    async def broker_reachable(self, timeout_s: float = 2.0) -> bool:
+        """True when cluster metadata can be fetched from the broker within the timeout."""
+        try:
+            if self.kafka_probe is None:
+                probe = AIOKafkaClient(
+                    bootstrap_servers=self.settings.kafka_bootstrap, request_timeout_ms=2000
+                )
+                await asyncio.wait_for(probe.bootstrap(), timeout_s)
+                self.kafka_probe = probe
+            else:
+                await asyncio.wait_for(self.kafka_probe.fetch_all_metadata(), timeout_s)
+                if not self.kafka_probe.cluster.brokers():
+                    return False
+        except Exception:
+            await self._close_probe()
+            return False
+        return True
+
+    async def _close_probe(self) -> None:
+        probe, self.kafka_probe = self.kafka_probe, None
+        if probe is not None:
+            with contextlib.suppress(Exception):
+                await probe.close()
+
+
+def runtime_of(request: Request) -> ServiceRuntime:
+    runtime: ServiceRuntime = request.app.state.runtime
+    return runtime
+
+
+async def _request_session(request: Request) -> AsyncIterator[AsyncSession]:
+    runtime = runtime_of(request)
+    async with runtime.sessions() as session:
+        try:
+            yield session
+            await session.commit()
+        except BaseException:
+            await session.rollback()
+            raise
+    if session.info.pop(PENDING_FLAG, False):
+        runtime.relay.wake()
+
+
+# scope="function": the commit runs when the route returns, before the response is sent,
+# so a client never sees success for a write that failed to commit.
+SessionDep = Annotated[AsyncSession, Depends(_request_session, scope="function")]
+
+
+def _settings(request: Request) -> ServiceSettings:
+    return runtime_of(request).settings
+
+
+SettingsDep = Annotated[ServiceSettings, Depends(_settings)]
+
+
+def _health_router() -> APIRouter:
+    router = APIRouter(tags=["health"])
+
+    @router.get("/healthz", summary="The process is alive")
+    async def healthz() -> dict[str, str]:
+        """Always 200 while the process answers."""
+        return {"status": "ok"}
+
+    @router.get("/readyz", summary="Database and broker are reachable", response_model=None)
+    async def readyz(request: Request) -> Response | dict[str, object]:
+        """200 when the database and the broker answer; 503 (problem+json) otherwise."""
+        runtime = runtime_of(request)
+        checks: dict[str, str] = {}
+        try:
+            await asyncio.wait_for(ping(runtime.engine), 3)
+            checks["database"] = "ok"
+        except Exception as exc:
+            checks["database"] = f"unreachable: {type(exc).__name__}"
+        checks["broker"] = "ok" if await runtime.broker_reachable() else "unreachable"
+        if any(value != "ok" for value in checks.values()):
+            failing = ", ".join(name for name, value in checks.items() if value != "ok")
+            return problem_response(
+                503,
+                "Not ready",
+                f"Unreachable: {failing}",
+                code="not-ready",
+                errors=[{"field": name, "message": value} for name, value in checks.items()],
+            )
+        return {"status": "ready", "checks": checks}
+
+    @router.get("/metrics", summary="Prometheus metrics", response_class=Response)
+    async def metrics(request: Request) -> Response:
+        """Prometheus text exposition format."""
+        registry = runtime_of(request).metrics.registry
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+    return router
+
+
+def create_service_app(definition: ServiceDefinition, settings: ServiceSettings) -> FastAPI:
+    """Build a service's FastAPI app: routes under /v1, health, metrics, errors, background work."""
+    metrics = Metrics(definition.name)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = create_engine(settings.database_url)
+        relay = OutboxRelay(settings, engine, metrics)
+        consumer = (
+            EventConsumer(settings, engine, definition.handlers, metrics, relay.wake)
+            if definition.handlers
+            else None
+        )
+        runtime = ServiceRuntime(
+            settings, engine, session_factory(engine), metrics, relay, consumer
+        )
+        app.state.runtime = runtime
+        if settings.run_background:
+            with contextlib.suppress(Exception):
+                await ensure_platform_topics(settings)  # the relay and consumer retry anyway
+            runtime.tasks.append(asyncio.create_task(relay.run(), name="outbox-relay"))
+            if consumer is not None:
+                runtime.tasks.append(asyncio.create_task(consumer.run(), name="consumer"))
+        log.info("%s started", definition.name)
+        try:
+            yield
+        finally:
+            await relay.stop()
+            if consumer is not None:
+                await consumer.stop()
+            for task in runtime.tasks:
+                task.cancel()
+            await asyncio.gather(*runtime.tasks, return_exceptions=True)
+            await runtime._close_probe()
+            await engine.dispose()
+            log.info("%s stopped", definition.name)
+
+    app = FastAPI(
+        title=definition.title,
+        description=definition.description,
+        version="1.0.0",
+        lifespan=lifespan,
+    )
+    app.state.keyring = KeyRing(settings.api_keys)
+    app.state.settings = settings
+    install_error_handlers(app)
+    app.include_router(_health_router())
+    for router in definition.routers:
+        app.include_router(router, prefix="/v1")
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["*"],
+            allow_headers=["*"],
+            expose_headers=["ETag", "X-Correlation-ID", "Idempotent-Replayed"],
+        )
+    app.add_middleware(RequestContextMiddleware, metrics=metrics)
+    return app

@@ -1,0 +1,199 @@
+"""Database: async engine from a URL, portable column types, and the per-service migrations.
+
+SQLite (aiosqlite) is the embedded default, PostgreSQL (asyncpg) production; the URL
+alone chooses. Services and repositories only `flush()`; the caller that owns the
+unit of work (the request dependency, a consumer, the relay) commits.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Literal
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import BigInteger, DateTime, MetaData, event, text
+from sqlalchemy.engine import Connection, Dialect
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+from sqlalchemy.types import TypeDecorator
+
+# One naming convention so migrations on SQLite and PostgreSQL name constraints alike.
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def new_metadata() -> MetaData:
+    """A MetaData with the project's naming convention (one per service)."""
+    return MetaData(naming_convention=NAMING_CONVENTION)
+
+
+def is_sqlite(url: str) -> bool:
+    return url.startswith("sqlite")
+
+
+def create_engine(url: str, *, echo: bool = False) -> AsyncEngine:
+    """An async engine tuned for the backend (kafka-notes.md: SQLite wants WAL, one writer)."""
+    if is_sqlite(url):
+        path = url.split("///", 1)[-1]
+        if path and path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_async_engine(
+            url,
+            echo=echo,
+            pool_size=1,
+            max_overflow=0,
+            pool_timeout=60,
+            connect_args={"timeout": 30},
+        )
+
+        @event.listens_for(engine.sync_engine, "connect")
+        def _sqlite_pragmas(dbapi_conn: Any, _: Any) -> None:
+            cursor = dbapi_conn.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.execute("PRAGMA busy_timeout=30000")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.close()
+
+        return engine
+    return create_async_engine(url, echo=echo, pool_size=10, max_overflow=10, pool_pre_ping=True)
+
+
+def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
+
+
+async def ping(engine: AsyncEngine) -> None:
+    """Raise if the database cannot answer a trivial query."""
+    async with engine.connect() as conn:
+        await conn.execute(text("SELECT 1"))
+
+
+class UTCDateTime(TypeDecorator[dt.datetime]):
+    """A timezone-aware UTC timestamp on every backend (SQLite forgets the zone)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: dt.datetime | None, dialect: Dialect) -> dt.datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        return value.astimezone(dt.UTC)
+
+    def process_result_value(
+        self, value: dt.datetime | None, dialect: Dialect
+    ) -> dt.datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=dt.UTC)
+        return value.astimezone(dt.UTC)
+
+
+class ScaledDecimal(TypeDecorator[Decimal]):
+    """An exact decimal stored as a scaled integer, so sums in SQL stay exact on SQLite too.
+
+    `ScaledDecimal(2)` keeps money in minor units (cents, fen).
+    """
+
+    impl = BigInteger
+    cache_ok = True
+
+    def __init__(self, scale: int) -> None:
+        super().__init__()
+        self.scale = scale
+        self.factor = Decimal(10) ** scale
+
+    def process_bind_param(self, value: Decimal | None, dialect: Dialect) -> int | None:
+        if value is None:
+            return None
+        scaled = Decimal(value) * self.factor
+        if scaled != scaled.to_integral_value():
+            raise ValueError(f"{value} has more than {self.scale} decimal places")
+        return int(scaled)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> Decimal | None:
+        if value is None:
+            return None
+        return (Decimal(int(value)) / self.factor).quantize(Decimal(1).scaleb(-self.scale))
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def alembic_config(migrations_dir: Path) -> Config:
+    """An Alembic config pointing at a service's migrations folder (no ini file needed)."""
+    config = Config()
+    config.set_main_option("script_location", str(migrations_dir))
+    return config
+
+
+def _upgrade(connection: Connection, config: Config, revision: str) -> None:
+    config.attributes["connection"] = connection
+    command.upgrade(config, revision)
+
+
+async def migrate(url: str, migrations_dir: Path, revision: str = "head") -> None:
+    """Bring the database at `url` to `revision` with the service's Alembic scripts."""
+    engine = create_engine(url)
+    try:
+        async with engine.begin() as conn:
+            await conn.run_sync(_upgrade, alembic_config(migrations_dir), revision)
+    finally:
+        await engine.dispose()
+
+
+def _render_plain_type(kind: str, obj: Any, _: Any) -> str | Literal[False]:
+    """Write our TypeDecorators into migrations as the plain type they store."""
+    if kind == "type" and isinstance(obj, TypeDecorator):
+        return f"sa.{obj.impl!r}"
+    return False
+
+
+def run_migrations_online(target_metadata: MetaData) -> None:
+    """Body of every service's migrations/env.py: upgrade on the connection we were given."""
+    from alembic import context
+
+    connection = context.config.attributes.get("connection")
+    if connection is None:
+        raise RuntimeError("run migrations with `crm migrate` (shared.db.migrate)")
+    context.configure(
+        connection=connection,
+        target_metadata=target_metadata,
+        render_as_batch=connection.dialect.name == "sqlite",
+        render_item=_render_plain_type,
+    )
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+async def insert_ignoring_duplicates(
+    session: AsyncSession, table: Any, values: dict[str, Any]
+) -> bool:
+    """INSERT a row unless its key exists; True when it was inserted (SQLite and PostgreSQL)."""
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        stmt: Any = pg_insert(table).values(**values).on_conflict_do_nothing()
+    else:
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        stmt = sqlite_insert(table).values(**values).on_conflict_do_nothing()
+    result = await session.execute(stmt)
+    return bool(getattr(result, "rowcount", 0) == 1)

@@ -1,0 +1,163 @@
+"""Domain errors carry their HTTP status; one set of handlers renders all as problem+json.
+
+Routes never build error responses by hand: they raise one of these.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+PROBLEM_JSON = "application/problem+json"
+PROBLEM_BASE = "https://crm.example/problems/"
+
+log = logging.getLogger("crm.errors")
+
+
+class ProblemError(Exception):
+    """An error a client caused or may act on (RFC 9457 problem details)."""
+
+    status = 400
+    code = "bad-request"
+    title = "Bad request"
+
+    def __init__(self, detail: str, *, errors: list[dict[str, Any]] | None = None) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.errors = errors
+
+
+class InvalidInput(ProblemError):
+    status = 422
+    code = "validation-error"
+    title = "Invalid input"
+
+
+class Unauthorized(ProblemError):
+    status = 401
+    code = "unauthorized"
+    title = "Missing or unknown API key"
+
+
+class Forbidden(ProblemError):
+    status = 403
+    code = "forbidden"
+    title = "Not allowed for this key"
+
+
+class NotFound(ProblemError):
+    status = 404
+    code = "not-found"
+    title = "Not found"
+
+
+class Conflict(ProblemError):
+    status = 409
+    code = "conflict"
+    title = "Conflicting state"
+
+
+class PreconditionFailed(ProblemError):
+    status = 412
+    code = "precondition-failed"
+    title = "Precondition failed"
+
+
+class ServiceUnavailable(ProblemError):
+    status = 503
+    code = "unavailable"
+    title = "Service unavailable"
+
+
+def problem_response(
+    status: int,
+    title: str,
+    detail: str,
+    *,
+    code: str,
+    errors: list[dict[str, Any]] | None = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
+    """A problem+json response."""
+    body: dict[str, Any] = {
+        "type": PROBLEM_BASE + code,
+        "title": title,
+        "status": status,
+        "detail": detail,
+    }
+    if errors is not None:
+        body["errors"] = errors
+    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+
+
+def _field_name(loc: tuple[Any, ...] | list[Any]) -> str:
+    parts = [str(part) for part in loc]
+    if parts and parts[0] in {"body", "query", "path", "header"}:
+        parts = parts[1:] or parts
+    return ".".join(parts)
+
+
+def validation_errors(raw: list[Any]) -> list[dict[str, Any]]:
+    """Pydantic errors as `{field, message, type}` items."""
+    return [
+        {
+            "field": _field_name(err.get("loc", ())),
+            "in": str(err.get("loc", ("body",))[0]) if err.get("loc") else "body",
+            "message": err.get("msg", "invalid"),
+            "type": err.get("type", "invalid"),
+        }
+        for err in raw
+    ]
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Render every error, expected or not, as problem+json."""
+
+    async def on_problem(_: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, ProblemError)
+        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+        return problem_response(
+            exc.status, exc.title, exc.detail, code=exc.code, errors=exc.errors, headers=headers
+        )
+
+    async def on_validation(_: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, RequestValidationError)
+        errors = validation_errors(list(exc.errors()))
+        fields = ", ".join(sorted({e["field"] for e in errors})) or "request"
+        return problem_response(
+            422,
+            "Invalid input",
+            f"Invalid value for: {fields}",
+            code="validation-error",
+            errors=errors,
+        )
+
+    async def on_http(_: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, StarletteHTTPException)
+        title = {404: "Not found", 405: "Method not allowed"}.get(exc.status_code, "HTTP error")
+        return problem_response(
+            exc.status_code,
+            title,
+            str(exc.detail),
+            code=f"http-{exc.status_code}",
+            headers=dict(exc.headers) if exc.headers else None,
+        )
+
+    async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return problem_response(
+            500,
+            "Internal error",
+            "The server failed to handle this request.",
+            code="internal-error",
+        )
+
+    app.add_exception_handler(ProblemError, on_problem)
+    app.add_exception_handler(RequestValidationError, on_validation)
+    app.add_exception_handler(StarletteHTTPException, on_http)
+    app.add_exception_handler(Exception, on_unexpected)

@@ -1,0 +1,195 @@
+"""The event envelope and the catalog: one Pydantic model per topic of contract.md.
+
+Topics are named as the event type; the Kafka key is the customer id. `data` models
+allow extra fields, so a producer may add to an event without breaking a consumer
+(additive changes keep the version).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from decimal import Decimal
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Channel = Literal["sms", "email", "phone", "letter"]
+ConsentState = Literal["granted", "withdrawn"]
+
+
+class EventEnvelope(BaseModel):
+    """What travels on every topic (contract.md, "Events")."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    id: uuid.UUID
+    type: str
+    version: int = 1
+    occurred_at: dt.datetime
+    producer: str
+    customer_id: uuid.UUID
+    correlation_id: str | None = None
+    data: dict[str, Any] = Field(default_factory=dict)
+
+
+class EventData(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+class CustomerCreated(EventData):
+    name: str | None
+    kind: Literal["company", "person"]
+    industry: str | None = None
+    region: str | None = None
+    stage: str | None = None
+    account_manager: str | None = None
+    birthday: dt.date | None = None
+    timezone: str | None = None
+    consent: dict[str, str] = Field(default_factory=dict)
+
+
+class CustomerUpdated(EventData):
+    """Only the changed fields (any of CustomerCreated's, and others)."""
+
+
+class CustomerErased(EventData):
+    pass
+
+
+class PurchaseRecorded(EventData):
+    purchase_id: uuid.UUID
+    amount: Decimal
+    currency: str
+    quantity: Decimal
+    unit: str | None = None
+    category: str | None = None
+    sku: str | None = None
+    purchased_at: dt.datetime
+
+
+class PaymentRecorded(EventData):
+    payment_id: uuid.UUID
+    amount: Decimal
+    currency: str
+    received_at: dt.datetime
+    purchase_id: uuid.UUID | None = None
+
+
+class InteractionLogged(EventData):
+    interaction_id: uuid.UUID
+    kind: Literal["visit", "call", "meeting", "event", "gift", "survey"]
+    at: dt.datetime
+    by: str | None = None
+    satisfaction: int | None = Field(default=None, ge=1, le=5)
+
+
+class TierChanged(EventData):
+    previous_tier: str | None
+    tier: str
+    policy_id: uuid.UUID | str
+    policy_version: int
+    scores: dict[str, Any] = Field(default_factory=dict)
+    reasons: list[str] = Field(default_factory=list)
+    changed_at: dt.datetime
+
+
+class OutreachScheduled(EventData):
+    task_id: uuid.UUID
+    kind: str
+    channel: str
+    due_at: dt.datetime
+    assignee: str | None = None
+
+
+class OutreachCompleted(EventData):
+    task_id: uuid.UUID
+    kind: str
+    channel: str
+    outcome: Literal["sent", "done", "skipped", "failed"]
+    reason: str | None = None
+
+
+class ComplaintOpened(EventData):
+    complaint_id: uuid.UUID
+    severity: Literal["minor", "major", "critical"]
+    category: str | None = None
+    owner: str
+    respond_by: dt.datetime
+    resolve_by: dt.datetime
+
+
+class ComplaintTransitioned(EventData):
+    complaint_id: uuid.UUID
+    from_status: str
+    to_status: str
+    actor: str
+    note: str | None = None
+
+
+class ComplaintEscalated(EventData):
+    complaint_id: uuid.UUID
+    level: int
+    breached: Literal["respond", "resolve"]
+
+
+class ComplaintClosed(EventData):
+    complaint_id: uuid.UUID
+    resolution_hours: float
+    satisfaction: int | None = Field(default=None, ge=1, le=5)
+
+
+CATALOG: dict[str, type[EventData]] = {
+    "customer.created": CustomerCreated,
+    "customer.updated": CustomerUpdated,
+    "customer.erased": CustomerErased,
+    "purchase.recorded": PurchaseRecorded,
+    "payment.recorded": PaymentRecorded,
+    "interaction.logged": InteractionLogged,
+    "tier.changed": TierChanged,
+    "outreach.scheduled": OutreachScheduled,
+    "outreach.completed": OutreachCompleted,
+    "complaint.opened": ComplaintOpened,
+    "complaint.transitioned": ComplaintTransitioned,
+    "complaint.escalated": ComplaintEscalated,
+    "complaint.closed": ComplaintClosed,
+}
+
+PRODUCERS: dict[str, str] = {
+    **dict.fromkeys(
+        [
+            "customer.created",
+            "customer.updated",
+            "customer.erased",
+            "purchase.recorded",
+            "payment.recorded",
+            "interaction.logged",
+        ],
+        "profile",
+    ),
+    "tier.changed": "tiering",
+    "outreach.scheduled": "outreach",
+    "outreach.completed": "outreach",
+    **dict.fromkeys(
+        ["complaint.opened", "complaint.transitioned", "complaint.escalated", "complaint.closed"],
+        "complaints",
+    ),
+}
+
+
+def dlq_topic(topic: str) -> str:
+    return f"{topic}.dlq"
+
+
+def all_topics(prefix: str = "") -> list[str]:
+    """Every topic of the catalog and its dead-letter topic, with a prefix."""
+    names = [prefix + name for name in CATALOG]
+    return names + [dlq_topic(name) for name in names]
+
+
+def parse_data(envelope: EventEnvelope) -> EventData:
+    """Validate `data` against the catalog model of the envelope's type."""
+    model = CATALOG.get(envelope.type)
+    if model is None:
+        raise ValueError(f"unknown event type {envelope.type!r}")
+    return model.model_validate(envelope.data)

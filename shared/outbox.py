@@ -1,0 +1,298 @@
+"""The transactional outbox: events are rows written with the change they announce;
+the relay publishes them to Kafka in order, marks them sent, and never drops one.
+
+Also the consumer inbox and the idempotency-key tables, which every service needs:
+they are defined once here and copied into each service's metadata for its migrations.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import json
+import logging
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+from aiokafka import AIOKafkaProducer
+from pydantic import BaseModel
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    Uuid,
+    delete,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
+
+from shared.db import UTCDateTime, new_metadata, session_factory, utcnow
+from shared.events import CATALOG
+from shared.kafka import ensure_platform_topics, new_producer
+from shared.observability import Metrics, current_correlation_id
+from shared.settings import ServiceSettings
+
+log = logging.getLogger("crm.outbox")
+
+shared_metadata = new_metadata()
+_SERIAL = BigInteger().with_variant(Integer(), "sqlite")  # SQLite autoincrements INTEGER only
+
+outbox = Table(
+    "outbox",
+    shared_metadata,
+    Column("id", _SERIAL, primary_key=True, autoincrement=True),
+    Column("event_id", Uuid, nullable=False, unique=True),
+    Column("event_type", String(100), nullable=False),
+    Column("message_key", String(64), nullable=False),
+    Column("payload", Text, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("published_at", UTCDateTime, nullable=True),
+    Index("ix_outbox_unpublished", "published_at", "id"),
+)
+
+inbox = Table(
+    "inbox",
+    shared_metadata,
+    Column("event_id", Uuid, primary_key=True),
+    Column("event_type", String(100), nullable=False),
+    Column("handled_at", UTCDateTime, nullable=False),
+)
+
+idempotency_keys = Table(
+    "idempotency_keys",
+    shared_metadata,
+    Column("scope", String(200), primary_key=True),
+    Column("key", String(200), primary_key=True),
+    Column("request_hash", String(64), nullable=False),
+    Column("status_code", Integer, nullable=True),
+    Column("response", Text, nullable=True),
+    Column("created_at", UTCDateTime, nullable=False),
+)
+
+
+def include_shared_tables(metadata: MetaData) -> None:
+    """Copy the outbox, inbox and idempotency tables into a service's metadata."""
+    for table in shared_metadata.tables.values():
+        if table.name not in metadata.tables:
+            table.to_metadata(metadata)
+
+
+PENDING_FLAG = "outbox_pending"
+
+
+async def record_event(
+    session: AsyncSession,
+    *,
+    producer: str,
+    event_type: str,
+    customer_id: uuid.UUID,
+    data: BaseModel | Mapping[str, Any],
+    occurred_at: dt.datetime | None = None,
+) -> uuid.UUID:
+    """Add an event to the outbox inside the caller's transaction; return its id.
+
+    The data is validated against the catalog model of its type, so a producer cannot
+    emit an event that breaks the contract.
+    """
+    model = CATALOG[event_type]
+    payload = model.model_validate(data if isinstance(data, Mapping) else data.model_dump())
+    event_id = uuid.uuid4()
+    envelope = {
+        "id": str(event_id),
+        "type": event_type,
+        "version": 1,
+        "occurred_at": (occurred_at or utcnow()).isoformat().replace("+00:00", "Z"),
+        "producer": producer,
+        "customer_id": str(customer_id),
+        "correlation_id": current_correlation_id(),
+        "data": payload.model_dump(mode="json"),
+    }
+    await session.execute(
+        outbox.insert().values(
+            event_id=event_id,
+            event_type=event_type,
+            message_key=str(customer_id),
+            payload=json.dumps(envelope, separators=(",", ":")),
+            created_at=utcnow(),
+        )
+    )
+    session.info[PENDING_FLAG] = True
+    return event_id
+
+
+class OutboxRelay:
+    """Publishes outbox rows to Kafka in id order; marks them sent only once acknowledged.
+
+    While the broker is down it keeps retrying with exponential backoff; rows stay in the
+    table until published, so nothing is lost when the (in-memory) broker restarts. On
+    PostgreSQL an advisory lock makes one replica the relay, so order is kept.
+    """
+
+    ADVISORY_LOCK_ID = 0x0C12_0B0C
+
+    def __init__(self, settings: ServiceSettings, engine: AsyncEngine, metrics: Metrics) -> None:
+        self.settings = settings
+        self.engine = engine
+        self.sessions = session_factory(engine)
+        self.metrics = metrics
+        self.producer: AIOKafkaProducer | None = None
+        self._wake = asyncio.Event()
+        self._stopping = False
+        self._leader_conn: AsyncConnection | None = None
+        self._last_cleanup = 0.0
+
+    def wake(self) -> None:
+        """Ask the relay to look at the outbox now (called after a commit that added events)."""
+        self._wake.set()
+
+    async def run(self) -> None:
+        backoff = 0.1
+        while not self._stopping:
+            try:
+                if not await self._hold_leadership():
+                    await self._idle(self.settings.relay_poll_interval_s * 4)
+                    continue
+                sent = await self.publish_batch()
+                backoff = 0.1
+                if sent < self.settings.relay_batch_size:
+                    await self._cleanup_published()
+                    await self._idle(self.settings.relay_poll_interval_s)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self.metrics.relay_failures.inc()
+                log.warning("outbox relay failed, retrying in %.1fs: %r", backoff, exc)
+                await self._drop_producer()
+                await self._idle(backoff)
+                backoff = min(backoff * 2, self.settings.relay_max_backoff_s)
+
+    async def stop(self) -> None:
+        self._stopping = True
+        self._wake.set()
+        await self._drop_producer()
+        if self._leader_conn is not None:
+            with contextlib.suppress(Exception):
+                await self._leader_conn.close()
+            self._leader_conn = None
+
+    async def publish_batch(self) -> int:
+        """Publish up to one batch of unpublished rows; return how many were sent."""
+        async with self.sessions() as session:
+            rows = (
+                await session.execute(
+                    select(outbox.c.id, outbox.c.event_type, outbox.c.message_key, outbox.c.payload)
+                    .where(outbox.c.published_at.is_(None))
+                    .order_by(outbox.c.id)
+                    .limit(self.settings.relay_batch_size)
+                )
+            ).all()
+        if not rows:
+            self.metrics.outbox_backlog.set(0)
+            return 0
+        producer = await self._producer()
+        futures = [
+            await producer.send(
+                self.settings.topic(row.event_type),
+                value=row.payload.encode(),
+                key=row.message_key.encode(),
+            )
+            for row in rows
+        ]
+        results = await asyncio.gather(*futures, return_exceptions=True)
+        # Mark only the unbroken prefix that Kafka acknowledged: what follows a failure is
+        # sent again (consumers drop repeats), so no event is ever lost or reordered away.
+        acknowledged: list[int] = []
+        failure: BaseException | None = None
+        for row, result in zip(rows, results, strict=True):
+            if isinstance(result, BaseException):
+                failure = result
+                break
+            acknowledged.append(row.id)
+        if acknowledged:
+            async with self.sessions() as session, session.begin():
+                await session.execute(
+                    update(outbox)
+                    .where(outbox.c.id.in_(acknowledged))
+                    .values(published_at=utcnow())
+                )
+            for row in rows[: len(acknowledged)]:
+                self.metrics.events_published(row.event_type).inc()
+        if failure is not None:
+            self.metrics.outbox_backlog.set(len(rows) - len(acknowledged))
+            raise failure
+        if len(rows) < self.settings.relay_batch_size:
+            self.metrics.outbox_backlog.set(0)
+        return len(rows)
+
+    async def _producer(self) -> AIOKafkaProducer:
+        if self.producer is None:
+            producer = new_producer(self.settings)
+            try:
+                await producer.start()
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(producer.stop(), 2)
+                raise
+            self.producer = producer
+            # Topics get their final partition count before anything is sent to them.
+            await ensure_platform_topics(self.settings)
+        return self.producer
+
+    async def _drop_producer(self) -> None:
+        producer, self.producer = self.producer, None
+        if producer is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(producer.stop(), 5)
+
+    async def _idle(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), seconds)
+        self._wake.clear()
+
+    async def _hold_leadership(self) -> bool:
+        """On PostgreSQL, hold a session advisory lock so one replica relays; else True."""
+        if self.engine.dialect.name != "postgresql":
+            return True
+        if self._leader_conn is not None:
+            try:
+                await self._leader_conn.execute(text("SELECT 1"))
+                return True
+            except Exception:
+                with contextlib.suppress(Exception):
+                    await self._leader_conn.close()
+                self._leader_conn = None
+        conn = await self.engine.connect()
+        got = (
+            await conn.execute(
+                text("SELECT pg_try_advisory_lock(:lock_id)"), {"lock_id": self.ADVISORY_LOCK_ID}
+            )
+        ).scalar()
+        await conn.commit()
+        if got:
+            self._leader_conn = conn
+            return True
+        await conn.close()
+        return False
+
+    async def _cleanup_published(self) -> None:
+        """Delete rows published longer ago than the retention, at most once a minute."""
+        now = asyncio.get_running_loop().time()
+        if now - self._last_cleanup < 60:
+            return
+        self._last_cleanup = now
+        cutoff = utcnow() - dt.timedelta(hours=self.settings.outbox_retention_hours)
+        async with self.sessions() as session, session.begin():
+            await session.execute(
+                delete(outbox).where(
+                    outbox.c.published_at.is_not(None), outbox.c.published_at < cutoff
+                )
+            )

@@ -1,0 +1,125 @@
+"""Settings every service shares; each service subclasses with its own env prefix.
+
+Fields common to the whole platform (broker, API keys, dev mode, base currency) are
+read from `CRM_*` names; the service's own fields (database URL, port) from its prefix,
+e.g. `CRM_PROFILE_DATABASE_URL`.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from pydantic import AliasChoices, BaseModel, Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEV_API_KEY = "dev-admin-key"  # the well-known key accepted only in dev mode
+
+
+class ApiKeyGrant(BaseModel):
+    """What one API key may do: its roles, and the user it stands for."""
+
+    roles: list[str]
+    user: str
+
+
+def _platform(name: str) -> Any:
+    """A field read from the platform-wide `CRM_<NAME>` variable (or its field name)."""
+    return AliasChoices(name, f"CRM_{name.upper()}")
+
+
+class ServiceSettings(BaseSettings):
+    """Base settings; a service sets `service_name`, its env prefix and defaults."""
+
+    model_config = SettingsConfigDict(env_prefix="CRM_", extra="ignore", populate_by_name=True)
+
+    service_name: str = "service"
+    host: str = "127.0.0.1"
+    port: int = 8000
+    database_url: str = ""
+
+    data_dir: Path = Field(default=Path(".crm"), validation_alias=_platform("data_dir"))
+    dev_mode: bool = Field(default=False, validation_alias=_platform("dev_mode"))
+    api_keys: dict[str, ApiKeyGrant] = Field(
+        default_factory=dict, validation_alias=_platform("api_keys")
+    )
+    cors_origins: list[str] = Field(
+        default_factory=list, validation_alias=_platform("cors_origins")
+    )
+    base_currency: str = Field(default="CNY", validation_alias=_platform("base_currency"))
+    log_level: str = Field(default="INFO", validation_alias=_platform("log_level"))
+    log_json: bool = Field(default=True, validation_alias=_platform("log_json"))
+
+    kafka_bootstrap: str = Field(
+        default="127.0.0.1:9092", validation_alias=_platform("kafka_bootstrap")
+    )
+    # Prepended to every topic name; empty in production (topics are named as the
+    # event type), set per test so tests sharing one broker never see each other.
+    kafka_topic_prefix: str = Field(default="", validation_alias=_platform("kafka_topic_prefix"))
+    kafka_partitions: int = Field(default=6, ge=1, validation_alias=_platform("kafka_partitions"))
+    # Tansu holds JoinGroup for half the session timeout: keep it short (kafka-notes.md).
+    kafka_session_timeout_ms: int = Field(
+        default=6000, validation_alias=_platform("kafka_session_timeout_ms")
+    )
+    kafka_heartbeat_interval_ms: int = Field(
+        default=1000, validation_alias=_platform("kafka_heartbeat_interval_ms")
+    )
+    kafka_fetch_max_wait_ms: int = Field(
+        default=100, validation_alias=_platform("kafka_fetch_max_wait_ms")
+    )
+    kafka_request_timeout_ms: int = Field(
+        default=10000, validation_alias=_platform("kafka_request_timeout_ms")
+    )
+    consumer_group: str = ""  # defaults to the service name
+    consumer_max_attempts: int = Field(default=3, ge=1)
+    consumer_retry_backoff_s: float = Field(default=0.2, ge=0)
+
+    relay_batch_size: int = Field(default=500, ge=1)
+    relay_poll_interval_s: float = Field(default=0.5, gt=0)
+    relay_max_backoff_s: float = Field(default=5.0, gt=0)
+    outbox_retention_hours: float = Field(default=72, ge=0)
+
+    run_background: bool = True  # relay and consumers; off for a web-only replica
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _parse_api_keys(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return json.loads(value) if value.strip() else {}
+        return value
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _parse_origins(cls, value: Any) -> Any:
+        if isinstance(value, str) and not value.strip().startswith("["):
+            return [origin.strip() for origin in value.split(",") if origin.strip()]
+        return value
+
+    @model_validator(mode="after")
+    def _refuse_default_secrets(self) -> ServiceSettings:
+        if not self.api_keys:
+            if not self.dev_mode:
+                raise ValueError(
+                    "CRM_API_KEYS is empty: set it (JSON object of key -> roles, user) "
+                    "or set CRM_DEV_MODE=true to accept the well-known dev key"
+                )
+            self.api_keys = {DEV_API_KEY: ApiKeyGrant(roles=["admin"], user="dev")}
+        elif not self.dev_mode:
+            weak = [key for key in self.api_keys if key == DEV_API_KEY or len(key) < 16]
+            if weak:
+                raise ValueError(
+                    "CRM_API_KEYS holds a default or short key (under 16 characters); "
+                    "use generated keys outside dev mode"
+                )
+        if not self.database_url:
+            self.database_url = (
+                f"sqlite+aiosqlite:///{(self.data_dir / f'{self.service_name}.db').as_posix()}"
+            )
+        if not self.consumer_group:
+            self.consumer_group = self.service_name
+        return self
+
+    def topic(self, event_type: str) -> str:
+        """The Kafka topic name for an event type."""
+        return f"{self.kafka_topic_prefix}{event_type}"

@@ -1,0 +1,195 @@
+"""One Tansu broker per test session; a fresh SQLite file or PostgreSQL database per test.
+
+Tests sharing the broker never see each other: each gets its own topic prefix and
+consumer groups. Every database test runs on both backends; set CRM_REQUIRE_POSTGRES=1
+(as .ci/run does) to fail instead of skipping when PostgreSQL is not reachable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from shared.broker import EmbeddedBroker
+from shared.db import migrate
+from shared.settings import ServiceSettings
+
+PG_HOST = os.environ.get("CRM_TEST_PG_HOST", "127.0.0.1")
+PG_PORT = int(os.environ.get("CRM_TEST_PG_PORT", "5432"))
+PG_USER = os.environ.get("CRM_TEST_PG_USER", "postgres")
+RUN_ID = uuid.uuid4().hex[:8]
+
+ADMIN_KEY = "test-admin-key-000000000001"
+MANAGER_KEY = "test-manager-key-00000000002"
+ANALYST_KEY = "test-analyst-key-00000000003"
+API_KEYS = {
+    ADMIN_KEY: {"roles": ["admin"], "user": "root"},
+    MANAGER_KEY: {"roles": ["account_manager"], "user": "mia"},
+    ANALYST_KEY: {"roles": ["analyst"], "user": "ana"},
+}
+ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}
+MANAGER = {"Authorization": f"Bearer {MANAGER_KEY}"}
+ANALYST = {"Authorization": f"Bearer {ANALYST_KEY}"}
+
+SERVICES_DIR = Path(__file__).resolve().parent.parent / "services"
+
+
+def migrations_dir(service: str) -> Path:
+    return SERVICES_DIR / service / "migrations"
+
+
+# ---------------------------------------------------------------- broker
+@pytest.fixture(scope="session")
+def broker() -> Iterator[EmbeddedBroker]:
+    embedded = EmbeddedBroker()
+    embedded.start()
+    yield embedded
+    embedded.stop()
+
+
+# ---------------------------------------------------------------- databases
+_pg_state: dict[str, Any] = {"checked": False, "up": False, "templates": set(), "dbs": []}
+
+
+async def _pg_admin() -> asyncpg.Connection:
+    return await asyncpg.connect(
+        host=PG_HOST, port=PG_PORT, user=PG_USER, database="postgres", timeout=5
+    )
+
+
+async def _pg_up() -> bool:
+    if not _pg_state["checked"]:
+        _pg_state["checked"] = True
+        try:
+            conn = await _pg_admin()
+            await conn.close()
+            _pg_state["up"] = True
+        except (OSError, asyncpg.PostgresError, TimeoutError):
+            _pg_state["up"] = False
+    return bool(_pg_state["up"])
+
+
+def _pg_url(name: str) -> str:
+    return f"postgresql+asyncpg://{PG_USER}@{PG_HOST}:{PG_PORT}/{name}"
+
+
+async def _pg_database(service: str) -> str:
+    """A new database for `service`, copied from a template migrated once per run."""
+    template = f"crm_tpl_{RUN_ID}_{service}"
+    conn = await _pg_admin()
+    try:
+        if template not in _pg_state["templates"]:
+            await conn.execute(f'CREATE DATABASE "{template}"')
+            _pg_state["dbs"].append(template)
+            await migrate(_pg_url(template), migrations_dir(service))
+            _pg_state["templates"].add(template)
+        name = f"crm_{RUN_ID}_{service}_{uuid.uuid4().hex[:8]}"
+        await conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
+        _pg_state["dbs"].append(name)
+        return _pg_url(name)
+    finally:
+        await conn.close()
+
+
+async def _drop_pg_databases() -> None:
+    conn = await _pg_admin()
+    try:
+        for name in reversed(_pg_state["dbs"]):
+            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await conn.close()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _drop_test_databases() -> Iterator[None]:
+    yield
+    if _pg_state["dbs"]:
+        asyncio.run(_drop_pg_databases())
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+DatabaseFactory = Callable[[str], Awaitable[str]]
+
+
+@pytest.fixture
+async def new_database(backend: str, tmp_path: Path) -> DatabaseFactory:
+    """`await new_database("profile")` gives the URL of a freshly migrated database."""
+    if backend == "postgresql" and not await _pg_up():
+        if os.environ.get("CRM_REQUIRE_POSTGRES"):
+            pytest.fail(f"PostgreSQL is not reachable at {PG_HOST}:{PG_PORT}")
+        pytest.skip(f"PostgreSQL is not reachable at {PG_HOST}:{PG_PORT}")
+
+    async def factory(service: str) -> str:
+        if backend == "sqlite":
+            url = f"sqlite+aiosqlite:///{tmp_path / f'{service}-{uuid.uuid4().hex[:6]}.db'}"
+            await migrate(url, migrations_dir(service))
+            return url
+        return await _pg_database(service)
+
+    return factory
+
+
+# ---------------------------------------------------------------- services
+@pytest.fixture
+def topic_prefix() -> str:
+    return f"t{uuid.uuid4().hex[:10]}."
+
+
+def service_settings(
+    settings_class: type[ServiceSettings],
+    *,
+    database_url: str,
+    bootstrap: str,
+    prefix: str,
+    **overrides: Any,
+) -> ServiceSettings:
+    values: dict[str, Any] = {
+        "database_url": database_url,
+        "kafka_bootstrap": bootstrap,
+        "kafka_topic_prefix": prefix,
+        "kafka_partitions": 2,
+        "api_keys": API_KEYS,
+        "consumer_group": f"{settings_class.__name__}-{prefix}",
+        "relay_poll_interval_s": 0.2,
+        "consumer_retry_backoff_s": 0.05,
+        "log_json": False,
+    }
+    values.update(overrides)
+    return settings_class(**values)
+
+
+@asynccontextmanager
+async def running(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    """Run an app's lifespan (relay, consumer) and talk to it in-process over ASGI."""
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://svc") as client:
+            yield client
+
+
+async def eventually(
+    check: Callable[[], Awaitable[Any]], *, timeout: float = 30.0, interval: float = 0.1
+) -> Any:
+    """Poll `check` until it returns something truthy; fail with its last value otherwise."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    last: Any = None
+    while asyncio.get_running_loop().time() < deadline:
+        last = await check()
+        if last:
+            return last
+        await asyncio.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout}s; last value: {last!r}")
