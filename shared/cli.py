@@ -1,0 +1,256 @@
+"""The `crm` command: run the whole platform on one machine, migrate, serve one service.
+
+`crm up` starts the embedded broker (unless `--kafka` names one), creates the topics,
+migrates every service's database, starts the four services as separate processes
+(each with its relay and consumers), waits for every `/readyz`, and prints where they are.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import json
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import httpx
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from shared.broker import EmbeddedBroker, port_open
+from shared.db import migrate as migrate_database
+from shared.kafka import ensure_platform_topics
+from shared.settings import ServiceSettings
+
+SERVICES = ("profile", "tiering", "outreach", "complaints")
+
+app = typer.Typer(help="Customer-retention platform: run, migrate and serve the services.")
+console = Console(stderr=True)
+
+
+def service_module(name: str) -> Any:
+    if name not in SERVICES:
+        raise typer.BadParameter(f"unknown service {name!r}; one of {', '.join(SERVICES)}")
+    return importlib.import_module(f"services.{name}.app")
+
+
+def service_settings(name: str) -> ServiceSettings:
+    """The service's settings as its process will read them from the environment."""
+    module = importlib.import_module(f"services.{name}.settings")
+    settings_class = next(
+        value
+        for key, value in vars(module).items()
+        if key.endswith("Settings") and value is not ServiceSettings
+    )
+    settings: ServiceSettings = settings_class()
+    return settings
+
+
+def load_or_create_api_keys(data_dir: Path) -> tuple[str, str | None]:
+    """CRM_API_KEYS from the environment, or keys kept in the data folder (made on first run).
+
+    Returns the JSON to hand the services and the admin key to print (None when the
+    keys came from the environment: we do not echo an operator's secrets).
+    """
+    from_env = os.environ.get("CRM_API_KEYS", "").strip()
+    if from_env:
+        return from_env, None
+    keys_file = data_dir / "api-keys.json"
+    if keys_file.exists():
+        keys = json.loads(keys_file.read_text())
+    else:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        keys = {secrets.token_urlsafe(24): {"roles": ["admin"], "user": "admin"}}
+        keys_file.write_text(json.dumps(keys, indent=2))
+        keys_file.chmod(0o600)
+    admin_key = next(key for key, grant in keys.items() if "admin" in grant.get("roles", []))
+    return json.dumps(keys), admin_key
+
+
+@app.command()
+def migrate(
+    service: Annotated[
+        list[str] | None, typer.Option("--service", "-s", help="Only these services.")
+    ] = None,
+) -> None:
+    """Bring each service's database to the latest schema."""
+    for name in service or SERVICES:
+        module = service_module(name)
+        settings = service_settings(name)
+        asyncio.run(migrate_database(settings.database_url, module.DEFINITION.migrations_dir))
+        console.print(f"[green]migrated[/] {name}: {_safe_url(settings.database_url)}")
+
+
+@app.command()
+def serve(service: Annotated[str, typer.Argument(help="profile, tiering, outreach, complaints")]) -> None:
+    """Serve one service (HTTP, outbox relay and consumers) with uvicorn."""
+    import uvicorn
+
+    from shared.observability import configure_logging
+
+    service_module(service)
+    settings = service_settings(service)
+    configure_logging(service, settings.log_level, settings.log_json)
+    uvicorn.run(
+        f"services.{service}.app:create_app",
+        factory=True,
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        access_log=False,
+        lifespan="on",
+    )
+
+
+def _safe_url(url: str) -> str:
+    """A database URL without its password, for printing."""
+    if "@" in url and "://" in url:
+        scheme, rest = url.split("://", 1)
+        credentials, host = rest.rsplit("@", 1)
+        user = credentials.split(":", 1)[0]
+        return f"{scheme}://{user}:***@{host}" if ":" in credentials else url
+    return url
+
+
+def _wait_ready(urls: dict[str, str], processes: dict[str, subprocess.Popen[bytes]], timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    pending = dict(urls)
+    with httpx.Client(timeout=2) as client:
+        while pending and time.monotonic() < deadline:
+            for name, base in list(pending.items()):
+                if processes[name].poll() is not None:
+                    raise RuntimeError(f"{name} exited with {processes[name].returncode}")
+                try:
+                    if client.get(f"{base}/readyz").status_code == 200:
+                        pending.pop(name)
+                except httpx.HTTPError:
+                    pass
+            time.sleep(0.2)
+    if pending:
+        raise RuntimeError(f"not ready within {timeout_s:.0f}s: {', '.join(pending)}")
+
+
+@app.command()
+def up(
+    kafka: Annotated[
+        str | None,
+        typer.Option(help="Use this Kafka (host:port) instead of starting the embedded broker."),
+    ] = None,
+    broker_port: Annotated[int, typer.Option(help="Port of the embedded broker.")] = 9092,
+    data_dir: Annotated[
+        Path, typer.Option(envvar="CRM_DATA_DIR", help="Where SQLite files and keys live.")
+    ] = Path(".crm"),
+    ready_timeout: Annotated[float, typer.Option(help="Seconds to wait for /readyz.")] = 60,
+) -> None:
+    """Start the broker and all four services; Ctrl-C stops everything, broker last.
+
+    Database URLs come from CRM_<SERVICE>_DATABASE_URL (SQLite files in the data folder
+    by default); ports from CRM_<SERVICE>_PORT (8001-8004 by default).
+    """
+    data_dir = data_dir.resolve()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    api_keys, admin_key = load_or_create_api_keys(data_dir)
+    os.environ["CRM_API_KEYS"] = api_keys
+    os.environ["CRM_DATA_DIR"] = str(data_dir)
+
+    broker: EmbeddedBroker | None = None
+    if kafka is None:
+        if port_open("127.0.0.1", broker_port):
+            console.print(f"[red]port {broker_port} is taken[/]: stop what uses it or pass --broker-port")
+            raise typer.Exit(1)
+        broker = EmbeddedBroker(port=broker_port)
+        log_file = (data_dir / "broker.log").open("ab")
+        broker.start(log=log_file)
+        kafka = broker.bootstrap
+        console.print(f"[green]broker[/] Tansu (embedded, in memory) on {kafka}")
+    os.environ["CRM_KAFKA_BOOTSTRAP"] = kafka
+
+    processes: dict[str, subprocess.Popen[bytes]] = {}
+    stopping = False
+
+    def stop_all(*_: object) -> None:
+        nonlocal stopping
+        if stopping:
+            return
+        stopping = True
+        console.print("stopping services...")
+        for process in processes.values():
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        for process in processes.values():
+            try:
+                process.wait(15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        if broker is not None:
+            broker.stop()
+            console.print("broker stopped")
+
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        asyncio.run(ensure_platform_topics(service_settings("profile")))
+        for name in SERVICES:
+            settings = service_settings(name)
+            asyncio.run(
+                migrate_database(settings.database_url, service_module(name).DEFINITION.migrations_dir)
+            )
+        urls: dict[str, str] = {}
+        for name in SERVICES:
+            settings = service_settings(name)
+            log_path = data_dir / f"{name}.log"
+            processes[name] = subprocess.Popen(  # noqa: S603 - our own interpreter and module
+                [sys.executable, "-m", "shared.cli", "serve", name],
+                stdout=log_path.open("ab"),
+                stderr=subprocess.STDOUT,
+            )
+            urls[name] = f"http://{settings.host}:{settings.port}"
+        _wait_ready(urls, processes, ready_timeout)
+        _print_summary(urls, kafka, data_dir, admin_key)
+        while all(process.poll() is None for process in processes.values()):
+            time.sleep(0.5)
+        dead = [name for name, process in processes.items() if process.poll() is not None]
+        console.print(f"[red]{', '.join(dead)} stopped unexpectedly[/]; see {data_dir}/*.log")
+        raise typer.Exit(1)
+    except KeyboardInterrupt:
+        pass
+    except RuntimeError as exc:
+        console.print(f"[red]{exc}[/]; logs are in {data_dir}")
+        raise typer.Exit(1) from exc
+    finally:
+        stop_all()
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    """SIGTERM stops `crm up` the way Ctrl-C does."""
+    raise KeyboardInterrupt
+
+
+def _print_summary(urls: dict[str, str], kafka: str, data_dir: Path, admin_key: str | None) -> None:
+    table = Table(title="crm is up")
+    table.add_column("service")
+    table.add_column("URL")
+    table.add_column("API docs")
+    for name, base in urls.items():
+        table.add_row(name, base, f"{base}/docs")
+    out = Console()
+    out.print(table)
+    out.print(f"Kafka: {kafka}    data and logs: {data_dir}")
+    if admin_key:
+        out.print(f"Admin API key: [bold]{admin_key}[/]  (kept in {data_dir / 'api-keys.json'})")
+        out.print(
+            f'Try: curl -H "Authorization: Bearer {admin_key}" {urls["profile"]}/v1/customers'
+        )
+    else:
+        out.print("API keys: from CRM_API_KEYS")
+    out.print("Ctrl-C stops everything.")
+
+
+if __name__ == "__main__":
+    app()
