@@ -89,7 +89,9 @@ def migrate(
 
 
 @app.command()
-def serve(service: Annotated[str, typer.Argument(help="profile, tiering, outreach, complaints")]) -> None:
+def serve(
+    service: Annotated[str, typer.Argument(help="profile, tiering, outreach, complaints")],
+) -> None:
     """Serve one service (HTTP, outbox relay and consumers) with uvicorn."""
     import uvicorn
 
@@ -119,7 +121,9 @@ def _safe_url(url: str) -> str:
     return url
 
 
-def _wait_ready(urls: dict[str, str], processes: dict[str, subprocess.Popen[bytes]], timeout_s: float) -> None:
+def _wait_ready(
+    urls: dict[str, str], processes: dict[str, subprocess.Popen[bytes]], timeout_s: float
+) -> None:
     deadline = time.monotonic() + timeout_s
     pending = dict(urls)
     with httpx.Client(timeout=2) as client:
@@ -163,7 +167,9 @@ def up(
     broker: EmbeddedBroker | None = None
     if kafka is None:
         if port_open("127.0.0.1", broker_port):
-            console.print(f"[red]port {broker_port} is taken[/]: stop what uses it or pass --broker-port")
+            console.print(
+                f"[red]port {broker_port} is taken[/]: stop what uses it or pass --broker-port"
+            )
             raise typer.Exit(1)
         broker = EmbeddedBroker(port=broker_port)
         log_file = (data_dir / "broker.log").open("ab")
@@ -199,7 +205,9 @@ def up(
         for name in SERVICES:
             settings = service_settings(name)
             asyncio.run(
-                migrate_database(settings.database_url, service_module(name).DEFINITION.migrations_dir)
+                migrate_database(
+                    settings.database_url, service_module(name).DEFINITION.migrations_dir
+                )
             )
         urls: dict[str, str] = {}
         for name in SERVICES:

@@ -1,0 +1,214 @@
+"""The consumer loop on the real broker: repeats are no-ops, poison goes to the DLQ,
+failing handlers are retried a bounded number of times, later messages still flow."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import sqlalchemy as sa
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.tiering.app import create_app as create_tiering
+from services.tiering.settings import TieringSettings
+from shared.broker import EmbeddedBroker
+from shared.consumer import EventConsumer
+from shared.db import create_engine
+from shared.events import EventData, EventEnvelope
+from shared.kafka import ensure_platform_topics
+from shared.observability import Metrics
+from tests.conftest import ADMIN, DatabaseFactory, eventually, running, service_settings
+
+
+def purchase_envelope(customer_id: uuid.UUID, amount: str = "10.00") -> dict[str, Any]:
+    return {
+        "id": str(uuid.uuid4()),
+        "type": "purchase.recorded",
+        "version": 1,
+        "occurred_at": "2026-11-01T00:00:00Z",
+        "producer": "profile",
+        "customer_id": str(customer_id),
+        "correlation_id": "corr-test",
+        "data": {
+            "purchase_id": str(uuid.uuid4()),
+            "amount": amount,
+            "currency": "CNY",
+            "quantity": "1",
+            "purchased_at": "2026-11-01T00:00:00Z",
+        },
+    }
+
+
+@asynccontextmanager
+async def producer_for(broker: EmbeddedBroker) -> AsyncIterator[AIOKafkaProducer]:
+    producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap, enable_idempotence=False)
+    await producer.start()
+    try:
+        yield producer
+    finally:
+        await producer.stop()
+
+
+async def send(producer: AIOKafkaProducer, topic: str, key: uuid.UUID, value: bytes) -> None:
+    await producer.send_and_wait(topic, value=value, key=str(key).encode())
+
+
+async def read_dlq(broker: EmbeddedBroker, topic: str, expected: int) -> list[Any]:
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=broker.bootstrap,
+        group_id=f"dlq-reader-{uuid.uuid4().hex}",
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        session_timeout_ms=6000,
+        heartbeat_interval_ms=1000,
+        fetch_max_wait_ms=100,
+    )
+    await consumer.start()
+    found: list[Any] = []
+    try:
+        deadline = asyncio.get_running_loop().time() + 30
+        while len(found) < expected and asyncio.get_running_loop().time() < deadline:
+            batches = await consumer.getmany(timeout_ms=500)
+            for messages in batches.values():
+                found.extend(messages)
+    finally:
+        await consumer.stop()
+    return found
+
+
+async def test_repeated_event_changes_nothing(
+    broker: EmbeddedBroker, new_database: DatabaseFactory, topic_prefix: str
+) -> None:
+    settings = service_settings(
+        TieringSettings,
+        database_url=await new_database("tiering"),
+        bootstrap=broker.bootstrap,
+        prefix=topic_prefix,
+    )
+    customer_id = uuid.uuid4()
+    event = json.dumps(purchase_envelope(customer_id, "25.50")).encode()
+    async with running(create_tiering(settings)) as tiering, producer_for(broker) as producer:
+        topic = settings.topic("purchase.recorded")
+        for _ in range(3):
+            await send(producer, topic, customer_id, event)
+        marker = purchase_envelope(customer_id, "1.00")  # a distinct event after the repeats
+        await send(producer, topic, customer_id, json.dumps(marker).encode())
+
+        async def both_applied() -> Any:
+            view = await tiering.get(f"/v1/customers/{customer_id}/tier", headers=ADMIN)
+            ok = view.status_code == 200 and view.json()["aggregates"]["purchase_count"] == 2
+            return view.json() if ok else None
+
+        view = await eventually(both_applied)
+        assert view["aggregates"]["revenue"] == "26.50"
+        metrics = (await tiering.get("/metrics")).text
+        assert (
+            'crm_events_consumed_total{outcome="duplicate",topic="purchase.recorded"} 2.0'
+            in metrics
+        )
+
+
+async def test_poison_message_goes_to_dlq_and_later_messages_flow(
+    broker: EmbeddedBroker, new_database: DatabaseFactory, topic_prefix: str
+) -> None:
+    settings = service_settings(
+        TieringSettings,
+        database_url=await new_database("tiering"),
+        bootstrap=broker.bootstrap,
+        prefix=topic_prefix,
+    )
+    customer_id = uuid.uuid4()
+    topic = settings.topic("purchase.recorded")
+    bad_schema = purchase_envelope(customer_id)
+    bad_schema["data"]["amount"] = "lots"
+    async with running(create_tiering(settings)) as tiering, producer_for(broker) as producer:
+        await send(producer, topic, customer_id, b"{not json")
+        await send(producer, topic, customer_id, json.dumps(bad_schema).encode())
+        await send(
+            producer, topic, customer_id, json.dumps(purchase_envelope(customer_id)).encode()
+        )
+
+        async def good_one_applied() -> bool:
+            view = await tiering.get(f"/v1/customers/{customer_id}/tier", headers=ADMIN)
+            return view.status_code == 200 and view.json()["aggregates"]["purchase_count"] == 1
+
+        await eventually(good_one_applied)
+    dead = await read_dlq(broker, f"{topic}.dlq", expected=2)
+    assert [message.value for message in dead] == [b"{not json", json.dumps(bad_schema).encode()]
+    headers = dict(dead[0].headers)
+    assert headers["x-original-topic"] == topic.encode()
+    assert b"Invalid JSON" in headers["x-error"] or b"json" in headers["x-error"].lower()
+    assert b"amount" in dict(dead[1].headers)["x-error"]
+
+
+async def test_failing_handler_is_retried_then_dead_lettered(
+    broker: EmbeddedBroker, new_database: DatabaseFactory, topic_prefix: str
+) -> None:
+    settings = service_settings(
+        TieringSettings,
+        database_url=await new_database("tiering"),
+        bootstrap=broker.bootstrap,
+        prefix=topic_prefix,
+        consumer_max_attempts=3,
+    )
+    await ensure_platform_topics(settings)
+    calls: list[str] = []
+    poison_customer = uuid.uuid4()
+
+    async def record(session: AsyncSession, event: EventEnvelope, data: EventData) -> None:
+        calls.append(str(event.customer_id))
+        await session.execute(
+            sa.text(
+                "INSERT INTO inbox (event_id, event_type, handled_at) VALUES (:i, 'probe', :t)"
+            ),
+            {
+                "i": uuid.uuid4().hex if engine.dialect.name == "sqlite" else str(uuid.uuid4()),
+                "t": dt.datetime.now(dt.UTC),
+            },
+        )
+        if event.customer_id == poison_customer:
+            raise RuntimeError("handler cannot cope")
+
+    engine = create_engine(settings.database_url)
+    consumer = EventConsumer(settings, engine, {"purchase.recorded": record}, Metrics("test"))
+    task = asyncio.create_task(consumer.run())
+    try:
+        good_customer = uuid.uuid4()
+        async with producer_for(broker) as producer:
+            topic = settings.topic("purchase.recorded")
+            await send(
+                producer,
+                topic,
+                poison_customer,
+                json.dumps(purchase_envelope(poison_customer)).encode(),
+            )
+            await send(
+                producer,
+                topic,
+                good_customer,
+                json.dumps(purchase_envelope(good_customer)).encode(),
+            )
+        await eventually(lambda: asyncio.sleep(0, str(good_customer) in calls))
+        dead = await read_dlq(broker, f"{topic}.dlq", expected=1)
+    finally:
+        await consumer.stop()
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    assert calls.count(str(poison_customer)) == 3
+    assert len(dead) == 1
+    assert dict(dead[0].headers)["x-attempts"] == b"3"
+    assert b"handler cannot cope" in dict(dead[0].headers)["x-error"]
+    async with engine.connect() as conn:
+        probes = (
+            await conn.execute(sa.text("SELECT count(*) FROM inbox WHERE event_type='probe'"))
+        ).scalar()
+    await engine.dispose()
+    # The failed attempts rolled back their writes; only the good event's write stayed.
+    assert probes == 1
