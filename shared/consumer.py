@@ -112,7 +112,7 @@ class EventConsumer:
             await consumer.start()
         except BaseException:
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(consumer.stop(), 2)
+                await asyncio.wait_for(consumer.stop(), 0.5)
             raise
         self.consumer = consumer
 

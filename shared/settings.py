@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import AliasChoices, BaseModel, Field, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEV_API_KEY = "dev-admin-key"  # the well-known key accepted only in dev mode
 
@@ -44,7 +44,7 @@ class ServiceSettings(BaseSettings):
     api_keys: dict[str, ApiKeyGrant] = Field(
         default_factory=dict, validation_alias=_platform("api_keys")
     )
-    cors_origins: list[str] = Field(
+    cors_origins: Annotated[list[str], NoDecode] = Field(
         default_factory=list, validation_alias=_platform("cors_origins")
     )
     base_currency: str = Field(default="CNY", validation_alias=_platform("base_currency"))
