@@ -3,9 +3,13 @@ profile records a purchase -> outbox -> Kafka -> tiering's aggregates."""
 
 from __future__ import annotations
 
+import io
 import json
+import logging
+from collections.abc import Iterator
 from decimal import Decimal
 
+import pytest
 import sqlalchemy as sa
 
 from services.profile.app import create_app as create_profile
@@ -14,11 +18,30 @@ from services.tiering.app import create_app as create_tiering
 from services.tiering.settings import TieringSettings
 from shared.broker import EmbeddedBroker
 from shared.db import create_engine
+from shared.observability import JsonLogFormatter
 from tests.conftest import ADMIN, DatabaseFactory, eventually, running, service_settings
 
 
+@pytest.fixture
+def consumer_log() -> Iterator[io.StringIO]:
+    """The consumer's log lines, as the JSON a service writes."""
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JsonLogFormatter("tiering"))
+    logger = logging.getLogger("crm.consumer")
+    previous = logger.level
+    logger.setLevel(logging.DEBUG)
+    logger.addHandler(handler)
+    yield stream
+    logger.removeHandler(handler)
+    logger.setLevel(previous)
+
+
 async def test_purchase_reaches_tiering_once(
-    broker: EmbeddedBroker, new_database: DatabaseFactory, topic_prefix: str
+    broker: EmbeddedBroker,
+    new_database: DatabaseFactory,
+    topic_prefix: str,
+    consumer_log: io.StringIO,
 ) -> None:
     profile_db = await new_database("profile")
     profile = create_profile(
@@ -91,3 +114,8 @@ async def test_purchase_reaches_tiering_once(
     assert first["producer"] == "profile" and first["customer_id"] == customer_id
     purchase = json.loads(rows[1].payload)
     assert purchase["data"]["amount"] == "1299.50"  # money travels as a decimal string
+    # ... and into the log lines of the consumer that handled it in the other service.
+    lines = [json.loads(line) for line in consumer_log.getvalue().splitlines()]
+    handled = [line for line in lines if line["msg"] == "handled customer.created"]
+    assert handled and handled[0]["correlation_id"] == "corr-slice-1"
+    assert handled[0]["event_id"] == first["id"]

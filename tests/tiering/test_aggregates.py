@@ -1,0 +1,98 @@
+"""Tiering's aggregates, fed by the handlers on a real database, and its tier view."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from decimal import Decimal
+
+from services.tiering.app import create_app
+from services.tiering.consumers import HANDLERS
+from services.tiering.settings import TieringSettings
+from shared.broker import EmbeddedBroker
+from shared.db import create_engine, session_factory
+from shared.events import EventEnvelope, parse_data
+from tests.conftest import ADMIN, ANALYST, DatabaseFactory, running, service_settings
+
+
+def envelope(customer_id: uuid.UUID, event_type: str, data: dict[str, object]) -> EventEnvelope:
+    return EventEnvelope(
+        id=uuid.uuid4(),
+        type=event_type,
+        occurred_at=dt.datetime.now(dt.UTC),
+        producer="profile",
+        customer_id=customer_id,
+        data=data,
+    )
+
+
+def purchase(amount: str, when: str, quantity: str = "1") -> dict[str, object]:
+    return {
+        "purchase_id": str(uuid.uuid4()),
+        "amount": amount,
+        "currency": "CNY",
+        "quantity": quantity,
+        "purchased_at": when,
+    }
+
+
+async def test_aggregates_fold_purchases_in_any_order_and_refunds(
+    broker: EmbeddedBroker, new_database: DatabaseFactory, topic_prefix: str
+) -> None:
+    url = await new_database("tiering")
+    engine = create_engine(url)
+    sessions = session_factory(engine)
+    customer = uuid.uuid4()
+    events = [
+        envelope(customer, "customer.created", {"name": "A", "kind": "person"}),
+        envelope(customer, "purchase.recorded", purchase("100.10", "2026-05-02T00:00:00Z", "2")),
+        envelope(customer, "purchase.recorded", purchase("50.00", "2026-03-01T00:00:00Z")),
+        envelope(customer, "purchase.recorded", purchase("-20.05", "2026-06-01T00:00:00Z")),
+    ]
+    for event in events:
+        async with sessions() as session, session.begin():
+            await HANDLERS[event.type](session, event, parse_data(event))
+    await engine.dispose()
+
+    settings = service_settings(
+        TieringSettings, database_url=url, bootstrap=broker.bootstrap, prefix=topic_prefix
+    )
+    async with running(create_app(settings)) as client:
+        view = (await client.get(f"/v1/customers/{customer}/tier", headers=ANALYST)).json()
+        assert view["tier"] is None and view["history"] == []
+        aggregates = view["aggregates"]
+        assert Decimal(aggregates["revenue"]) == Decimal("130.05")
+        assert Decimal(aggregates["quantity"]) == Decimal(4)
+        assert aggregates["purchase_count"] == 3
+        assert aggregates["first_purchase_at"].startswith("2026-03-01")
+        assert aggregates["last_purchase_at"].startswith("2026-06-01")
+
+        unknown = await client.get(f"/v1/customers/{uuid.uuid4()}/tier", headers=ADMIN)
+        assert unknown.status_code == 404
+        assert unknown.headers["content-type"] == "application/problem+json"
+        denied = await client.get(f"/v1/customers/{customer}/tier")
+        assert denied.status_code == 401
+
+
+async def test_customer_known_before_any_purchase(
+    new_database: DatabaseFactory,
+) -> None:
+    url = await new_database("tiering")
+    engine = create_engine(url)
+    customer = uuid.uuid4()
+    event = envelope(customer, "customer.created", {"name": "B", "kind": "company"})
+    async with session_factory(engine)() as session, session.begin():
+        await HANDLERS[event.type](session, event, parse_data(event))
+    settings = service_settings(
+        TieringSettings,
+        database_url=url,
+        bootstrap="127.0.0.1:1",
+        prefix="none.",
+        run_background=False,
+    )
+    await engine.dispose()
+    async with running(create_app(settings)) as client:
+        view = await client.get(f"/v1/customers/{customer}/tier", headers=ADMIN)
+    assert view.status_code == 200
+    assert view.json()["aggregates"]["purchase_count"] == 0
+    assert view.json()["aggregates"]["revenue"] == "0.00"
