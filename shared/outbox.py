@@ -180,6 +180,13 @@ class OutboxRelay:
         self._wake.set()
         await self._drop_producer()
         if self._leader_conn is not None:
+            # Unlock explicitly: closing only returns the connection to the pool,
+            # where a session-level lock would outlive this relay.
+            with contextlib.suppress(Exception):
+                await self._leader_conn.execute(
+                    text("SELECT pg_advisory_unlock(:lock_id)"), {"lock_id": self.ADVISORY_LOCK_ID}
+                )
+                await self._leader_conn.commit()
             with contextlib.suppress(Exception):
                 await self._leader_conn.close()
             self._leader_conn = None

@@ -35,7 +35,7 @@ class ServiceSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="CRM_", extra="ignore", populate_by_name=True)
 
     service_name: str = "service"
-    host: str = "127.0.0.1"
+    host: str = Field(default="127.0.0.1", validation_alias=_platform("host"))
     port: int = 8000
     database_url: str = ""
 

@@ -1,0 +1,137 @@
+"""The outbox relay: publishes in order per customer, marks rows sent, elects one relay on
+PostgreSQL; and CORS for the internal frontends."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import sqlalchemy as sa
+from aiokafka import AIOKafkaConsumer
+
+from services.profile.app import create_app
+from services.profile.settings import ProfileSettings
+from shared.broker import EmbeddedBroker
+from shared.db import create_engine, session_factory
+from shared.events import PurchaseRecorded
+from shared.observability import Metrics
+from shared.outbox import OutboxRelay, outbox, record_event
+from tests.conftest import DatabaseFactory, running, service_settings
+
+
+def purchase(n: int) -> PurchaseRecorded:
+    return PurchaseRecorded(
+        purchase_id=uuid.uuid4(),
+        amount=f"{n}.00",
+        currency="CNY",
+        quantity="1",
+        purchased_at="2026-11-01T00:00:00Z",
+        sku=f"seq-{n}",
+    )
+
+
+async def test_relay_publishes_in_order_and_marks_rows_sent(
+    broker: EmbeddedBroker, new_database: DatabaseFactory, topic_prefix: str
+) -> None:
+    settings = service_settings(
+        ProfileSettings,
+        database_url=await new_database("profile"),
+        bootstrap=broker.bootstrap,
+        prefix=topic_prefix,
+        relay_batch_size=7,
+    )
+    engine = create_engine(settings.database_url)
+    customers = [uuid.uuid4(), uuid.uuid4()]
+    async with session_factory(engine)() as session, session.begin():
+        for n in range(40):
+            await record_event(
+                session,
+                producer="profile",
+                event_type="purchase.recorded",
+                customer_id=customers[n % 2],
+                data=purchase(n),
+            )
+    relay = OutboxRelay(settings, engine, Metrics("test"))
+    try:
+        while await relay.publish_batch():
+            pass
+    finally:
+        await relay.stop()
+    async with engine.connect() as conn:
+        unsent = (
+            await conn.execute(
+                sa.select(sa.func.count())
+                .select_from(outbox)
+                .where(outbox.c.published_at.is_(None))
+            )
+        ).scalar()
+    await engine.dispose()
+    assert unsent == 0
+
+    consumer = AIOKafkaConsumer(
+        settings.topic("purchase.recorded"),
+        bootstrap_servers=broker.bootstrap,
+        group_id=f"reader-{uuid.uuid4().hex}",
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        session_timeout_ms=6000,
+        heartbeat_interval_ms=1000,
+        fetch_max_wait_ms=100,
+    )
+    await consumer.start()
+    seen: dict[str, list[int]] = {str(c): [] for c in customers}
+    try:
+        while sum(map(len, seen.values())) < 40:
+            for messages in (await consumer.getmany(timeout_ms=1000)).values():
+                for message in messages:
+                    envelope = json.loads(message.value)
+                    assert message.key.decode() == envelope["customer_id"]
+                    seen[envelope["customer_id"]].append(int(envelope["data"]["sku"][4:]))
+    finally:
+        await consumer.stop()
+    assert seen[str(customers[0])] == list(range(0, 40, 2))
+    assert seen[str(customers[1])] == list(range(1, 40, 2))
+
+
+async def test_only_one_relay_leads_on_postgresql(new_database: DatabaseFactory) -> None:
+    settings = service_settings(
+        ProfileSettings,
+        database_url=await new_database("profile"),
+        bootstrap="127.0.0.1:1",
+        prefix="x.",
+    )
+    engine = create_engine(settings.database_url)
+    first, second = (OutboxRelay(settings, engine, Metrics("test")) for _ in range(2))
+    try:
+        assert await first._hold_leadership()
+        expected = engine.dialect.name != "postgresql"  # SQLite has one process per file
+        assert await second._hold_leadership() is expected
+        await first.stop()
+        assert await second._hold_leadership()  # the lock passes on when the leader stops
+    finally:
+        await second.stop()
+        await engine.dispose()
+
+
+async def test_cors_allows_configured_frontends_only(
+    new_database: DatabaseFactory,
+) -> None:
+    settings = service_settings(
+        ProfileSettings,
+        database_url=await new_database("profile"),
+        bootstrap="127.0.0.1:1",
+        prefix="x.",
+        run_background=False,
+        cors_origins=["https://crm.internal"],
+    )
+    async with running(create_app(settings)) as client:
+        allowed = await client.options(
+            "/v1/customers",
+            headers={"Origin": "https://crm.internal", "Access-Control-Request-Method": "POST"},
+        )
+        denied = await client.options(
+            "/v1/customers",
+            headers={"Origin": "https://evil.example", "Access-Control-Request-Method": "POST"},
+        )
+    assert allowed.headers["access-control-allow-origin"] == "https://crm.internal"
+    assert "access-control-allow-origin" not in denied.headers
