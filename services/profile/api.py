@@ -3,25 +3,83 @@
 from __future__ import annotations
 
 import uuid
-from typing import Annotated
+from collections.abc import Callable, Sequence
+from typing import Annotated, Any, TypeVar
 
-from fastapi import APIRouter, Depends, Query, Response
+from fastapi import APIRouter, Depends, Header, Query, Response
+from pydantic import AwareDatetime, BaseModel
 
-from services.profile.schemas import CustomerCreate, CustomerOut, PurchaseCreate, PurchaseOut
+from services.profile.models import Customer, Interaction, Payment, Purchase
+from services.profile.schemas import (
+    AuditEntryOut,
+    ConsentChangeOut,
+    ConsentOut,
+    ConsentUpdate,
+    ContactCreate,
+    ContactOut,
+    Credit,
+    CustomerCreate,
+    CustomerDetail,
+    CustomerOut,
+    CustomerPatch,
+    InteractionCreate,
+    InteractionOut,
+    PaymentCreate,
+    PaymentOut,
+    PurchaseCreate,
+    PurchaseOut,
+    ReferralsOut,
+    StageChangeOut,
+)
 from services.profile.service import profile_service
 from shared.app import SessionDep, SettingsDep
 from shared.auth import Principal, require_roles
+from shared.errors import InvalidInput
 from shared.idempotency import IdempotencyKey, idempotent
-from shared.pagination import Cursor, Limit, Page, encode_cursor
+from shared.pagination import Cursor, Limit, Page, decode_cursor, encode_cursor
 
-router = APIRouter(tags=["customers"])
+router = APIRouter()
 
 Reader = Annotated[Principal, Depends(require_roles("account_manager", "analyst", "agent"))]
+ContactReader = Annotated[Principal, Depends(require_roles("account_manager", "agent"))]
 Writer = Annotated[Principal, Depends(require_roles("account_manager"))]
+Admin = Annotated[Principal, Depends(require_roles())]
 FilterText = Annotated[str | None, Query(max_length=100)]
+IfMatch = Annotated[str | None, Header(alias="If-Match", max_length=200)]
+Out = TypeVar("Out", bound=BaseModel)
 
 
-@router.post("/customers", status_code=201, response_model=CustomerOut)
+def present(customer: Customer) -> CustomerOut:
+    """The API view of a customer row."""
+    return CustomerOut(
+        **{
+            field: getattr(customer, field)
+            for field in CustomerOut.model_fields
+            if field not in ("credit",)
+        },
+        credit=Credit(
+            rating=customer.credit_rating,
+            limit=customer.credit_limit,
+            solvency_notes=customer.credit_notes,
+        ),
+    )
+
+
+def page_of(
+    rows: Sequence[Any], limit: int, convert: Callable[[Any], Out], key: Callable[[Any], Any]
+) -> Page[Out]:
+    """A page from `limit + 1` rows: the extra row only says that there is more."""
+    items = [convert(row) for row in rows[:limit]]
+    more = len(rows) > limit
+    return Page(items=items, next_cursor=encode_cursor(*key(rows[limit - 1])) if more else None)
+
+
+def with_etag(response: Response, customer: Customer) -> None:
+    response.headers["ETag"] = f'"{customer.version}"'
+
+
+# ---------------------------------------------------------------- customers
+@router.post("/customers", status_code=201, response_model=CustomerOut, tags=["customers"])
 async def create_customer(
     body: CustomerCreate,
     session: SessionDep,
@@ -32,8 +90,9 @@ async def create_customer(
     """Create a customer; emits `customer.created`."""
 
     async def create() -> CustomerOut:
-        customer = await profile_service.create_customer(session, body)
-        return CustomerOut.model_validate(customer)
+        customer = await profile_service.create_customer(session, body, principal)
+        with_etag(response, customer)
+        return present(customer)
 
     return await idempotent(
         session,
@@ -45,20 +104,23 @@ async def create_customer(
     )
 
 
-@router.get("/customers", response_model=Page[CustomerOut])
+@router.get("/customers", response_model=Page[CustomerOut], tags=["customers"])
 async def list_customers(
     session: SessionDep,
-    _: Reader,
+    principal: Reader,
     stage: FilterText = None,
     region: FilterText = None,
     industry: FilterText = None,
     account_manager: FilterText = None,
     tier: FilterText = None,
+    relationship_level: FilterText = None,
+    kind: FilterText = None,
+    source: FilterText = None,
     text: FilterText = None,
     cursor: Cursor = None,
     limit: Limit = 50,
 ) -> Page[CustomerOut]:
-    """List customers, filtered by any of the fields and by free text."""
+    """List customers, filtered by any of the fields and by free text over names and contacts."""
     filters = {
         name: value
         for name, value in {
@@ -67,30 +129,163 @@ async def list_customers(
             "industry": industry,
             "account_manager": account_manager,
             "tier": tier,
+            "relationship_level": relationship_level,
+            "kind": kind,
+            "source": source,
         }.items()
         if value is not None
     }
     rows = await profile_service.list_customers(
-        session, filters=filters, text=text, cursor=cursor, limit=limit + 1
+        session, filters=filters, text=text, cursor=cursor, limit=limit + 1, actor=principal
     )
-    items = [CustomerOut.model_validate(row) for row in rows[:limit]]
-    more = len(rows) > limit
-    return Page(
-        items=items,
-        next_cursor=encode_cursor(items[-1].created_at.isoformat(), items[-1].id) if more else None,
-    )
+    return page_of(rows, limit, present, lambda c: (c.created_at.isoformat(), c.id))
 
 
-@router.get("/customers/{customer_id}", response_model=CustomerOut)
+@router.get("/customers/{customer_id}", response_model=CustomerDetail, tags=["customers"])
 async def get_customer(
-    customer_id: uuid.UUID, session: SessionDep, _: Reader, response: Response
+    customer_id: uuid.UUID, session: SessionDep, principal: Reader, response: Response
+) -> CustomerDetail:
+    """One customer with its stage history; its `ETag` goes back in `If-Match` to change it."""
+    customer = await profile_service.get_customer(session, customer_id, principal)
+    history = await profile_service.stage_history(session, customer)
+    with_etag(response, customer)
+    return CustomerDetail(
+        **present(customer).model_dump(),
+        history=[StageChangeOut.model_validate(change) for change in history],
+    )
+
+
+@router.patch("/customers/{customer_id}", response_model=CustomerOut, tags=["customers"])
+async def update_customer(
+    customer_id: uuid.UUID,
+    body: CustomerPatch,
+    session: SessionDep,
+    principal: Writer,
+    response: Response,
+    if_match: IfMatch = None,
 ) -> CustomerOut:
-    """One customer; its `ETag` is the version to send back in `If-Match`."""
-    customer = await profile_service.get_customer(session, customer_id)
-    response.headers["ETag"] = f'"{customer.version}"'
-    return CustomerOut.model_validate(customer)
+    """Change some fields (needs `If-Match`); emits `customer.updated` with what changed."""
+    customer = await profile_service.update_customer(
+        session, customer_id, body, if_match, principal
+    )
+    with_etag(response, customer)
+    return present(customer)
 
 
+@router.delete("/customers/{customer_id}", status_code=204, tags=["customers"])
+async def erase_customer(customer_id: uuid.UUID, session: SessionDep, principal: Admin) -> None:
+    """Erase the customer's personal data, keeping anonymous amounts; emits `customer.erased`."""
+    await profile_service.erase_customer(session, customer_id, principal)
+
+
+@router.get(
+    "/customers/{customer_id}/audit", response_model=Page[AuditEntryOut], tags=["customers"]
+)
+async def get_audit_trail(
+    customer_id: uuid.UUID,
+    session: SessionDep,
+    principal: Reader,
+    cursor: Cursor = None,
+    limit: Limit = 50,
+) -> Page[AuditEntryOut]:
+    """Every change to the customer: who, what, when (newest first)."""
+    before = None
+    if cursor is not None:
+        (position,) = decode_cursor(cursor, 1)
+        if not position.isdigit():
+            raise InvalidInput("The cursor is not one this service issued.")
+        before = int(position)
+    rows = await profile_service.audit_trail(
+        session, customer_id, principal, before=before, limit=limit + 1
+    )
+    return page_of(rows, limit, AuditEntryOut.model_validate, lambda entry: (entry.id,))
+
+
+@router.get("/customers/{customer_id}/referrals", response_model=ReferralsOut, tags=["customers"])
+async def get_referrals(
+    customer_id: uuid.UUID, session: SessionDep, principal: Reader
+) -> ReferralsOut:
+    """Whom the customer referred, directly and further down, and what those bought."""
+    return ReferralsOut.model_validate(
+        await profile_service.referrals(session, customer_id, principal)
+    )
+
+
+# ---------------------------------------------------------------- contacts and consent
+@router.post(
+    "/customers/{customer_id}/contacts",
+    status_code=201,
+    response_model=ContactOut,
+    tags=["contacts"],
+)
+async def add_contact(
+    customer_id: uuid.UUID,
+    body: ContactCreate,
+    session: SessionDep,
+    principal: Writer,
+    response: Response,
+    idempotency_key: IdempotencyKey = None,
+) -> object:
+    """Add a contact person (who decides, who uses, their birthdays)."""
+
+    async def create() -> ContactOut:
+        contact = await profile_service.add_contact(session, customer_id, body, principal)
+        return ContactOut.model_validate(contact)
+
+    return await idempotent(
+        session,
+        scope=f"contacts:{principal.user}:{customer_id}",
+        key=idempotency_key,
+        request=body,
+        response=response,
+        create=create,
+    )
+
+
+@router.get("/customers/{customer_id}/contacts", response_model=Page[ContactOut], tags=["contacts"])
+async def list_contacts(
+    customer_id: uuid.UUID,
+    session: SessionDep,
+    principal: ContactReader,
+    cursor: Cursor = None,
+    limit: Limit = 50,
+) -> Page[ContactOut]:
+    """The customer's contacts (not for analysts: contact details are personal)."""
+    rows = await profile_service.list_contacts(
+        session, customer_id, principal, cursor=cursor, limit=limit + 1
+    )
+    return page_of(
+        rows, limit, ContactOut.model_validate, lambda c: (c.created_at.isoformat(), c.id)
+    )
+
+
+@router.put("/customers/{customer_id}/consent", response_model=ConsentOut, tags=["contacts"])
+async def set_consent(
+    customer_id: uuid.UUID, body: ConsentUpdate, session: SessionDep, principal: Writer
+) -> ConsentOut:
+    """Grant or withdraw consent per channel; channels left out are unchanged."""
+    customer = await profile_service.set_consent(session, customer_id, body, principal)
+    history = await profile_service.consent_history(session, customer)
+    return ConsentOut(
+        customer_id=customer.id,
+        consent=customer.consent,
+        history=[ConsentChangeOut.model_validate(change) for change in history],
+    )
+
+
+@router.get("/customers/{customer_id}/consent", response_model=ConsentOut, tags=["contacts"])
+async def get_consent(customer_id: uuid.UUID, session: SessionDep, principal: Reader) -> ConsentOut:
+    """Current consent per channel and every decision behind it."""
+    customer = await profile_service.get_customer(session, customer_id, principal)
+    history = await profile_service.consent_history(session, customer)
+    return ConsentOut(
+        customer_id=customer.id,
+        consent=customer.consent,
+        history=[ConsentChangeOut.model_validate(change) for change in history],
+    )
+
+
+# ---------------------------------------------------------------- purchases, payments, interactions
 @router.post(
     "/customers/{customer_id}/purchases",
     status_code=201,
@@ -110,7 +305,7 @@ async def record_purchase(
 
     async def create() -> PurchaseOut:
         purchase = await profile_service.record_purchase(
-            session, customer_id, body, settings.base_currency
+            session, customer_id, body, settings.base_currency, principal
         )
         return PurchaseOut.model_validate(purchase)
 
@@ -130,19 +325,145 @@ async def record_purchase(
 async def list_purchases(
     customer_id: uuid.UUID,
     session: SessionDep,
-    _: Reader,
+    principal: Reader,
+    since: Annotated[AwareDatetime | None, Query(alias="from")] = None,
+    until: Annotated[AwareDatetime | None, Query(alias="to")] = None,
     cursor: Cursor = None,
     limit: Limit = 50,
 ) -> Page[PurchaseOut]:
-    """A customer's purchases, oldest first."""
-    rows = await profile_service.list_purchases(
-        session, customer_id, cursor=cursor, limit=limit + 1
+    """A customer's purchases, oldest first, optionally in [from, to)."""
+    rows = await profile_service.list_records(
+        session,
+        Purchase,
+        Purchase.purchased_at,
+        customer_id,
+        principal,
+        cursor=cursor,
+        limit=limit + 1,
+        since=since,
+        until=until,
     )
-    items = [PurchaseOut.model_validate(row) for row in rows[:limit]]
-    more = len(rows) > limit
-    return Page(
-        items=items,
-        next_cursor=encode_cursor(items[-1].purchased_at.isoformat(), items[-1].id)
-        if more
-        else None,
+    return page_of(
+        rows, limit, PurchaseOut.model_validate, lambda p: (p.purchased_at.isoformat(), p.id)
     )
+
+
+@router.post(
+    "/customers/{customer_id}/payments",
+    status_code=201,
+    response_model=PaymentOut,
+    tags=["purchases"],
+)
+async def record_payment(
+    customer_id: uuid.UUID,
+    body: PaymentCreate,
+    session: SessionDep,
+    settings: SettingsDep,
+    principal: Writer,
+    response: Response,
+    idempotency_key: IdempotencyKey = None,
+) -> object:
+    """Record money collected; emits `payment.recorded`."""
+
+    async def create() -> PaymentOut:
+        payment = await profile_service.record_payment(
+            session, customer_id, body, settings.base_currency, principal
+        )
+        return PaymentOut.model_validate(payment)
+
+    return await idempotent(
+        session,
+        scope=f"payments:{principal.user}:{customer_id}",
+        key=idempotency_key,
+        request=body,
+        response=response,
+        create=create,
+    )
+
+
+@router.get(
+    "/customers/{customer_id}/payments", response_model=Page[PaymentOut], tags=["purchases"]
+)
+async def list_payments(
+    customer_id: uuid.UUID,
+    session: SessionDep,
+    principal: Reader,
+    since: Annotated[AwareDatetime | None, Query(alias="from")] = None,
+    until: Annotated[AwareDatetime | None, Query(alias="to")] = None,
+    cursor: Cursor = None,
+    limit: Limit = 50,
+) -> Page[PaymentOut]:
+    """Money collected from the customer, oldest first."""
+    rows = await profile_service.list_records(
+        session,
+        Payment,
+        Payment.received_at,
+        customer_id,
+        principal,
+        cursor=cursor,
+        limit=limit + 1,
+        since=since,
+        until=until,
+    )
+    return page_of(
+        rows, limit, PaymentOut.model_validate, lambda p: (p.received_at.isoformat(), p.id)
+    )
+
+
+@router.post(
+    "/customers/{customer_id}/interactions",
+    status_code=201,
+    response_model=InteractionOut,
+    tags=["interactions"],
+)
+async def log_interaction(
+    customer_id: uuid.UUID,
+    body: InteractionCreate,
+    session: SessionDep,
+    principal: Writer,
+    response: Response,
+    idempotency_key: IdempotencyKey = None,
+) -> object:
+    """Log a visit, call, meeting, event, gift or survey; emits `interaction.logged`."""
+
+    async def create() -> InteractionOut:
+        interaction = await profile_service.log_interaction(session, customer_id, body, principal)
+        return InteractionOut.model_validate(interaction)
+
+    return await idempotent(
+        session,
+        scope=f"interactions:{principal.user}:{customer_id}",
+        key=idempotency_key,
+        request=body,
+        response=response,
+        create=create,
+    )
+
+
+@router.get(
+    "/customers/{customer_id}/interactions",
+    response_model=Page[InteractionOut],
+    tags=["interactions"],
+)
+async def list_interactions(
+    customer_id: uuid.UUID,
+    session: SessionDep,
+    principal: Reader,
+    since: Annotated[AwareDatetime | None, Query(alias="from")] = None,
+    until: Annotated[AwareDatetime | None, Query(alias="to")] = None,
+    cursor: Cursor = None,
+    limit: Limit = 50,
+) -> Page[InteractionOut]:
+    """Interactions with the customer, oldest first."""
+    rows = await profile_service.list_records(
+        session,
+        Interaction,
+        Interaction.at,
+        customer_id,
+        principal,
+        cursor=cursor,
+        limit=limit + 1,
+        since=since,
+        until=until,
+    )
+    return page_of(rows, limit, InteractionOut.model_validate, lambda i: (i.at.isoformat(), i.id))

@@ -5,16 +5,40 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from collections.abc import Sequence
+from decimal import Decimal
+from typing import Any, TypeVar
 
-from sqlalchemy import Select, or_, select, tuple_
+from sqlalchemy import Select, delete, func, literal, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.profile.models import Customer, Purchase
+from services.profile.models import (
+    AuditEntry,
+    ConsentChange,
+    Contact,
+    Customer,
+    CustomerChange,
+    Interaction,
+    Payment,
+    Purchase,
+)
+
+Row = TypeVar("Row", Purchase, Payment, Interaction, Contact)
+
+MAX_REFERRAL_DEPTH = 10
 
 
 class CustomerRepository:
     async def get(self, session: AsyncSession, customer_id: uuid.UUID) -> Customer | None:
         return await session.get(Customer, customer_id)
+
+    async def get_for_update(
+        self, session: AsyncSession, customer_id: uuid.UUID
+    ) -> Customer | None:
+        """The customer row, locked on PostgreSQL until the transaction ends."""
+        found = await session.execute(
+            select(Customer).where(Customer.id == customer_id).with_for_update()
+        )
+        return found.scalar_one_or_none()
 
     async def get_by_external_ref(self, session: AsyncSession, ref: str) -> Customer | None:
         found = await session.execute(select(Customer).where(Customer.external_ref == ref))
@@ -25,7 +49,7 @@ class CustomerRepository:
         await session.flush()
         return customer
 
-    async def list(
+    async def search(
         self,
         session: AsyncSession,
         *,
@@ -38,49 +62,177 @@ class CustomerRepository:
         for field, value in filters.items():
             query = query.where(getattr(Customer, field) == value)
         if text:
-            pattern = f"%{text.lower()}%"
-            query = query.where(
-                or_(
-                    Customer.name.ilike(pattern),
-                    Customer.external_ref.ilike(pattern),
-                )
-            )
+            escaped = text.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            query = query.where(Customer.search_text.like(f"%{escaped}%", escape="\\"))
         if after is not None:
             query = query.where(tuple_(Customer.created_at, Customer.id) > tuple_(*after))
         query = query.order_by(Customer.created_at, Customer.id).limit(limit)
         return (await session.execute(query)).scalars().all()
 
+    async def ancestors(self, session: AsyncSession, customer_id: uuid.UUID) -> list[uuid.UUID]:
+        """Who referred this customer, who referred them, and so on (bounded)."""
+        chain: list[uuid.UUID] = []
+        current: uuid.UUID | None = customer_id
+        while current is not None and len(chain) <= MAX_REFERRAL_DEPTH * 10:
+            current = (
+                await session.execute(select(Customer.referred_by).where(Customer.id == current))
+            ).scalar_one_or_none()
+            if current is None or current in chain:
+                break
+            chain.append(current)
+        return chain
 
-class PurchaseRepository:
-    async def add(self, session: AsyncSession, purchase: Purchase) -> Purchase:
-        session.add(purchase)
-        await session.flush()
-        return purchase
-
-    async def get_by_external_id(
-        self, session: AsyncSession, customer_id: uuid.UUID, external_id: str
-    ) -> Purchase | None:
-        found = await session.execute(
-            select(Purchase).where(
-                Purchase.customer_id == customer_id, Purchase.external_id == external_id
+    async def referral_tree(
+        self, session: AsyncSession, customer_id: uuid.UUID
+    ) -> list[tuple[uuid.UUID, str | None, uuid.UUID, int, Decimal, int]]:
+        """Everyone referred by the customer, directly or further down, with what they bought."""
+        tree = (
+            select(
+                Customer.id.label("customer_id"),
+                Customer.referred_by.label("referred_by"),
+                literal(1).label("depth"),
             )
+            .where(Customer.referred_by == customer_id)
+            .cte("referrals", recursive=True)
+        )
+        child = Customer.__table__.alias("child")
+        tree = tree.union(
+            select(child.c.id, child.c.referred_by, tree.c.depth + 1).where(
+                child.c.referred_by == tree.c.customer_id, tree.c.depth < MAX_REFERRAL_DEPTH
+            )
+        )
+        spend = (
+            select(
+                Purchase.customer_id.label("customer_id"),
+                func.coalesce(func.sum(Purchase.amount), 0).label("revenue"),
+                func.count(Purchase.id).label("purchases"),
+            )
+            .group_by(Purchase.customer_id)
+            .subquery()
+        )
+        rows = await session.execute(
+            select(
+                tree.c.customer_id,
+                Customer.name,
+                tree.c.referred_by,
+                func.min(tree.c.depth),
+                func.coalesce(func.max(spend.c.revenue), 0),
+                func.coalesce(func.max(spend.c.purchases), 0),
+            )
+            .join(Customer, Customer.id == tree.c.customer_id)
+            .outerjoin(spend, spend.c.customer_id == tree.c.customer_id)
+            .group_by(tree.c.customer_id, Customer.name, tree.c.referred_by)
+            .order_by(func.min(tree.c.depth), tree.c.customer_id)
+        )
+        # The sums keep the column's type, so they come back as exact decimals.
+        return [
+            (cid, name, parent, int(depth), Decimal(revenue), int(count))
+            for cid, name, parent, depth, revenue, count in rows.all()
+        ]
+
+
+class HistoryRepository:
+    async def stage_changes(
+        self, session: AsyncSession, customer_id: uuid.UUID
+    ) -> Sequence[CustomerChange]:
+        query = (
+            select(CustomerChange)
+            .where(CustomerChange.customer_id == customer_id)
+            .order_by(CustomerChange.id)
+        )
+        return (await session.execute(query)).scalars().all()
+
+    async def consent_changes(
+        self, session: AsyncSession, customer_id: uuid.UUID
+    ) -> Sequence[ConsentChange]:
+        query = (
+            select(ConsentChange)
+            .where(ConsentChange.customer_id == customer_id)
+            .order_by(ConsentChange.id)
+        )
+        return (await session.execute(query)).scalars().all()
+
+    async def audit(
+        self, session: AsyncSession, customer_id: uuid.UUID, *, before: int | None, limit: int
+    ) -> Sequence[AuditEntry]:
+        query = select(AuditEntry).where(AuditEntry.customer_id == customer_id)
+        if before is not None:
+            query = query.where(AuditEntry.id < before)
+        return (
+            (await session.execute(query.order_by(AuditEntry.id.desc()).limit(limit)))
+            .scalars()
+            .all()
+        )
+
+    async def scrub_audit(self, session: AsyncSession, customer_id: uuid.UUID) -> None:
+        """Keep who changed which fields when, but not the values (they may be personal)."""
+        entries = await session.execute(
+            select(AuditEntry).where(AuditEntry.customer_id == customer_id)
+        )
+        for entry in entries.scalars():
+            entry.changes = {field: "[erased]" for field in entry.changes}
+
+
+class RecordRepository:
+    """Purchases, payments, interactions and contacts: rows that belong to a customer."""
+
+    async def add(self, session: AsyncSession, row: Any) -> None:
+        session.add(row)
+        await session.flush()
+
+    async def get(self, session: AsyncSession, model: type[Row], row_id: uuid.UUID) -> Row | None:
+        return await session.get(model, row_id)
+
+    async def find_external(
+        self,
+        session: AsyncSession,
+        model: type[Purchase] | type[Payment],
+        customer_id: uuid.UUID,
+        external_id: str,
+    ) -> Any:
+        found = await session.execute(
+            select(model).where(model.customer_id == customer_id, model.external_id == external_id)
         )
         return found.scalar_one_or_none()
 
-    async def list_for_customer(
+    async def page(
         self,
         session: AsyncSession,
+        model: type[Row],
+        time_column: Any,
         customer_id: uuid.UUID,
         *,
         after: tuple[dt.datetime, uuid.UUID] | None,
+        since: dt.datetime | None = None,
+        until: dt.datetime | None = None,
         limit: int,
-    ) -> Sequence[Purchase]:
-        query = select(Purchase).where(Purchase.customer_id == customer_id)
+    ) -> Sequence[Row]:
+        query = select(model).where(model.customer_id == customer_id)
+        if since is not None:
+            query = query.where(time_column >= since)
+        if until is not None:
+            query = query.where(time_column < until)
         if after is not None:
-            query = query.where(tuple_(Purchase.purchased_at, Purchase.id) > tuple_(*after))
-        query = query.order_by(Purchase.purchased_at, Purchase.id).limit(limit)
+            query = query.where(tuple_(time_column, model.id) > tuple_(*after))
+        query = query.order_by(time_column, model.id).limit(limit)
         return (await session.execute(query)).scalars().all()
+
+    async def contact_names(self, session: AsyncSession, customer_id: uuid.UUID) -> list[str]:
+        rows = await session.execute(
+            select(Contact.name, Contact.email).where(Contact.customer_id == customer_id)
+        )
+        return [" ".join(filter(None, row)) for row in rows.all()]
+
+    async def erase_personal_records(self, session: AsyncSession, customer_id: uuid.UUID) -> None:
+        """Contacts go; interactions keep kind, time, author and score, not notes or contact."""
+        await session.execute(
+            update(Interaction)
+            .where(Interaction.customer_id == customer_id)
+            .values(notes=None, contact_id=None)
+        )
+        await session.execute(delete(Contact).where(Contact.customer_id == customer_id))
 
 
 customers = CustomerRepository()
-purchases = PurchaseRepository()
+history = HistoryRepository()
+records = RecordRepository()

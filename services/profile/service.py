@@ -1,26 +1,83 @@
-"""Profile rules. Adds outbox rows with each change; never commits (the caller does)."""
+"""Profile rules. Each change adds its audit entry and its outbox event; never commits."""
 
 from __future__ import annotations
 
 import datetime as dt
 import uuid
 from collections.abc import Sequence
+from decimal import Decimal
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.profile import repository as repo
-from services.profile.models import Customer, Purchase
-from services.profile.schemas import CustomerCreate, PurchaseCreate
+from services.profile.models import (
+    AuditEntry,
+    ConsentChange,
+    Contact,
+    Customer,
+    CustomerChange,
+    Interaction,
+    Payment,
+    Purchase,
+)
+from services.profile.schemas import (
+    REQUIRED_ON_PATCH,
+    ConsentUpdate,
+    ContactCreate,
+    CustomerCreate,
+    CustomerPatch,
+    InteractionCreate,
+    PaymentCreate,
+    PurchaseCreate,
+)
+from shared.auth import ADMIN, Principal
 from shared.db import utcnow
-from shared.errors import Conflict, InvalidInput, NotFound
-from shared.events import CustomerCreated, PurchaseRecorded, TierChanged
+from shared.errors import (
+    Conflict,
+    Forbidden,
+    InvalidInput,
+    NotFound,
+    PreconditionFailed,
+    ProblemError,
+)
+from shared.events import (
+    CustomerCreated,
+    InteractionLogged,
+    PaymentRecorded,
+    PurchaseRecorded,
+    TierChanged,
+)
 from shared.outbox import record_event
 from shared.pagination import decode_cursor
 
 PRODUCER = "profile"
+ACCOUNT_MANAGER = "account_manager"
+TRACKED_STAGES = ("stage", "relationship_level")
+# Customer fields that are personal data: cleared on erasure.
+PERSONAL_FIELDS = ("name", "birthday", "notes", "credit_notes", "external_ref")
 
 
-def _after(cursor: str | None) -> tuple[dt.datetime, uuid.UUID] | None:
+class PreconditionRequired(ProblemError):
+    status = 428
+    code = "precondition-required"
+    title = "Precondition required"
+
+
+class Gone(ProblemError):
+    status = 410
+    code = "gone"
+    title = "Gone"
+
+
+def field_error(field: str, message: str) -> InvalidInput:
+    return InvalidInput(
+        f"{field}: {message}", errors=[{"field": field, "message": message, "type": "value"}]
+    )
+
+
+def after_key(cursor: str | None) -> tuple[dt.datetime, uuid.UUID] | None:
+    """The (time, id) sort key inside a cursor."""
     if cursor is None:
         return None
     when, ident = decode_cursor(cursor, 2)
@@ -30,56 +87,218 @@ def _after(cursor: str | None) -> tuple[dt.datetime, uuid.UUID] | None:
         raise InvalidInput("The cursor is not one this service issued.") from exc
 
 
-class ProfileService:
-    """Customers and their purchases."""
+def scoped_to_own(principal: Principal) -> bool:
+    """Account managers see and change only the customers assigned to them."""
+    return ACCOUNT_MANAGER in principal.roles and ADMIN not in principal.roles
 
-    async def create_customer(self, session: AsyncSession, data: CustomerCreate) -> Customer:
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, dt.date | dt.datetime | uuid.UUID | Decimal):
+        return str(value)
+    if isinstance(value, list):
+        return [_json_value(item) for item in value]
+    if isinstance(value, dict):
+        return {key: _json_value(item) for key, item in value.items()}
+    return value
+
+
+def customer_changes_payload(customer: Customer, fields: Sequence[str]) -> dict[str, Any]:
+    """The public values of `fields` (as in customer.updated)."""
+    payload: dict[str, Any] = {}
+    for field in fields:
+        if field == "credit":
+            payload["credit"] = {
+                "rating": customer.credit_rating,
+                "limit": _json_value(customer.credit_limit),
+                "solvency_notes": customer.credit_notes,
+            }
+        else:
+            payload[field] = _json_value(getattr(customer, field))
+    return payload
+
+
+class ProfileService:
+    """Customers, their contacts and consent, and what they buy, pay and say."""
+
+    # ------------------------------------------------------------ customers
+    async def create_customer(
+        self, session: AsyncSession, data: CustomerCreate, actor: Principal
+    ) -> Customer:
         """Create a customer and announce it (`customer.created`)."""
+        if scoped_to_own(actor):
+            if data.account_manager not in (None, actor.user):
+                raise Forbidden("Account managers create customers for themselves only.")
+            data = data.model_copy(update={"account_manager": actor.user})
         if data.external_ref and await repo.customers.get_by_external_ref(
             session, data.external_ref
         ):
             raise Conflict(f"A customer with external_ref {data.external_ref!r} exists.")
-        if data.referred_by and not await self._live_customer(session, data.referred_by):
-            raise InvalidInput(
-                "referred_by names no known customer.",
-                errors=[{"field": "referred_by", "message": "unknown customer", "type": "ref"}],
-            )
+        if data.referred_by and await self._live(session, data.referred_by) is None:
+            raise field_error("referred_by", "names no known customer")
         now = utcnow()
-        customer = Customer(
-            id=uuid.uuid4(),
-            **data.model_dump(exclude={"consent"}),
-            consent={channel: state for channel, state in data.consent.items()},
-            created_at=now,
-            updated_at=now,
-            version=1,
-        )
+        customer = Customer(id=uuid.uuid4(), created_at=now, updated_at=now, version=1)
+        self._assign(customer, data.model_dump(exclude={"consent"}))
+        customer.consent = {str(channel): state for channel, state in data.consent.items()}
+        customer.search_text = self._search_text(customer, [])
         await repo.customers.add(session, customer)
+        for channel, state in data.consent.items():
+            session.add(
+                ConsentChange(
+                    customer_id=customer.id,
+                    channel=channel,
+                    state=state,
+                    source="customer created",
+                    recorded_by=actor.user,
+                    at=now,
+                )
+            )
+        for field in TRACKED_STAGES:
+            session.add(
+                CustomerChange(
+                    customer_id=customer.id,
+                    field=field,
+                    from_value=None,
+                    to_value=getattr(customer, field),
+                    changed_by=actor.user,
+                    changed_at=now,
+                )
+            )
+        self._audit(session, customer.id, actor, "created", {})
         await record_event(
             session,
             producer=PRODUCER,
             event_type="customer.created",
             customer_id=customer.id,
             data=CustomerCreated(
-                name=customer.name,
+                **customer_changes_payload(
+                    customer,
+                    [
+                        "name",
+                        "industry",
+                        "region",
+                        "stage",
+                        "account_manager",
+                        "birthday",
+                        "timezone",
+                        "external_ref",
+                        "relationship_level",
+                        "source",
+                        "referred_by",
+                    ],
+                ),
                 kind=data.kind,
-                industry=customer.industry,
-                region=customer.region,
-                stage=customer.stage,
-                account_manager=customer.account_manager,
-                birthday=customer.birthday,
-                timezone=customer.timezone,
                 consent=dict(customer.consent),
             ),
             occurred_at=now,
         )
         return customer
 
-    async def get_customer(self, session: AsyncSession, customer_id: uuid.UUID) -> Customer:
-        """A live customer, or 404."""
-        customer = await self._live_customer(session, customer_id)
-        if customer is None:
-            raise NotFound(f"No customer {customer_id}.")
+    async def get_customer(
+        self, session: AsyncSession, customer_id: uuid.UUID, actor: Principal
+    ) -> Customer:
+        """A live customer the caller may see; 404 otherwise, 410 once erased."""
+        customer = await repo.customers.get(session, customer_id)
+        return self._visible(customer, customer_id, actor)
+
+    async def update_customer(
+        self,
+        session: AsyncSession,
+        customer_id: uuid.UUID,
+        patch: CustomerPatch,
+        if_match: str | None,
+        actor: Principal,
+    ) -> Customer:
+        """Apply the fields present in the patch; `customer.updated` carries what changed."""
+        customer = self._visible(
+            await repo.customers.get_for_update(session, customer_id), customer_id, actor
+        )
+        self._check_version(customer, if_match)
+        given = patch.model_dump(include=patch.model_fields_set)
+        cleared = [field for field in REQUIRED_ON_PATCH if field in given and given[field] is None]
+        if cleared:
+            raise field_error(cleared[0], "may not be null")
+        if (
+            "account_manager" in given
+            and scoped_to_own(actor)
+            and given["account_manager"] != actor.user
+        ):
+            raise Forbidden("Only an admin hands a customer to another account manager.")
+        if given.get("external_ref") and given["external_ref"] != customer.external_ref:
+            other = await repo.customers.get_by_external_ref(session, given["external_ref"])
+            if other is not None:
+                raise Conflict(f"A customer with external_ref {given['external_ref']!r} exists.")
+        if given.get("referred_by") is not None:
+            await self._check_referrer(session, customer.id, given["referred_by"])
+        before = {field: customer_changes_payload(customer, [field])[field] for field in given}
+        self._assign(customer, given)
+        after = {field: customer_changes_payload(customer, [field])[field] for field in given}
+        changed = [field for field in given if before[field] != after[field]]
+        if not changed:
+            return customer
+        now = utcnow()
+        for field in TRACKED_STAGES:
+            if field in changed:
+                session.add(
+                    CustomerChange(
+                        customer_id=customer.id,
+                        field=field,
+                        from_value=before[field],
+                        to_value=after[field],
+                        changed_by=actor.user,
+                        changed_at=now,
+                    )
+                )
+        customer.search_text = self._search_text(
+            customer, await repo.records.contact_names(session, customer.id)
+        )
+        customer.version += 1
+        customer.updated_at = now
+        await session.flush()
+        self._audit(
+            session,
+            customer.id,
+            actor,
+            "updated",
+            {field: [before[field], after[field]] for field in changed},
+        )
+        await record_event(
+            session,
+            producer=PRODUCER,
+            event_type="customer.updated",
+            customer_id=customer.id,
+            data={field: after[field] for field in changed},
+            occurred_at=now,
+        )
         return customer
+
+    async def erase_customer(
+        self, session: AsyncSession, customer_id: uuid.UUID, actor: Principal
+    ) -> None:
+        """Remove personal data, keep anonymous amounts; `customer.erased`."""
+        customer = self._visible(
+            await repo.customers.get_for_update(session, customer_id), customer_id, actor
+        )
+        now = utcnow()
+        for field in PERSONAL_FIELDS:
+            setattr(customer, field, None)
+        customer.suppliers = []
+        customer.key_dates = []
+        customer.attributes = {}
+        customer.search_text = ""
+        customer.erased_at = now
+        customer.updated_at = now
+        customer.version += 1
+        await repo.records.erase_personal_records(session, customer.id)
+        await repo.history.scrub_audit(session, customer.id)
+        self._audit(session, customer.id, actor, "erased", {})
+        await record_event(
+            session,
+            producer=PRODUCER,
+            event_type="customer.erased",
+            customer_id=customer.id,
+            data={},
+            occurred_at=now,
+        )
 
     async def list_customers(
         self,
@@ -89,40 +308,144 @@ class ProfileService:
         text: str | None,
         cursor: str | None,
         limit: int,
+        actor: Principal,
     ) -> Sequence[Customer]:
-        """Live customers matching every filter, oldest first."""
-        return await repo.customers.list(
-            session, filters=filters, text=text, after=_after(cursor), limit=limit
+        """Live customers the caller may see, matching every filter, oldest first."""
+        if scoped_to_own(actor):
+            if filters.get("account_manager", actor.user) != actor.user:
+                return []
+            filters = {**filters, "account_manager": actor.user}
+        return await repo.customers.search(
+            session, filters=filters, text=text, after=after_key(cursor), limit=limit
         )
 
+    async def stage_history(
+        self, session: AsyncSession, customer: Customer
+    ) -> Sequence[CustomerChange]:
+        return await repo.history.stage_changes(session, customer.id)
+
+    async def audit_trail(
+        self,
+        session: AsyncSession,
+        customer_id: uuid.UUID,
+        actor: Principal,
+        *,
+        before: int | None,
+        limit: int,
+    ) -> Sequence[AuditEntry]:
+        """Who changed what, newest first."""
+        await self.get_customer(session, customer_id, actor)
+        return await repo.history.audit(session, customer_id, before=before, limit=limit)
+
+    # ------------------------------------------------------------ contacts and consent
+    async def add_contact(
+        self, session: AsyncSession, customer_id: uuid.UUID, data: ContactCreate, actor: Principal
+    ) -> Contact:
+        """Add a contact person."""
+        customer = await self._writable(session, customer_id, actor)
+        contact = Contact(
+            id=uuid.uuid4(), customer_id=customer.id, created_at=utcnow(), **data.model_dump()
+        )
+        await repo.records.add(session, contact)
+        customer.search_text = self._search_text(
+            customer, await repo.records.contact_names(session, customer.id)
+        )
+        self._audit(
+            session,
+            customer.id,
+            actor,
+            "contact_added",
+            {"contact_id": str(contact.id), "name": contact.name},
+        )
+        return contact
+
+    async def list_contacts(
+        self,
+        session: AsyncSession,
+        customer_id: uuid.UUID,
+        actor: Principal,
+        *,
+        cursor: str | None,
+        limit: int,
+    ) -> Sequence[Contact]:
+        await self.get_customer(session, customer_id, actor)
+        return await repo.records.page(
+            session, Contact, Contact.created_at, customer_id, after=after_key(cursor), limit=limit
+        )
+
+    async def set_consent(
+        self, session: AsyncSession, customer_id: uuid.UUID, data: ConsentUpdate, actor: Principal
+    ) -> Customer:
+        """Record consent decisions; unchanged channels are left alone."""
+        customer = await self._writable(session, customer_id, actor, lock=True)
+        decisions = data.model_dump(exclude={"source"}, exclude_none=True)
+        if not decisions:
+            raise field_error("sms", "name at least one channel (sms, email, phone, letter)")
+        now = utcnow()
+        current = dict(customer.consent)
+        changed = {
+            channel: state for channel, state in decisions.items() if current.get(channel) != state
+        }
+        for channel, state in changed.items():
+            session.add(
+                ConsentChange(
+                    customer_id=customer.id,
+                    channel=channel,
+                    state=state,
+                    source=data.source,
+                    recorded_by=actor.user,
+                    at=now,
+                )
+            )
+        if changed:
+            customer.consent = {**current, **changed}
+            customer.version += 1
+            customer.updated_at = now
+            self._audit(
+                session,
+                customer.id,
+                actor,
+                "consent_changed",
+                {**{c: [current.get(c), s] for c, s in changed.items()}, "source": data.source},
+            )
+            await record_event(
+                session,
+                producer=PRODUCER,
+                event_type="customer.updated",
+                customer_id=customer.id,
+                data={"consent": dict(customer.consent)},
+                occurred_at=now,
+            )
+        await session.flush()
+        return customer
+
+    async def consent_history(
+        self, session: AsyncSession, customer: Customer
+    ) -> Sequence[ConsentChange]:
+        return await repo.history.consent_changes(session, customer.id)
+
+    # ------------------------------------------------------------ purchases, payments, interactions
     async def record_purchase(
         self,
         session: AsyncSession,
         customer_id: uuid.UUID,
         data: PurchaseCreate,
         base_currency: str,
+        actor: Principal,
     ) -> Purchase:
         """Record a purchase and announce it (`purchase.recorded`)."""
-        customer = await self.get_customer(session, customer_id)
-        if data.currency != base_currency:
-            raise InvalidInput(
-                f"Amounts must be in the base currency {base_currency}.",
-                errors=[
-                    {"field": "currency", "message": f"must be {base_currency}", "type": "currency"}
-                ],
-            )
+        customer = await self._writable(session, customer_id, actor)
+        self._check_currency(data.currency, base_currency)
         if data.amount == 0:
-            raise InvalidInput(
-                "A purchase of zero is not a purchase.",
-                errors=[{"field": "amount", "message": "must not be zero", "type": "value"}],
-            )
-        if data.external_id and await repo.purchases.get_by_external_id(
-            session, customer.id, data.external_id
+            raise field_error("amount", "must not be zero")
+        if data.external_id and await repo.records.find_external(
+            session, Purchase, customer.id, data.external_id
         ):
             raise Conflict(f"Purchase {data.external_id!r} is already recorded.")
-        purchase = Purchase(id=uuid.uuid4(), customer_id=customer.id, **data.model_dump())
-        purchase.created_at = utcnow()
-        await repo.purchases.add(session, purchase)
+        purchase = Purchase(
+            id=uuid.uuid4(), customer_id=customer.id, created_at=utcnow(), **data.model_dump()
+        )
+        await repo.records.add(session, purchase)
         await record_event(
             session,
             producer=PRODUCER,
@@ -142,15 +465,136 @@ class ProfileService:
         )
         return purchase
 
-    async def list_purchases(
-        self, session: AsyncSession, customer_id: uuid.UUID, *, cursor: str | None, limit: int
-    ) -> Sequence[Purchase]:
-        """A customer's purchases in time order."""
-        await self.get_customer(session, customer_id)
-        return await repo.purchases.list_for_customer(
-            session, customer_id, after=_after(cursor), limit=limit
+    async def record_payment(
+        self,
+        session: AsyncSession,
+        customer_id: uuid.UUID,
+        data: PaymentCreate,
+        base_currency: str,
+        actor: Principal,
+    ) -> Payment:
+        """Record money collected and announce it (`payment.recorded`)."""
+        customer = await self._writable(session, customer_id, actor)
+        self._check_currency(data.currency, base_currency)
+        if data.purchase_id is not None:
+            purchase = await repo.records.get(session, Purchase, data.purchase_id)
+            if purchase is None or purchase.customer_id != customer.id:
+                raise field_error("purchase_id", "names no purchase of this customer")
+        if data.external_id and await repo.records.find_external(
+            session, Payment, customer.id, data.external_id
+        ):
+            raise Conflict(f"Payment {data.external_id!r} is already recorded.")
+        payment = Payment(
+            id=uuid.uuid4(), customer_id=customer.id, created_at=utcnow(), **data.model_dump()
+        )
+        await repo.records.add(session, payment)
+        await record_event(
+            session,
+            producer=PRODUCER,
+            event_type="payment.recorded",
+            customer_id=customer.id,
+            data=PaymentRecorded(
+                payment_id=payment.id,
+                amount=payment.amount,
+                currency=payment.currency,
+                received_at=payment.received_at,
+                purchase_id=payment.purchase_id,
+                method=payment.method,
+                external_id=payment.external_id,
+            ),
+        )
+        return payment
+
+    async def log_interaction(
+        self,
+        session: AsyncSession,
+        customer_id: uuid.UUID,
+        data: InteractionCreate,
+        actor: Principal,
+    ) -> Interaction:
+        """Log a visit, call, meeting, event, gift or survey (`interaction.logged`)."""
+        customer = await self._writable(session, customer_id, actor)
+        if data.contact_id is not None:
+            contact = await repo.records.get(session, Contact, data.contact_id)
+            if contact is None or contact.customer_id != customer.id:
+                raise field_error("contact_id", "names no contact of this customer")
+        interaction = Interaction(
+            id=uuid.uuid4(),
+            customer_id=customer.id,
+            created_at=utcnow(),
+            **data.model_dump(exclude={"by"}),
+            by=data.by or actor.user,
+        )
+        await repo.records.add(session, interaction)
+        await record_event(
+            session,
+            producer=PRODUCER,
+            event_type="interaction.logged",
+            customer_id=customer.id,
+            data=InteractionLogged(
+                interaction_id=interaction.id,
+                kind=data.kind,
+                at=interaction.at,
+                by=interaction.by,
+                satisfaction=interaction.satisfaction,
+            ),
+        )
+        return interaction
+
+    async def list_records(
+        self,
+        session: AsyncSession,
+        model: Any,
+        time_column: Any,
+        customer_id: uuid.UUID,
+        actor: Principal,
+        *,
+        cursor: str | None,
+        limit: int,
+        since: dt.datetime | None = None,
+        until: dt.datetime | None = None,
+    ) -> Sequence[Any]:
+        """A customer's purchases, payments or interactions in time order."""
+        await self.get_customer(session, customer_id, actor)
+        if since is not None and until is not None and since >= until:
+            raise field_error("from", "must be before 'to'")
+        return await repo.records.page(
+            session,
+            model,
+            time_column,
+            customer_id,
+            after=after_key(cursor),
+            since=since,
+            until=until,
+            limit=limit,
         )
 
+    # ------------------------------------------------------------ referrals
+    async def referrals(
+        self, session: AsyncSession, customer_id: uuid.UUID, actor: Principal
+    ) -> dict[str, Any]:
+        """Whom the customer brought in, directly and further down, and what they bought."""
+        await self.get_customer(session, customer_id, actor)
+        rows = await repo.customers.referral_tree(session, customer_id)
+        return {
+            "customer_id": customer_id,
+            "direct": len([row for row in rows if row[3] == 1]),
+            "total": len(rows),
+            "revenue": sum((row[4] for row in rows), Decimal("0.00")),
+            "referrals": [
+                {
+                    "customer_id": cid,
+                    "name": name,
+                    "referred_by": parent,
+                    "depth": depth,
+                    "revenue": revenue,
+                    "purchase_count": count,
+                }
+                for cid, name, parent, depth, revenue, count in rows
+            ],
+        }
+
+    # ------------------------------------------------------------ events from tiering
     async def apply_tier_change(
         self, session: AsyncSession, customer_id: uuid.UUID, change: TierChanged
     ) -> None:
@@ -161,13 +605,98 @@ class ProfileService:
         customer.tier = change.tier
         await session.flush()
 
-    async def _live_customer(
-        self, session: AsyncSession, customer_id: uuid.UUID
-    ) -> Customer | None:
-        customer = await repo.customers.get(session, customer_id)
-        if customer is None or customer.erased_at is not None:
-            return None
+    # ------------------------------------------------------------ helpers
+    def _visible(
+        self, customer: Customer | None, customer_id: uuid.UUID, actor: Principal
+    ) -> Customer:
+        if customer is None:
+            raise NotFound(f"No customer {customer_id}.")
+        if scoped_to_own(actor) and customer.account_manager != actor.user:
+            # Not 403: a key should not learn which customers exist beyond its own.
+            raise NotFound(f"No customer {customer_id}.")
+        if customer.erased_at is not None:
+            raise Gone(f"Customer {customer_id} was erased.")
         return customer
+
+    async def _writable(
+        self, session: AsyncSession, customer_id: uuid.UUID, actor: Principal, *, lock: bool = False
+    ) -> Customer:
+        load = repo.customers.get_for_update if lock else repo.customers.get
+        return self._visible(await load(session, customer_id), customer_id, actor)
+
+    async def _live(self, session: AsyncSession, customer_id: uuid.UUID) -> Customer | None:
+        customer = await repo.customers.get(session, customer_id)
+        return customer if customer is not None and customer.erased_at is None else None
+
+    async def _check_referrer(
+        self, session: AsyncSession, customer_id: uuid.UUID, referrer: uuid.UUID
+    ) -> None:
+        if referrer == customer_id:
+            raise field_error("referred_by", "a customer cannot refer itself")
+        if await self._live(session, referrer) is None:
+            raise field_error("referred_by", "names no known customer")
+        if customer_id in await repo.customers.ancestors(session, referrer):
+            raise field_error("referred_by", "would make a referral loop")
+
+    @staticmethod
+    def _check_version(customer: Customer, if_match: str | None) -> None:
+        if if_match is None:
+            raise PreconditionRequired(
+                "Send If-Match with the ETag from GET, so changes made meanwhile are not lost."
+            )
+        tags = {tag.strip().removeprefix("W/").strip('"') for tag in if_match.split(",")}
+        if "*" not in tags and str(customer.version) not in tags:
+            raise PreconditionFailed(
+                f'The customer changed since (current ETag "{customer.version}"); GET it again.'
+            )
+
+    @staticmethod
+    def _check_currency(currency: str, base_currency: str) -> None:
+        if currency != base_currency:
+            raise InvalidInput(
+                f"Amounts must be in the base currency {base_currency}.",
+                errors=[
+                    {"field": "currency", "message": f"must be {base_currency}", "type": "currency"}
+                ],
+            )
+
+    @staticmethod
+    def _assign(customer: Customer, values: dict[str, Any]) -> None:
+        for field, value in values.items():
+            if field == "credit":
+                credit = value or {}
+                customer.credit_rating = credit.get("rating")
+                customer.credit_limit = credit.get("limit")
+                customer.credit_notes = credit.get("solvency_notes")
+            elif field in ("suppliers", "key_dates"):
+                setattr(customer, field, _json_value(value or []))
+            elif field == "attributes":
+                customer.attributes = _json_value(value or {})
+            else:
+                setattr(customer, field, value)
+
+    @staticmethod
+    def _search_text(customer: Customer, contact_names: list[str]) -> str:
+        parts = [customer.name or "", customer.external_ref or "", *contact_names]
+        return " | ".join(part for part in parts if part).lower()
+
+    @staticmethod
+    def _audit(
+        session: AsyncSession,
+        customer_id: uuid.UUID,
+        actor: Principal,
+        action: str,
+        changes: dict[str, Any],
+    ) -> None:
+        session.add(
+            AuditEntry(
+                customer_id=customer_id,
+                actor=actor.user,
+                action=action,
+                changes=_json_value(changes),
+                at=utcnow(),
+            )
+        )
 
 
 profile_service = ProfileService()
