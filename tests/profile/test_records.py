@@ -1,0 +1,229 @@
+"""Contacts, consent, payments, interactions and purchase date ranges, with their events."""
+
+from __future__ import annotations
+
+import uuid
+
+import httpx
+
+from tests.conftest import ADMIN, ANALYST
+from tests.profile.helpers import create_customer, events, query
+
+CONTACT = {
+    "name": "Wang Li",
+    "role": "purchasing head",
+    "phone": "+86 451 1234 5678",
+    "email": "wang.li@example.com",
+    "birthday": "1980-05-04",
+    "decision_maker": True,
+}
+
+
+async def test_contacts_are_kept_and_searchable(profile: httpx.AsyncClient) -> None:
+    customer = await create_customer(profile, name="Songhua Dairy")
+    url = f"/v1/customers/{customer['id']}/contacts"
+    added = await profile.post(url, json=CONTACT, headers=ADMIN)
+    assert added.status_code == 201, added.text
+    listed = (await profile.get(url, headers=ADMIN)).json()["items"]
+    assert [(c["name"], c["decision_maker"], c["birthday"]) for c in listed] == [
+        ("Wang Li", True, "1980-05-04")
+    ]
+    found = (await profile.get("/v1/customers", params={"text": "wang"}, headers=ADMIN)).json()
+    assert [c["id"] for c in found["items"]] == [customer["id"]]
+    # Analysts read customers but get no contact details.
+    assert (await profile.get(url, headers=ANALYST)).status_code == 403
+    for bad in (
+        {"name": ""},
+        {"name": "X", "email": "not-an-email"},
+        {"name": "X", "phone": "call me"},
+        {"name": "X", "birthday": "2999-01-01"},
+    ):
+        assert (await profile.post(url, json=bad, headers=ADMIN)).status_code == 422, bad
+    assert len((await profile.get(url, headers=ADMIN)).json()["items"]) == 1
+
+
+async def test_consent_keeps_history_and_current_state(
+    profile: httpx.AsyncClient, profile_db: str
+) -> None:
+    customer = await create_customer(profile, consent={"email": "granted"})
+    url = f"/v1/customers/{customer['id']}/consent"
+    granted = await profile.put(
+        url, json={"sms": "granted", "source": "signed form"}, headers=ADMIN
+    )
+    assert granted.status_code == 200, granted.text
+    assert granted.json()["consent"] == {"email": "granted", "sms": "granted"}
+    await profile.put(
+        url, json={"sms": "withdrawn", "email": "granted", "source": "call"}, headers=ADMIN
+    )
+    body = (await profile.get(url, headers=ADMIN)).json()
+    assert body["consent"] == {"email": "granted", "sms": "withdrawn"}
+    assert [(h["channel"], h["state"], h["source"]) for h in body["history"]] == [
+        ("email", "granted", "customer created"),
+        ("sms", "granted", "signed form"),
+        ("sms", "withdrawn", "call"),
+    ]
+    customer_now = (await profile.get(f"/v1/customers/{customer['id']}", headers=ADMIN)).json()
+    assert customer_now["consent"] == {"email": "granted", "sms": "withdrawn"}
+    updates = [e["data"] for e in await events(profile_db, "customer.updated")]
+    assert updates == [
+        {"consent": {"email": "granted", "sms": "granted"}},
+        {"consent": {"email": "granted", "sms": "withdrawn"}},
+    ]
+    for bad in (
+        {"source": "x"},
+        {"sms": "maybe", "source": "x"},
+        {"sms": "granted"},
+        {"fax": "granted", "source": "x"},
+    ):
+        assert (await profile.put(url, json=bad, headers=ADMIN)).status_code == 422, bad
+    assert len((await profile.get(url, headers=ADMIN)).json()["history"]) == 3
+
+
+async def test_payments_are_money_collected(profile: httpx.AsyncClient, profile_db: str) -> None:
+    customer = await create_customer(profile)
+    other = await create_customer(profile, name="Other")
+    purchase = (
+        await profile.post(
+            f"/v1/customers/{customer['id']}/purchases",
+            json={"amount": "300.00", "currency": "CNY", "purchased_at": "2026-10-01T00:00:00Z"},
+            headers=ADMIN,
+        )
+    ).json()
+    other_purchase = (
+        await profile.post(
+            f"/v1/customers/{other['id']}/purchases",
+            json={"amount": "1.00", "currency": "CNY", "purchased_at": "2026-10-01T00:00:00Z"},
+            headers=ADMIN,
+        )
+    ).json()
+    url = f"/v1/customers/{customer['id']}/payments"
+    paid = await profile.post(
+        url,
+        json={
+            "amount": "200.00",
+            "currency": "CNY",
+            "received_at": "2026-10-15T00:00:00Z",
+            "purchase_id": purchase["id"],
+            "method": "transfer",
+        },
+        headers=ADMIN,
+    )
+    assert paid.status_code == 201, paid.text
+    [event] = await events(profile_db, "payment.recorded")
+    assert event["data"]["amount"] == "200.00" and event["data"]["purchase_id"] == purchase["id"]
+    bad_cases = [
+        {"amount": "-5.00", "currency": "CNY", "received_at": "2026-10-15T00:00:00Z"},
+        {"amount": "5.00", "currency": "USD", "received_at": "2026-10-15T00:00:00Z"},
+        {
+            "amount": "5.00",
+            "currency": "CNY",
+            "received_at": "2026-10-15T00:00:00Z",
+            "purchase_id": other_purchase["id"],
+        },
+        {
+            "amount": "5.00",
+            "currency": "CNY",
+            "received_at": "2026-10-15T00:00:00Z",
+            "purchase_id": str(uuid.uuid4()),
+        },
+    ]
+    for bad in bad_cases:
+        assert (await profile.post(url, json=bad, headers=ADMIN)).status_code == 422, bad
+    listed = (await profile.get(url, headers=ADMIN)).json()["items"]
+    assert [p["amount"] for p in listed] == ["200.00"]
+    assert len(await events(profile_db, "payment.recorded")) == 1
+
+
+async def test_interactions_are_logged_with_their_author(
+    profile: httpx.AsyncClient, profile_db: str
+) -> None:
+    customer = await create_customer(profile)
+    other = await create_customer(profile, name="Other")
+    contact = (
+        await profile.post(f"/v1/customers/{customer['id']}/contacts", json=CONTACT, headers=ADMIN)
+    ).json()
+    foreign = (
+        await profile.post(f"/v1/customers/{other['id']}/contacts", json=CONTACT, headers=ADMIN)
+    ).json()
+    url = f"/v1/customers/{customer['id']}/interactions"
+    logged = await profile.post(
+        url,
+        json={
+            "kind": "visit",
+            "at": "2026-11-02T03:00:00Z",
+            "contact_id": contact["id"],
+            "satisfaction": 5,
+            "notes": "toured the plant",
+        },
+        headers=ADMIN,
+    )
+    assert logged.status_code == 201, logged.text
+    assert logged.json()["by"] == "root"
+    [event] = await events(profile_db, "interaction.logged")
+    assert event["data"]["kind"] == "visit" and event["data"]["satisfaction"] == 5
+    assert "notes" not in event["data"]  # free text stays in profile
+    for bad in (
+        {"kind": "party", "at": "2026-11-02T03:00:00Z"},
+        {"kind": "call", "at": "2026-11-02T03:00:00Z", "satisfaction": 6},
+        {"kind": "call", "at": "2026-11-02T03:00:00Z", "contact_id": foreign["id"]},
+        {"kind": "call"},
+    ):
+        assert (await profile.post(url, json=bad, headers=ADMIN)).status_code == 422, bad
+    assert len(await events(profile_db, "interaction.logged")) == 1
+
+
+async def test_purchases_filter_by_date_range(profile: httpx.AsyncClient) -> None:
+    customer = await create_customer(profile)
+    url = f"/v1/customers/{customer['id']}/purchases"
+    for month in ("01", "03", "05", "07"):
+        await profile.post(
+            url,
+            json={
+                "amount": "1.00",
+                "currency": "CNY",
+                "purchased_at": f"2026-{month}-10T00:00:00Z",
+            },
+            headers=ADMIN,
+        )
+    window = {"from": "2026-03-01T00:00:00Z", "to": "2026-07-01T00:00:00Z"}
+    items = (await profile.get(url, params=window, headers=ADMIN)).json()["items"]
+    assert [p["purchased_at"][5:7] for p in items] == ["03", "05"]
+    reversed_window = {"from": "2026-07-01T00:00:00Z", "to": "2026-03-01T00:00:00Z"}
+    assert (await profile.get(url, params=reversed_window, headers=ADMIN)).status_code == 422
+    naive = {"from": "2026-03-01T00:00:00"}
+    assert (await profile.get(url, params=naive, headers=ADMIN)).status_code == 422
+
+
+async def test_tier_comes_from_tier_changed(profile: httpx.AsyncClient, profile_db: str) -> None:
+    import datetime as dt
+
+    from services.profile.consumers import HANDLERS
+    from shared.db import create_engine, session_factory
+    from shared.events import EventEnvelope, parse_data
+
+    customer = await create_customer(profile)
+    event = EventEnvelope(
+        id=uuid.uuid4(),
+        type="tier.changed",
+        occurred_at=dt.datetime.now(dt.UTC),
+        producer="tiering",
+        customer_id=uuid.UUID(customer["id"]),
+        data={
+            "previous_tier": None,
+            "tier": "A",
+            "policy_id": str(uuid.uuid4()),
+            "policy_version": 1,
+            "changed_at": "2026-11-01T00:00:00Z",
+        },
+    )
+    engine = create_engine(profile_db)
+    async with session_factory(engine)() as session, session.begin():
+        await HANDLERS["tier.changed"](session, event, parse_data(event))
+    await engine.dispose()
+    assert (await profile.get(f"/v1/customers/{customer['id']}", headers=ADMIN)).json()[
+        "tier"
+    ] == "A"
+    listed = (await profile.get("/v1/customers", params={"tier": "A"}, headers=ADMIN)).json()
+    assert [c["id"] for c in listed["items"]] == [customer["id"]]
+    rows = await query(profile_db, "SELECT count(*) AS n FROM customers WHERE tier = 'A'")
+    assert rows[0].n == 1

@@ -1,0 +1,166 @@
+"""Referral networks, erasure of personal data, and what each role may see and do."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import httpx
+
+from tests.conftest import ADMIN, ANALYST, MANAGER
+from tests.profile.helpers import create_customer, events, query
+
+
+async def buy(client: httpx.AsyncClient, customer_id: str, amount: str) -> None:
+    response = await client.post(
+        f"/v1/customers/{customer_id}/purchases",
+        json={"amount": amount, "currency": "CNY", "purchased_at": "2026-10-01T00:00:00Z"},
+        headers=ADMIN,
+    )
+    assert response.status_code == 201, response.text
+
+
+async def test_referrals_direct_and_further_down_with_what_they_bought(
+    profile: httpx.AsyncClient,
+) -> None:
+    root = await create_customer(profile, name="Influencer")
+    child = await create_customer(profile, name="Child", source="referral", referred_by=root["id"])
+    grandchild = await create_customer(profile, name="Grandchild", referred_by=child["id"])
+    await create_customer(profile, name="Stranger")
+    await buy(profile, child["id"], "100.00")
+    await buy(profile, child["id"], "50.50")
+    await buy(profile, grandchild["id"], "10.00")
+    body = (await profile.get(f"/v1/customers/{root['id']}/referrals", headers=ADMIN)).json()
+    assert (body["direct"], body["total"]) == (1, 2)
+    assert Decimal(body["revenue"]) == Decimal("160.50")
+    assert [
+        (r["name"], r["depth"], Decimal(r["revenue"]), r["purchase_count"])
+        for r in body["referrals"]
+    ] == [("Child", 1, Decimal("150.50"), 2), ("Grandchild", 2, Decimal("10.00"), 1)]
+    empty = (await profile.get(f"/v1/customers/{grandchild['id']}/referrals", headers=ADMIN)).json()
+    assert (empty["total"], Decimal(empty["revenue"])) == (0, Decimal(0))
+    # A referral loop is refused.
+    loop = await profile.patch(
+        f"/v1/customers/{root['id']}",
+        json={"referred_by": grandchild["id"]},
+        headers={**ADMIN, "If-Match": '"1"'},
+    )
+    assert loop.status_code == 422
+    assert "loop" in loop.json()["detail"]
+
+
+async def test_erasure_removes_personal_data_and_keeps_amounts(
+    profile: httpx.AsyncClient, profile_db: str
+) -> None:
+    customer = await create_customer(
+        profile,
+        name="Zhang San",
+        kind="person",
+        birthday="1990-01-02",
+        notes="likes tea",
+        external_ref="CRM-9",
+    )
+    cid = customer["id"]
+    await profile.post(f"/v1/customers/{cid}/contacts", json={"name": "Zhang Wife"}, headers=ADMIN)
+    await profile.post(
+        f"/v1/customers/{cid}/interactions",
+        json={"kind": "call", "at": "2026-11-01T00:00:00Z", "notes": "secret"},
+        headers=ADMIN,
+    )
+    await profile.patch(
+        f"/v1/customers/{cid}",
+        json={"notes": "likes green tea"},
+        headers={**ADMIN, "If-Match": '"1"'},
+    )
+    await buy(profile, cid, "88.80")
+
+    assert (await profile.delete(f"/v1/customers/{cid}", headers=MANAGER)).status_code == 403
+    assert (await profile.delete(f"/v1/customers/{cid}", headers=ANALYST)).status_code == 403
+    erased = await profile.delete(f"/v1/customers/{cid}", headers=ADMIN)
+    assert erased.status_code == 204, erased.text
+
+    assert (await profile.get(f"/v1/customers/{cid}", headers=ADMIN)).status_code == 410
+    assert (await profile.delete(f"/v1/customers/{cid}", headers=ADMIN)).status_code == 410
+    listed = (await profile.get("/v1/customers", headers=ADMIN)).json()["items"]
+    assert cid not in [c["id"] for c in listed]
+    again = await profile.post(
+        f"/v1/customers/{cid}/purchases",
+        json={"amount": "1.00", "currency": "CNY", "purchased_at": "2026-10-01T00:00:00Z"},
+        headers=ADMIN,
+    )
+    assert again.status_code == 410
+
+    [row] = await query(
+        profile_db, "SELECT name, birthday, notes, external_ref, search_text FROM customers"
+    )
+    assert tuple(row) == (None, None, None, None, "")
+    assert (await query(profile_db, "SELECT count(*) AS n FROM contacts"))[0].n == 0
+    [interaction] = await query(profile_db, "SELECT notes, kind FROM interactions")
+    assert tuple(interaction) == (None, "call")
+    amounts = await query(profile_db, "SELECT amount FROM purchases")
+    assert [a.amount for a in amounts] == [8880]  # kept, in minor units
+    audit = await query(profile_db, "SELECT changes FROM audit_log")
+    assert not any("tea" in str(a.changes) or "Zhang" in str(a.changes) for a in audit)
+    [event] = await events(profile_db, "customer.erased")
+    assert event["customer_id"] == cid and event["data"] == {}
+
+
+async def test_account_managers_see_and_change_only_their_customers(
+    profile: httpx.AsyncClient,
+) -> None:
+    mine = await create_customer(profile, headers=MANAGER, name="Mine")
+    assert mine["account_manager"] == "mia"  # defaults to the creating manager
+    theirs = await create_customer(profile, name="Theirs", account_manager="bob")
+    denied = await profile.post(
+        "/v1/customers",
+        json={"name": "X", "kind": "person", "account_manager": "bob"},
+        headers=MANAGER,
+    )
+    assert denied.status_code == 403
+
+    listed = (await profile.get("/v1/customers", headers=MANAGER)).json()["items"]
+    assert [c["name"] for c in listed] == ["Mine"]
+    bob_filter = await profile.get(
+        "/v1/customers", params={"account_manager": "bob"}, headers=MANAGER
+    )
+    assert bob_filter.json()["items"] == []
+    for method, path in [
+        ("GET", ""),
+        ("GET", "/purchases"),
+        ("GET", "/audit"),
+        ("PATCH", ""),
+        ("POST", "/contacts"),
+    ]:
+        response = await profile.request(
+            method,
+            f"/v1/customers/{theirs['id']}{path}",
+            headers={**MANAGER, "If-Match": '"1"'},
+            json={"name": "Y"} if method != "GET" else None,
+        )
+        assert response.status_code == 404, (method, path, response.text)
+    handover = await profile.patch(
+        f"/v1/customers/{mine['id']}",
+        json={"account_manager": "bob"},
+        headers={**MANAGER, "If-Match": '"1"'},
+    )
+    assert handover.status_code == 403
+    by_admin = await profile.patch(
+        f"/v1/customers/{mine['id']}",
+        json={"account_manager": "bob"},
+        headers={**ADMIN, "If-Match": '"1"'},
+    )
+    assert by_admin.status_code == 200
+
+    everyone = (await profile.get("/v1/customers", headers=ANALYST)).json()["items"]
+    assert {c["name"] for c in everyone} == {"Mine", "Theirs"}
+    assert (
+        await profile.patch(
+            f"/v1/customers/{theirs['id']}",
+            json={"name": "Z"},
+            headers={**ANALYST, "If-Match": '"1"'},
+        )
+    ).status_code == 403
+    audit = (await profile.get(f"/v1/customers/{mine['id']}/audit", headers=ADMIN)).json()
+    assert [(e["actor"], e["action"]) for e in audit["items"]] == [
+        ("root", "updated"),
+        ("mia", "created"),
+    ]
