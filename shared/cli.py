@@ -111,6 +111,67 @@ def serve(
     )
 
 
+@app.command("import")
+def import_file(
+    kind: Annotated[str, typer.Argument(help="customers or purchases")],
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True)],
+    actor: Annotated[str, typer.Option(help="Recorded as who made the change.")] = "cli",
+) -> None:
+    """Import a CSV file into profile's database (events follow through the outbox)."""
+    from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
+
+    from shared.db import create_engine, session_factory
+
+    importers = importlib.import_module("services.profile.imports").IMPORTERS
+    if kind not in importers:
+        raise typer.BadParameter(f"one of {', '.join(importers)}", param_hint="KIND")
+    settings = service_settings("profile")
+
+    async def run() -> Any:
+        engine = create_engine(settings.database_url)
+        try:
+            with Progress(
+                "[progress.description]{task.description}",
+                BarColumn(),
+                DownloadColumn(),
+                TransferSpeedColumn(),
+                console=console,
+            ) as progress:
+                task = progress.add_task(f"importing {kind}", total=file.stat().st_size)
+
+                async def chunks() -> Any:
+                    with file.open("rb") as stream:
+                        while chunk := stream.read(1 << 20):
+                            progress.update(task, advance=len(chunk))
+                            yield chunk
+
+                return await importers[kind].run(
+                    session_factory(engine),
+                    chunks(),
+                    actor=actor,
+                    base_currency=settings.base_currency,
+                )
+        finally:
+            await engine.dispose()
+
+    from shared.errors import ProblemError
+
+    try:
+        report = asyncio.run(run())
+    except ProblemError as exc:
+        console.print(f"[red]{exc.detail}[/]")
+        raise typer.Exit(2) from exc
+    out = Console()
+    out.print(
+        f"rows {report.rows}: accepted {report.accepted}, skipped {report.skipped} "
+        f"(already imported), rejected {report.rejected}"
+    )
+    for error in report.errors[:20]:
+        out.print(f"  line {error.line}: {error.field}: {error.reason}")
+    if report.rejected > 20:
+        out.print(f"  ... and {report.rejected - 20} more")
+
+
 def _safe_url(url: str) -> str:
     """A database URL without its password, for printing."""
     if "@" in url and "://" in url:

@@ -89,6 +89,42 @@ def include_shared_tables(metadata: MetaData) -> None:
 PENDING_FLAG = "outbox_pending"
 
 
+def outbox_row(
+    *,
+    producer: str,
+    event_type: str,
+    customer_id: uuid.UUID,
+    data: BaseModel | Mapping[str, Any],
+    occurred_at: dt.datetime | None = None,
+) -> dict[str, Any]:
+    """The outbox row for one event, its data validated against the catalog model of its type,
+    so a producer cannot emit an event that breaks the contract."""
+    model = CATALOG[event_type]
+    if isinstance(data, model):
+        payload = data
+    else:
+        payload = model.model_validate(data if isinstance(data, Mapping) else data.model_dump())
+    event_id = uuid.uuid4()
+    now = utcnow()
+    envelope = {
+        "id": str(event_id),
+        "type": event_type,
+        "version": 1,
+        "occurred_at": (occurred_at or now).isoformat().replace("+00:00", "Z"),
+        "producer": producer,
+        "customer_id": str(customer_id),
+        "correlation_id": current_correlation_id(),
+        "data": payload.model_dump(mode="json"),
+    }
+    return {
+        "event_id": event_id,
+        "event_type": event_type,
+        "message_key": str(customer_id),
+        "payload": json.dumps(envelope, separators=(",", ":")),
+        "created_at": now,
+    }
+
+
 async def record_event(
     session: AsyncSession,
     *,
@@ -98,35 +134,25 @@ async def record_event(
     data: BaseModel | Mapping[str, Any],
     occurred_at: dt.datetime | None = None,
 ) -> uuid.UUID:
-    """Add an event to the outbox inside the caller's transaction; return its id.
-
-    The data is validated against the catalog model of its type, so a producer cannot
-    emit an event that breaks the contract.
-    """
-    model = CATALOG[event_type]
-    payload = model.model_validate(data if isinstance(data, Mapping) else data.model_dump())
-    event_id = uuid.uuid4()
-    envelope = {
-        "id": str(event_id),
-        "type": event_type,
-        "version": 1,
-        "occurred_at": (occurred_at or utcnow()).isoformat().replace("+00:00", "Z"),
-        "producer": producer,
-        "customer_id": str(customer_id),
-        "correlation_id": current_correlation_id(),
-        "data": payload.model_dump(mode="json"),
-    }
-    await session.execute(
-        outbox.insert().values(
-            event_id=event_id,
-            event_type=event_type,
-            message_key=str(customer_id),
-            payload=json.dumps(envelope, separators=(",", ":")),
-            created_at=utcnow(),
-        )
+    """Add an event to the outbox inside the caller's transaction; return its id."""
+    row = outbox_row(
+        producer=producer,
+        event_type=event_type,
+        customer_id=customer_id,
+        data=data,
+        occurred_at=occurred_at,
     )
+    await session.execute(outbox.insert().values(**row))
     session.info[PENDING_FLAG] = True
+    event_id: uuid.UUID = row["event_id"]
     return event_id
+
+
+async def record_events(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
+    """Add many `outbox_row(...)`s in one statement (bulk imports)."""
+    if rows:
+        await session.execute(outbox.insert(), rows)
+        session.info[PENDING_FLAG] = True
 
 
 class OutboxRelay:

@@ -6,9 +6,10 @@ import uuid
 from collections.abc import Callable, Sequence
 from typing import Annotated, Any, TypeVar
 
-from fastapi import APIRouter, Depends, Header, Query, Response
+from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from pydantic import AwareDatetime, BaseModel
 
+from services.profile.imports import IMPORTERS, ImportReport
 from services.profile.models import Customer, Interaction, Payment, Purchase
 from services.profile.schemas import (
     AuditEntryOut,
@@ -32,7 +33,7 @@ from services.profile.schemas import (
     StageChangeOut,
 )
 from services.profile.service import profile_service
-from shared.app import SessionDep, SettingsDep
+from shared.app import SessionDep, SettingsDep, runtime_of
 from shared.auth import Principal, require_roles
 from shared.errors import InvalidInput
 from shared.idempotency import IdempotencyKey, idempotent
@@ -467,3 +468,50 @@ async def list_interactions(
         until=until,
     )
     return page_of(rows, limit, InteractionOut.model_validate, lambda i: (i.at.isoformat(), i.id))
+
+
+# ---------------------------------------------------------------- imports
+CSV_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {"text/csv": {"schema": {"type": "string", "format": "binary"}}},
+    }
+}
+
+
+async def _import(kind: str, request: Request, principal: Principal) -> ImportReport:
+    runtime = runtime_of(request)
+    return await IMPORTERS[kind].run(
+        runtime.sessions,
+        request.stream(),
+        actor=principal.user,
+        base_currency=runtime.settings.base_currency,
+        on_commit=runtime.relay.wake,
+    )
+
+
+@router.post(
+    "/imports/customers", response_model=ImportReport, tags=["imports"], openapi_extra=CSV_BODY
+)
+async def import_customers(request: Request, principal: Admin) -> ImportReport:
+    """Import customers from CSV (streamed; re-importing the same file creates nothing new).
+
+    Columns: external_ref, name, kind (required) and any of industry, region, size,
+    years_in_business, industry_standing, timezone, source, stage, relationship_level,
+    account_manager, birthday, credit_rating, credit_limit, notes, referred_by_ref,
+    consent_sms, consent_email, consent_phone, consent_letter.
+    """
+    return await _import("customers", request, principal)
+
+
+@router.post(
+    "/imports/purchases", response_model=ImportReport, tags=["imports"], openapi_extra=CSV_BODY
+)
+async def import_purchases(request: Request, principal: Admin) -> ImportReport:
+    """Import purchases from CSV (streamed; rows keep their own purchased_at).
+
+    Columns: amount, currency, purchased_at (required), customer_id or customer_ref, and
+    any of external_id, quantity, unit, category, sku. A row with an external_id already
+    imported for its customer is skipped.
+    """
+    return await _import("purchases", request, principal)

@@ -117,6 +117,28 @@ def customer_changes_payload(customer: Customer, fields: Sequence[str]) -> dict[
     return payload
 
 
+def assign_customer_fields(customer: Customer, values: dict[str, Any]) -> None:
+    """Set customer columns from API field values (credit is three columns)."""
+    for field, value in values.items():
+        if field == "credit":
+            credit = value or {}
+            customer.credit_rating = credit.get("rating")
+            customer.credit_limit = credit.get("limit")
+            customer.credit_notes = credit.get("solvency_notes")
+        elif field in ("suppliers", "key_dates"):
+            setattr(customer, field, _json_value(value or []))
+        elif field == "attributes":
+            customer.attributes = _json_value(value or {})
+        else:
+            setattr(customer, field, value)
+
+
+def customer_search_text(customer: Customer, contact_names: list[str]) -> str:
+    """Lowercased names for the free-text filter."""
+    parts = [customer.name or "", customer.external_ref or "", *contact_names]
+    return " | ".join(part for part in parts if part).lower()
+
+
 class ProfileService:
     """Customers, their contacts and consent, and what they buy, pay and say."""
 
@@ -137,9 +159,9 @@ class ProfileService:
             raise field_error("referred_by", "names no known customer")
         now = utcnow()
         customer = Customer(id=uuid.uuid4(), created_at=now, updated_at=now, version=1)
-        self._assign(customer, data.model_dump(exclude={"consent"}))
+        assign_customer_fields(customer, data.model_dump(exclude={"consent"}))
         customer.consent = {str(channel): state for channel, state in data.consent.items()}
-        customer.search_text = self._search_text(customer, [])
+        customer.search_text = customer_search_text(customer, [])
         await repo.customers.add(session, customer)
         for channel, state in data.consent.items():
             session.add(
@@ -230,7 +252,7 @@ class ProfileService:
         if given.get("referred_by") is not None:
             await self._check_referrer(session, customer.id, given["referred_by"])
         before = {field: customer_changes_payload(customer, [field])[field] for field in given}
-        self._assign(customer, given)
+        assign_customer_fields(customer, given)
         after = {field: customer_changes_payload(customer, [field])[field] for field in given}
         changed = [field for field in given if before[field] != after[field]]
         if not changed:
@@ -248,7 +270,7 @@ class ProfileService:
                         changed_at=now,
                     )
                 )
-        customer.search_text = self._search_text(
+        customer.search_text = customer_search_text(
             customer, await repo.records.contact_names(session, customer.id)
         )
         customer.version += 1
@@ -347,7 +369,7 @@ class ProfileService:
             id=uuid.uuid4(), customer_id=customer.id, created_at=utcnow(), **data.model_dump()
         )
         await repo.records.add(session, contact)
-        customer.search_text = self._search_text(
+        customer.search_text = customer_search_text(
             customer, await repo.records.contact_names(session, customer.id)
         )
         self._audit(
@@ -659,26 +681,6 @@ class ProfileService:
                     {"field": "currency", "message": f"must be {base_currency}", "type": "currency"}
                 ],
             )
-
-    @staticmethod
-    def _assign(customer: Customer, values: dict[str, Any]) -> None:
-        for field, value in values.items():
-            if field == "credit":
-                credit = value or {}
-                customer.credit_rating = credit.get("rating")
-                customer.credit_limit = credit.get("limit")
-                customer.credit_notes = credit.get("solvency_notes")
-            elif field in ("suppliers", "key_dates"):
-                setattr(customer, field, _json_value(value or []))
-            elif field == "attributes":
-                customer.attributes = _json_value(value or {})
-            else:
-                setattr(customer, field, value)
-
-    @staticmethod
-    def _search_text(customer: Customer, contact_names: list[str]) -> str:
-        parts = [customer.name or "", customer.external_ref or "", *contact_names]
-        return " | ".join(part for part in parts if part).lower()
 
     @staticmethod
     def _audit(

@@ -1,0 +1,529 @@
+"""CSV imports of customers and purchases: streamed, validated row by row, committed in
+batches, each new row announced through the outbox like any other write.
+
+A file of any size is read chunk by chunk (never held in memory). Importing the same
+file twice creates nothing new: customers are matched by `external_ref`, purchases by
+(customer, `external_id`). Imported purchases keep their own `purchased_at`.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import uuid
+from collections.abc import AsyncIterator, Callable
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, Field, ValidationError
+from sqlalchemy import Table, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from services.profile.models import AuditEntry, ConsentChange, Customer, CustomerChange, Purchase
+from services.profile.schemas import CustomerCreate, PurchaseCreate
+from services.profile.service import (
+    PRODUCER,
+    assign_customer_fields,
+    customer_changes_payload,
+    customer_search_text,
+)
+from shared.db import utcnow
+from shared.errors import InvalidInput
+from shared.events import CustomerCreated, PurchaseRecorded
+from shared.outbox import PENDING_FLAG, outbox_row, record_events
+
+CUSTOMERS: Table = Customer.__table__  # type: ignore[assignment]
+CHANGES: Table = CustomerChange.__table__  # type: ignore[assignment]
+CONSENTS: Table = ConsentChange.__table__  # type: ignore[assignment]
+AUDIT: Table = AuditEntry.__table__  # type: ignore[assignment]
+PURCHASES: Table = Purchase.__table__  # type: ignore[assignment]
+
+BATCH_ROWS = 2000
+MAX_REPORTED_ERRORS = 1000
+MAX_RECORD_CHARS = 65536
+
+CUSTOMER_COLUMNS = frozenset(
+    {
+        "external_ref",
+        "name",
+        "kind",
+        "industry",
+        "region",
+        "size",
+        "years_in_business",
+        "industry_standing",
+        "timezone",
+        "source",
+        "stage",
+        "relationship_level",
+        "account_manager",
+        "birthday",
+        "credit_rating",
+        "credit_limit",
+        "notes",
+        "referred_by_ref",
+        "consent_sms",
+        "consent_email",
+        "consent_phone",
+        "consent_letter",
+    }
+)
+PURCHASE_COLUMNS = frozenset(
+    {
+        "customer_id",
+        "customer_ref",
+        "external_id",
+        "amount",
+        "currency",
+        "quantity",
+        "unit",
+        "category",
+        "sku",
+        "purchased_at",
+    }
+)
+
+
+class RowError(BaseModel):
+    line: int
+    field: str
+    reason: str
+
+
+class ImportReport(BaseModel):
+    """What happened to every data row of the file."""
+
+    rows: int = 0
+    accepted: int = 0
+    skipped: int = Field(0, description="Already imported (same external_ref / external_id).")
+    rejected: int = 0
+    errors: list[RowError] = Field(default_factory=list)
+    errors_truncated: bool = False
+
+    def reject(self, line: int, field: str, reason: str) -> None:
+        self.rejected += 1
+        if len(self.errors) < MAX_REPORTED_ERRORS:
+            self.errors.append(RowError(line=line, field=field, reason=reason))
+        else:
+            self.errors_truncated = True
+
+
+async def csv_records(chunks: AsyncIterator[bytes]) -> AsyncIterator[tuple[int, list[str]]]:
+    """(line number, fields) for each CSV record, read incrementally from byte chunks.
+
+    A record may span physical lines inside quotes; the line number is where it starts.
+    Undecodable bytes become U+FFFD, so the row is rejected rather than the file.
+    """
+    decoder = codecs.getincrementaldecoder("utf-8-sig")(errors="replace")
+    pending = ""
+    record: list[str] = []
+    quotes = 0
+    line_number = 0
+    record_start = 1
+
+    def parse(text: str) -> list[str]:
+        return next(csv.reader([text]), [])
+
+    async def lines() -> AsyncIterator[str]:
+        nonlocal pending
+        async for chunk in chunks:
+            pending += decoder.decode(chunk)
+            *complete, pending = pending.split("\n")
+            for line in complete:
+                yield line
+        pending += decoder.decode(b"", final=True)
+        if pending:
+            yield pending
+
+    async for line in lines():
+        line_number += 1
+        if not record:
+            record_start = line_number
+        record.append(line.removesuffix("\r"))
+        quotes += line.count('"')
+        if quotes % 2 == 1 and sum(map(len, record)) < MAX_RECORD_CHARS:
+            continue  # inside a quoted field: the record goes on
+        text = "\n".join(record)
+        record, quotes = [], 0
+        if not text.strip():
+            continue
+        if len(text) >= MAX_RECORD_CHARS:
+            yield record_start, ["\x00oversize"]
+            continue
+        try:
+            yield record_start, parse(text)
+        except csv.Error as exc:
+            yield record_start, [f"\x00{exc}"]
+    if record:
+        yield record_start, ["\x00unterminated quoted field"]
+
+
+def _first_error(exc: ValidationError) -> tuple[str, str]:
+    error = exc.errors()[0]
+    field = ".".join(str(part) for part in error.get("loc", ())) or "*"
+    return field, error.get("msg", "invalid")
+
+
+class CsvImporter:
+    """Reads a CSV stream and hands batches of valid rows to `store_batch`."""
+
+    columns: ClassVar[frozenset[str]] = frozenset()
+    required: ClassVar[frozenset[str]] = frozenset()
+
+    async def run(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        chunks: AsyncIterator[bytes],
+        *,
+        actor: str,
+        base_currency: str,
+        on_commit: Callable[[], None] | None = None,
+    ) -> ImportReport:
+        report = ImportReport()
+        header: list[str] | None = None
+        batch: list[tuple[int, dict[str, str]]] = []
+        async for line, fields in csv_records(chunks):
+            if header is None:
+                header = self._check_header(fields)
+                continue
+            report.rows += 1
+            if fields and fields[0].startswith("\x00"):
+                reason = fields[0][1:]
+                report.reject(
+                    line,
+                    "*",
+                    "record is over 64 KiB" if reason == "oversize" else f"malformed CSV: {reason}",
+                )
+                continue
+            if len(fields) != len(header):
+                report.reject(line, "*", f"expected {len(header)} columns, found {len(fields)}")
+                continue
+            batch.append((line, dict(zip(header, fields, strict=True))))
+            if len(batch) >= BATCH_ROWS:
+                await self._commit(sessions, batch, report, actor, base_currency, on_commit)
+                batch = []
+        if header is None:
+            raise InvalidInput("The file is empty: it needs a header line.")
+        if batch:
+            await self._commit(sessions, batch, report, actor, base_currency, on_commit)
+        report.errors.sort(key=lambda error: error.line)
+        return report
+
+    def _check_header(self, fields: list[str]) -> list[str]:
+        header = [name.strip().lower() for name in fields]
+        unknown = [name for name in header if name not in self.columns]
+        missing = [name for name in self.required if name not in header]
+        if unknown or missing or len(set(header)) != len(header):
+            problems = []
+            if missing:
+                problems.append(f"missing columns: {', '.join(sorted(missing))}")
+            if unknown:
+                problems.append(f"unknown columns: {', '.join(unknown)}")
+            if len(set(header)) != len(header):
+                problems.append("a column is named twice")
+            raise InvalidInput(
+                "The header line is not one this import reads (" + "; ".join(problems) + ").",
+                errors=[{"field": "header", "message": p, "type": "csv"} for p in problems],
+            )
+        return header
+
+    async def _commit(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        batch: list[tuple[int, dict[str, str]]],
+        report: ImportReport,
+        actor: str,
+        base_currency: str,
+        on_commit: Callable[[], None] | None,
+    ) -> None:
+        async with sessions() as session:
+            async with session.begin():
+                await self.store_batch(session, batch, report, actor, base_currency)
+            if session.info.pop(PENDING_FLAG, False) and on_commit is not None:
+                on_commit()
+
+    async def store_batch(
+        self,
+        session: AsyncSession,
+        batch: list[tuple[int, dict[str, str]]],
+        report: ImportReport,
+        actor: str,
+        base_currency: str,
+    ) -> None:
+        raise NotImplementedError
+
+
+def _present(row: dict[str, str]) -> dict[str, str]:
+    """The row without empty cells (an empty cell means 'not given')."""
+    return {key: value.strip() for key, value in row.items() if value and value.strip()}
+
+
+class CustomerImporter(CsvImporter):
+    columns = CUSTOMER_COLUMNS
+    required = frozenset({"external_ref", "name", "kind"})
+
+    async def store_batch(
+        self,
+        session: AsyncSession,
+        batch: list[tuple[int, dict[str, str]]],
+        report: ImportReport,
+        actor: str,
+        base_currency: str,
+    ) -> None:
+        valid: list[tuple[int, CustomerCreate, str | None]] = []
+        for line, raw in batch:
+            row = _present(raw)
+            if "\ufffd" in "".join(row.values()):
+                report.reject(line, "*", "not valid UTF-8")
+                continue
+            if "external_ref" not in row:
+                report.reject(line, "external_ref", "required: it makes a re-import safe")
+                continue
+            consent = {
+                channel: row.pop(f"consent_{channel}")
+                for channel in ("sms", "email", "phone", "letter")
+                if f"consent_{channel}" in row
+            }
+            credit = {
+                key: row.pop(f"credit_{key}")
+                for key in ("rating", "limit")
+                if f"credit_{key}" in row
+            }
+            referrer = row.pop("referred_by_ref", None)
+            try:
+                data = CustomerCreate.model_validate(
+                    {**row, **({"credit": credit} if credit else {}), "consent": consent}
+                )
+            except ValidationError as exc:
+                report.reject(line, *_first_error(exc))
+                continue
+            valid.append((line, data, referrer))
+
+        refs = {data.external_ref for _, data, _ in valid} | {r for _, _, r in valid if r}
+        known = (
+            dict(
+                (
+                    await session.execute(
+                        select(Customer.external_ref, Customer.id).where(
+                            Customer.external_ref.in_(refs)
+                        )
+                    )
+                ).all()
+            )
+            if refs
+            else {}
+        )
+        now = utcnow()
+        customers: list[dict[str, Any]] = []
+        changes: list[dict[str, Any]] = []
+        consents: list[dict[str, Any]] = []
+        audits: list[dict[str, Any]] = []
+        events: list[dict[str, Any]] = []
+        for line, data, referrer in valid:
+            assert data.external_ref is not None
+            if data.external_ref in known:
+                report.skipped += 1
+                continue
+            referred_by = None
+            if referrer:
+                referred_by = known.get(referrer)
+                if referred_by is None:
+                    report.reject(line, "referred_by_ref", "names no imported customer")
+                    continue
+            customer_id = uuid.uuid4()
+            known[data.external_ref] = customer_id
+            customer = Customer(
+                id=customer_id,
+                kind=data.kind,
+                created_at=now,
+                updated_at=now,
+                version=1,
+                tier=None,
+                erased_at=None,
+            )
+            assign_customer_fields(customer, data.model_dump(exclude={"consent"}))
+            customer.referred_by = referred_by
+            customer.consent = {str(k): v for k, v in data.consent.items()}
+            customer.search_text = customer_search_text(customer, [])
+            customers.append(
+                {column.key: getattr(customer, column.key) for column in CUSTOMERS.columns}
+            )
+            for field in ("stage", "relationship_level"):
+                changes.append(
+                    {
+                        "customer_id": customer_id,
+                        "field": field,
+                        "from_value": None,
+                        "to_value": getattr(customer, field),
+                        "changed_by": actor,
+                        "changed_at": now,
+                    }
+                )
+            for channel, state in data.consent.items():
+                consents.append(
+                    {
+                        "customer_id": customer_id,
+                        "channel": channel,
+                        "state": state,
+                        "source": "import",
+                        "recorded_by": actor,
+                        "at": now,
+                    }
+                )
+            audits.append(
+                {
+                    "customer_id": customer_id,
+                    "actor": actor,
+                    "action": "imported",
+                    "changes": {"line": line},
+                    "at": now,
+                }
+            )
+            events.append(
+                outbox_row(
+                    producer=PRODUCER,
+                    event_type="customer.created",
+                    customer_id=customer_id,
+                    data=CustomerCreated(
+                        **customer_changes_payload(
+                            customer,
+                            [
+                                "name",
+                                "industry",
+                                "region",
+                                "stage",
+                                "account_manager",
+                                "birthday",
+                                "timezone",
+                                "external_ref",
+                                "relationship_level",
+                                "source",
+                                "referred_by",
+                            ],
+                        ),
+                        kind=data.kind,
+                        consent=dict(customer.consent),
+                    ),
+                    occurred_at=now,
+                )
+            )
+            report.accepted += 1
+        for table, rows in (
+            (CUSTOMERS, customers),
+            (CHANGES, changes),
+            (CONSENTS, consents),
+            (AUDIT, audits),
+        ):
+            if rows:
+                await session.execute(table.insert(), rows)
+        await record_events(session, events)
+
+
+class PurchaseImporter(CsvImporter):
+    columns = PURCHASE_COLUMNS
+    required = frozenset({"amount", "currency", "purchased_at"})
+
+    async def store_batch(
+        self,
+        session: AsyncSession,
+        batch: list[tuple[int, dict[str, str]]],
+        report: ImportReport,
+        actor: str,
+        base_currency: str,
+    ) -> None:
+        valid: list[tuple[int, PurchaseCreate, str, str]] = []
+        for line, raw in batch:
+            row = _present(raw)
+            if "\ufffd" in "".join(row.values()):
+                report.reject(line, "*", "not valid UTF-8")
+                continue
+            customer_id = row.pop("customer_id", None)
+            customer_ref = row.pop("customer_ref", None)
+            if customer_id is None and customer_ref is None:
+                report.reject(
+                    line, "customer_id", "name the customer by customer_id or customer_ref"
+                )
+                continue
+            try:
+                data = PurchaseCreate.model_validate(row)
+            except ValidationError as exc:
+                report.reject(line, *_first_error(exc))
+                continue
+            if data.currency != base_currency:
+                report.reject(line, "currency", f"must be the base currency {base_currency}")
+                continue
+            if data.amount == 0:
+                report.reject(line, "amount", "must not be zero")
+                continue
+            if customer_id is not None:
+                try:
+                    uuid.UUID(customer_id)
+                except ValueError:
+                    report.reject(line, "customer_id", "not a UUID")
+                    continue
+            valid.append((line, data, customer_id or "", customer_ref or ""))
+
+        ids = {uuid.UUID(cid) for _, _, cid, _ in valid if cid}
+        refs = {ref for _, _, cid, ref in valid if ref and not cid}
+        live: dict[str, uuid.UUID] = {}
+        if ids:
+            found = await session.execute(
+                select(Customer.id).where(Customer.id.in_(ids), Customer.erased_at.is_(None))
+            )
+            live.update({str(cid): cid for cid in found.scalars()})
+        by_ref: dict[str, uuid.UUID] = {}
+        if refs:
+            found_refs = await session.execute(
+                select(Customer.external_ref, Customer.id).where(
+                    Customer.external_ref.in_(refs), Customer.erased_at.is_(None)
+                )
+            )
+            by_ref = {ref: cid for ref, cid in found_refs if ref is not None}
+        external_ids = {data.external_id for _, data, _, _ in valid if data.external_id}
+        seen: set[tuple[uuid.UUID, str]] = set()
+        if external_ids:
+            existing = await session.execute(
+                select(Purchase.customer_id, Purchase.external_id).where(
+                    Purchase.external_id.in_(external_ids)
+                )
+            )
+            seen = {(cid, ext) for cid, ext in existing if ext is not None}
+
+        now = utcnow()
+        purchases: list[dict[str, Any]] = []
+        events: list[dict[str, Any]] = []
+        for line, data, cid, ref in valid:
+            customer = live.get(cid) if cid else by_ref.get(ref)
+            if customer is None:
+                report.reject(
+                    line, "customer_id" if cid else "customer_ref", "names no live customer"
+                )
+                continue
+            if data.external_id is not None:
+                if (customer, data.external_id) in seen:
+                    report.skipped += 1
+                    continue
+                seen.add((customer, data.external_id))
+            purchase_id = uuid.uuid4()
+            values = data.model_dump()
+            purchases.append(
+                {"id": purchase_id, "customer_id": customer, "created_at": now, **values}
+            )
+            events.append(
+                outbox_row(
+                    producer=PRODUCER,
+                    event_type="purchase.recorded",
+                    customer_id=customer,
+                    data=PurchaseRecorded(purchase_id=purchase_id, **values),
+                    occurred_at=now,
+                )
+            )
+            report.accepted += 1
+        if purchases:
+            await session.execute(PURCHASES.insert(), purchases)
+        await record_events(session, events)
+
+
+IMPORTERS: dict[str, CsvImporter] = {
+    "customers": CustomerImporter(),
+    "purchases": PurchaseImporter(),
+}

@@ -1,0 +1,188 @@
+"""CSV imports: streamed, validated per row with line numbers, idempotent, and from the CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+
+from tests.conftest import ADMIN, API_KEYS, MANAGER
+from tests.profile.helpers import create_customer, events, query
+
+CSV = {**ADMIN, "content-type": "text/csv"}
+
+CUSTOMERS = (
+    "\ufeffexternal_ref,name,kind,region,stage,consent_sms,referred_by_ref,credit_limit\r\n"
+    "C-1,Songhua Dairy,company,north,cooperating,granted,,100000.00\r\n"
+    'C-2,"Li, Wei",person,south,,,C-1,\r\n'
+    "C-3,Bad Kind,robot,north,,,,\r\n"
+    ",No Ref,company,,,,,\r\n"
+    "C-5,Too,many,columns,here,x,y,z,w\r\n"
+    "C-6,Unknown Referrer,company,,,,C-404,\r\n"
+)
+
+
+async def test_customer_import_reports_every_row_and_is_idempotent(
+    profile: httpx.AsyncClient, profile_db: str
+) -> None:
+    response = await profile.post("/v1/imports/customers", content=CUSTOMERS.encode(), headers=CSV)
+    assert response.status_code == 200, response.text
+    report = response.json()
+    assert (report["rows"], report["accepted"], report["skipped"], report["rejected"]) == (
+        6,
+        2,
+        0,
+        4,
+    )
+    assert [(e["line"], e["field"]) for e in report["errors"]] == [
+        (4, "kind"),
+        (5, "external_ref"),
+        (6, "*"),
+        (7, "referred_by_ref"),
+    ]
+    listed = (await profile.get("/v1/customers", headers=ADMIN)).json()["items"]
+    by_ref = {c["external_ref"]: c for c in listed}
+    assert set(by_ref) == {"C-1", "C-2"}
+    assert by_ref["C-2"]["name"] == "Li, Wei"
+    assert by_ref["C-2"]["referred_by"] == by_ref["C-1"]["id"]
+    assert by_ref["C-1"]["consent"] == {"sms": "granted"}
+    assert by_ref["C-1"]["credit"]["limit"] == "100000.00"
+    assert len(await events(profile_db, "customer.created")) == 2
+
+    again = (
+        await profile.post("/v1/imports/customers", content=CUSTOMERS.encode(), headers=CSV)
+    ).json()
+    assert (again["accepted"], again["skipped"], again["rejected"]) == (0, 2, 4)
+    assert len(await events(profile_db, "customer.created")) == 2
+    audit = await query(profile_db, "SELECT actor, action FROM audit_log WHERE action='imported'")
+    assert {tuple(a) for a in audit} == {("root", "imported")}
+
+
+async def test_purchase_import_keeps_history_and_skips_what_it_has(
+    profile: httpx.AsyncClient, profile_db: str
+) -> None:
+    customer = await create_customer(profile, external_ref="ERP-7")
+    other = await create_customer(profile, name="By Id")
+    text = (
+        "customer_ref,customer_id,external_id,amount,currency,quantity,category,purchased_at\n"
+        "ERP-7,,INV-1,1299.50,CNY,2,formula,2015-03-01T08:00:00Z\n"
+        f',{other["id"]},INV-1,10.00,CNY,,"tins, large\nseries",2024-01-01T00:00:00+08:00\n'
+        "ERP-7,,INV-1,1299.50,CNY,2,formula,2015-03-01T08:00:00Z\n"
+        "ERP-7,,INV-2,abc,CNY,1,,2020-01-01T00:00:00Z\n"
+        "ERP-7,,INV-3,5.00,CNY,-1,,2020-01-01T00:00:00Z\n"
+        "ERP-7,,INV-4,5.00,USD,1,,2020-01-01T00:00:00Z\n"
+        "NOPE,,INV-5,5.00,CNY,1,,2020-01-01T00:00:00Z\n"
+        ",not-a-uuid,INV-6,5.00,CNY,1,,2020-01-01T00:00:00Z\n"
+        "ERP-7,,INV-7,5.00,CNY,1,,2999-01-01T00:00:00Z\n"
+        "ERP-7,,,7.00,CNY,1,,2020-01-01T00:00:00Z\n"
+    )
+    report = (
+        await profile.post("/v1/imports/purchases", content=text.encode(), headers=CSV)
+    ).json()
+    assert (report["rows"], report["accepted"], report["skipped"], report["rejected"]) == (
+        10,
+        3,
+        1,
+        6,
+    )
+    assert [(e["line"], e["field"]) for e in report["errors"]] == [
+        (6, "amount"),
+        (7, "quantity"),
+        (8, "currency"),
+        (9, "customer_ref"),
+        (10, "customer_id"),
+        (11, "purchased_at"),
+    ]
+    mine = (await profile.get(f"/v1/customers/{customer['id']}/purchases", headers=ADMIN)).json()[
+        "items"
+    ]
+    assert [(p["external_id"], p["amount"], p["purchased_at"][:10]) for p in mine] == [
+        ("INV-1", "1299.50", "2015-03-01"),
+        (None, "7.00", "2020-01-01"),
+    ]
+    theirs = (await profile.get(f"/v1/customers/{other['id']}/purchases", headers=ADMIN)).json()[
+        "items"
+    ]
+    assert theirs[0]["category"] == "tins, large\nseries"
+    assert theirs[0]["purchased_at"] == "2023-12-31T16:00:00Z"
+    recorded = await events(profile_db, "purchase.recorded")
+    assert len(recorded) == 3 and recorded[0]["data"]["purchased_at"] == "2015-03-01T08:00:00Z"
+
+    again = (await profile.post("/v1/imports/purchases", content=text.encode(), headers=CSV)).json()
+    # Rows with an external id are recognised; the one without can only be added again.
+    assert (again["accepted"], again["skipped"]) == (1, 3)
+
+
+async def test_bad_files_are_refused_whole_and_write_nothing(
+    profile: httpx.AsyncClient, profile_db: str
+) -> None:
+    cases = [
+        b"",
+        b"name,colour\nA,red\n",
+        b"external_ref,name\nX,Y\n",
+        b"amount,amount,currency,purchased_at\n",
+    ]
+    for body, kind in zip(cases, ["customers", "customers", "customers", "purchases"], strict=True):
+        response = await profile.post(f"/v1/imports/{kind}", content=body, headers=CSV)
+        assert response.status_code == 422, (body, response.text)
+        assert response.headers["content-type"] == "application/problem+json"
+    assert (await query(profile_db, "SELECT count(*) AS n FROM customers"))[0].n == 0
+    denied = await profile.post(
+        "/v1/imports/customers",
+        content=CUSTOMERS.encode(),
+        headers={**MANAGER, "content-type": "text/csv"},
+    )
+    assert denied.status_code == 403
+
+
+async def test_large_upload_is_streamed_in_batches(
+    profile: httpx.AsyncClient, profile_db: str
+) -> None:
+    await create_customer(profile, external_ref="BIG")
+    rows = 5000  # more than two batches
+
+    async def body() -> AsyncIterator[bytes]:
+        yield b"customer_ref,external_id,amount,currency,purchased_at\n"
+        for start in range(0, rows, 1000):
+            yield "".join(
+                f"BIG,P{n},{n % 50 + 1}.25,CNY,2025-06-01T00:00:00Z\n"
+                for n in range(start, start + 1000)
+            ).encode()
+
+    report = (await profile.post("/v1/imports/purchases", content=body(), headers=CSV)).json()
+    assert (report["accepted"], report["rejected"]) == (rows, 0)
+    [count] = await query(profile_db, "SELECT count(*) AS n, sum(amount) AS total FROM purchases")
+    assert count.n == rows
+    assert count.total == sum((n % 50 + 1) * 100 + 25 for n in range(rows))
+
+
+def test_cli_import_with_progress(tmp_path: Path, profile_db: str) -> None:
+    csv_file = tmp_path / "customers.csv"
+    csv_file.write_text(CUSTOMERS, encoding="utf-8")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CRM_")}
+    env.update({"CRM_API_KEYS": json.dumps(API_KEYS), "CRM_PROFILE_DATABASE_URL": profile_db})
+    done = subprocess.run(
+        [sys.executable, "-m", "shared.cli", "import", "customers", str(csv_file)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "accepted 2, skipped 0 (already imported), rejected 4" in done.stdout
+    assert "line 4: kind" in done.stdout
+    again = subprocess.run(
+        [sys.executable, "-m", "shared.cli", "import", "customers", str(csv_file)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert "accepted 0, skipped 2" in again.stdout
