@@ -8,7 +8,10 @@ unit of work (the request dependency, a consumer, the relay) commits.
 from __future__ import annotations
 
 import datetime as dt
+import os
+import uuid
 from decimal import Decimal
+from operator import itemgetter
 from pathlib import Path
 from typing import Any, Literal
 
@@ -197,3 +200,57 @@ async def insert_ignoring_duplicates(
         stmt = sqlite_insert(table).values(**values).on_conflict_do_nothing()
     result = await session.execute(stmt)
     return bool(getattr(result, "rowcount", 0) == 1)
+
+
+async def bulk_insert(session: AsyncSession, table: Any, rows: list[dict[str, Any]]) -> None:
+    """Insert many rows in the session's transaction: COPY on PostgreSQL, executemany elsewhere.
+
+    Values go through the columns' own bind processing, so custom types (exact decimals,
+    UTC timestamps) are stored exactly as an ORM insert would store them.
+    """
+    if not rows:
+        return
+    connection = await session.connection()
+    dialect = connection.dialect
+    if dialect.name != "postgresql":
+        await session.execute(table.insert(), rows)
+        return
+    columns = [column for column in table.columns if column.key in rows[0]]
+    take = itemgetter(*[column.key for column in columns])
+    processors = [
+        (index, process)
+        for index, column in enumerate(columns)
+        if (process := column.type._cached_bind_processor(dialect)) is not None
+    ]
+    records = []
+    for row in rows:
+        values = list(take(row)) if len(columns) > 1 else [take(row)]
+        for index, process in processors:
+            values[index] = process(values[index])
+        records.append(tuple(values))
+    raw = await connection.get_raw_connection()
+    driver = raw.driver_connection
+    assert driver is not None
+    await driver.copy_records_to_table(
+        table.name, columns=[column.name for column in columns], records=records
+    )
+
+
+def column_in(column: Any, values: Any, dialect_name: str) -> Any:
+    """`column IN values`; on PostgreSQL `= ANY(array)`, one parameter however many values."""
+    if dialect_name == "postgresql":
+        from sqlalchemy import any_, bindparam
+        from sqlalchemy.dialects.postgresql import ARRAY
+
+        return column == any_(bindparam(None, list(values), type_=ARRAY(column.type)))
+    return column.in_(list(values))
+
+
+def new_uuids(count: int) -> list[uuid.UUID]:
+    """`count` random (version 4) UUIDs from one read of the OS's random source.
+
+    Bulk writers use it: `uuid.uuid4()` reads the random source once per id, which costs
+    more than the rest of a row's work on some machines.
+    """
+    pool = os.urandom(16 * count)
+    return [uuid.UUID(bytes=pool[16 * n : 16 * n + 16], version=4) for n in range(count)]

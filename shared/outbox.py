@@ -10,12 +10,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
-import json
 import logging
 import uuid
 from collections.abc import Mapping
 from typing import Any
 
+import orjson
 from aiokafka import AIOKafkaProducer
 from pydantic import BaseModel
 from sqlalchemy import (
@@ -35,7 +35,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
-from shared.db import UTCDateTime, new_metadata, session_factory, utcnow
+from shared.db import UTCDateTime, bulk_insert, new_metadata, session_factory, utcnow
 from shared.events import CATALOG
 from shared.kafka import ensure_platform_topics, new_producer
 from shared.observability import Metrics, current_correlation_id
@@ -96,15 +96,23 @@ def outbox_row(
     customer_id: uuid.UUID,
     data: BaseModel | Mapping[str, Any],
     occurred_at: dt.datetime | None = None,
+    validated_json: dict[str, Any] | None = None,
+    event_id: uuid.UUID | None = None,
 ) -> dict[str, Any]:
     """The outbox row for one event, its data validated against the catalog model of its type,
-    so a producer cannot emit an event that breaks the contract."""
-    model = CATALOG[event_type]
-    if isinstance(data, model):
-        payload = data
-    else:
-        payload = model.model_validate(data if isinstance(data, Mapping) else data.model_dump())
-    event_id = uuid.uuid4()
+    so a producer cannot emit an event that breaks the contract.
+
+    Bulk writers that have already validated the values may pass `validated_json` (the data
+    exactly as `model_dump(mode="json")` would give it) to skip a second validation.
+    """
+    if validated_json is None:
+        model = CATALOG[event_type]
+        if isinstance(data, model):
+            payload = data
+        else:
+            payload = model.model_validate(data if isinstance(data, Mapping) else data.model_dump())
+        validated_json = payload.model_dump(mode="json")
+    event_id = event_id or uuid.uuid4()
     now = utcnow()
     envelope = {
         "id": str(event_id),
@@ -114,13 +122,13 @@ def outbox_row(
         "producer": producer,
         "customer_id": str(customer_id),
         "correlation_id": current_correlation_id(),
-        "data": payload.model_dump(mode="json"),
+        "data": validated_json,
     }
     return {
         "event_id": event_id,
         "event_type": event_type,
         "message_key": str(customer_id),
-        "payload": json.dumps(envelope, separators=(",", ":")),
+        "payload": orjson.dumps(envelope).decode(),
         "created_at": now,
     }
 
@@ -151,7 +159,7 @@ async def record_event(
 async def record_events(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
     """Add many `outbox_row(...)`s in one statement (bulk imports)."""
     if rows:
-        await session.execute(outbox.insert(), rows)
+        await bulk_insert(session, outbox, rows)
         session.info[PENDING_FLAG] = True
 
 

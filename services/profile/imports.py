@@ -8,14 +8,16 @@ file twice creates nothing new: customers are matched by `external_ref`, purchas
 
 from __future__ import annotations
 
+import asyncio
 import codecs
 import csv
+import datetime as dt
 import uuid
 from collections.abc import AsyncIterator, Callable
 from typing import Any, ClassVar
 
 from pydantic import BaseModel, Field, ValidationError
-from sqlalchemy import Table, select
+from sqlalchemy import Table, select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.profile.models import AuditEntry, ConsentChange, Customer, CustomerChange, Purchase
@@ -26,9 +28,9 @@ from services.profile.service import (
     customer_changes_payload,
     customer_search_text,
 )
-from shared.db import utcnow
+from shared.db import bulk_insert, column_in, new_uuids, utcnow
 from shared.errors import InvalidInput
-from shared.events import CustomerCreated, PurchaseRecorded
+from shared.events import CustomerCreated
 from shared.outbox import PENDING_FLAG, outbox_row, record_events
 
 CUSTOMERS: Table = Customer.__table__  # type: ignore[assignment]
@@ -180,12 +182,15 @@ class CsvImporter:
     ) -> ImportReport:
         report = ImportReport()
         header: list[str] | None = None
-        batch: list[tuple[int, dict[str, str]]] = []
+        batch: list[Any] = []
+        storing: asyncio.Task[None] | None = None
         async for line, fields in csv_records(chunks):
             if header is None:
                 header = self._check_header(fields)
                 continue
             report.rows += 1
+            if storing is not None and report.rows % 128 == 0:
+                await asyncio.sleep(0)  # let the batch being stored move on meanwhile
             if fields and fields[0].startswith("\x00"):
                 reason = fields[0][1:]
                 report.reject(
@@ -197,16 +202,37 @@ class CsvImporter:
             if len(fields) != len(header):
                 report.reject(line, "*", f"expected {len(header)} columns, found {len(fields)}")
                 continue
-            batch.append((line, dict(zip(header, fields, strict=True))))
+            item = self.validate(
+                line, dict(zip(header, fields, strict=True)), report, base_currency
+            )
+            if item is not None:
+                batch.append(item)
             if len(batch) >= BATCH_ROWS:
-                await self._commit(sessions, batch, report, actor, base_currency, on_commit)
+                # Store this batch while the next one is read and validated: the database
+                # works while Python parses. Batches are still committed one after another.
+                if storing is not None:
+                    await storing
+                storing = asyncio.create_task(
+                    self._commit(sessions, batch, report, actor, on_commit)
+                )
                 batch = []
+        if storing is not None:
+            await storing
         if header is None:
             raise InvalidInput("The file is empty: it needs a header line.")
         if batch:
-            await self._commit(sessions, batch, report, actor, base_currency, on_commit)
+            await self._commit(sessions, batch, report, actor, on_commit)
+        await self._durability_barrier(sessions)
         report.errors.sort(key=lambda error: error.line)
         return report
+
+    @staticmethod
+    async def _durability_barrier(sessions: async_sessionmaker[AsyncSession]) -> None:
+        """A synchronous commit with a transaction id: returns once every earlier commit's
+        WAL is on disk (PostgreSQL flushes the log in order)."""
+        async with sessions() as session, session.begin():
+            if session.get_bind().dialect.name == "postgresql":
+                await session.execute(text("SELECT txid_current()"))
 
     def _check_header(self, fields: list[str]) -> list[str]:
         header = [name.strip().lower() for name in fields]
@@ -229,75 +255,94 @@ class CsvImporter:
     async def _commit(
         self,
         sessions: async_sessionmaker[AsyncSession],
-        batch: list[tuple[int, dict[str, str]]],
+        batch: list[Any],
         report: ImportReport,
         actor: str,
-        base_currency: str,
         on_commit: Callable[[], None] | None,
     ) -> None:
         async with sessions() as session:
             async with session.begin():
-                await self.store_batch(session, batch, report, actor, base_currency)
+                if session.get_bind().dialect.name == "postgresql":
+                    # Batches commit without waiting for the WAL flush; the import ends
+                    # with a durable commit (see `_durability_barrier`), which flushes
+                    # everything before it, so no accepted row can be lost.
+                    await session.execute(text("SET LOCAL synchronous_commit TO OFF"))
+                await self.store_batch(session, batch, report, actor)
             if session.info.pop(PENDING_FLAG, False) and on_commit is not None:
                 on_commit()
 
+    def validate(
+        self, line: int, raw: dict[str, str], report: ImportReport, base_currency: str
+    ) -> Any:
+        """The row checked and typed, or None after recording why it was rejected."""
+        raise NotImplementedError
+
     async def store_batch(
-        self,
-        session: AsyncSession,
-        batch: list[tuple[int, dict[str, str]]],
-        report: ImportReport,
-        actor: str,
-        base_currency: str,
+        self, session: AsyncSession, valid: list[Any], report: ImportReport, actor: str
     ) -> None:
+        """Store the new rows of a batch of validated rows, with their events."""
         raise NotImplementedError
 
 
 def _present(row: dict[str, str]) -> dict[str, str]:
     """The row without empty cells (an empty cell means 'not given')."""
-    return {key: value.strip() for key, value in row.items() if value and value.strip()}
+    return {key: stripped for key, value in row.items() if (stripped := value.strip())}
+
+
+def _utc_text(moment: dt.datetime) -> str:
+    return moment.isoformat().replace("+00:00", "Z")
+
+
+def purchase_event_json(purchase_id: uuid.UUID, data: PurchaseCreate) -> dict[str, Any]:
+    """`purchase.recorded` data, exactly as PurchaseRecorded.model_dump(mode="json") gives it."""
+    return {
+        "purchase_id": str(purchase_id),
+        "amount": str(data.amount),
+        "currency": data.currency,
+        "quantity": str(data.quantity),
+        "unit": data.unit,
+        "category": data.category,
+        "sku": data.sku,
+        "purchased_at": _utc_text(data.purchased_at),
+        "external_id": data.external_id,
+    }
 
 
 class CustomerImporter(CsvImporter):
     columns = CUSTOMER_COLUMNS
     required = frozenset({"external_ref", "name", "kind"})
 
-    async def store_batch(
-        self,
-        session: AsyncSession,
-        batch: list[tuple[int, dict[str, str]]],
-        report: ImportReport,
-        actor: str,
-        base_currency: str,
-    ) -> None:
-        valid: list[tuple[int, CustomerCreate, str | None]] = []
-        for line, raw in batch:
-            row = _present(raw)
-            if "\ufffd" in "".join(row.values()):
-                report.reject(line, "*", "not valid UTF-8")
-                continue
-            if "external_ref" not in row:
-                report.reject(line, "external_ref", "required: it makes a re-import safe")
-                continue
-            consent = {
-                channel: row.pop(f"consent_{channel}")
-                for channel in ("sms", "email", "phone", "letter")
-                if f"consent_{channel}" in row
-            }
-            credit = {
-                key: row.pop(f"credit_{key}")
-                for key in ("rating", "limit")
-                if f"credit_{key}" in row
-            }
-            referrer = row.pop("referred_by_ref", None)
-            try:
-                data = CustomerCreate.model_validate(
-                    {**row, **({"credit": credit} if credit else {}), "consent": consent}
-                )
-            except ValidationError as exc:
-                report.reject(line, *_first_error(exc))
-                continue
-            valid.append((line, data, referrer))
+    def validate(
+        self, line: int, raw: dict[str, str], report: ImportReport, base_currency: str
+    ) -> tuple[int, CustomerCreate, str | None] | None:
+        row = _present(raw)
+        if "\ufffd" in "".join(row.values()):
+            report.reject(line, "*", "not valid UTF-8")
+            return None
+        if "external_ref" not in row:
+            report.reject(line, "external_ref", "required: it makes a re-import safe")
+            return None
+        consent = {
+            channel: row.pop(f"consent_{channel}")
+            for channel in ("sms", "email", "phone", "letter")
+            if f"consent_{channel}" in row
+        }
+        credit = {
+            key: row.pop(f"credit_{key}") for key in ("rating", "limit") if f"credit_{key}" in row
+        }
+        referrer = row.pop("referred_by_ref", None)
+        try:
+            data = CustomerCreate.model_validate(
+                {**row, **({"credit": credit} if credit else {}), "consent": consent}
+            )
+        except ValidationError as exc:
+            report.reject(line, *_first_error(exc))
+            return None
+        return line, data, referrer
 
+    async def store_batch(
+        self, session: AsyncSession, valid: list[Any], report: ImportReport, actor: str
+    ) -> None:
         refs = {data.external_ref for _, data, _ in valid} | {r for _, _, r in valid if r}
         known = (
             dict(
@@ -422,59 +467,56 @@ class PurchaseImporter(CsvImporter):
     columns = PURCHASE_COLUMNS
     required = frozenset({"amount", "currency", "purchased_at"})
 
-    async def store_batch(
-        self,
-        session: AsyncSession,
-        batch: list[tuple[int, dict[str, str]]],
-        report: ImportReport,
-        actor: str,
-        base_currency: str,
-    ) -> None:
-        valid: list[tuple[int, PurchaseCreate, str, str]] = []
-        for line, raw in batch:
-            row = _present(raw)
-            if "\ufffd" in "".join(row.values()):
-                report.reject(line, "*", "not valid UTF-8")
-                continue
-            customer_id = row.pop("customer_id", None)
-            customer_ref = row.pop("customer_ref", None)
-            if customer_id is None and customer_ref is None:
-                report.reject(
-                    line, "customer_id", "name the customer by customer_id or customer_ref"
-                )
-                continue
+    def validate(
+        self, line: int, raw: dict[str, str], report: ImportReport, base_currency: str
+    ) -> tuple[int, PurchaseCreate, str, str] | None:
+        row = _present(raw)
+        if "\ufffd" in "".join(row.values()):
+            report.reject(line, "*", "not valid UTF-8")
+            return None
+        customer_id = row.pop("customer_id", None)
+        customer_ref = row.pop("customer_ref", None)
+        if customer_id is None and customer_ref is None:
+            report.reject(line, "customer_id", "name the customer by customer_id or customer_ref")
+            return None
+        try:
+            data = PurchaseCreate.model_validate(row)
+        except ValidationError as exc:
+            report.reject(line, *_first_error(exc))
+            return None
+        if data.currency != base_currency:
+            report.reject(line, "currency", f"must be the base currency {base_currency}")
+            return None
+        if data.amount == 0:
+            report.reject(line, "amount", "must not be zero")
+            return None
+        if customer_id is not None:
             try:
-                data = PurchaseCreate.model_validate(row)
-            except ValidationError as exc:
-                report.reject(line, *_first_error(exc))
-                continue
-            if data.currency != base_currency:
-                report.reject(line, "currency", f"must be the base currency {base_currency}")
-                continue
-            if data.amount == 0:
-                report.reject(line, "amount", "must not be zero")
-                continue
-            if customer_id is not None:
-                try:
-                    uuid.UUID(customer_id)
-                except ValueError:
-                    report.reject(line, "customer_id", "not a UUID")
-                    continue
-            valid.append((line, data, customer_id or "", customer_ref or ""))
+                uuid.UUID(customer_id)
+            except ValueError:
+                report.reject(line, "customer_id", "not a UUID")
+                return None
+        return line, data, customer_id or "", customer_ref or ""
 
+    async def store_batch(
+        self, session: AsyncSession, valid: list[Any], report: ImportReport, actor: str
+    ) -> None:
+        dialect = session.get_bind().dialect.name
         ids = {uuid.UUID(cid) for _, _, cid, _ in valid if cid}
         refs = {ref for _, _, cid, ref in valid if ref and not cid}
         live: dict[str, uuid.UUID] = {}
         if ids:
             found = await session.execute(
-                select(Customer.id).where(Customer.id.in_(ids), Customer.erased_at.is_(None))
+                select(Customer.id).where(
+                    column_in(Customer.id, ids, dialect), Customer.erased_at.is_(None)
+                )
             )
             live.update({str(cid): cid for cid in found.scalars()})
         by_ref: dict[str, uuid.UUID] = {}
         if refs:
             found_refs = await session.execute(
                 select(Customer.external_ref, Customer.id).where(
-                    Customer.external_ref.in_(refs), Customer.erased_at.is_(None)
+                    column_in(Customer.external_ref, refs, dialect), Customer.erased_at.is_(None)
                 )
             )
             by_ref = {ref: cid for ref, cid in found_refs if ref is not None}
@@ -483,7 +525,7 @@ class PurchaseImporter(CsvImporter):
         if external_ids:
             existing = await session.execute(
                 select(Purchase.customer_id, Purchase.external_id).where(
-                    Purchase.external_id.in_(external_ids)
+                    column_in(Purchase.external_id, external_ids, dialect)
                 )
             )
             seen = {(cid, ext) for cid, ext in existing if ext is not None}
@@ -491,6 +533,7 @@ class PurchaseImporter(CsvImporter):
         now = utcnow()
         purchases: list[dict[str, Any]] = []
         events: list[dict[str, Any]] = []
+        fresh_ids = iter(new_uuids(2 * len(valid)))
         for line, data, cid, ref in valid:
             customer = live.get(cid) if cid else by_ref.get(ref)
             if customer is None:
@@ -503,7 +546,7 @@ class PurchaseImporter(CsvImporter):
                     report.skipped += 1
                     continue
                 seen.add((customer, data.external_id))
-            purchase_id = uuid.uuid4()
+            purchase_id = next(fresh_ids)
             values = data.model_dump()
             purchases.append(
                 {"id": purchase_id, "customer_id": customer, "created_at": now, **values}
@@ -513,13 +556,16 @@ class PurchaseImporter(CsvImporter):
                     producer=PRODUCER,
                     event_type="purchase.recorded",
                     customer_id=customer,
-                    data=PurchaseRecorded(purchase_id=purchase_id, **values),
+                    data=values,
                     occurred_at=now,
+                    # Already validated as PurchaseCreate: encode, do not validate again.
+                    validated_json=purchase_event_json(purchase_id, data),
+                    event_id=next(fresh_ids),
                 )
             )
             report.accepted += 1
         if purchases:
-            await session.execute(PURCHASES.insert(), purchases)
+            await bulk_insert(session, PURCHASES, purchases)
         await record_events(session, events)
 
 

@@ -148,6 +148,8 @@ class Purchase(Base):
     __table_args__ = (
         UniqueConstraint("customer_id", "external_id"),
         Index("ix_purchases_customer_time", "customer_id", "purchased_at", "id"),
+        # Imports look purchases up by external id alone, a batch at a time.
+        Index("ix_purchases_external_id", "external_id"),
     )
 
 
