@@ -468,6 +468,13 @@ class ProfileService:
             id=uuid.uuid4(), customer_id=customer.id, created_at=utcnow(), **data.model_dump()
         )
         await repo.records.add(session, purchase)
+        self._audit(
+            session,
+            customer.id,
+            actor,
+            "purchase_recorded",
+            {"purchase_id": purchase.id, "amount": purchase.amount},
+        )
         await record_event(
             session,
             producer=PRODUCER,
@@ -510,6 +517,13 @@ class ProfileService:
             id=uuid.uuid4(), customer_id=customer.id, created_at=utcnow(), **data.model_dump()
         )
         await repo.records.add(session, payment)
+        self._audit(
+            session,
+            customer.id,
+            actor,
+            "payment_recorded",
+            {"payment_id": payment.id, "amount": payment.amount},
+        )
         await record_event(
             session,
             producer=PRODUCER,
@@ -548,6 +562,13 @@ class ProfileService:
             by=data.by or actor.user,
         )
         await repo.records.add(session, interaction)
+        self._audit(
+            session,
+            customer.id,
+            actor,
+            "interaction_logged",
+            {"interaction_id": interaction.id, "kind": interaction.kind},
+        )
         await record_event(
             session,
             producer=PRODUCER,

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import httpx
 
+from shared.events import PurchaseRecorded
 from tests.conftest import ADMIN, API_KEYS, MANAGER
 from tests.profile.helpers import create_customer, events, query
 
@@ -80,15 +81,16 @@ async def test_purchase_import_keeps_history_and_skips_what_it_has(
         ",not-a-uuid,INV-6,5.00,CNY,1,,2020-01-01T00:00:00Z\n"
         "ERP-7,,INV-7,5.00,CNY,1,,2999-01-01T00:00:00Z\n"
         "ERP-7,,,7.00,CNY,1,,2020-01-01T00:00:00Z\n"
+        'ERP-7,,INV-8,"7.00,CNY,1,,2020-01-01T00:00:00Z\n'
     )
     report = (
         await profile.post("/v1/imports/purchases", content=text.encode(), headers=CSV)
     ).json()
     assert (report["rows"], report["accepted"], report["skipped"], report["rejected"]) == (
-        10,
+        11,
         3,
         1,
-        6,
+        7,
     )
     assert [(e["line"], e["field"]) for e in report["errors"]] == [
         (6, "amount"),
@@ -97,7 +99,9 @@ async def test_purchase_import_keeps_history_and_skips_what_it_has(
         (9, "customer_ref"),
         (10, "customer_id"),
         (11, "purchased_at"),
+        (13, "*"),
     ]
+    assert "unterminated" in report["errors"][-1]["reason"]
     mine = (await profile.get(f"/v1/customers/{customer['id']}/purchases", headers=ADMIN)).json()[
         "items"
     ]
@@ -112,6 +116,10 @@ async def test_purchase_import_keeps_history_and_skips_what_it_has(
     assert theirs[0]["purchased_at"] == "2023-12-31T16:00:00Z"
     recorded = await events(profile_db, "purchase.recorded")
     assert len(recorded) == 3 and recorded[0]["data"]["purchased_at"] == "2015-03-01T08:00:00Z"
+    # The import encodes event data itself: it must be what the catalog model would give.
+    for event in recorded:
+        model = PurchaseRecorded.model_validate(event["data"])
+        assert model.model_dump(mode="json") == event["data"]
 
     again = (await profile.post("/v1/imports/purchases", content=text.encode(), headers=CSV)).json()
     # Rows with an external id are recognised; the one without can only be added again.
