@@ -18,6 +18,7 @@ from services.profile.schemas import (
     ConsentUpdate,
     ContactCreate,
     ContactOut,
+    ContactPatch,
     Credit,
     CustomerCreate,
     CustomerDetail,
@@ -241,6 +242,31 @@ async def add_contact(
         response=response,
         create=create,
     )
+
+
+@router.patch(
+    "/customers/{customer_id}/contacts/{contact_id}", response_model=ContactOut, tags=["contacts"]
+)
+async def update_contact(
+    customer_id: uuid.UUID,
+    contact_id: uuid.UUID,
+    body: ContactPatch,
+    session: SessionDep,
+    principal: Writer,
+) -> ContactOut:
+    """Change some of a contact's fields."""
+    contact = await profile_service.update_contact(
+        session, customer_id, contact_id, body, principal
+    )
+    return ContactOut.model_validate(contact)
+
+
+@router.delete("/customers/{customer_id}/contacts/{contact_id}", status_code=204, tags=["contacts"])
+async def remove_contact(
+    customer_id: uuid.UUID, contact_id: uuid.UUID, session: SessionDep, principal: Writer
+) -> None:
+    """Remove a contact (interactions with it are kept, without the link)."""
+    await profile_service.remove_contact(session, customer_id, contact_id, principal)
 
 
 @router.get("/customers/{customer_id}/contacts", response_model=Page[ContactOut], tags=["contacts"])

@@ -223,6 +223,13 @@ class RecordRepository:
         )
         return [" ".join(filter(None, row)) for row in rows.all()]
 
+    async def remove_contact(self, session: AsyncSession, contact: Contact) -> None:
+        await session.execute(
+            update(Interaction).where(Interaction.contact_id == contact.id).values(contact_id=None)
+        )
+        await session.delete(contact)
+        await session.flush()
+
     async def erase_personal_records(self, session: AsyncSession, customer_id: uuid.UUID) -> None:
         """Contacts go; interactions keep kind, time, author and score, not notes or contact."""
         await session.execute(

@@ -191,6 +191,20 @@ class ContactCreate(StrictModel):
     _check_birthday = field_validator("birthday")(_not_future)
 
 
+class ContactPatch(StrictModel):
+    """Any subset of a contact's fields; `null` clears an optional one."""
+
+    name: Name | None = None
+    role: Label | None = None
+    phone: Phone | None = None
+    email: EmailStr | None = None
+    birthday: PastDate | None = None
+    decision_maker: bool | None = None
+    notes: Notes | None = None
+
+    _check_birthday = field_validator("birthday")(_not_future)
+
+
 class ContactOut(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 

@@ -25,6 +25,7 @@ from services.profile.schemas import (
     REQUIRED_ON_PATCH,
     ConsentUpdate,
     ContactCreate,
+    ContactPatch,
     CustomerCreate,
     CustomerPatch,
     InteractionCreate,
@@ -379,6 +380,66 @@ class ProfileService:
             "contact_added",
             {"contact_id": str(contact.id), "name": contact.name},
         )
+        return contact
+
+    async def update_contact(
+        self,
+        session: AsyncSession,
+        customer_id: uuid.UUID,
+        contact_id: uuid.UUID,
+        patch: ContactPatch,
+        actor: Principal,
+    ) -> Contact:
+        """Change some of a contact's fields."""
+        customer = await self._writable(session, customer_id, actor)
+        contact = await self._contact_of(session, customer, contact_id)
+        given = patch.model_dump(include=patch.model_fields_set)
+        for field in ("name", "decision_maker"):
+            if field in given and given[field] is None:
+                raise field_error(field, "may not be null")
+        changes = {
+            field: [_json_value(getattr(contact, field)), _json_value(value)]
+            for field, value in given.items()
+            if getattr(contact, field) != value
+        }
+        for field, value in given.items():
+            setattr(contact, field, value)
+        if changes:
+            await session.flush()
+            customer.search_text = customer_search_text(
+                customer, await repo.records.contact_names(session, customer.id)
+            )
+            self._audit(
+                session,
+                customer.id,
+                actor,
+                "contact_updated",
+                {"contact_id": str(contact.id), **changes},
+            )
+        return contact
+
+    async def remove_contact(
+        self,
+        session: AsyncSession,
+        customer_id: uuid.UUID,
+        contact_id: uuid.UUID,
+        actor: Principal,
+    ) -> None:
+        """Remove a contact; interactions with it stay, without the link."""
+        customer = await self._writable(session, customer_id, actor)
+        contact = await self._contact_of(session, customer, contact_id)
+        await repo.records.remove_contact(session, contact)
+        customer.search_text = customer_search_text(
+            customer, await repo.records.contact_names(session, customer.id)
+        )
+        self._audit(session, customer.id, actor, "contact_removed", {"contact_id": str(contact.id)})
+
+    async def _contact_of(
+        self, session: AsyncSession, customer: Customer, contact_id: uuid.UUID
+    ) -> Contact:
+        contact = await repo.records.get(session, Contact, contact_id)
+        if contact is None or contact.customer_id != customer.id:
+            raise NotFound(f"Customer {customer.id} has no contact {contact_id}.")
         return contact
 
     async def list_contacts(

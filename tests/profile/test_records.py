@@ -227,3 +227,43 @@ async def test_tier_comes_from_tier_changed(profile: httpx.AsyncClient, profile_
     assert [c["id"] for c in listed["items"]] == [customer["id"]]
     rows = await query(profile_db, "SELECT count(*) AS n FROM customers WHERE tier = 'A'")
     assert rows[0].n == 1
+
+
+async def test_contacts_can_be_changed_and_removed(
+    profile: httpx.AsyncClient, profile_db: str
+) -> None:
+    customer = await create_customer(profile)
+    other = await create_customer(profile, name="Other")
+    base = f"/v1/customers/{customer['id']}/contacts"
+    contact = (await profile.post(base, json=CONTACT, headers=ADMIN)).json()
+    await profile.post(
+        f"/v1/customers/{customer['id']}/interactions",
+        json={"kind": "call", "at": "2026-11-01T00:00:00Z", "contact_id": contact["id"]},
+        headers=ADMIN,
+    )
+    changed = await profile.patch(
+        f"{base}/{contact['id']}", json={"phone": "+86 10 0000 0000", "role": None}, headers=ADMIN
+    )
+    assert changed.status_code == 200, changed.text
+    assert (changed.json()["phone"], changed.json()["role"]) == ("+86 10 0000 0000", None)
+    for bad in ({"name": None}, {"email": "nope"}, {"colour": "red"}):
+        response = await profile.patch(f"{base}/{contact['id']}", json=bad, headers=ADMIN)
+        assert response.status_code == 422, bad
+    foreign = f"/v1/customers/{other['id']}/contacts/{contact['id']}"
+    assert (await profile.patch(foreign, json={"role": "x"}, headers=ADMIN)).status_code == 404
+    assert (await profile.delete(foreign, headers=ADMIN)).status_code == 404
+    assert (await profile.delete(f"{base}/{contact['id']}", headers=ADMIN)).status_code == 204
+    assert (await profile.get(base, headers=ADMIN)).json()["items"] == []
+    [interaction] = (
+        await profile.get(f"/v1/customers/{customer['id']}/interactions", headers=ADMIN)
+    ).json()["items"]
+    assert interaction["contact_id"] is None
+    found = (await profile.get("/v1/customers", params={"text": "wang"}, headers=ADMIN)).json()
+    assert found["items"] == []
+    actions = [
+        e["action"]
+        for e in (await profile.get(f"/v1/customers/{customer['id']}/audit", headers=ADMIN)).json()[
+            "items"
+        ]
+    ]
+    assert actions[:3] == ["contact_removed", "contact_updated", "interaction_logged"]
