@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,6 +44,8 @@ class ServiceDefinition:
     routers: Sequence[APIRouter]
     migrations_dir: Path
     handlers: Mapping[str, EventHandler] = field(default_factory=dict)
+    # Runs once the database is reachable, before requests are served (e.g. seed data).
+    on_startup: Callable[[ServiceRuntime], Awaitable[None]] | None = None
 
 
 @dataclass
@@ -170,6 +172,8 @@ def create_service_app(definition: ServiceDefinition, settings: ServiceSettings)
             settings, engine, session_factory(engine), metrics, relay, consumer
         )
         app.state.runtime = runtime
+        if definition.on_startup is not None:
+            await definition.on_startup(runtime)
         if settings.run_background:
             with contextlib.suppress(Exception):
                 await ensure_platform_topics(settings)  # the relay and consumer retry anyway

@@ -5,19 +5,127 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Body, Depends, Query
+from pydantic import AwareDatetime, BaseModel
 
-from services.tiering.schemas import TierView
+from services.tiering.schemas import (
+    AsOf,
+    PolicyCreate,
+    PolicyOut,
+    RankingOutcome,
+    TierSummary,
+    TierView,
+)
 from services.tiering.service import tiering_service
 from shared.app import SessionDep
 from shared.auth import Principal, require_roles
+from shared.errors import InvalidInput
+from shared.pagination import Cursor, Limit, Page, decode_cursor, encode_cursor
 
-router = APIRouter(tags=["tiers"])
+router = APIRouter()
 
 Reader = Annotated[Principal, Depends(require_roles("account_manager", "analyst", "agent"))]
+Analyst = Annotated[Principal, Depends(require_roles("analyst"))]
+Admin = Annotated[Principal, Depends(require_roles())]
+OptionalAsOf = Annotated[AsOf | None, Body()]
 
 
-@router.get("/customers/{customer_id}/tier", response_model=TierView)
+class CustomerTier(BaseModel):
+    customer_id: uuid.UUID
+    tier: str | None
+    reasons: list[str]
+
+
+@router.get("/customers/{customer_id}/tier", response_model=TierView, tags=["tiers"])
 async def get_customer_tier(customer_id: uuid.UUID, session: SessionDep, _: Reader) -> TierView:
     """The customer's tier, scores, reasons, history and aggregates."""
     return await tiering_service.tier_view(session, customer_id)
+
+
+@router.get("/customers", response_model=Page[CustomerTier], tags=["tiers"])
+async def list_customers_in_tier(
+    session: SessionDep,
+    _: Reader,
+    tier: Annotated[str, Query(min_length=1, max_length=40)],
+    cursor: Cursor = None,
+    limit: Limit = 50,
+) -> Page[CustomerTier]:
+    """Customers currently in a tier."""
+    after = None
+    if cursor is not None:
+        (last,) = decode_cursor(cursor, 1)
+        try:
+            after = uuid.UUID(last)
+        except ValueError as exc:
+            raise InvalidInput("The cursor is not one this service issued.") from exc
+    rows = await tiering_service.customers_in_tier(session, tier, after=after, limit=limit + 1)
+    items = [
+        CustomerTier(customer_id=row.customer_id, tier=row.tier, reasons=row.reasons or [])
+        for row in rows[:limit]
+    ]
+    more = len(rows) > limit
+    return Page(items=items, next_cursor=encode_cursor(items[-1].customer_id) if more else None)
+
+
+@router.get("/tiers/summary", response_model=TierSummary, tags=["tiers"])
+async def tier_summary(
+    session: SessionDep, _: Reader, as_of: AwareDatetime | None = None
+) -> TierSummary:
+    """Per tier the customers, share of revenue and collection ratio; and the share of
+    revenue made by the top 20% of customers (the 80/20 on your own data)."""
+    return await tiering_service.summary(session, as_of)
+
+
+@router.get("/policies", response_model=Page[PolicyOut], tags=["policies"])
+async def list_policies(
+    session: SessionDep, _: Reader, cursor: Cursor = None, limit: Limit = 50
+) -> Page[PolicyOut]:
+    """Every policy version, by name and version."""
+    after = None
+    if cursor is not None:
+        name, version = decode_cursor(cursor, 2)
+        if not version.isdigit():
+            raise InvalidInput("The cursor is not one this service issued.")
+        after = (name, int(version))
+    rows = await tiering_service.list_policies(session, after=after, limit=limit + 1)
+    items = [PolicyOut.model_validate(row) for row in rows[:limit]]
+    more = len(rows) > limit
+    return Page(
+        items=items,
+        next_cursor=encode_cursor(items[-1].name, items[-1].version) if more else None,
+    )
+
+
+@router.post("/policies", status_code=201, response_model=PolicyOut, tags=["policies"])
+async def create_policy(body: PolicyCreate, session: SessionDep, principal: Analyst) -> PolicyOut:
+    """Write a policy (a draft: the next version under its name); activate it to apply it."""
+    policy = await tiering_service.create_policy(session, body, principal.user)
+    return PolicyOut.model_validate(policy)
+
+
+@router.get("/policies/{policy_id}", response_model=PolicyOut, tags=["policies"])
+async def get_policy(policy_id: uuid.UUID, session: SessionDep, _: Reader) -> PolicyOut:
+    """One policy version."""
+    return PolicyOut.model_validate(await tiering_service.get_policy(session, policy_id))
+
+
+@router.post("/policies/{policy_id}/activate", response_model=RankingOutcome, tags=["policies"])
+async def activate_policy(
+    policy_id: uuid.UUID, session: SessionDep, _: Admin, body: OptionalAsOf = None
+) -> RankingOutcome:
+    """Make this version the active policy (the previous one retires) and re-rank everyone."""
+    return await tiering_service.activate_policy(session, policy_id, body.as_of if body else None)
+
+
+@router.post("/policies/{policy_id}/simulate", response_model=RankingOutcome, tags=["policies"])
+async def simulate_policy(
+    policy_id: uuid.UUID, session: SessionDep, _: Analyst, body: OptionalAsOf = None
+) -> RankingOutcome:
+    """What this policy would do (optionally as of a past moment), applying nothing."""
+    return await tiering_service.simulate(session, policy_id, body.as_of if body else None)
+
+
+@router.post("/recompute", response_model=RankingOutcome, tags=["policies"])
+async def recompute(session: SessionDep, _: Admin, body: OptionalAsOf = None) -> RankingOutcome:
+    """Re-rank everyone under the active policy now (or as of a moment)."""
+    return await tiering_service.recompute(session, body.as_of if body else None)

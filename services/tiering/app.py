@@ -8,8 +8,16 @@ from fastapi import FastAPI
 
 from services.tiering.api import router
 from services.tiering.consumers import HANDLERS
+from services.tiering.service import tiering_service
 from services.tiering.settings import TieringSettings
-from shared.app import ServiceDefinition, create_service_app
+from shared.app import ServiceDefinition, ServiceRuntime, create_service_app
+
+
+async def seed_default_policy(runtime: ServiceRuntime) -> None:
+    """A new install ranks customers with the default policy, with no configuration."""
+    async with runtime.sessions() as session, session.begin():
+        await tiering_service.ensure_default_policy(session)
+
 
 DEFINITION = ServiceDefinition(
     name="tiering",
@@ -19,6 +27,7 @@ DEFINITION = ServiceDefinition(
     routers=[router],
     handlers=HANDLERS,
     migrations_dir=Path(__file__).parent / "migrations",
+    on_startup=seed_default_policy,
 )
 
 

@@ -1,16 +1,19 @@
-"""Tiering tables."""
+"""Tiering tables: what events taught us about each customer, the policies, the tiers."""
 
 from __future__ import annotations
 
 import datetime as dt
 import uuid
 from decimal import Decimal
+from typing import Any
 
-from sqlalchemy import Uuid
+from sqlalchemy import JSON, BigInteger, Date, Index, Integer, String, UniqueConstraint, Uuid, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from shared.db import ScaledDecimal, UTCDateTime, new_metadata, utcnow
 from shared.outbox import include_shared_tables
+
+_SERIAL = BigInteger().with_variant(Integer(), "sqlite")
 
 
 class Base(DeclarativeBase):
@@ -21,16 +24,81 @@ include_shared_tables(Base.metadata)
 
 
 class CustomerAggregate(Base):
-    """Per-customer figures kept up to date from events; what ranking reads."""
+    """Per-customer lifetime figures and current tier; one row per customer seen."""
 
     __tablename__ = "customer_aggregates"
 
     customer_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
     known: Mapped[bool] = mapped_column(default=False)  # customer.created seen
+    erased: Mapped[bool] = mapped_column(default=False)
     revenue: Mapped[Decimal] = mapped_column(ScaledDecimal(2), default=Decimal(0))
     quantity: Mapped[Decimal] = mapped_column(ScaledDecimal(3), default=Decimal(0))
+    collected: Mapped[Decimal] = mapped_column(ScaledDecimal(2), default=Decimal(0))
     purchase_count: Mapped[int] = mapped_column(default=0)
     first_purchase_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     last_purchase_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
-    tier: Mapped[str | None]
+    tier: Mapped[str | None] = mapped_column(String(40), index=True)
+    scores: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    reasons: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    tier_changed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    first_seen_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class DailyActivity(Base):
+    """What a customer bought and paid per day: windows of any length, as of any date,
+    are sums over these rows (never over raw purchases)."""
+
+    __tablename__ = "daily_activity"
+
+    customer_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    day: Mapped[dt.date] = mapped_column(Date, primary_key=True)
+    revenue: Mapped[Decimal] = mapped_column(ScaledDecimal(2), default=Decimal(0))
+    quantity: Mapped[Decimal] = mapped_column(ScaledDecimal(3), default=Decimal(0))
+    purchases: Mapped[int] = mapped_column(default=0)
+    collected: Mapped[Decimal] = mapped_column(ScaledDecimal(2), default=Decimal(0))
+
+    __table_args__ = (Index("ix_daily_activity_day", "day", "customer_id"),)
+
+
+class TierPolicy(Base):
+    """A versioned ranking policy; immutable once activated, exactly one active."""
+
+    __tablename__ = "tier_policies"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    name: Mapped[str] = mapped_column(String(100))
+    version: Mapped[int]
+    document: Mapped[dict[str, Any]] = mapped_column(JSON)
+    status: Mapped[str] = mapped_column(String(10), default="draft")  # draft|active|retired
+    created_by: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    activated_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+
+    __table_args__ = (
+        UniqueConstraint("name", "version"),
+        Index(
+            "uq_tier_policies_one_active",
+            "status",
+            unique=True,
+            sqlite_where=text("status = 'active'"),
+            postgresql_where=text("status = 'active'"),
+        ),
+    )
+
+
+class TierAssignment(Base):
+    """Every tier a customer was given, with the policy and the reasons."""
+
+    __tablename__ = "tier_history"
+
+    id: Mapped[int] = mapped_column(_SERIAL, primary_key=True, autoincrement=True)
+    customer_id: Mapped[uuid.UUID] = mapped_column(Uuid, index=True)
+    previous_tier: Mapped[str | None] = mapped_column(String(40))
+    tier: Mapped[str] = mapped_column(String(40))
+    policy_id: Mapped[uuid.UUID] = mapped_column(Uuid)
+    policy_version: Mapped[int]
+    scores: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    reasons: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    as_of: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    changed_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -1,12 +1,18 @@
-"""All of tiering's SQL."""
+"""All of tiering's SQL outside the ranking statement (see ranking.py)."""
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
+from collections.abc import Sequence
+from typing import Any
 
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.tiering.models import CustomerAggregate
+from services.tiering.models import CustomerAggregate, DailyActivity, TierAssignment, TierPolicy
+from services.tiering.ranking import AGGREGATES
+from shared.db import bulk_insert
 
 
 class AggregateRepository:
@@ -14,15 +20,106 @@ class AggregateRepository:
         return await session.get(CustomerAggregate, customer_id)
 
     async def get_or_create(
-        self, session: AsyncSession, customer_id: uuid.UUID
+        self, session: AsyncSession, customer_id: uuid.UUID, seen_at: dt.datetime
     ) -> CustomerAggregate:
         # One customer's events share a partition and are applied one at a time,
         # so there is no race between this read and the insert.
         aggregate = await session.get(CustomerAggregate, customer_id)
         if aggregate is None:
-            aggregate = CustomerAggregate(customer_id=customer_id)
+            aggregate = CustomerAggregate(customer_id=customer_id, first_seen_at=seen_at)
             session.add(aggregate)
+        elif seen_at < aggregate.first_seen_at:
+            aggregate.first_seen_at = seen_at
         return aggregate
+
+    async def day(
+        self, session: AsyncSession, customer_id: uuid.UUID, day: dt.date
+    ) -> DailyActivity:
+        activity = await session.get(DailyActivity, (customer_id, day))
+        if activity is None:
+            activity = DailyActivity(customer_id=customer_id, day=day)
+            session.add(activity)
+        return activity
+
+    async def set_tiers(self, session: AsyncSession, rows: list[dict[str, Any]]) -> None:
+        """Write new tiers, scores and reasons (`rows` keyed b_customer_id, b_tier, ...)."""
+        if rows:
+            await session.execute(
+                update(AGGREGATES)
+                .where(AGGREGATES.c.customer_id == bindparam("b_customer_id"))
+                .values(
+                    tier=bindparam("b_tier"),
+                    scores=bindparam("b_scores"),
+                    reasons=bindparam("b_reasons"),
+                    tier_changed_at=bindparam("b_changed_at"),
+                ),
+                rows,
+                execution_options={"synchronize_session": False},
+            )
+
+    async def with_tier(
+        self, session: AsyncSession, tier: str, *, after: uuid.UUID | None, limit: int
+    ) -> Sequence[CustomerAggregate]:
+        query = select(CustomerAggregate).where(CustomerAggregate.tier == tier)
+        if after is not None:
+            query = query.where(CustomerAggregate.customer_id > after)
+        query = query.order_by(CustomerAggregate.customer_id).limit(limit)
+        return (await session.execute(query)).scalars().all()
+
+
+class PolicyRepository:
+    async def get(self, session: AsyncSession, policy_id: uuid.UUID) -> TierPolicy | None:
+        return await session.get(TierPolicy, policy_id)
+
+    async def active(self, session: AsyncSession) -> TierPolicy | None:
+        found = await session.execute(select(TierPolicy).where(TierPolicy.status == "active"))
+        return found.scalar_one_or_none()
+
+    async def latest_version(self, session: AsyncSession, name: str) -> int:
+        found = await session.execute(
+            select(func.max(TierPolicy.version)).where(TierPolicy.name == name)
+        )
+        return int(found.scalar() or 0)
+
+    async def count(self, session: AsyncSession) -> int:
+        return int(
+            (await session.execute(select(func.count()).select_from(TierPolicy))).scalar() or 0
+        )
+
+    async def page(
+        self, session: AsyncSession, *, after: tuple[str, int] | None, limit: int
+    ) -> Sequence[TierPolicy]:
+        query = select(TierPolicy)
+        if after is not None:
+            name, version = after
+            query = query.where(
+                (TierPolicy.name > name)
+                | ((TierPolicy.name == name) & (TierPolicy.version > version))
+            )
+        query = query.order_by(TierPolicy.name, TierPolicy.version).limit(limit)
+        return (await session.execute(query)).scalars().all()
+
+    async def add(self, session: AsyncSession, policy: TierPolicy) -> None:
+        session.add(policy)
+        await session.flush()
+
+
+class HistoryRepository:
+    async def add_many(self, session: AsyncSession, rows: list[dict[str, Any]]) -> None:
+        await bulk_insert(session, TierAssignment.__table__, rows)
+
+    async def for_customer(
+        self, session: AsyncSession, customer_id: uuid.UUID, limit: int = 100
+    ) -> Sequence[TierAssignment]:
+        query = (
+            select(TierAssignment)
+            .where(TierAssignment.customer_id == customer_id)
+            .order_by(TierAssignment.id.desc())
+            .limit(limit)
+        )
+        return (await session.execute(query)).scalars().all()
 
 
 aggregates = AggregateRepository()
+policies = PolicyRepository()
+history = HistoryRepository()

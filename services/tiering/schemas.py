@@ -1,27 +1,159 @@
-"""Tiering API schemas."""
+"""Tiering API schemas, and the policy document a team writes to choose and tune methods."""
 
 from __future__ import annotations
 
 import datetime as dt
 import uuid
 from decimal import Decimal
-from typing import Any
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, model_validator
+
+TierName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=40)]
+WindowDays = Annotated[int, Field(ge=1, le=3660)]
+BandMetric = Literal["revenue", "quantity", "collected"]
+RuleMetric = Literal[
+    "revenue",
+    "quantity",
+    "collected",
+    "purchase_count",
+    "average_daily_quantity",
+    "collection_ratio",
+]
+
+
+class StrictModel(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class BandTier(StrictModel):
+    name: TierName
+    share: Annotated[float, Field(gt=0, le=1)]
+
+
+class Bands(StrictModel):
+    """Pareto / share bands.
+
+    `cumulative_share`: the first tier is the customers who together make the first
+    `share` of the metric, the next tier the next `share`, and so on (A = top 50% of
+    volume, B = next 20%, C = next 10%). `top_share`: each tier is the next `share` of
+    customers by rank (top 20%). Customers beyond the last band get `rest`.
+    """
+
+    metric: BandMetric = "revenue"
+    window_days: WindowDays = 365
+    method: Literal["cumulative_share", "top_share"] = "cumulative_share"
+    tiers: Annotated[list[BandTier], Field(min_length=1, max_length=10)]
+    rest: TierName = "D"
+
+    @model_validator(mode="after")
+    def _shares_fit(self) -> Bands:
+        if sum(tier.share for tier in self.tiers) > 1 + 1e-9:
+            raise ValueError("the band shares add up to more than 1")
+        names = [tier.name for tier in self.tiers] + [self.rest]
+        if len(set(names)) != len(names):
+            raise ValueError("tier names must differ (bands and rest)")
+        return self
+
+
+class Rule(StrictModel):
+    """A threshold rule: when `metric op value` over the window, lift to `min_tier` or cap
+    at `max_tier`. `average_daily_quantity` counts `working_days_per_month` a month."""
+
+    name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+    metric: RuleMetric
+    window_days: WindowDays = 90
+    working_days_per_month: Annotated[int, Field(ge=1, le=31)] = 26
+    op: Literal[">", ">=", "<", "<="]
+    value: Annotated[Decimal, Field(allow_inf_nan=False, max_digits=20, decimal_places=6)]
+    min_tier: TierName | None = None
+    max_tier: TierName | None = None
+
+    @model_validator(mode="after")
+    def _one_effect(self) -> Rule:
+        if (self.min_tier is None) == (self.max_tier is None):
+            raise ValueError("a rule sets exactly one of min_tier (lift) or max_tier (cap)")
+        return self
+
+
+class PolicyDocument(StrictModel):
+    """How customers are ranked: bands first, then each rule in order may lift or cap."""
+
+    bands: Bands
+    rules: Annotated[list[Rule], Field(max_length=20)] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _rules_name_known_tiers(self) -> PolicyDocument:
+        known = self.tier_order()
+        for rule in self.rules:
+            target = rule.min_tier or rule.max_tier
+            if target not in known:
+                raise ValueError(f"rule {rule.name!r} names tier {target!r}, not one of {known}")
+        return self
+
+    def tier_order(self) -> list[str]:
+        """Tier names from best to worst."""
+        return [tier.name for tier in self.bands.tiers] + [self.bands.rest]
+
+
+DEFAULT_POLICY = PolicyDocument(
+    bands=Bands(
+        metric="revenue",
+        window_days=365,
+        method="cumulative_share",
+        tiers=[
+            BandTier(name="A", share=0.5),
+            BandTier(name="B", share=0.2),
+            BandTier(name="C", share=0.1),
+        ],
+        rest="D",
+    ),
+)
+
+
+class PolicyCreate(StrictModel):
+    name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+    document: PolicyDocument
+
+
+class PolicyOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    name: str
+    version: int
+    status: Literal["draft", "active", "retired"]
+    document: PolicyDocument
+    created_by: str
+    created_at: dt.datetime
+    activated_at: dt.datetime | None
+
+
+class AsOf(StrictModel):
+    as_of: AwareDatetime | None = Field(
+        default=None, description="Rank as if it were this moment, seeing only history up to it."
+    )
 
 
 class Aggregates(BaseModel):
     revenue: Decimal
     quantity: Decimal
+    collected: Decimal
     purchase_count: int
     first_purchase_at: dt.datetime | None
     last_purchase_at: dt.datetime | None
 
 
 class TierHistoryEntry(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
     tier: str
     previous_tier: str | None
+    policy_id: uuid.UUID
+    policy_version: int
     reasons: list[str]
+    scores: dict[str, Any]
+    as_of: dt.datetime
     changed_at: dt.datetime
 
 
@@ -32,3 +164,49 @@ class TierView(BaseModel):
     reasons: list[str]
     history: list[TierHistoryEntry]
     aggregates: Aggregates
+
+
+class Mover(BaseModel):
+    customer_id: uuid.UUID
+    from_tier: str | None
+    to_tier: str
+    reasons: list[str]
+
+
+class TierFigures(BaseModel):
+    tier: str
+    customers: int
+    revenue_share: float
+
+
+class RankingOutcome(BaseModel):
+    """What a re-rank did (recompute) or would do (simulate)."""
+
+    policy_id: uuid.UUID
+    policy_version: int
+    as_of: dt.datetime
+    customers: int
+    changed: int
+    tiers: list[TierFigures]
+    moves: dict[str, int] = Field(description='Counts per "from->to" (from "none" when new).')
+    sample: list[Mover]
+
+
+class SummaryTier(BaseModel):
+    tier: str
+    customers: int
+    revenue: Decimal
+    revenue_share: float
+    collection_ratio: float | None
+
+
+class TierSummary(BaseModel):
+    policy_id: uuid.UUID
+    policy_version: int
+    window_days: int
+    as_of: dt.datetime
+    total_revenue: Decimal
+    top_20_percent_revenue_share: float = Field(
+        description="Share of revenue made by the top 20% of customers: the 80/20 made visible."
+    )
+    tiers: list[SummaryTier]

@@ -1,64 +1,341 @@
-"""Tiering rules. Never commits (the caller does)."""
+"""Tiering rules: aggregates from events, policies, re-rank, explanations. Never commits."""
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
+from collections.abc import Sequence
 from decimal import Decimal
+from typing import Any
 
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.tiering import repository as repo
-from services.tiering.schemas import Aggregates, TierView
+from services.tiering.models import TierPolicy
+from services.tiering.ranking import (
+    SCALE,
+    Ranking,
+    explain,
+    rank,
+    scores,
+    summary_figures,
+)
+from services.tiering.schemas import (
+    DEFAULT_POLICY,
+    Aggregates,
+    Mover,
+    PolicyCreate,
+    PolicyDocument,
+    RankingOutcome,
+    SummaryTier,
+    TierFigures,
+    TierHistoryEntry,
+    TierSummary,
+    TierView,
+)
 from shared.db import utcnow
-from shared.errors import NotFound
-from shared.events import PurchaseRecorded
+from shared.errors import Conflict, NotFound
+from shared.events import PaymentRecorded, PurchaseRecorded, TierChanged
+from shared.outbox import outbox_row, record_events
+
+PRODUCER = "tiering"
+SAMPLE_MOVERS = 20
 
 
 class TieringService:
-    """Aggregates per customer and the tier view."""
+    """Aggregates per customer, ranking policies and the tiers they give."""
 
-    async def register_customer(self, session: AsyncSession, customer_id: uuid.UUID) -> None:
+    # ------------------------------------------------------------ events
+    async def register_customer(
+        self, session: AsyncSession, customer_id: uuid.UUID, at: dt.datetime
+    ) -> None:
         """Note that the customer exists (`customer.created`)."""
-        aggregate = await repo.aggregates.get_or_create(session, customer_id)
+        aggregate = await repo.aggregates.get_or_create(session, customer_id, at)
         aggregate.known = True
         aggregate.updated_at = utcnow()
         await session.flush()
 
+    async def mark_erased(self, session: AsyncSession, customer_id: uuid.UUID) -> None:
+        """Erasure keeps every number: tiering holds no personal data, only figures."""
+        aggregate = await repo.aggregates.get(session, customer_id)
+        if aggregate is not None:
+            aggregate.erased = True
+            await session.flush()
+
     async def apply_purchase(
         self, session: AsyncSession, customer_id: uuid.UUID, purchase: PurchaseRecorded
     ) -> None:
-        """Fold one purchase into the customer's aggregates."""
-        aggregate = await repo.aggregates.get_or_create(session, customer_id)
+        """Fold one purchase into the customer's lifetime and daily aggregates."""
+        when = purchase.purchased_at
+        aggregate = await repo.aggregates.get_or_create(session, customer_id, when)
         aggregate.revenue = (aggregate.revenue or Decimal(0)) + purchase.amount
         aggregate.quantity = (aggregate.quantity or Decimal(0)) + purchase.quantity
         aggregate.purchase_count = (aggregate.purchase_count or 0) + 1
-        when = purchase.purchased_at
         if aggregate.first_purchase_at is None or when < aggregate.first_purchase_at:
             aggregate.first_purchase_at = when
         if aggregate.last_purchase_at is None or when > aggregate.last_purchase_at:
             aggregate.last_purchase_at = when
         aggregate.updated_at = utcnow()
+        day = await repo.aggregates.day(session, customer_id, when.astimezone(dt.UTC).date())
+        day.revenue = (day.revenue or Decimal(0)) + purchase.amount
+        day.quantity = (day.quantity or Decimal(0)) + purchase.quantity
+        day.purchases = (day.purchases or 0) + 1
         await session.flush()
 
+    async def apply_payment(
+        self, session: AsyncSession, customer_id: uuid.UUID, payment: PaymentRecorded
+    ) -> None:
+        """Fold money collected into the customer's aggregates (for collection ratios)."""
+        when = payment.received_at
+        aggregate = await repo.aggregates.get_or_create(session, customer_id, when)
+        aggregate.collected = (aggregate.collected or Decimal(0)) + payment.amount
+        aggregate.updated_at = utcnow()
+        day = await repo.aggregates.day(session, customer_id, when.astimezone(dt.UTC).date())
+        day.collected = (day.collected or Decimal(0)) + payment.amount
+        await session.flush()
+
+    # ------------------------------------------------------------ policies
+    async def ensure_default_policy(self, session: AsyncSession) -> None:
+        """On a new install, activate the default policy so customers are ranked at once."""
+        if await repo.policies.count(session) > 0:
+            return
+        now = utcnow()
+        try:
+            async with session.begin_nested():
+                await repo.policies.add(
+                    session,
+                    TierPolicy(
+                        id=uuid.uuid4(),
+                        name="default",
+                        version=1,
+                        document=DEFAULT_POLICY.model_dump(mode="json"),
+                        status="active",
+                        created_by="system",
+                        created_at=now,
+                        activated_at=now,
+                    ),
+                )
+        except IntegrityError:
+            pass  # another replica created it first
+
+    async def create_policy(
+        self, session: AsyncSession, data: PolicyCreate, actor: str
+    ) -> TierPolicy:
+        """A new draft: the next version of the policy with this name."""
+        version = await repo.policies.latest_version(session, data.name) + 1
+        policy = TierPolicy(
+            id=uuid.uuid4(),
+            name=data.name,
+            version=version,
+            document=data.document.model_dump(mode="json"),
+            status="draft",
+            created_by=actor,
+            created_at=utcnow(),
+        )
+        await repo.policies.add(session, policy)
+        return policy
+
+    async def get_policy(self, session: AsyncSession, policy_id: uuid.UUID) -> TierPolicy:
+        policy = await repo.policies.get(session, policy_id)
+        if policy is None:
+            raise NotFound(f"No policy {policy_id}.")
+        return policy
+
+    async def list_policies(
+        self, session: AsyncSession, *, after: tuple[str, int] | None, limit: int
+    ) -> Sequence[TierPolicy]:
+        return await repo.policies.page(session, after=after, limit=limit)
+
+    async def active_policy(self, session: AsyncSession) -> TierPolicy:
+        policy = await repo.policies.active(session)
+        if policy is None:
+            raise Conflict("No policy is active; activate one first.")
+        return policy
+
+    async def activate_policy(
+        self, session: AsyncSession, policy_id: uuid.UUID, as_of: dt.datetime | None
+    ) -> RankingOutcome:
+        """Make the policy the active one (the previous one retires) and re-rank under it."""
+        policy = await self.get_policy(session, policy_id)
+        if policy.status == "retired":
+            raise Conflict("A retired policy cannot be activated again; create a new version.")
+        if policy.status != "active":
+            current = await repo.policies.active(session)
+            if current is not None:
+                current.status = "retired"
+                await session.flush()
+            policy.status = "active"
+            policy.activated_at = utcnow()
+            await session.flush()
+        return await self.recompute(session, as_of)
+
+    # ------------------------------------------------------------ ranking
+    async def recompute(self, session: AsyncSession, as_of: dt.datetime | None) -> RankingOutcome:
+        """Re-rank everyone under the active policy; record and announce each change."""
+        policy = await self.active_policy(session)
+        document = PolicyDocument.model_validate(policy.document)
+        moment = as_of or utcnow()
+        ranking = await rank(session, document, moment, sample=None)
+        now = utcnow()
+        updates: list[dict[str, Any]] = []
+        history: list[dict[str, Any]] = []
+        events: list[dict[str, Any]] = []
+        for customer in ranking.changed:
+            reasons = explain(customer, document)
+            figures = scores(customer, document)
+            updates.append(
+                {
+                    "b_customer_id": customer.customer_id,
+                    "b_tier": customer.tier,
+                    "b_scores": figures,
+                    "b_reasons": reasons,
+                    "b_changed_at": now,
+                }
+            )
+            history.append(
+                {
+                    "customer_id": customer.customer_id,
+                    "previous_tier": customer.previous_tier,
+                    "tier": customer.tier,
+                    "policy_id": policy.id,
+                    "policy_version": policy.version,
+                    "scores": figures,
+                    "reasons": reasons,
+                    "as_of": moment,
+                    "changed_at": now,
+                }
+            )
+            events.append(
+                outbox_row(
+                    producer=PRODUCER,
+                    event_type="tier.changed",
+                    customer_id=customer.customer_id,
+                    data=TierChanged(
+                        previous_tier=customer.previous_tier,
+                        tier=customer.tier,
+                        policy_id=policy.id,
+                        policy_version=policy.version,
+                        scores=figures,
+                        reasons=reasons,
+                        changed_at=now,
+                    ),
+                    occurred_at=now,
+                )
+            )
+        await repo.aggregates.set_tiers(session, updates)
+        await repo.history.add_many(session, history)
+        await record_events(session, events)
+        return self._outcome(policy, document, moment, ranking)
+
+    async def simulate(
+        self, session: AsyncSession, policy_id: uuid.UUID, as_of: dt.datetime | None
+    ) -> RankingOutcome:
+        """What the policy would do now (or as of a moment), applying nothing."""
+        policy = await self.get_policy(session, policy_id)
+        document = PolicyDocument.model_validate(policy.document)
+        moment = as_of or utcnow()
+        ranking = await rank(session, document, moment, sample=SAMPLE_MOVERS)
+        return self._outcome(policy, document, moment, ranking)
+
+    @staticmethod
+    def _outcome(
+        policy: TierPolicy, document: PolicyDocument, moment: dt.datetime, ranking: Ranking
+    ) -> RankingOutcome:
+        volume = sum(amount for _, amount in ranking.per_tier.values())
+        return RankingOutcome(
+            policy_id=policy.id,
+            policy_version=policy.version,
+            as_of=moment,
+            customers=ranking.customers,
+            changed=sum(ranking.moves.values()),
+            tiers=[
+                TierFigures(
+                    tier=tier,
+                    customers=ranking.per_tier.get(tier, (0, 0))[0],
+                    revenue_share=round(ranking.per_tier.get(tier, (0, 0))[1] / volume, 4)
+                    if volume > 0
+                    else 0.0,
+                )
+                for tier in document.tier_order()
+            ],
+            moves={
+                f"{before or 'none'}->{after}": count
+                for (before, after), count in sorted(
+                    ranking.moves.items(), key=lambda item: str(item[0])
+                )
+            },
+            sample=[
+                Mover(
+                    customer_id=c.customer_id,
+                    from_tier=c.previous_tier,
+                    to_tier=c.tier,
+                    reasons=explain(c, document),
+                )
+                for c in ranking.changed[:SAMPLE_MOVERS]
+            ],
+        )
+
+    # ------------------------------------------------------------ views
     async def tier_view(self, session: AsyncSession, customer_id: uuid.UUID) -> TierView:
         """The customer's tier, scores, reasons, history and aggregates."""
         aggregate = await repo.aggregates.get(session, customer_id)
         if aggregate is None:
             raise NotFound(f"Tiering knows no customer {customer_id}.")
+        entries = await repo.history.for_customer(session, customer_id)
         return TierView(
             customer_id=customer_id,
             tier=aggregate.tier,
-            scores={},
-            reasons=[],
-            history=[],
+            scores=aggregate.scores or {},
+            reasons=list(aggregate.reasons or []),
+            history=[TierHistoryEntry.model_validate(entry) for entry in entries],
             aggregates=Aggregates(
                 revenue=aggregate.revenue,
                 quantity=aggregate.quantity,
+                collected=aggregate.collected,
                 purchase_count=aggregate.purchase_count,
                 first_purchase_at=aggregate.first_purchase_at,
                 last_purchase_at=aggregate.last_purchase_at,
             ),
         )
+
+    async def summary(self, session: AsyncSession, as_of: dt.datetime | None) -> TierSummary:
+        """Per tier: customers, revenue share and collection ratio; and the 80/20 figure."""
+        policy = await self.active_policy(session)
+        document = PolicyDocument.model_validate(policy.document)
+        moment = as_of or utcnow()
+        window = document.bands.window_days
+        tiers, total, top = await summary_figures(session, window, moment)
+        money = SCALE["revenue"]
+        order = document.tier_order() + sorted(
+            {tier or "unranked" for tier in tiers} - set(document.tier_order())
+        )
+        rows = []
+        for name in order:
+            count, revenue, collected = tiers.get(name if name != "unranked" else None, (0, 0, 0))
+            rows.append(
+                SummaryTier(
+                    tier=name,
+                    customers=count,
+                    revenue=Decimal(revenue) / money,
+                    revenue_share=round(revenue / total, 4) if total > 0 else 0.0,
+                    collection_ratio=round(collected / revenue, 4) if revenue > 0 else None,
+                )
+            )
+        return TierSummary(
+            policy_id=policy.id,
+            policy_version=policy.version,
+            window_days=window,
+            as_of=moment,
+            total_revenue=Decimal(total) / money,
+            top_20_percent_revenue_share=round(top / total, 4) if total > 0 else 0.0,
+            tiers=rows,
+        )
+
+    async def customers_in_tier(
+        self, session: AsyncSession, tier: str, *, after: uuid.UUID | None, limit: int
+    ) -> Sequence[Any]:
+        return await repo.aggregates.with_tier(session, tier, after=after, limit=limit)
 
 
 tiering_service = TieringService()
