@@ -58,6 +58,13 @@ class Ranking:
     changed: list[RankedCustomer]
 
 
+def in_units(raw: int, metric: str) -> Decimal:
+    """A stored integer as the decimal people read (fen -> yuan with two places)."""
+    scale = SCALE.get(metric, 1)
+    places = Decimal(1).scaleb(-(len(str(scale)) - 1))
+    return (Decimal(raw) / scale).quantize(places)
+
+
 def _raw(column: Any) -> ColumnElement[Any]:
     return type_coerce(column, BigInteger)
 
@@ -102,7 +109,7 @@ def rule_value(rule: Rule, sums: dict[str, int]) -> Decimal:
         )
     if rule.metric == "purchase_count":
         return Decimal(sums["purchases"])
-    return Decimal(sums[rule.metric]) / SCALE[rule.metric]
+    return in_units(sums[rule.metric], rule.metric)
 
 
 async def rank(
@@ -219,13 +226,12 @@ async def rank(
 
 def _ranked_customer(row: Any, policy: PolicyDocument) -> RankedCustomer:
     total = int(row["total"] or 0)
-    scale = SCALE.get(policy.bands.metric, 1)
     ranked = RankedCustomer(
         customer_id=row["customer_id"],
         previous_tier=row["previous_tier"],
         tier=row["tier"],
         band_tier=row["band_tier"],
-        value=Decimal(int(row["v"])) / scale,
+        value=in_units(int(row["v"]), policy.bands.metric),
         rank=int(row["rnk"]),
         customers=int(row["n"]),
         cumulative_share=(int(row["cum"]) / total) if total > 0 and row["pv"] > 0 else 0.0,

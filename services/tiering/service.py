@@ -14,9 +14,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.tiering import repository as repo
 from services.tiering.models import TierPolicy
 from services.tiering.ranking import (
-    SCALE,
     Ranking,
     explain,
+    in_units,
     rank,
     scores,
     summary_figures,
@@ -306,7 +306,6 @@ class TieringService:
         moment = as_of or utcnow()
         window = document.bands.window_days
         tiers, total, top = await summary_figures(session, window, moment)
-        money = SCALE["revenue"]
         order = document.tier_order() + sorted(
             {tier or "unranked" for tier in tiers} - set(document.tier_order())
         )
@@ -317,7 +316,7 @@ class TieringService:
                 SummaryTier(
                     tier=name,
                     customers=count,
-                    revenue=Decimal(revenue) / money,
+                    revenue=in_units(revenue, "revenue"),
                     revenue_share=round(revenue / total, 4) if total > 0 else 0.0,
                     collection_ratio=round(collected / revenue, 4) if revenue > 0 else None,
                 )
@@ -327,7 +326,7 @@ class TieringService:
             policy_version=policy.version,
             window_days=window,
             as_of=moment,
-            total_revenue=Decimal(total) / money,
+            total_revenue=in_units(total, "revenue"),
             top_20_percent_revenue_share=round(top / total, 4) if total > 0 else 0.0,
             tiers=rows,
         )

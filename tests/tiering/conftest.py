@@ -1,0 +1,112 @@
+"""Tiering under test: a database fed through the real handlers, and the app over ASGI."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+
+from services.tiering.app import create_app
+from services.tiering.consumers import HANDLERS
+from services.tiering.settings import TieringSettings
+from shared.db import create_engine, session_factory
+from shared.events import EventEnvelope, parse_data
+from tests.conftest import DatabaseFactory, running, service_settings
+
+LONG_AGO = "2020-01-01T00:00:00Z"
+
+
+@pytest.fixture
+async def tiering_db(new_database: DatabaseFactory) -> str:
+    return await new_database("tiering")
+
+
+@pytest.fixture
+async def tiering(tiering_db: str) -> AsyncIterator[httpx.AsyncClient]:
+    settings = service_settings(
+        TieringSettings,
+        database_url=tiering_db,
+        bootstrap="127.0.0.1:1",
+        prefix="none.",
+        run_background=False,
+    )
+    async with running(create_app(settings)) as client:
+        yield client
+
+
+class Feed:
+    """Sends events through tiering's handlers, as the consumer would."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.events: list[EventEnvelope] = []
+
+    def customer(self, created: str = LONG_AGO) -> uuid.UUID:
+        customer_id = uuid.uuid4()
+        self.add(customer_id, "customer.created", {"name": "x", "kind": "company"}, created)
+        return customer_id
+
+    def purchase(self, customer_id: uuid.UUID, amount: str, when: str, quantity: str = "1") -> None:
+        self.add(
+            customer_id,
+            "purchase.recorded",
+            {
+                "purchase_id": str(uuid.uuid4()),
+                "amount": amount,
+                "currency": "CNY",
+                "quantity": quantity,
+                "purchased_at": when,
+            },
+        )
+
+    def payment(self, customer_id: uuid.UUID, amount: str, when: str) -> None:
+        self.add(
+            customer_id,
+            "payment.recorded",
+            {
+                "payment_id": str(uuid.uuid4()),
+                "amount": amount,
+                "currency": "CNY",
+                "received_at": when,
+            },
+        )
+
+    def add(
+        self,
+        customer_id: uuid.UUID,
+        event_type: str,
+        data: dict[str, Any],
+        occurred_at: str | None = None,
+    ) -> None:
+        self.events.append(
+            EventEnvelope(
+                id=uuid.uuid4(),
+                type=event_type,
+                producer="profile",
+                customer_id=customer_id,
+                occurred_at=dt.datetime.fromisoformat(occurred_at.replace("Z", "+00:00"))
+                if occurred_at
+                else dt.datetime.now(dt.UTC),
+                data=data,
+            )
+        )
+
+    async def apply(self) -> None:
+        engine = create_engine(self.url)
+        sessions = session_factory(engine)
+        try:
+            for event in self.events:
+                async with sessions() as session, session.begin():
+                    await HANDLERS[event.type](session, event, parse_data(event))
+        finally:
+            await engine.dispose()
+        self.events = []
+
+
+@pytest.fixture
+def feed(tiering_db: str) -> Feed:
+    return Feed(tiering_db)

@@ -1,0 +1,280 @@
+"""Ranking methods against hand-computed cases, explanations, and re-rank behaviour."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from typing import Any
+
+import httpx
+
+from tests.conftest import ADMIN, ANALYST
+from tests.profile.helpers import query
+from tests.tiering.conftest import Feed
+
+RECENT = (dt.datetime.now(dt.UTC) - dt.timedelta(days=10)).strftime("%Y-%m-%dT%H:%M:%SZ")
+OLD = (dt.datetime.now(dt.UTC) - dt.timedelta(days=400)).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+async def tiers(client: httpx.AsyncClient, customers: list[uuid.UUID]) -> list[str | None]:
+    found = []
+    for customer in customers:
+        view = await client.get(f"/v1/customers/{customer}/tier", headers=ADMIN)
+        found.append(view.json()["tier"])
+    return found
+
+
+async def recompute(client: httpx.AsyncClient, **body: Any) -> dict[str, Any]:
+    response = await client.post("/v1/recompute", json=body or None, headers=ADMIN)
+    assert response.status_code == 200, response.text
+    result: dict[str, Any] = response.json()
+    return result
+
+
+async def new_policy(
+    client: httpx.AsyncClient, document: dict[str, Any], name: str = "custom"
+) -> dict[str, Any]:
+    response = await client.post(
+        "/v1/policies", json={"name": name, "document": document}, headers=ANALYST
+    )
+    assert response.status_code == 201, response.text
+    policy: dict[str, Any] = response.json()
+    return policy
+
+
+async def test_default_policy_ranks_by_cumulative_share_of_revenue(
+    tiering: httpx.AsyncClient, feed: Feed, tiering_db: str
+) -> None:
+    customers = [feed.customer() for _ in range(6)]
+    for customer, amount in zip(customers, ["500", "200", "150", "100", "50"], strict=False):
+        feed.purchase(customer, amount, RECENT)
+    await feed.apply()
+    outcome = await recompute(tiering)
+    # 500 is the first half of 1000; 200 the next 20%; 150 the next 10%; the rest D.
+    assert await tiers(tiering, customers) == ["A", "B", "C", "D", "D", "D"]
+    assert outcome["changed"] == 6 and outcome["moves"] == {
+        "none->A": 1,
+        "none->B": 1,
+        "none->C": 1,
+        "none->D": 3,
+    }
+    assert [(t["tier"], t["customers"], t["revenue_share"]) for t in outcome["tiers"]] == [
+        ("A", 1, 0.5),
+        ("B", 1, 0.2),
+        ("C", 1, 0.15),
+        ("D", 3, 0.15),
+    ]
+    view = (await tiering.get(f"/v1/customers/{customers[0]}/tier", headers=ADMIN)).json()
+    assert view["reasons"] == [
+        "A: in the top 17% of customers by revenue over the last 365 days (cumulative share 50%)"
+    ]
+    assert view["scores"]["rank"] == 1 and view["scores"]["value"] == "500.00"
+    assert view["history"][0]["tier"] == "A" and view["history"][0]["previous_tier"] is None
+    quiet = (await tiering.get(f"/v1/customers/{customers[5]}/tier", headers=ADMIN)).json()
+    assert quiet["reasons"] == ["D: no revenue over the last 365 days"]
+    rest = (await tiering.get(f"/v1/customers/{customers[3]}/tier", headers=ADMIN)).json()
+    assert rest["reasons"] == [
+        "D: revenue of 100.00 over the last 365 days is outside the top 80% of the revenue "
+        "(rank 4 of 6)"
+    ]
+    events = await query(tiering_db, "SELECT payload FROM outbox WHERE event_type='tier.changed'")
+    assert len(events) == 6
+
+
+async def test_ties_share_a_tier_and_edge_cases(tiering: httpx.AsyncClient, feed: Feed) -> None:
+    top, tie_a, tie_b = feed.customer(), feed.customer(), feed.customer()
+    feed.purchase(top, "400", RECENT)
+    feed.purchase(tie_a, "300", RECENT)
+    feed.purchase(tie_b, "300", RECENT)
+    refunder, stale = feed.customer(), feed.customer()
+    feed.purchase(refunder, "100", RECENT)
+    feed.purchase(refunder, "-100", RECENT)  # a full refund: nothing bought
+    feed.purchase(stale, "9999", OLD)  # outside the 365-day window
+    await feed.apply()
+    await recompute(tiering)
+    # Both 300s have 400 (40%) before them: peers are never split across a boundary.
+    assert await tiers(tiering, [top, tie_a, tie_b, refunder, stale]) == ["A", "A", "A", "D", "D"]
+
+
+async def test_single_customer_and_all_equal(tiering: httpx.AsyncClient, feed: Feed) -> None:
+    only = feed.customer()
+    feed.purchase(only, "10", RECENT)
+    await feed.apply()
+    await recompute(tiering)
+    assert await tiers(tiering, [only]) == ["A"]
+    equal = [feed.customer() for _ in range(3)]
+    for customer in equal:
+        feed.purchase(customer, "10", RECENT)
+    await feed.apply()
+    await recompute(tiering)
+    # With equal revenue nothing tells them apart: all share the top band.
+    assert await tiers(tiering, [only, *equal]) == ["A"] * 4
+
+
+async def test_top_share_of_customers(tiering: httpx.AsyncClient, feed: Feed) -> None:
+    customers = [feed.customer() for _ in range(10)]
+    for n, customer in enumerate(customers):
+        feed.purchase(customer, str(100 - n * 10), RECENT)
+    await feed.apply()
+    policy = await new_policy(
+        tiering,
+        {
+            "bands": {
+                "method": "top_share",
+                "tiers": [{"name": "gold", "share": 0.2}, {"name": "silver", "share": 0.3}],
+                "rest": "bronze",
+            }
+        },
+    )
+    response = await tiering.post(f"/v1/policies/{policy['id']}/activate", headers=ADMIN)
+    assert response.status_code == 200, response.text
+    assert await tiers(tiering, customers) == ["gold"] * 2 + ["silver"] * 3 + ["bronze"] * 5
+    view = (await tiering.get(f"/v1/customers/{customers[1]}/tier", headers=ADMIN)).json()
+    assert view["reasons"] == [
+        "gold: in the top 20% of customers by revenue over the last 365 days (rank 2 of 10)"
+    ]
+
+
+async def test_threshold_rules_lift_and_cap_with_reasons(
+    tiering: httpx.AsyncClient, feed: Feed
+) -> None:
+    big, parcels, late_payer = feed.customer(), feed.customer(), feed.customer()
+    feed.purchase(big, "1000", RECENT)
+    feed.purchase(late_payer, "900", RECENT)
+    feed.payment(late_payer, "100", RECENT)
+    # 300 parcels a working day for three months of 26 working days, plus one.
+    feed.purchase(parcels, "1", RECENT, quantity=str(300 * 26 * 3 + 1))
+    feed.payment(parcels, "1", RECENT)  # pays in full: the cap rule leaves it alone
+    await feed.apply()
+    policy = await new_policy(
+        tiering,
+        {
+            "bands": {
+                "tiers": [{"name": "A", "share": 0.5}, {"name": "B", "share": 0.3}],
+                "rest": "C",
+            },
+            "rules": [
+                {
+                    "name": "key parcel account",
+                    "metric": "average_daily_quantity",
+                    "window_days": 90,
+                    "op": ">",
+                    "value": "300",
+                    "min_tier": "A",
+                },
+                {
+                    "name": "pays late",
+                    "metric": "collection_ratio",
+                    "window_days": 365,
+                    "op": "<",
+                    "value": "0.5",
+                    "max_tier": "B",
+                },
+            ],
+        },
+    )
+    await tiering.post(f"/v1/policies/{policy['id']}/activate", headers=ADMIN)
+    # Bands: 1000 -> A, 900 -> B (prior 1000 of 1901 >= 50%), parcels (1.00) -> C.
+    assert await tiers(tiering, [big, late_payer, parcels]) == ["B", "B", "A"]
+    lifted = (await tiering.get(f"/v1/customers/{parcels}/tier", headers=ADMIN)).json()
+    assert lifted["reasons"][-1] == (
+        "lifted to A by rule 'key parcel account': average daily quantity over the last "
+        "90 days is 300.01, counting 26 working days a month (> 300)"
+    )
+    capped = (await tiering.get(f"/v1/customers/{big}/tier", headers=ADMIN)).json()
+    assert capped["reasons"][-1] == (
+        "capped at B by rule 'pays late': collection ratio over the last 365 days is 0.000 (< 0.5)"
+    )
+
+
+async def test_rerank_with_same_data_changes_nothing_and_emits_nothing(
+    tiering: httpx.AsyncClient, feed: Feed, tiering_db: str
+) -> None:
+    customers = [feed.customer() for _ in range(4)]
+    for n, customer in enumerate(customers):
+        feed.purchase(customer, str(10**n), RECENT)
+    await feed.apply()
+    first = await recompute(tiering)
+    assert first["changed"] == 4
+    counts = (
+        "SELECT (SELECT count(*) FROM outbox) AS events, (SELECT count(*) FROM tier_history) AS h"
+    )
+    before = await query(tiering_db, counts)
+    second = await recompute(tiering)
+    assert second["changed"] == 0 and second["moves"] == {} and second["sample"] == []
+    assert await query(tiering_db, counts) == before
+
+
+async def test_simulate_applies_nothing(
+    tiering: httpx.AsyncClient, feed: Feed, tiering_db: str
+) -> None:
+    customers = [feed.customer() for _ in range(5)]
+    for n, customer in enumerate(customers):
+        feed.purchase(customer, str((n + 1) * 100), RECENT)
+    await feed.apply()
+    await recompute(tiering)
+    before = await tiers(tiering, customers)
+    events = await query(tiering_db, "SELECT count(*) AS n FROM outbox")
+    policy = await new_policy(
+        tiering, {"bands": {"tiers": [{"name": "A", "share": 0.9}], "rest": "D"}}
+    )
+    response = await tiering.post(f"/v1/policies/{policy['id']}/simulate", headers=ANALYST)
+    assert response.status_code == 200, response.text
+    outcome = response.json()
+    # Now (default): 500, 400 -> A; 300 (900 before it of 1500: 60%) -> B; 200 (1200 before
+    # it: 80%, not under 80%) and 100 -> D. Under A = 90%: 300 and 200 move to A.
+    assert before == ["D", "D", "B", "A", "A"]
+    assert outcome["moves"] == {"B->A": 1, "D->A": 1}
+    assert {m["to_tier"] for m in outcome["sample"]} == {"A"}
+    assert outcome["sample"][0]["reasons"][0].startswith("A: in the top")
+    assert await tiers(tiering, customers) == before
+    assert await query(tiering_db, "SELECT count(*) AS n FROM outbox") == events
+    status = (await tiering.get(f"/v1/policies/{policy['id']}", headers=ADMIN)).json()["status"]
+    assert status == "draft"
+
+
+async def test_as_of_sees_only_history_up_to_it(tiering: httpx.AsyncClient, feed: Feed) -> None:
+    early, late = feed.customer("2026-01-01T00:00:00Z"), feed.customer("2026-01-01T00:00:00Z")
+    newcomer = feed.customer("2026-10-15T00:00:00Z")
+    feed.purchase(early, "100", "2026-08-01T00:00:00Z")
+    feed.purchase(late, "1000", "2026-10-20T00:00:00Z")
+    feed.purchase(newcomer, "5000", "2026-10-20T00:00:00Z")
+    await feed.apply()
+    policy = (await tiering.get("/v1/policies", headers=ADMIN)).json()["items"][0]
+    simulated = (
+        await tiering.post(
+            f"/v1/policies/{policy['id']}/simulate",
+            json={"as_of": "2026-09-30T00:00:00Z"},
+            headers=ANALYST,
+        )
+    ).json()
+    assert simulated["customers"] == 2  # the newcomer did not exist yet
+    assert {(m["customer_id"], m["to_tier"]) for m in simulated["sample"]} == {
+        (str(early), "A"),
+        (str(late), "D"),
+    }
+    bad = await tiering.post(
+        f"/v1/policies/{policy['id']}/simulate",
+        json={"as_of": "2026-09-30T00:00:00"},
+        headers=ANALYST,
+    )
+    assert bad.status_code == 422
+
+
+async def test_summary_shows_the_80_20(tiering: httpx.AsyncClient, feed: Feed) -> None:
+    customers = [feed.customer() for _ in range(10)]
+    feed.purchase(customers[0], "800", RECENT)
+    feed.payment(customers[0], "400", RECENT)
+    for customer in customers[1:]:
+        feed.purchase(customer, "20", RECENT)
+    await feed.apply()
+    await recompute(tiering)
+    summary = (await tiering.get("/v1/tiers/summary", headers=ANALYST)).json()
+    assert summary["total_revenue"] == "980.00"
+    assert summary["top_20_percent_revenue_share"] == round(820 / 980, 4)
+    by_tier = {t["tier"]: t for t in summary["tiers"]}
+    assert (by_tier["A"]["customers"], by_tier["A"]["collection_ratio"]) == (1, 0.5)
+    assert by_tier["A"]["revenue_share"] == round(800 / 980, 4)
+    assert sum(t["customers"] for t in summary["tiers"]) == 10
+    listed = (await tiering.get("/v1/customers", params={"tier": "A"}, headers=ADMIN)).json()
+    assert [item["customer_id"] for item in listed["items"]] == [str(customers[0])]
