@@ -33,6 +33,8 @@ OptionalAsOf = Annotated[AsOf | None, Body()]
 class CustomerTier(BaseModel):
     customer_id: uuid.UUID
     tier: str | None
+    at_risk: bool
+    churn_risk: float | None
     reasons: list[str]
 
 
@@ -43,14 +45,15 @@ async def get_customer_tier(customer_id: uuid.UUID, session: SessionDep, _: Read
 
 
 @router.get("/customers", response_model=Page[CustomerTier], tags=["tiers"])
-async def list_customers_in_tier(
+async def list_customers(
     session: SessionDep,
     _: Reader,
-    tier: Annotated[str, Query(min_length=1, max_length=40)],
+    tier: Annotated[str | None, Query(min_length=1, max_length=40)] = None,
+    at_risk: bool | None = None,
     cursor: Cursor = None,
     limit: Limit = 50,
 ) -> Page[CustomerTier]:
-    """Customers currently in a tier."""
+    """Customers by tier and/or churn flag (`?tier=A&at_risk=true`)."""
     after = None
     if cursor is not None:
         (last,) = decode_cursor(cursor, 1)
@@ -58,9 +61,17 @@ async def list_customers_in_tier(
             after = uuid.UUID(last)
         except ValueError as exc:
             raise InvalidInput("The cursor is not one this service issued.") from exc
-    rows = await tiering_service.customers_in_tier(session, tier, after=after, limit=limit + 1)
+    rows = await tiering_service.list_customers(
+        session, tier=tier, at_risk=at_risk, after=after, limit=limit + 1
+    )
     items = [
-        CustomerTier(customer_id=row.customer_id, tier=row.tier, reasons=row.reasons or [])
+        CustomerTier(
+            customer_id=row.customer_id,
+            tier=row.tier,
+            at_risk=row.at_risk,
+            churn_risk=row.churn_risk,
+            reasons=row.reasons or [],
+        )
         for row in rows[:limit]
     ]
     more = len(rows) > limit

@@ -6,11 +6,16 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.tiering.service import tiering_service
 from shared.consumer import EventHandler
-from shared.events import EventData, EventEnvelope, PaymentRecorded, PurchaseRecorded
-
-
-async def on_customer_created(session: AsyncSession, event: EventEnvelope, data: EventData) -> None:
-    await tiering_service.register_customer(session, event.customer_id, event.occurred_at)
+from shared.events import (
+    ComplaintClosed,
+    ComplaintOpened,
+    EventData,
+    EventEnvelope,
+    InteractionLogged,
+    OutreachCompleted,
+    PaymentRecorded,
+    PurchaseRecorded,
+)
 
 
 async def on_customer_erased(session: AsyncSession, event: EventEnvelope, data: EventData) -> None:
@@ -29,9 +34,53 @@ async def on_payment_recorded(session: AsyncSession, event: EventEnvelope, data:
     await tiering_service.apply_payment(session, event.customer_id, data)
 
 
+async def on_customer_changed(session: AsyncSession, event: EventEnvelope, data: EventData) -> None:
+    level = (data.model_extra or {}).get("relationship_level")
+    if event.type == "customer.created":
+        await tiering_service.register_customer(session, event.customer_id, event.occurred_at)
+    if isinstance(level, str):
+        await tiering_service.note_relationship(
+            session, event.customer_id, level, event.occurred_at
+        )
+
+
+async def on_interaction_logged(
+    session: AsyncSession, event: EventEnvelope, data: EventData
+) -> None:
+    assert isinstance(data, InteractionLogged)
+    await tiering_service.record_touch(
+        session, event.id, event.customer_id, data.kind, data.at, data.satisfaction
+    )
+
+
+async def on_outreach_completed(
+    session: AsyncSession, event: EventEnvelope, data: EventData
+) -> None:
+    assert isinstance(data, OutreachCompleted)
+    if data.outcome in ("sent", "done"):  # it reached the customer
+        await tiering_service.record_touch(
+            session, event.id, event.customer_id, f"outreach:{data.kind}", event.occurred_at, None
+        )
+
+
+async def on_complaint_opened(session: AsyncSession, event: EventEnvelope, data: EventData) -> None:
+    assert isinstance(data, ComplaintOpened)
+    await tiering_service.complaint_opened(session, event.customer_id, data, event.occurred_at)
+
+
+async def on_complaint_closed(session: AsyncSession, event: EventEnvelope, data: EventData) -> None:
+    assert isinstance(data, ComplaintClosed)
+    await tiering_service.complaint_closed(session, event.customer_id, data, event.occurred_at)
+
+
 HANDLERS: dict[str, EventHandler] = {
-    "customer.created": on_customer_created,
+    "customer.created": on_customer_changed,
+    "customer.updated": on_customer_changed,
     "customer.erased": on_customer_erased,
     "purchase.recorded": on_purchase_recorded,
     "payment.recorded": on_payment_recorded,
+    "interaction.logged": on_interaction_logged,
+    "outreach.completed": on_outreach_completed,
+    "complaint.opened": on_complaint_opened,
+    "complaint.closed": on_complaint_closed,
 }

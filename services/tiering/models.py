@@ -7,7 +7,7 @@ import uuid
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Date, Index, Integer, String, UniqueConstraint, Uuid, text
+from sqlalchemy import JSON, BigInteger, Index, Integer, String, UniqueConstraint, Uuid, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from shared.db import ScaledDecimal, UTCDateTime, new_metadata, utcnow
@@ -41,24 +41,71 @@ class CustomerAggregate(Base):
     scores: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     reasons: Mapped[list[Any]] = mapped_column(JSON, default=list)
     tier_changed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    # The band the last re-rank put the customer in, before rules (for per-event rules).
+    band_tier: Mapped[str | None] = mapped_column(String(40))
+    relationship_level: Mapped[str | None] = mapped_column(String(30))
+    # Scores of the last re-rank (or of the customer's last event).
+    rfm_r: Mapped[int | None]
+    rfm_f: Mapped[int | None]
+    rfm_m: Mapped[int | None]
+    value_segment: Mapped[str | None] = mapped_column(String(20))
+    thermometer: Mapped[float | None]
+    churn_risk: Mapped[float | None]
+    at_risk: Mapped[bool] = mapped_column(default=False, index=True)
     first_seen_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
+def epoch_day(moment: dt.datetime | dt.date) -> int:
+    """Days since 1970-01-01 (UTC): day arithmetic that is the same SQL on every backend."""
+    day = moment.astimezone(dt.UTC).date() if isinstance(moment, dt.datetime) else moment
+    return day.toordinal() - EPOCH_ORDINAL
+
+
+EPOCH_ORDINAL = dt.date(1970, 1, 1).toordinal()
+
+
 class DailyActivity(Base):
     """What a customer bought and paid per day: windows of any length, as of any date,
-    are sums over these rows (never over raw purchases)."""
+    are sums over these rows (never over raw purchases). `day` is an epoch day."""
 
     __tablename__ = "daily_activity"
 
     customer_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
-    day: Mapped[dt.date] = mapped_column(Date, primary_key=True)
+    day: Mapped[int] = mapped_column(Integer, primary_key=True)
     revenue: Mapped[Decimal] = mapped_column(ScaledDecimal(2), default=Decimal(0))
     quantity: Mapped[Decimal] = mapped_column(ScaledDecimal(3), default=Decimal(0))
     purchases: Mapped[int] = mapped_column(default=0)
     collected: Mapped[Decimal] = mapped_column(ScaledDecimal(2), default=Decimal(0))
 
     __table_args__ = (Index("ix_daily_activity_day", "day", "customer_id"),)
+
+
+class Touch(Base):
+    """A contact with the customer (interaction, or outreach that reached them)."""
+
+    __tablename__ = "touches"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)  # the event's own id
+    customer_id: Mapped[uuid.UUID] = mapped_column(Uuid)
+    kind: Mapped[str] = mapped_column(String(40))
+    day: Mapped[int] = mapped_column(Integer)  # epoch day
+    satisfaction: Mapped[int | None]
+
+    __table_args__ = (Index("ix_touches_customer_day", "customer_id", "day"),)
+
+
+class Complaint(Base):
+    """A complaint's life as tiering needs it: when it opened, when (if) it closed."""
+
+    __tablename__ = "complaints"
+
+    complaint_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    customer_id: Mapped[uuid.UUID] = mapped_column(Uuid, index=True)
+    severity: Mapped[str] = mapped_column(String(10))
+    opened_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    closed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    satisfaction: Mapped[int | None]
 
 
 class TierPolicy(Base):

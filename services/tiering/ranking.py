@@ -14,15 +14,34 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import BigInteger, Table, and_, case, func, literal, or_, select, type_coerce
+from sqlalchemy import (
+    BigInteger,
+    Table,
+    and_,
+    case,
+    func,
+    literal,
+    or_,
+    select,
+    type_coerce,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
 
-from services.tiering.models import CustomerAggregate, DailyActivity
+from services.tiering.models import (
+    Complaint,
+    CustomerAggregate,
+    DailyActivity,
+    Touch,
+    epoch_day,
+)
 from services.tiering.schemas import PolicyDocument, Rule
 
 AGGREGATES: Table = CustomerAggregate.__table__  # type: ignore[assignment]
 DAILY: Table = DailyActivity.__table__  # type: ignore[assignment]
+TOUCHES: Table = Touch.__table__  # type: ignore[assignment]
+COMPLAINTS: Table = Complaint.__table__  # type: ignore[assignment]
 
 # Stored units per metric: money in fen (x100), quantities in thousandths (x1000).
 SCALE = {"revenue": 100, "collected": 100, "quantity": 1000}
@@ -48,6 +67,7 @@ class RankedCustomer:
     cumulative_share: float
     rule_values: dict[str, Decimal] = field(default_factory=dict)
     rules_fired: list[int] = field(default_factory=list)
+    method_scores: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -69,7 +89,7 @@ def _raw(column: Any) -> ColumnElement[Any]:
     return type_coerce(column, BigInteger)
 
 
-def _window_sum(column_name: str, start: dt.date) -> ColumnElement[Any]:
+def _window_sum(column_name: str, start: int) -> ColumnElement[Any]:
     column = _raw(DAILY.c[column_name])
     return func.coalesce(func.sum(case((DAILY.c.day >= start, column), else_=0)), 0)
 
@@ -112,34 +132,71 @@ def rule_value(rule: Rule, sums: dict[str, int]) -> Decimal:
     return in_units(sums[rule.metric], rule.metric)
 
 
-async def rank(
-    session: AsyncSession, policy: PolicyDocument, as_of: dt.datetime, *, sample: int | None
-) -> Ranking:
-    """Rank everyone known by `as_of`; return figures per tier, moves, and the changed
-    customers (all of them, or at most `sample`)."""
-    bands = policy.bands
-    order = policy.tier_order()
-    end_day = as_of.astimezone(dt.UTC).date()
-    band_start = end_day - dt.timedelta(days=bands.window_days - 1)
-    earliest = min(
-        [band_start] + [end_day - dt.timedelta(days=r.window_days - 1) for r in policy.rules]
-    )
+def _clamp(expression: Any) -> Any:
+    """Limit a number to [0, 1] (CASE: portable where LEAST/GREATEST are not)."""
+    return case((expression < 0, 0.0), (expression > 1, 1.0), else_=expression)
 
+
+def _latest(a: Any, b: Any) -> Any:
+    return case((a.is_(None), b), (b.is_(None), a), (a > b, a), else_=b)
+
+
+def _figures(policy: PolicyDocument, as_of: dt.datetime) -> Any:
+    """One row per customer known by `as_of`: every sum and date the methods need."""
+    end = epoch_day(as_of)
+    bands = policy.bands
+
+    def since(days: int) -> int:
+        return end - days + 1
+
+    windows = [bands.window_days] + [rule.window_days for rule in policy.rules]
+    if policy.rfm:
+        windows.append(policy.rfm.window_days)
+    if policy.value_matrix:
+        windows.append(policy.value_matrix.window_days)
+    if policy.churn:
+        windows.append(policy.churn.history_days)
+    earliest = since(max(windows))
+
+    def window_sum(column_name: str, start: int, stop: int = end) -> ColumnElement[Any]:
+        column = _raw(DAILY.c[column_name])
+        inside = and_(DAILY.c.day >= start, DAILY.c.day <= stop)
+        return func.coalesce(func.sum(case((inside, column), else_=0)), 0)
+
+    bought = DAILY.c.purchases > 0
     columns: list[Any] = [
         AGGREGATES.c.customer_id,
         AGGREGATES.c.tier.label("previous_tier"),
-        _window_sum(bands.metric, band_start).label("v"),
+        AGGREGATES.c.relationship_level,
+        window_sum(bands.metric, since(bands.window_days)).label("v"),
+        func.max(case((bought, DAILY.c.day))).label("last_day"),
     ]
     for index, rule in enumerate(policy.rules):
-        start = end_day - dt.timedelta(days=rule.window_days - 1)
-        for name, source in (
-            ("revenue", "revenue"),
-            ("quantity", "quantity"),
-            ("collected", "collected"),
-            ("purchases", "purchases"),
-        ):
-            columns.append(_window_sum(source, start).label(f"r{index}_{name}"))
-    per_customer = (
+        for name in ("revenue", "quantity", "collected", "purchases"):
+            columns.append(window_sum(name, since(rule.window_days)).label(f"r{index}_{name}"))
+    if policy.rfm:
+        start = since(policy.rfm.window_days)
+        columns += [
+            window_sum("purchases", start).label("rfm_freq"),
+            window_sum("revenue", start).label("rfm_money"),
+        ]
+    if policy.value_matrix:
+        start = since(policy.value_matrix.window_days)
+        columns += [
+            window_sum("revenue", start).label("vm_revenue"),
+            window_sum("collected", start).label("vm_collected"),
+        ]
+    if policy.churn:
+        churn = policy.churn
+        history_start = since(churn.history_days)
+        in_history = and_(bought, DAILY.c.day >= history_start)
+        columns += [
+            window_sum("purchases", since(churn.recent_days)).label("recent_purchases"),
+            window_sum("purchases", history_start, end - churn.recent_days).label("past_purchases"),
+            func.min(case((in_history, DAILY.c.day))).label("first_in_history"),
+            func.count(case((in_history, DAILY.c.day))).label("days_in_history"),
+        ]
+    figures = (
         select(*columns)
         .select_from(
             AGGREGATES.outerjoin(
@@ -147,24 +204,186 @@ async def rank(
                 and_(
                     DAILY.c.customer_id == AGGREGATES.c.customer_id,
                     DAILY.c.day >= earliest,
-                    DAILY.c.day <= end_day,
+                    DAILY.c.day <= end,
                 ),
             )
         )
         .where(AGGREGATES.c.first_seen_at <= as_of)
-        .group_by(AGGREGATES.c.customer_id, AGGREGATES.c.tier)
-        .cte("per_customer")
+        .group_by(AGGREGATES.c.customer_id, AGGREGATES.c.tier, AGGREGATES.c.relationship_level)
+        .subquery("figures")
     )
-    positive = case((per_customer.c.v > 0, per_customer.c.v), else_=0)
-    ranked = select(
-        per_customer,
-        positive.label("pv"),
+    if not (policy.thermometer or policy.churn):
+        return figures
+    window = policy.thermometer.window_days if policy.thermometer else 180
+    touches = (
+        select(
+            TOUCHES.c.customer_id,
+            func.max(TOUCHES.c.day).label("last_touch"),
+            func.count(case((TOUCHES.c.day >= since(window), TOUCHES.c.id))).label("touches"),
+            func.sum(case((TOUCHES.c.day >= since(window), TOUCHES.c.satisfaction))).label(
+                "satisfaction_sum"
+            ),
+            func.count(case((TOUCHES.c.day >= since(window), TOUCHES.c.satisfaction))).label(
+                "satisfaction_count"
+            ),
+        )
+        .where(TOUCHES.c.day <= end)
+        .group_by(TOUCHES.c.customer_id)
+        .subquery("touch_figures")
+    )
+    window_start = as_of - dt.timedelta(days=window)
+    is_open = or_(COMPLAINTS.c.closed_at.is_(None), COMPLAINTS.c.closed_at > as_of)
+    complaints = (
+        select(
+            COMPLAINTS.c.customer_id,
+            func.count(case((is_open, COMPLAINTS.c.complaint_id))).label("open_complaints"),
+            func.count(
+                case((COMPLAINTS.c.opened_at >= window_start, COMPLAINTS.c.complaint_id))
+            ).label("recent_complaints"),
+        )
+        .where(COMPLAINTS.c.opened_at <= as_of)
+        .group_by(COMPLAINTS.c.customer_id)
+        .subquery("complaint_figures")
+    )
+    return (
+        select(
+            figures,
+            touches.c.last_touch,
+            func.coalesce(touches.c.touches, 0).label("touches"),
+            func.coalesce(touches.c.satisfaction_sum, 0).label("satisfaction_sum"),
+            func.coalesce(touches.c.satisfaction_count, 0).label("satisfaction_count"),
+            func.coalesce(complaints.c.open_complaints, 0).label("open_complaints"),
+            func.coalesce(complaints.c.recent_complaints, 0).label("recent_complaints"),
+        )
+        .select_from(
+            figures.outerjoin(touches, touches.c.customer_id == figures.c.customer_id).outerjoin(
+                complaints, complaints.c.customer_id == figures.c.customer_id
+            )
+        )
+        .subquery("all_figures")
+    )
+
+
+def _scores(policy: PolicyDocument, ranked: Any, end: int) -> list[Any]:
+    """Score columns over the ranked rows (RFM ranks are window columns of `ranked`)."""
+    columns: list[Any] = []
+    if policy.rfm:
+        for name in ("r", "f", "m"):
+            rank_column = getattr(ranked.c, f"rfm_{name}_rank")
+            columns.append((1 + (5 * (rank_column - 1)) / ranked.c.n).label(f"rfm_{name}"))
+    else:
+        columns += [literal(None).label(f"rfm_{name}") for name in ("r", "f", "m")]
+    if policy.value_matrix:
+        matrix = policy.value_matrix
+        sales_high = ranked.c.vm_revenue >= int(matrix.sales_threshold * 100)
+        pays = and_(
+            ranked.c.vm_revenue > 0,
+            ranked.c.vm_collected >= ranked.c.vm_revenue * matrix.collection_threshold,
+        )
+        columns.append(
+            case(
+                (and_(sales_high, pays), "high"),
+                (sales_high, "medium"),
+                (pays, "sub-medium"),
+                else_="low",
+            ).label("value_segment")
+        )
+    else:
+        columns.append(literal(None).label("value_segment"))
+    if policy.thermometer:
+        thermo = policy.thermometer
+        recency = case(
+            (ranked.c.last_touch.is_(None), 0.0),
+            else_=_clamp(1 - (end - ranked.c.last_touch) * 1.0 / thermo.window_days),
+        )
+        frequency = _clamp(ranked.c.touches * 1.0 / thermo.touches_for_full_frequency)
+        satisfaction = case(
+            (
+                ranked.c.satisfaction_count > 0,
+                (ranked.c.satisfaction_sum * 1.0 / ranked.c.satisfaction_count - 1) / 4,
+            ),
+            else_=0.5,
+        )
+        calm = _clamp(1 - ranked.c.open_complaints * 0.5 - ranked.c.recent_complaints * 0.1)
+        level = case(
+            (ranked.c.relationship_level == "strategic_alliance", 1.0),
+            (ranked.c.relationship_level == "partner", 0.5),
+            else_=0.0,
+        )
+        columns.append(
+            (25 * recency + 25 * frequency + 20 * satisfaction + 15 * calm + 15 * level).label(
+                "thermometer"
+            )
+        )
+    else:
+        columns.append(literal(None).label("thermometer"))
+    if policy.churn:
+        churn = policy.churn
+        recency = end - ranked.c.last_day
+        cycle = (
+            (ranked.c.last_day - ranked.c.first_in_history)
+            * 1.0
+            / func.nullif(ranked.c.days_in_history - 1, 0)
+        )
+        overdue = case(
+            (or_(cycle.is_(None), cycle == 0), _clamp(recency * 1.0 / 180)),
+            else_=_clamp((recency / cycle - 1) / 2),
+        )
+        past_rate = (
+            ranked.c.past_purchases
+            * churn.recent_days
+            * 1.0
+            / (churn.history_days - churn.recent_days)
+        )
+        drop = case((past_rate > 0, _clamp(1 - ranked.c.recent_purchases / past_rate)), else_=0.0)
+        complaints = _clamp(ranked.c.open_complaints / 2.0)
+        last_contact = _latest(ranked.c.last_day, ranked.c.last_touch)
+        silence = _clamp((end - last_contact - churn.silence_days) * 1.0 / 180)
+        risk = case(
+            (ranked.c.last_day.is_(None), None),
+            else_=0.35 * drop + 0.35 * overdue + 0.15 * complaints + 0.15 * silence,
+        )
+        columns += [
+            risk.label("churn_risk"),
+            case((risk >= churn.threshold, True), else_=False).label("at_risk"),
+        ]
+    else:
+        columns += [literal(None).label("churn_risk"), literal(False).label("at_risk")]
+    return columns
+
+
+async def rank(
+    session: AsyncSession,
+    policy: PolicyDocument,
+    as_of: dt.datetime,
+    *,
+    sample: int | None,
+    store_scores: bool = False,
+) -> Ranking:
+    """Rank everyone known by `as_of`; return figures per tier, moves, and the changed
+    customers (all of them, or at most `sample`). With `store_scores`, write every
+    customer's scores and band (one UPDATE, only rows whose scores changed)."""
+    bands = policy.bands
+    order = policy.tier_order()
+    end = epoch_day(as_of)
+    figures = _figures(policy, as_of)
+    positive = case((figures.c.v > 0, figures.c.v), else_=0)
+    window_columns: list[Any] = [
         func.sum(positive).over(order_by=positive.desc(), range_=(None, 0)).label("cum"),
         func.sum(positive).over(partition_by=positive).label("peers"),
         func.rank().over(order_by=positive.desc()).label("rnk"),
         func.sum(positive).over().label("total"),
         func.count().over().label("n"),
-    ).cte("ranked")
+    ]
+    if policy.rfm:
+        window_columns += [
+            func.rank()
+            .over(order_by=func.coalesce(figures.c.last_day, -(10**7)))
+            .label("rfm_r_rank"),
+            func.rank().over(order_by=figures.c.rfm_freq).label("rfm_f_rank"),
+            func.rank().over(order_by=figures.c.rfm_money).label("rfm_m_rank"),
+        ]
+    ranked = select(figures, positive.label("pv"), *window_columns).cte("ranked")
 
     # The band each customer falls in (0 = best), then each rule in order.
     bounds: list[Any] = []
@@ -193,9 +412,13 @@ async def rank(
             final_index = case((and_(condition, final_index < target), target), else_=final_index)
     tier_name = case(*[(final_index == i, literal(name)) for i, name in enumerate(order)])
     band_name = case(*[(band_index == i, literal(name)) for i, name in enumerate(order)])
-    result = select(ranked, tier_name.label("tier"), band_name.label("band_tier"), *fired).cte(
-        "result"
-    )
+    result = select(
+        ranked,
+        tier_name.label("tier"),
+        band_name.label("band_tier"),
+        *fired,
+        *_scores(policy, ranked, end),
+    ).cte("result")
 
     per_tier_rows = await session.execute(
         select(result.c.tier, func.count(), func.coalesce(func.sum(result.c.pv), 0)).group_by(
@@ -216,11 +439,37 @@ async def rank(
     changed = [
         _ranked_customer(row._mapping, policy) for row in (await session.execute(query)).all()
     ]
+    if store_scores:
+        await _store_scores(session, result)
     return Ranking(
         customers=sum(count for count, _ in per_tier.values()),
         per_tier=per_tier,
         moves=moves,
         changed=changed,
+    )
+
+
+SCORE_COLUMNS = (
+    "band_tier",
+    "rfm_r",
+    "rfm_f",
+    "rfm_m",
+    "value_segment",
+    "thermometer",
+    "churn_risk",
+    "at_risk",
+)
+
+
+async def _store_scores(session: AsyncSession, result: Any) -> None:
+    """Write each customer's band and scores where they changed: one set-based UPDATE."""
+    source = select(result.c.customer_id, *[result.c[name] for name in SCORE_COLUMNS]).subquery()
+    differs = or_(*[AGGREGATES.c[name].is_distinct_from(source.c[name]) for name in SCORE_COLUMNS])
+    await session.execute(
+        update(AGGREGATES)
+        .where(AGGREGATES.c.customer_id == source.c.customer_id, differs)
+        .values({name: source.c[name] for name in SCORE_COLUMNS}),
+        execution_options={"synchronize_session": False},
     )
 
 
@@ -236,6 +485,7 @@ def _ranked_customer(row: Any, policy: PolicyDocument) -> RankedCustomer:
         customers=int(row["n"]),
         cumulative_share=(int(row["cum"]) / total) if total > 0 and row["pv"] > 0 else 0.0,
     )
+    ranked.method_scores = method_scores(row)
     for index, rule in enumerate(policy.rules):
         sums = {
             name: int(row[f"r{index}_{name}"])
@@ -245,6 +495,30 @@ def _ranked_customer(row: Any, policy: PolicyDocument) -> RankedCustomer:
         if row[f"fired_{index}"]:
             ranked.rules_fired.append(index)
     return ranked
+
+
+THERMOMETER_LEVELS = ((75, "ally"), (50, "trusted"), (25, "familiar"), (0, "stranger"))
+
+
+def method_scores(row: Any) -> dict[str, Any]:
+    """RFM, value segment, thermometer and churn as people read them (from stored columns
+    or a ranking row)."""
+    found: dict[str, Any] = {}
+    if row["rfm_r"] is not None:
+        r, f, m = (int(row[name]) for name in ("rfm_r", "rfm_f", "rfm_m"))
+        found["rfm"] = {"recency": r, "frequency": f, "monetary": m, "code": f"{r}{f}{m}"}
+    if row["value_segment"] is not None:
+        found["value_matrix"] = f"{row['value_segment']} value"
+    if row["thermometer"] is not None:
+        warmth = round(float(row["thermometer"]))
+        level = next(name for floor, name in THERMOMETER_LEVELS if warmth >= floor)
+        found["thermometer"] = {"score": warmth, "level": level}
+    if row["churn_risk"] is not None:
+        found["churn"] = {
+            "risk": round(float(row["churn_risk"]), 3),
+            "at_risk": bool(row["at_risk"]),
+        }
+    return found
 
 
 def _percent(value: float) -> str:
@@ -313,6 +587,7 @@ def scores(customer: RankedCustomer, policy: PolicyDocument) -> dict[str, Any]:
         "cumulative_share": round(customer.cumulative_share, 4),
         "band_tier": customer.band_tier,
         "rules": {name: str(value) for name, value in customer.rule_values.items()},
+        **customer.method_scores,
     }
 
 
@@ -321,8 +596,8 @@ async def summary_figures(
 ) -> tuple[dict[str | None, tuple[int, int, int]], int, int]:
     """Per current tier: (customers, revenue, collected) over the window, in stored units;
     the total revenue; and the revenue of the top 20% of customers by revenue."""
-    end_day = as_of.astimezone(dt.UTC).date()
-    start = end_day - dt.timedelta(days=window_days - 1)
+    end_day = epoch_day(as_of)
+    start = end_day - window_days + 1
     per_customer = (
         select(
             AGGREGATES.c.customer_id,

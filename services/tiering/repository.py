@@ -10,7 +10,14 @@ from typing import Any
 from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.tiering.models import CustomerAggregate, DailyActivity, TierAssignment, TierPolicy
+from services.tiering.models import (
+    Complaint,
+    CustomerAggregate,
+    DailyActivity,
+    TierAssignment,
+    TierPolicy,
+    Touch,
+)
 from services.tiering.ranking import AGGREGATES
 from shared.db import bulk_insert
 
@@ -32,9 +39,7 @@ class AggregateRepository:
             aggregate.first_seen_at = seen_at
         return aggregate
 
-    async def day(
-        self, session: AsyncSession, customer_id: uuid.UUID, day: dt.date
-    ) -> DailyActivity:
+    async def day(self, session: AsyncSession, customer_id: uuid.UUID, day: int) -> DailyActivity:
         activity = await session.get(DailyActivity, (customer_id, day))
         if activity is None:
             activity = DailyActivity(customer_id=customer_id, day=day)
@@ -57,14 +62,55 @@ class AggregateRepository:
                 execution_options={"synchronize_session": False},
             )
 
-    async def with_tier(
-        self, session: AsyncSession, tier: str, *, after: uuid.UUID | None, limit: int
+    async def search(
+        self,
+        session: AsyncSession,
+        *,
+        tier: str | None,
+        at_risk: bool | None,
+        after: uuid.UUID | None,
+        limit: int,
     ) -> Sequence[CustomerAggregate]:
-        query = select(CustomerAggregate).where(CustomerAggregate.tier == tier)
+        query = select(CustomerAggregate)
+        if tier is not None:
+            query = query.where(CustomerAggregate.tier == tier)
+        if at_risk is not None:
+            query = query.where(CustomerAggregate.at_risk.is_(at_risk))
         if after is not None:
             query = query.where(CustomerAggregate.customer_id > after)
         query = query.order_by(CustomerAggregate.customer_id).limit(limit)
         return (await session.execute(query)).scalars().all()
+
+
+class TouchRepository:
+    async def add(self, session: AsyncSession, touch: Touch) -> None:
+        session.add(touch)
+        await session.flush()
+
+
+class ComplaintRepository:
+    async def open(self, session: AsyncSession, complaint: Complaint) -> None:
+        if await session.get(Complaint, complaint.complaint_id) is None:
+            session.add(complaint)
+            await session.flush()
+
+    async def close(
+        self,
+        session: AsyncSession,
+        complaint_id: uuid.UUID,
+        customer_id: uuid.UUID,
+        at: dt.datetime,
+        satisfaction: int | None,
+    ) -> None:
+        complaint = await session.get(Complaint, complaint_id)
+        if complaint is None:  # closed before we saw it open: keep what we know
+            complaint = Complaint(
+                complaint_id=complaint_id, customer_id=customer_id, severity="unknown", opened_at=at
+            )
+            session.add(complaint)
+        complaint.closed_at = at
+        complaint.satisfaction = satisfaction
+        await session.flush()
 
 
 class PolicyRepository:
@@ -121,5 +167,7 @@ class HistoryRepository:
 
 
 aggregates = AggregateRepository()
+touches = TouchRepository()
+complaints = ComplaintRepository()
 policies = PolicyRepository()
 history = HistoryRepository()

@@ -76,11 +76,52 @@ class Rule(StrictModel):
         return self
 
 
+class Rfm(StrictModel):
+    """Recency, frequency and monetary value, each scored 1-5 by quintile over everyone
+    (5 = most recent, most frequent, most spent); ties share a score."""
+
+    window_days: WindowDays = 365
+
+
+class ValueMatrix(StrictModel):
+    """Sales contribution x payment-collection contribution -> high, medium, sub-medium,
+    low value. A customer who buys a lot but pays late is medium, not high."""
+
+    window_days: WindowDays = 365
+    sales_threshold: Annotated[Decimal, Field(ge=0, max_digits=15, decimal_places=2)]
+    collection_threshold: Annotated[float, Field(ge=0, le=1)] = 0.8
+
+
+class Thermometer(StrictModel):
+    """0-100 warmth from contact recency (25) and frequency (25), satisfaction (20),
+    complaints (15) and relationship level (15): stranger < 25 <= familiar < 50 <=
+    trusted < 75 <= ally."""
+
+    window_days: WindowDays = 180
+    touches_for_full_frequency: Annotated[int, Field(ge=1, le=1000)] = 12
+
+
+class Churn(StrictModel):
+    """0-1 risk from the drop of the purchase rate against the customer's own history
+    (35%), days since the last purchase against its usual cycle (35%), open complaints
+    (15%) and silence (15%); `at_risk` at or above the threshold."""
+
+    recent_days: WindowDays = 90
+    history_days: WindowDays = 730
+    silence_days: WindowDays = 90
+    threshold: Annotated[float, Field(gt=0, le=1)] = 0.5
+
+
 class PolicyDocument(StrictModel):
-    """How customers are ranked: bands first, then each rule in order may lift or cap."""
+    """How customers are ranked: bands first, then each rule in order may lift or cap;
+    the scores (RFM, value matrix, thermometer, churn) are computed alongside."""
 
     bands: Bands
     rules: Annotated[list[Rule], Field(max_length=20)] = Field(default_factory=list)
+    rfm: Rfm | None = Field(default_factory=Rfm)
+    value_matrix: ValueMatrix | None = None
+    thermometer: Thermometer | None = Field(default_factory=Thermometer)
+    churn: Churn | None = Field(default_factory=Churn)
 
     @model_validator(mode="after")
     def _rules_name_known_tiers(self) -> PolicyDocument:
@@ -160,6 +201,7 @@ class TierHistoryEntry(BaseModel):
 class TierView(BaseModel):
     customer_id: uuid.UUID
     tier: str | None
+    at_risk: bool
     scores: dict[str, Any]
     reasons: list[str]
     history: list[TierHistoryEntry]

@@ -12,11 +12,12 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.tiering import repository as repo
-from services.tiering.models import TierPolicy
+from services.tiering.models import Complaint, TierPolicy, Touch, epoch_day
 from services.tiering.ranking import (
     Ranking,
     explain,
     in_units,
+    method_scores,
     rank,
     scores,
     summary_figures,
@@ -36,7 +37,13 @@ from services.tiering.schemas import (
 )
 from shared.db import utcnow
 from shared.errors import Conflict, NotFound
-from shared.events import PaymentRecorded, PurchaseRecorded, TierChanged
+from shared.events import (
+    ComplaintClosed,
+    ComplaintOpened,
+    PaymentRecorded,
+    PurchaseRecorded,
+    TierChanged,
+)
 from shared.outbox import outbox_row, record_events
 
 PRODUCER = "tiering"
@@ -55,6 +62,63 @@ class TieringService:
         aggregate.known = True
         aggregate.updated_at = utcnow()
         await session.flush()
+
+    async def note_relationship(
+        self, session: AsyncSession, customer_id: uuid.UUID, level: str, at: dt.datetime
+    ) -> None:
+        """Keep the relationship level (vendor, partner, strategic alliance) for the thermometer."""
+        aggregate = await repo.aggregates.get_or_create(session, customer_id, at)
+        aggregate.relationship_level = level
+        await session.flush()
+
+    async def record_touch(
+        self,
+        session: AsyncSession,
+        event_id: uuid.UUID,
+        customer_id: uuid.UUID,
+        kind: str,
+        at: dt.datetime,
+        satisfaction: int | None,
+    ) -> None:
+        """A contact with the customer: an interaction, or outreach that reached them."""
+        await repo.aggregates.get_or_create(session, customer_id, at)
+        await repo.touches.add(
+            session,
+            Touch(
+                id=event_id,
+                customer_id=customer_id,
+                kind=kind,
+                day=epoch_day(at),
+                satisfaction=satisfaction,
+            ),
+        )
+
+    async def complaint_opened(
+        self,
+        session: AsyncSession,
+        customer_id: uuid.UUID,
+        data: ComplaintOpened,
+        at: dt.datetime,
+    ) -> None:
+        await repo.aggregates.get_or_create(session, customer_id, at)
+        await repo.complaints.open(
+            session,
+            Complaint(
+                complaint_id=data.complaint_id,
+                customer_id=customer_id,
+                severity=data.severity,
+                opened_at=at,
+            ),
+        )
+
+    async def complaint_closed(
+        self,
+        session: AsyncSession,
+        customer_id: uuid.UUID,
+        data: ComplaintClosed,
+        at: dt.datetime,
+    ) -> None:
+        await repo.complaints.close(session, data.complaint_id, customer_id, at, data.satisfaction)
 
     async def mark_erased(self, session: AsyncSession, customer_id: uuid.UUID) -> None:
         """Erasure keeps every number: tiering holds no personal data, only figures."""
@@ -77,7 +141,7 @@ class TieringService:
         if aggregate.last_purchase_at is None or when > aggregate.last_purchase_at:
             aggregate.last_purchase_at = when
         aggregate.updated_at = utcnow()
-        day = await repo.aggregates.day(session, customer_id, when.astimezone(dt.UTC).date())
+        day = await repo.aggregates.day(session, customer_id, epoch_day(when))
         day.revenue = (day.revenue or Decimal(0)) + purchase.amount
         day.quantity = (day.quantity or Decimal(0)) + purchase.quantity
         day.purchases = (day.purchases or 0) + 1
@@ -91,7 +155,7 @@ class TieringService:
         aggregate = await repo.aggregates.get_or_create(session, customer_id, when)
         aggregate.collected = (aggregate.collected or Decimal(0)) + payment.amount
         aggregate.updated_at = utcnow()
-        day = await repo.aggregates.day(session, customer_id, when.astimezone(dt.UTC).date())
+        day = await repo.aggregates.day(session, customer_id, epoch_day(when))
         day.collected = (day.collected or Decimal(0)) + payment.amount
         await session.flush()
 
@@ -176,7 +240,7 @@ class TieringService:
         policy = await self.active_policy(session)
         document = PolicyDocument.model_validate(policy.document)
         moment = as_of or utcnow()
-        ranking = await rank(session, document, moment, sample=None)
+        ranking = await rank(session, document, moment, sample=None, store_scores=True)
         now = utcnow()
         updates: list[dict[str, Any]] = []
         history: list[dict[str, Any]] = []
@@ -283,10 +347,23 @@ class TieringService:
         if aggregate is None:
             raise NotFound(f"Tiering knows no customer {customer_id}.")
         entries = await repo.history.for_customer(session, customer_id)
+        stored = {
+            name: getattr(aggregate, name)
+            for name in (
+                "rfm_r",
+                "rfm_f",
+                "rfm_m",
+                "value_segment",
+                "thermometer",
+                "churn_risk",
+                "at_risk",
+            )
+        }
         return TierView(
             customer_id=customer_id,
             tier=aggregate.tier,
-            scores=aggregate.scores or {},
+            at_risk=aggregate.at_risk,
+            scores={**(aggregate.scores or {}), **method_scores(stored)},
             reasons=list(aggregate.reasons or []),
             history=[TierHistoryEntry.model_validate(entry) for entry in entries],
             aggregates=Aggregates(
@@ -331,10 +408,19 @@ class TieringService:
             tiers=rows,
         )
 
-    async def customers_in_tier(
-        self, session: AsyncSession, tier: str, *, after: uuid.UUID | None, limit: int
+    async def list_customers(
+        self,
+        session: AsyncSession,
+        *,
+        tier: str | None,
+        at_risk: bool | None,
+        after: uuid.UUID | None,
+        limit: int,
     ) -> Sequence[Any]:
-        return await repo.aggregates.with_tier(session, tier, after=after, limit=limit)
+        """Customers by tier and/or churn flag, as of the last re-rank."""
+        return await repo.aggregates.search(
+            session, tier=tier, at_risk=at_risk, after=after, limit=limit
+        )
 
 
 tiering_service = TieringService()
