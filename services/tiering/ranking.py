@@ -270,7 +270,7 @@ def _scores(policy: PolicyDocument, ranked: Any, end: int) -> list[Any]:
     if policy.rfm:
         for name in ("r", "f", "m"):
             rank_column = getattr(ranked.c, f"rfm_{name}_rank")
-            columns.append((1 + (5 * (rank_column - 1)) / ranked.c.n).label(f"rfm_{name}"))
+            columns.append((1 + (5 * (rank_column - 1)) // ranked.c.n).label(f"rfm_{name}"))
     else:
         columns += [literal(None).label(f"rfm_{name}") for name in ("r", "f", "m")]
     if policy.value_matrix:

@@ -1,0 +1,155 @@
+"""RFM, value matrix, relationship thermometer and churn risk against hand-computed cases."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from typing import Any
+
+import httpx
+
+from tests.conftest import ADMIN, ANALYST
+from tests.tiering.conftest import Feed
+
+NOW = dt.datetime.now(dt.UTC)
+
+
+def ago(days: int) -> str:
+    return (NOW - dt.timedelta(days=days)).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+async def recompute(client: httpx.AsyncClient) -> None:
+    response = await client.post("/v1/recompute", headers=ADMIN)
+    assert response.status_code == 200, response.text
+
+
+async def scores_of(client: httpx.AsyncClient, customer: uuid.UUID) -> dict[str, Any]:
+    view = await client.get(f"/v1/customers/{customer}/tier", headers=ADMIN)
+    assert view.status_code == 200, view.text
+    scores: dict[str, Any] = view.json()["scores"]
+    return scores
+
+
+async def activate(client: httpx.AsyncClient, document: dict[str, Any]) -> None:
+    created = await client.post(
+        "/v1/policies", json={"name": "scores", "document": document}, headers=ANALYST
+    )
+    assert created.status_code == 201, created.text
+    activated = await client.post(f"/v1/policies/{created.json()['id']}/activate", headers=ADMIN)
+    assert activated.status_code == 200, activated.text
+
+
+async def test_rfm_quintiles(tiering: httpx.AsyncClient, feed: Feed) -> None:
+    customers = [feed.customer() for _ in range(5)]
+    # Customer n buys n+1 times, 10*(n+1) each, the last time (100 - 20n) days ago.
+    for n, customer in enumerate(customers):
+        for k in range(n + 1):
+            feed.purchase(customer, str(10 * (n + 1)), ago(100 - 20 * n + k))
+    twin = feed.customer()  # the same as the best customer: ties share a score
+    for k in range(5):
+        feed.purchase(twin, "50", ago(20 + k))
+    await feed.apply()
+    await recompute(tiering)
+    codes = [(await scores_of(tiering, c))["rfm"]["code"] for c in [*customers, twin]]
+    # Six customers: score = 1 + (5 * (rank - 1)) // 6, rank counted from the lowest.
+    assert codes == ["111", "111", "222", "333", "444", "444"]
+
+
+async def test_value_matrix(tiering: httpx.AsyncClient, feed: Feed) -> None:
+    cases = {
+        "high value": ("2000", "1800"),
+        "medium value": ("2000", "500"),
+        "sub-medium value": ("100", "100"),
+        "low value": ("100", None),
+    }
+    made = {}
+    for segment, (bought, paid) in cases.items():
+        customer = feed.customer()
+        feed.purchase(customer, bought, ago(30))
+        if paid:
+            feed.payment(customer, paid, ago(20))
+        made[segment] = customer
+    await feed.apply()
+    await activate(
+        tiering,
+        {
+            "bands": {"tiers": [{"name": "A", "share": 0.8}]},
+            "value_matrix": {"sales_threshold": "1000", "collection_threshold": 0.8},
+        },
+    )
+    for segment, customer in made.items():
+        assert (await scores_of(tiering, customer))["value_matrix"] == segment
+
+
+async def test_relationship_thermometer(tiering: httpx.AsyncClient, feed: Feed) -> None:
+    warm, cold = feed.customer(), feed.customer()
+    feed.add(warm, "customer.updated", {"relationship_level": "strategic_alliance"})
+    for k in range(12):
+        feed.add(
+            warm,
+            "interaction.logged",
+            {
+                "interaction_id": str(uuid.uuid4()),
+                "kind": "visit",
+                "at": ago(10 + k * 5),
+                "by": "mia",
+                "satisfaction": 5,
+            },
+        )
+    feed.add(
+        cold,
+        "complaint.opened",
+        {
+            "complaint_id": str(uuid.uuid4()),
+            "severity": "major",
+            "owner": "ann",
+            "respond_by": ago(1),
+            "resolve_by": ago(0),
+        },
+        ago(5),
+    )
+    await feed.apply()
+    await recompute(tiering)
+    # warm: 25*(1 - 10/180) + 25 + 20 + 15 + 15 = 98.6
+    assert (await scores_of(tiering, warm))["thermometer"] == {"score": 99, "level": "ally"}
+    # cold: no contact, neutral satisfaction (10), one open and recent complaint (15*0.4 = 6)
+    assert (await scores_of(tiering, cold))["thermometer"] == {"score": 16, "level": "stranger"}
+
+
+async def test_churn_risk_and_the_at_risk_list(tiering: httpx.AsyncClient, feed: Feed) -> None:
+    regular, lapsed, unhappy, never = (feed.customer(ago(800)) for _ in range(4))
+    for days in range(5, 701, 30):  # every 30 days, still buying
+        feed.purchase(regular, "100", ago(days))
+        feed.purchase(unhappy, "100", ago(days))
+    for days in range(200, 701, 30):  # stopped 200 days ago
+        feed.purchase(lapsed, "100", ago(days))
+    feed.add(
+        unhappy,
+        "complaint.opened",
+        {
+            "complaint_id": str(uuid.uuid4()),
+            "severity": "critical",
+            "owner": "ann",
+            "respond_by": ago(1),
+            "resolve_by": ago(0),
+        },
+        ago(3),
+    )
+    await feed.apply()
+    await recompute(tiering)
+    assert (await scores_of(tiering, regular))["churn"] == {"risk": 0.0, "at_risk": False}
+    # drop 1 (0.35) + overdue 1 (0.35) + silence (200 - 90) / 180 (0.15 * 0.611)
+    assert (await scores_of(tiering, lapsed))["churn"] == {"risk": 0.792, "at_risk": True}
+    assert (await scores_of(tiering, unhappy))["churn"] == {"risk": 0.075, "at_risk": False}
+    assert "churn" not in await scores_of(tiering, never)
+    listed = (await tiering.get("/v1/customers", params={"at_risk": "true"}, headers=ADMIN)).json()[
+        "items"
+    ]
+    assert [item["customer_id"] for item in listed] == [str(lapsed)]
+    assert listed[0]["churn_risk"] == pytest_approx(0.7917)
+
+
+def pytest_approx(value: float) -> Any:
+    import pytest
+
+    return pytest.approx(value, abs=1e-3)
