@@ -141,8 +141,11 @@ def _latest(a: Any, b: Any) -> Any:
     return case((a.is_(None), b), (b.is_(None), a), (a > b, a), else_=b)
 
 
-def _figures(policy: PolicyDocument, as_of: dt.datetime) -> Any:
-    """One row per customer known by `as_of`: every sum and date the methods need."""
+def _figures(
+    policy: PolicyDocument, as_of: dt.datetime, customer_id: uuid.UUID | None = None
+) -> Any:
+    """One row per customer known by `as_of` (or just one): every sum and date the
+    methods need."""
     end = epoch_day(as_of)
     bands = policy.bands
 
@@ -209,6 +212,7 @@ def _figures(policy: PolicyDocument, as_of: dt.datetime) -> Any:
             )
         )
         .where(AGGREGATES.c.first_seen_at <= as_of)
+        .where(AGGREGATES.c.customer_id == customer_id if customer_id else literal(True))
         .group_by(AGGREGATES.c.customer_id, AGGREGATES.c.tier, AGGREGATES.c.relationship_level)
         .subquery("figures")
     )
@@ -556,9 +560,18 @@ def explain(customer: RankedCustomer, policy: PolicyDocument) -> list[str]:
                 f"{customer.band_tier}: in the top {top} of customers by {metric} {window} "
                 f"(rank {customer.rank} of {customer.customers})"
             )
+    reasons += rule_reasons(customer.band_tier, customer.rules_fired, customer.rule_values, policy)
+    return reasons
+
+
+def rule_reasons(
+    band_tier: str, fired: list[int], values: dict[str, Decimal], policy: PolicyDocument
+) -> list[str]:
+    """One reason per rule that moved the tier, applied in order from the band."""
+    reasons: list[str] = []
     order = policy.tier_order()
-    current = order.index(customer.band_tier)
-    for index in customer.rules_fired:
+    current = order.index(band_tier)
+    for index in fired:
         rule = policy.rules[index]
         target = order.index(rule.min_tier or rule.max_tier or "")
         lifts = rule.min_tier is not None and current > target
@@ -566,7 +579,7 @@ def explain(customer: RankedCustomer, policy: PolicyDocument) -> list[str]:
         if not (lifts or caps):
             continue
         current = target
-        figure = customer.rule_values[rule.name]
+        figure = values[rule.name]
         detail = f"{METRIC_TEXT[rule.metric]} over the last {rule.window_days} days is {figure}"
         if rule.metric == "average_daily_quantity":
             detail += f", counting {rule.working_days_per_month} working days a month"
@@ -575,6 +588,79 @@ def explain(customer: RankedCustomer, policy: PolicyDocument) -> list[str]:
             f"{verb} {order[target]} by rule '{rule.name}': {detail} ({rule.op} {rule.value})"
         )
     return reasons
+
+
+def apply_rules(band_tier: str, fired: list[int], policy: PolicyDocument) -> str:
+    """The tier after the rules that hold, in order (the SQL's CASE chain, in Python)."""
+    order = policy.tier_order()
+    current = order.index(band_tier)
+    for index in fired:
+        rule = policy.rules[index]
+        target = order.index(rule.min_tier or rule.max_tier or "")
+        lifts = rule.min_tier is not None and current > target
+        caps = rule.max_tier is not None and current < target
+        if lifts or caps:
+            current = target
+    return order[current]
+
+
+def rule_holds(rule: Rule, sums: dict[str, int]) -> bool:
+    """Whether `metric op value` holds, exactly (no rounding), like `_rule_condition`."""
+    threshold = Decimal(rule.value)
+    if rule.metric == "average_daily_quantity":
+        left = Decimal(sums["quantity"])
+        right = threshold * 1000 * Decimal(rule.window_days) / 30 * rule.working_days_per_month
+    elif rule.metric == "collection_ratio":
+        if sums["revenue"] <= 0:
+            return False
+        left, right = Decimal(sums["collected"]), Decimal(sums["revenue"]) * threshold
+    elif rule.metric == "purchase_count":
+        left, right = Decimal(sums["purchases"]), threshold
+    else:
+        left, right = Decimal(sums[rule.metric]), threshold * SCALE[rule.metric]
+    return {">": left > right, ">=": left >= right, "<": left < right, "<=": left <= right}[rule.op]
+
+
+@dataclass
+class Reassessment:
+    """One customer's rule outcome and per-customer scores, between two re-ranks."""
+
+    tier: str | None
+    fired: list[int]
+    rule_values: dict[str, Decimal]
+    scores: dict[str, Any]
+
+
+async def reassess(
+    session: AsyncSession,
+    policy: PolicyDocument,
+    customer_id: uuid.UUID,
+    band_tier: str | None,
+    as_of: dt.datetime,
+) -> Reassessment | None:
+    """Rules and the scores that depend only on this customer (value matrix, thermometer,
+    churn), from the same figures the re-rank uses; the band stays the last re-rank's."""
+    own = policy.model_copy(update={"rfm": None})
+    figures = _figures(own, as_of, customer_id)
+    row = (await session.execute(select(figures, *_scores(own, figures, epoch_day(as_of))))).first()
+    if row is None:
+        return None
+    found = row._mapping
+    fired: list[int] = []
+    values: dict[str, Decimal] = {}
+    for index, rule in enumerate(policy.rules):
+        sums = {
+            name: int(found[f"r{index}_{name}"])
+            for name in ("revenue", "quantity", "collected", "purchases")
+        }
+        values[rule.name] = rule_value(rule, sums)
+        if rule_holds(rule, sums):
+            fired.append(index)
+    tier = apply_rules(band_tier, fired, policy) if band_tier is not None else None
+    stored = {
+        name: found[name] for name in ("value_segment", "thermometer", "churn_risk", "at_risk")
+    }
+    return Reassessment(tier=tier, fired=fired, rule_values=values, scores=stored)
 
 
 def scores(customer: RankedCustomer, policy: PolicyDocument) -> dict[str, Any]:

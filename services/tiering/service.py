@@ -19,6 +19,8 @@ from services.tiering.ranking import (
     in_units,
     method_scores,
     rank,
+    reassess,
+    rule_reasons,
     scores,
     summary_figures,
 )
@@ -44,7 +46,7 @@ from shared.events import (
     PurchaseRecorded,
     TierChanged,
 )
-from shared.outbox import outbox_row, record_events
+from shared.outbox import outbox_row, record_event, record_events
 
 PRODUCER = "tiering"
 SAMPLE_MOVERS = 20
@@ -158,6 +160,72 @@ class TieringService:
         day = await repo.aggregates.day(session, customer_id, epoch_day(when))
         day.collected = (day.collected or Decimal(0)) + payment.amount
         await session.flush()
+
+    # ------------------------------------------------------------ between re-ranks
+    async def reassess(self, session: AsyncSession, customer_id: uuid.UUID) -> None:
+        """After an event: apply the rules and refresh the scores that depend only on this
+        customer; a tier that changes is recorded and announced like a re-rank's."""
+        policy = await repo.policies.active(session)
+        aggregate = await repo.aggregates.get(session, customer_id)
+        if policy is None or aggregate is None:
+            return
+        document = PolicyDocument.model_validate(policy.document)
+        now = utcnow()
+        outcome = await reassess(session, document, customer_id, aggregate.band_tier, now)
+        if outcome is None:
+            return
+        for name, value in outcome.scores.items():
+            setattr(aggregate, name, value)
+        if outcome.tier is None or outcome.tier == aggregate.tier:
+            await session.flush()
+            return
+        band_reasons = [
+            r for r in (aggregate.reasons or []) if not r.startswith(("lifted to", "capped at"))
+        ][:1]
+        assert aggregate.band_tier is not None
+        reasons = band_reasons + rule_reasons(
+            aggregate.band_tier, outcome.fired, outcome.rule_values, document
+        )
+        figures = {
+            **(aggregate.scores or {}),
+            "rules": {k: str(v) for k, v in outcome.rule_values.items()},
+        }
+        previous = aggregate.tier
+        aggregate.tier, aggregate.reasons, aggregate.scores = outcome.tier, reasons, figures
+        aggregate.tier_changed_at = now
+        await session.flush()
+        await repo.history.add_many(
+            session,
+            [
+                {
+                    "customer_id": customer_id,
+                    "previous_tier": previous,
+                    "tier": outcome.tier,
+                    "policy_id": policy.id,
+                    "policy_version": policy.version,
+                    "scores": figures,
+                    "reasons": reasons,
+                    "as_of": now,
+                    "changed_at": now,
+                }
+            ],
+        )
+        await record_event(
+            session,
+            producer=PRODUCER,
+            event_type="tier.changed",
+            customer_id=customer_id,
+            data=TierChanged(
+                previous_tier=previous,
+                tier=outcome.tier,
+                policy_id=policy.id,
+                policy_version=policy.version,
+                scores=figures,
+                reasons=reasons,
+                changed_at=now,
+            ),
+            occurred_at=now,
+        )
 
     # ------------------------------------------------------------ policies
     async def ensure_default_policy(self, session: AsyncSession) -> None:
