@@ -10,11 +10,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 from aiokafka import AIOKafkaClient
 from fastapi import APIRouter, Depends, FastAPI, Request, Response
@@ -46,6 +46,8 @@ class ServiceDefinition:
     handlers: Mapping[str, EventHandler] = field(default_factory=dict)
     # Runs once the database is reachable, before requests are served (e.g. seed data).
     on_startup: Callable[[ServiceRuntime], Awaitable[None]] | None = None
+    # Long-running jobs of the service (schedulers), started beside the relay and consumer.
+    background: Sequence[Callable[[ServiceRuntime], Coroutine[Any, Any, None]]] = ()
 
 
 @dataclass
@@ -180,6 +182,8 @@ def create_service_app(definition: ServiceDefinition, settings: ServiceSettings)
             runtime.tasks.append(asyncio.create_task(relay.run(), name="outbox-relay"))
             if consumer is not None:
                 runtime.tasks.append(asyncio.create_task(consumer.run(), name="consumer"))
+            for job in definition.background:
+                runtime.tasks.append(asyncio.create_task(job(runtime), name=job.__name__))
         log.info("%s started", definition.name)
         try:
             yield

@@ -275,18 +275,20 @@ class OutboxRelay:
         return len(rows)
 
     async def _producer(self) -> AIOKafkaProducer:
-        if self.producer is None:
+        producer = self.producer
+        if producer is None:
             producer = new_producer(self.settings)
             try:
                 await producer.start()
+                # Topics get their final partition count before anything is sent to them.
+                await ensure_platform_topics(self.settings)
             except BaseException:
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(producer.stop(), 2)
                 raise
             self.producer = producer
-            # Topics get their final partition count before anything is sent to them.
-            await ensure_platform_topics(self.settings)
-        return self.producer
+        # The local, not the attribute: stop() may clear the attribute meanwhile.
+        return producer
 
     async def _drop_producer(self) -> None:
         producer, self.producer = self.producer, None

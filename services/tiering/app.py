@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from pathlib import Path
 
 from fastapi import FastAPI
@@ -11,12 +13,35 @@ from services.tiering.consumers import HANDLERS
 from services.tiering.service import tiering_service
 from services.tiering.settings import TieringSettings
 from shared.app import ServiceDefinition, ServiceRuntime, create_service_app
+from shared.outbox import PENDING_FLAG
 
 
 async def seed_default_policy(runtime: ServiceRuntime) -> None:
     """A new install ranks customers with the default policy, with no configuration."""
     async with runtime.sessions() as session, session.begin():
         await tiering_service.ensure_default_policy(session)
+
+
+async def scheduled_rerank(runtime: ServiceRuntime) -> None:
+    """Re-rank on a schedule: bands and quintiles depend on everyone, so they move even
+    when a customer does nothing."""
+    log = logging.getLogger("crm.tiering.schedule")
+    interval = getattr(runtime.settings, "rerank_interval_s", 0)
+    if not interval:
+        return
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            async with runtime.sessions() as session:
+                async with session.begin():
+                    outcome = await tiering_service.recompute(session, None)
+                if session.info.pop(PENDING_FLAG, False):
+                    runtime.relay.wake()
+            log.info(
+                "scheduled re-rank: %d customers, %d changed", outcome.customers, outcome.changed
+            )
+        except Exception:
+            log.exception("scheduled re-rank failed; trying again next time")
 
 
 DEFINITION = ServiceDefinition(
@@ -28,6 +53,7 @@ DEFINITION = ServiceDefinition(
     handlers=HANDLERS,
     migrations_dir=Path(__file__).parent / "migrations",
     on_startup=seed_default_policy,
+    background=[scheduled_rerank],
 )
 
 

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any
 
+from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -49,6 +50,7 @@ from shared.events import (
 from shared.outbox import outbox_row, record_event, record_events
 
 PRODUCER = "tiering"
+RERANK_LOCK_ID = 0x7131_2A4B
 SAMPLE_MOVERS = 20
 
 
@@ -305,6 +307,7 @@ class TieringService:
     # ------------------------------------------------------------ ranking
     async def recompute(self, session: AsyncSession, as_of: dt.datetime | None) -> RankingOutcome:
         """Re-rank everyone under the active policy; record and announce each change."""
+        await self._one_rerank_at_a_time(session)
         policy = await self.active_policy(session)
         document = PolicyDocument.model_validate(policy.document)
         moment = as_of or utcnow()
@@ -359,6 +362,15 @@ class TieringService:
         await repo.history.add_many(session, history)
         await record_events(session, events)
         return self._outcome(policy, document, moment, ranking)
+
+    @staticmethod
+    async def _one_rerank_at_a_time(session: AsyncSession) -> None:
+        """Replicas (or a schedule and a request) never re-rank at once: two would both see
+        the old tiers and announce the same change twice. SQLite has one writer anyway."""
+        if session.get_bind().dialect.name == "postgresql":
+            await session.execute(
+                text("SELECT pg_advisory_xact_lock(:lock_id)"), {"lock_id": RERANK_LOCK_ID}
+            )
 
     async def simulate(
         self, session: AsyncSession, policy_id: uuid.UUID, as_of: dt.datetime | None

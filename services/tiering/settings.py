@@ -1,5 +1,6 @@
 """Tiering settings: `CRM_TIERING_*` for its own fields, `CRM_*` for the platform's."""
 
+from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from shared.settings import ServiceSettings
@@ -10,3 +11,5 @@ class TieringSettings(ServiceSettings):
 
     service_name: str = "tiering"
     port: int = 8002
+    # Re-rank everyone under the active policy this often (seconds); 0 turns it off.
+    rerank_interval_s: float = Field(default=3600, ge=0)
