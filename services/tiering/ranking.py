@@ -329,10 +329,13 @@ def _scores(policy: PolicyDocument, ranked: Any, end: int) -> list[Any]:
             * 1.0
             / func.nullif(ranked.c.days_in_history - 1, 0)
         )
-        overdue = case(
-            (or_(cycle.is_(None), cycle == 0), _clamp(recency * 1.0 / 180)),
-            else_=_clamp((recency / cycle - 1) / 2),
+        # How many usual cycles overdue, as x / (1 + x): 0 when on time, 0.5 one cycle
+        # late, approaching 1 but never flat, so the long-gone still rank above the late.
+        late = case(
+            (or_(cycle.is_(None), cycle == 0), recency * 1.0 / 90),
+            else_=recency / cycle - 1,
         )
+        overdue = case((late > 0, late / (1 + late)), else_=0.0)
         past_rate = (
             ranked.c.past_purchases
             * churn.recent_days
@@ -345,7 +348,10 @@ def _scores(policy: PolicyDocument, ranked: Any, end: int) -> list[Any]:
         silence = _clamp((end - last_contact - churn.silence_days) * 1.0 / 180)
         risk = case(
             (ranked.c.last_day.is_(None), None),
-            else_=0.35 * drop + 0.35 * overdue + 0.15 * complaints + 0.15 * silence,
+            else_=churn.weight_rate_drop * drop
+            + churn.weight_overdue * overdue
+            + churn.weight_complaints * complaints
+            + churn.weight_silence * silence,
         )
         columns += [
             risk.label("churn_risk"),

@@ -101,15 +101,35 @@ class Thermometer(StrictModel):
     touches_for_full_frequency: Annotated[int, Field(ge=1, le=1000)] = 12
 
 
+Weight = Annotated[float, Field(ge=0, le=1)]
+
+
 class Churn(StrictModel):
-    """0-1 risk from the drop of the purchase rate against the customer's own history
-    (35%), days since the last purchase against its usual cycle (35%), open complaints
-    (15%) and silence (15%); `at_risk` at or above the threshold."""
+    """0-1 risk, a weighted sum of: the drop of the purchase rate against the customer's
+    own history; how far past its usual purchase cycle it is (x / (1 + x) cycles late);
+    open complaints; silence (no purchase nor contact). `at_risk` at or above the
+    threshold. The weights add up to 1."""
 
     recent_days: WindowDays = 90
     history_days: WindowDays = 730
     silence_days: WindowDays = 90
     threshold: Annotated[float, Field(gt=0, le=1)] = 0.5
+    weight_rate_drop: Weight = 0.35
+    weight_overdue: Weight = 0.35
+    weight_complaints: Weight = 0.15
+    weight_silence: Weight = 0.15
+
+    @model_validator(mode="after")
+    def _weights_add_up(self) -> Churn:
+        total = (
+            self.weight_rate_drop
+            + self.weight_overdue
+            + self.weight_complaints
+            + self.weight_silence
+        )
+        if abs(total - 1) > 1e-6:
+            raise ValueError(f"the churn weights add up to {total:g}, not 1")
+        return self
 
 
 class PolicyDocument(StrictModel):

@@ -86,6 +86,11 @@ async def test_new_install_has_the_default_policy_active(tiering: httpx.AsyncCli
             "rules.0.op",
         ),
         ({"bands": BANDS, "colour": "red"}, "colour"),
+        ({"bands": BANDS, "churn": {"weight_overdue": 0.9}}, "churn"),
+        (
+            {"bands": BANDS, "value_matrix": {"collection_threshold": 0.5}},
+            "value_matrix.sales_threshold",
+        ),
     ],
 )
 async def test_bad_documents_are_refused_with_the_field(

@@ -138,15 +138,16 @@ async def test_churn_risk_and_the_at_risk_list(tiering: httpx.AsyncClient, feed:
     await feed.apply()
     await recompute(tiering)
     assert (await scores_of(tiering, regular))["churn"] == {"risk": 0.0, "at_risk": False}
-    # drop 1 (0.35) + overdue 1 (0.35) + silence (200 - 90) / 180 (0.15 * 0.611)
-    assert (await scores_of(tiering, lapsed))["churn"] == {"risk": 0.792, "at_risk": True}
+    # drop 1 (0.35) + overdue: 200 days is 5.67 cycles of 30 late, 5.67 / 6.67 (0.35 * 0.85)
+    # + silence (200 - 90) / 180 (0.15 * 0.611) = 0.739
+    assert (await scores_of(tiering, lapsed))["churn"] == {"risk": 0.739, "at_risk": True}
     assert (await scores_of(tiering, unhappy))["churn"] == {"risk": 0.075, "at_risk": False}
     assert "churn" not in await scores_of(tiering, never)
     listed = (await tiering.get("/v1/customers", params={"at_risk": "true"}, headers=ADMIN)).json()[
         "items"
     ]
     assert [item["customer_id"] for item in listed] == [str(lapsed)]
-    assert listed[0]["churn_risk"] == pytest_approx(0.7917)
+    assert listed[0]["churn_risk"] == pytest_approx(0.7392)
 
 
 def pytest_approx(value: float) -> Any:
