@@ -8,6 +8,7 @@ quantities) so sums and comparisons are exact on SQLite and PostgreSQL alike.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import math
 import uuid
 from dataclasses import dataclass, field
@@ -16,8 +17,11 @@ from typing import Any
 
 from sqlalchemy import (
     BigInteger,
+    Integer,
     Table,
+    Uuid,
     and_,
+    bindparam,
     case,
     func,
     literal,
@@ -37,6 +41,7 @@ from services.tiering.models import (
     epoch_day,
 )
 from services.tiering.schemas import PolicyDocument, Rule
+from shared.db import UTCDateTime
 
 AGGREGATES: Table = CustomerAggregate.__table__  # type: ignore[assignment]
 DAILY: Table = DailyActivity.__table__  # type: ignore[assignment]
@@ -142,15 +147,15 @@ def _latest(a: Any, b: Any) -> Any:
 
 
 def _figures(
-    policy: PolicyDocument, as_of: dt.datetime, customer_id: uuid.UUID | None = None
+    policy: PolicyDocument, end: Any, as_of: Any, window_start: Any, customer_id: Any = None
 ) -> Any:
     """One row per customer known by `as_of` (or just one): every sum and date the
-    methods need."""
-    end = epoch_day(as_of)
+    methods need. `end` is `as_of`'s epoch day and `window_start` the thermometer's
+    first moment: values, or bind parameters for a statement built once and reused."""
     bands = policy.bands
 
-    def since(days: int) -> int:
-        return end - days + 1
+    def since(days: int) -> Any:
+        return end - (days - 1)
 
     windows = [bands.window_days] + [rule.window_days for rule in policy.rules]
     if policy.rfm:
@@ -161,7 +166,7 @@ def _figures(
         windows.append(policy.churn.history_days)
     earliest = since(max(windows))
 
-    def window_sum(column_name: str, start: int, stop: int = end) -> ColumnElement[Any]:
+    def window_sum(column_name: str, start: Any, stop: Any = end) -> ColumnElement[Any]:
         column = _raw(DAILY.c[column_name])
         inside = and_(DAILY.c.day >= start, DAILY.c.day <= stop)
         return func.coalesce(func.sum(case((inside, column), else_=0)), 0)
@@ -212,7 +217,9 @@ def _figures(
             )
         )
         .where(AGGREGATES.c.first_seen_at <= as_of)
-        .where(AGGREGATES.c.customer_id == customer_id if customer_id else literal(True))
+        .where(
+            AGGREGATES.c.customer_id == customer_id if customer_id is not None else literal(True)
+        )
         .group_by(AGGREGATES.c.customer_id, AGGREGATES.c.tier, AGGREGATES.c.relationship_level)
         .subquery("figures")
     )
@@ -232,10 +239,10 @@ def _figures(
             ),
         )
         .where(TOUCHES.c.day <= end)
+        .where(TOUCHES.c.customer_id == customer_id if customer_id is not None else literal(True))
         .group_by(TOUCHES.c.customer_id)
         .subquery("touch_figures")
     )
-    window_start = as_of - dt.timedelta(days=window)
     is_open = or_(COMPLAINTS.c.closed_at.is_(None), COMPLAINTS.c.closed_at > as_of)
     complaints = (
         select(
@@ -246,6 +253,9 @@ def _figures(
             ).label("recent_complaints"),
         )
         .where(COMPLAINTS.c.opened_at <= as_of)
+        .where(
+            COMPLAINTS.c.customer_id == customer_id if customer_id is not None else literal(True)
+        )
         .group_by(COMPLAINTS.c.customer_id)
         .subquery("complaint_figures")
     )
@@ -268,7 +278,7 @@ def _figures(
     )
 
 
-def _scores(policy: PolicyDocument, ranked: Any, end: int) -> list[Any]:
+def _scores(policy: PolicyDocument, ranked: Any, end: Any) -> list[Any]:
     """Score columns over the ranked rows (RFM ranks are window columns of `ranked`)."""
     columns: list[Any] = []
     if policy.rfm:
@@ -376,7 +386,7 @@ async def rank(
     bands = policy.bands
     order = policy.tier_order()
     end = epoch_day(as_of)
-    figures = _figures(policy, as_of)
+    figures = _figures(policy, end, as_of, thermometer_start(policy, as_of))
     positive = case((figures.c.v > 0, figures.c.v), else_=0)
     window_columns: list[Any] = [
         func.sum(positive).over(order_by=positive.desc(), range_=(None, 0)).label("cum"),
@@ -627,6 +637,27 @@ def rule_holds(rule: Rule, sums: dict[str, int]) -> bool:
     return {">": left > right, ">=": left >= right, "<": left < right, "<=": left <= right}[rule.op]
 
 
+def thermometer_start(policy: PolicyDocument, as_of: dt.datetime) -> dt.datetime:
+    window = policy.thermometer.window_days if policy.thermometer else 180
+    return as_of - dt.timedelta(days=window)
+
+
+@functools.lru_cache(maxsize=16)
+def _customer_statement(policy_json: str) -> Any:
+    """The one-customer figures and scores statement of a policy, built once: building
+    SQL expressions costs more than running them, and this runs on every event."""
+    own = PolicyDocument.model_validate_json(policy_json).model_copy(update={"rfm": None})
+    end = bindparam("end_day", type_=Integer())
+    figures = _figures(
+        own,
+        end,
+        bindparam("as_of", type_=UTCDateTime()),
+        bindparam("window_start", type_=UTCDateTime()),
+        bindparam("customer_id", type_=Uuid()),
+    )
+    return select(figures, *_scores(own, figures, end))
+
+
 @dataclass
 class Reassessment:
     """One customer's rule outcome and per-customer scores, between two re-ranks."""
@@ -646,9 +677,18 @@ async def reassess(
 ) -> Reassessment | None:
     """Rules and the scores that depend only on this customer (value matrix, thermometer,
     churn), from the same figures the re-rank uses; the band stays the last re-rank's."""
-    own = policy.model_copy(update={"rfm": None})
-    figures = _figures(own, as_of, customer_id)
-    row = (await session.execute(select(figures, *_scores(own, figures, epoch_day(as_of))))).first()
+    statement = _customer_statement(policy.model_dump_json())
+    row = (
+        await session.execute(
+            statement,
+            {
+                "end_day": epoch_day(as_of),
+                "as_of": as_of,
+                "window_start": thermometer_start(policy, as_of),
+                "customer_id": customer_id,
+            },
+        )
+    ).first()
     if row is None:
         return None
     found = row._mapping
