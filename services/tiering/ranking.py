@@ -17,13 +17,20 @@ from typing import Any
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
+    Column,
+    Double,
     Integer,
+    MetaData,
+    Numeric,
+    String,
     Table,
     Uuid,
     and_,
     bindparam,
     case,
     func,
+    insert,
     literal,
     or_,
     select,
@@ -432,14 +439,53 @@ async def rank(
             final_index = case((and_(condition, final_index < target), target), else_=final_index)
     tier_name = case(*[(final_index == i, literal(name)) for i, name in enumerate(order)])
     band_name = case(*[(band_index == i, literal(name)) for i, name in enumerate(order)])
-    result = select(
+    ranking = select(
         ranked,
         tier_name.label("tier"),
         band_name.label("band_tier"),
         *fired,
         *_scores(policy, ranked, end),
-    ).cte("result")
+    )
+    # Rank once into a temporary table; the figures, the movers and the score update
+    # then read it instead of ranking everyone again for each.
+    result = _temporary_table(ranking)
+    connection = await session.connection()
+    await connection.run_sync(lambda sync: result.create(sync))
+    try:
+        await session.execute(insert(result).from_select(list(result.c.keys()), ranking))
+        return await _read_ranking(session, result, policy, sample, store_scores)
+    finally:
+        await connection.run_sync(lambda sync: result.drop(sync))
 
+
+_TEXT_COLUMNS = {"previous_tier", "tier", "band_tier", "relationship_level", "value_segment"}
+
+
+def _temporary_table(ranking: Any) -> Table:
+    columns: list[Column[Any]] = []
+    for column in ranking.selected_columns:
+        name = column.key
+        if name == "customer_id":
+            kind: Any = Uuid()
+        elif name in _TEXT_COLUMNS:
+            kind = String(40)
+        elif name == "at_risk":
+            kind = Boolean()
+        elif name in ("churn_risk", "thermometer"):
+            kind = Double()
+        else:
+            kind = Numeric()
+        columns.append(Column(name, kind))
+    return Table(f"ranking_{uuid.uuid4().hex[:12]}", MetaData(), *columns, prefixes=["TEMPORARY"])
+
+
+async def _read_ranking(
+    session: AsyncSession,
+    result: Table,
+    policy: PolicyDocument,
+    sample: int | None,
+    store_scores: bool,
+) -> Ranking:
     per_tier_rows = await session.execute(
         select(result.c.tier, func.count(), func.coalesce(func.sum(result.c.pv), 0)).group_by(
             result.c.tier
