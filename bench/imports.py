@@ -72,6 +72,14 @@ async def new_database(backend: str, folder: Path) -> str:
     return f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}"
 
 
+async def drop_database(url: str) -> None:
+    if url.startswith("postgresql"):
+        name = url.rsplit("/", 1)[-1]
+        conn = await asyncpg.connect(host="127.0.0.1", user="postgres", database="postgres")
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await conn.close()
+
+
 async def run(rows: int, backend: str) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
@@ -96,6 +104,7 @@ async def run(rows: int, backend: str) -> dict[str, float]:
         )
         seconds = time.perf_counter() - started
         await engine.dispose()
+        await drop_database(url)
         assert report.accepted == rows, report
         return {
             "rows": rows,

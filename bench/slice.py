@@ -93,10 +93,12 @@ async def run_backend(
     broker = EmbeddedBroker()
     broker.start()
     processes: list[subprocess.Popen[bytes]] = []
+    databases: list[str] = []
     try:
         profile_db = await new_database(backend, "profile", folder)
         tiering_db = await new_database(backend, "tiering", folder)
         baseline_db = await new_database(backend, "baseline", folder)
+        databases += [profile_db, tiering_db, baseline_db]
         await migrate(profile_db, ROOT / "services/profile/migrations")
         await migrate(tiering_db, ROOT / "services/tiering/migrations")
         ports = {"profile": free_port(), "tiering": free_port(), "baseline": free_port()}
@@ -255,6 +257,13 @@ async def run_backend(
         for process in processes:
             process.wait(15)
         broker.stop()
+        for url in databases:
+            if url.startswith("postgresql"):
+                conn = await asyncpg.connect(host="127.0.0.1", user="postgres", database="postgres")
+                await conn.execute(
+                    f'DROP DATABASE IF EXISTS "{url.rsplit("/", 1)[-1]}" WITH (FORCE)'
+                )
+                await conn.close()
 
 
 def write_results(results: list[dict[str, Any]]) -> str:
