@@ -13,6 +13,7 @@ import codecs
 import csv
 import datetime as dt
 import uuid
+from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Callable
 from typing import Any, ClassVar
 
@@ -165,7 +166,7 @@ def _first_error(exc: ValidationError) -> tuple[str, str]:
     return field, error.get("msg", "invalid")
 
 
-class CsvImporter:
+class CsvImporter(ABC):
     """Reads a CSV stream and hands batches of valid rows to `store_batch`."""
 
     columns: ClassVar[frozenset[str]] = frozenset()
@@ -271,17 +272,17 @@ class CsvImporter:
             if session.info.pop(PENDING_FLAG, False) and on_commit is not None:
                 on_commit()
 
+    @abstractmethod
     def validate(
         self, line: int, raw: dict[str, str], report: ImportReport, base_currency: str
     ) -> Any:
         """The row checked and typed, or None after recording why it was rejected."""
-        raise NotImplementedError
 
+    @abstractmethod
     async def store_batch(
         self, session: AsyncSession, valid: list[Any], report: ImportReport, actor: str
     ) -> None:
         """Store the new rows of a batch of validated rows, with their events."""
-        raise NotImplementedError
 
 
 def _present(row: dict[str, str]) -> dict[str, str]:
