@@ -11,6 +11,7 @@ import datetime as dt
 import functools
 import math
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -101,9 +102,13 @@ def _raw(column: Any) -> ColumnElement[Any]:
     return type_coerce(column, BigInteger)
 
 
-def _window_sum(column_name: str, start: int) -> ColumnElement[Any]:
+def _window_sum(column_name: str, start: Any, stop: Any = None) -> ColumnElement[Any]:
+    """Sum of a daily column from `start` (to `stop`; the join already ends at as_of)."""
     column = _raw(DAILY.c[column_name])
-    return func.coalesce(func.sum(case((DAILY.c.day >= start, column), else_=0)), 0)
+    inside = (
+        DAILY.c.day >= start if stop is None else and_(DAILY.c.day >= start, DAILY.c.day <= stop)
+    )
+    return func.coalesce(func.sum(case((inside, column), else_=0)), 0)
 
 
 def _rule_condition(rule: Rule, values: dict[str, ColumnElement[Any]]) -> ColumnElement[bool]:
@@ -173,41 +178,38 @@ def _figures(
         windows.append(policy.churn.history_days)
     earliest = since(max(windows))
 
-    def window_sum(column_name: str, start: Any, stop: Any = end) -> ColumnElement[Any]:
-        column = _raw(DAILY.c[column_name])
-        inside = and_(DAILY.c.day >= start, DAILY.c.day <= stop)
-        return func.coalesce(func.sum(case((inside, column), else_=0)), 0)
-
     bought = DAILY.c.purchases > 0
     columns: list[Any] = [
         AGGREGATES.c.customer_id,
         AGGREGATES.c.tier.label("previous_tier"),
         AGGREGATES.c.relationship_level,
-        window_sum(bands.metric, since(bands.window_days)).label("v"),
+        _window_sum(bands.metric, since(bands.window_days)).label("v"),
         func.max(case((bought, DAILY.c.day))).label("last_day"),
     ]
     for index, rule in enumerate(policy.rules):
         for name in ("revenue", "quantity", "collected", "purchases"):
-            columns.append(window_sum(name, since(rule.window_days)).label(f"r{index}_{name}"))
+            columns.append(_window_sum(name, since(rule.window_days)).label(f"r{index}_{name}"))
     if policy.rfm:
         start = since(policy.rfm.window_days)
         columns += [
-            window_sum("purchases", start).label("rfm_freq"),
-            window_sum("revenue", start).label("rfm_money"),
+            _window_sum("purchases", start).label("rfm_freq"),
+            _window_sum("revenue", start).label("rfm_money"),
         ]
     if policy.value_matrix:
         start = since(policy.value_matrix.window_days)
         columns += [
-            window_sum("revenue", start).label("vm_revenue"),
-            window_sum("collected", start).label("vm_collected"),
+            _window_sum("revenue", start).label("vm_revenue"),
+            _window_sum("collected", start).label("vm_collected"),
         ]
     if policy.churn:
         churn = policy.churn
         history_start = since(churn.history_days)
         in_history = and_(bought, DAILY.c.day >= history_start)
         columns += [
-            window_sum("purchases", since(churn.recent_days)).label("recent_purchases"),
-            window_sum("purchases", history_start, end - churn.recent_days).label("past_purchases"),
+            _window_sum("purchases", since(churn.recent_days)).label("recent_purchases"),
+            _window_sum("purchases", history_start, end - churn.recent_days).label(
+                "past_purchases"
+            ),
             func.min(case((in_history, DAILY.c.day))).label("first_in_history"),
             func.count(case((in_history, DAILY.c.day))).label("days_in_history"),
         ]
@@ -626,34 +628,11 @@ def explain(customer: RankedCustomer, policy: PolicyDocument) -> list[str]:
     return reasons
 
 
-def rule_reasons(
-    band_tier: str, fired: list[int], values: dict[str, Decimal], policy: PolicyDocument
-) -> list[str]:
-    """One reason per rule that moved the tier, applied in order from the band."""
-    reasons: list[str] = []
-    order = policy.tier_order()
-    current = order.index(band_tier)
-    for index in fired:
-        rule = policy.rules[index]
-        target = order.index(rule.min_tier or rule.max_tier or "")
-        lifts = rule.min_tier is not None and current > target
-        caps = rule.max_tier is not None and current < target
-        if not (lifts or caps):
-            continue
-        current = target
-        figure = values[rule.name]
-        detail = f"{METRIC_TEXT[rule.metric]} over the last {rule.window_days} days is {figure}"
-        if rule.metric == "average_daily_quantity":
-            detail += f", counting {rule.working_days_per_month} working days a month"
-        verb = "lifted to" if lifts else "capped at"
-        reasons.append(
-            f"{verb} {order[target]} by rule '{rule.name}': {detail} ({rule.op} {rule.value})"
-        )
-    return reasons
-
-
-def apply_rules(band_tier: str, fired: list[int], policy: PolicyDocument) -> str:
-    """The tier after the rules that hold, in order (the SQL's CASE chain, in Python)."""
+def _rule_moves(
+    band_tier: str, fired: list[int], policy: PolicyDocument
+) -> Iterator[tuple[Rule, str, bool]]:
+    """The rules that hold and move the tier, applied in order from the band (the SQL's
+    CASE chain, in Python): each as (rule, the tier it gives, whether it lifted)."""
     order = policy.tier_order()
     current = order.index(band_tier)
     for index in fired:
@@ -663,7 +642,28 @@ def apply_rules(band_tier: str, fired: list[int], policy: PolicyDocument) -> str
         caps = rule.max_tier is not None and current < target
         if lifts or caps:
             current = target
-    return order[current]
+            yield rule, order[target], lifts
+
+
+def rule_reasons(
+    band_tier: str, fired: list[int], values: dict[str, Decimal], policy: PolicyDocument
+) -> list[str]:
+    """One reason per rule that moved the tier, applied in order from the band."""
+    reasons: list[str] = []
+    for rule, tier, lifted in _rule_moves(band_tier, fired, policy):
+        figure = values[rule.name]
+        detail = f"{METRIC_TEXT[rule.metric]} over the last {rule.window_days} days is {figure}"
+        if rule.metric == "average_daily_quantity":
+            detail += f", counting {rule.working_days_per_month} working days a month"
+        verb = "lifted to" if lifted else "capped at"
+        reasons.append(f"{verb} {tier} by rule '{rule.name}': {detail} ({rule.op} {rule.value})")
+    return reasons
+
+
+def apply_rules(band_tier: str, fired: list[int], policy: PolicyDocument) -> str:
+    """The tier after the rules that hold, in order."""
+    moves = list(_rule_moves(band_tier, fired, policy))
+    return moves[-1][1] if moves else band_tier
 
 
 def rule_holds(rule: Rule, sums: dict[str, int]) -> bool:
