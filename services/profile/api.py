@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 from collections.abc import Callable, Sequence
 from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from pydantic import AwareDatetime, BaseModel
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.profile.imports import IMPORTERS, ImportReport
-from services.profile.models import Customer, Interaction, Payment, Purchase
+from services.profile.models import Contact, Customer, Interaction, Payment, Purchase
 from services.profile.schemas import (
     AuditEntryOut,
     ConsentChangeOut,
@@ -33,7 +35,7 @@ from services.profile.schemas import (
     ReferralsOut,
     StageChangeOut,
 )
-from services.profile.service import profile_service
+from services.profile.service import RECORD_TIME, profile_service
 from shared.app import SessionDep, SettingsDep, runtime_of
 from shared.auth import Principal, require_roles
 from shared.errors import InvalidInput
@@ -74,6 +76,35 @@ def page_of(
     items = [convert(row) for row in rows[:limit]]
     more = len(rows) > limit
     return Page(items=items, next_cursor=encode_cursor(*key(rows[limit - 1])) if more else None)
+
+
+async def records_page(
+    session: AsyncSession,
+    model: type[Any],
+    out: type[Out],
+    customer_id: uuid.UUID,
+    principal: Principal,
+    *,
+    cursor: str | None,
+    limit: int,
+    since: dt.datetime | None = None,
+    until: dt.datetime | None = None,
+) -> Page[Out]:
+    """A page of one kind of customer record, in the order of its time column."""
+    rows = await profile_service.list_records(
+        session,
+        model,
+        customer_id,
+        principal,
+        cursor=cursor,
+        limit=limit + 1,
+        since=since,
+        until=until,
+    )
+    time_name = RECORD_TIME[model]
+    return page_of(
+        rows, limit, out.model_validate, lambda row: (getattr(row, time_name).isoformat(), row.id)
+    )
 
 
 def with_etag(response: Response, customer: Customer) -> None:
@@ -278,11 +309,8 @@ async def list_contacts(
     limit: Limit = 50,
 ) -> Page[ContactOut]:
     """The customer's contacts (not for analysts: contact details are personal)."""
-    rows = await profile_service.list_contacts(
-        session, customer_id, principal, cursor=cursor, limit=limit + 1
-    )
-    return page_of(
-        rows, limit, ContactOut.model_validate, lambda c: (c.created_at.isoformat(), c.id)
+    return await records_page(
+        session, Contact, ContactOut, customer_id, principal, cursor=cursor, limit=limit
     )
 
 
@@ -359,19 +387,16 @@ async def list_purchases(
     limit: Limit = 50,
 ) -> Page[PurchaseOut]:
     """A customer's purchases, oldest first, optionally in [from, to)."""
-    rows = await profile_service.list_records(
+    return await records_page(
         session,
         Purchase,
-        Purchase.purchased_at,
+        PurchaseOut,
         customer_id,
         principal,
         cursor=cursor,
-        limit=limit + 1,
+        limit=limit,
         since=since,
         until=until,
-    )
-    return page_of(
-        rows, limit, PurchaseOut.model_validate, lambda p: (p.purchased_at.isoformat(), p.id)
     )
 
 
@@ -421,19 +446,16 @@ async def list_payments(
     limit: Limit = 50,
 ) -> Page[PaymentOut]:
     """Money collected from the customer, oldest first."""
-    rows = await profile_service.list_records(
+    return await records_page(
         session,
         Payment,
-        Payment.received_at,
+        PaymentOut,
         customer_id,
         principal,
         cursor=cursor,
-        limit=limit + 1,
+        limit=limit,
         since=since,
         until=until,
-    )
-    return page_of(
-        rows, limit, PaymentOut.model_validate, lambda p: (p.received_at.isoformat(), p.id)
     )
 
 
@@ -482,18 +504,17 @@ async def list_interactions(
     limit: Limit = 50,
 ) -> Page[InteractionOut]:
     """Interactions with the customer, oldest first."""
-    rows = await profile_service.list_records(
+    return await records_page(
         session,
         Interaction,
-        Interaction.at,
+        InteractionOut,
         customer_id,
         principal,
         cursor=cursor,
-        limit=limit + 1,
+        limit=limit,
         since=since,
         until=until,
     )
-    return page_of(rows, limit, InteractionOut.model_validate, lambda i: (i.at.isoformat(), i.id))
 
 
 # ---------------------------------------------------------------- imports

@@ -53,6 +53,13 @@ from shared.outbox import record_event
 from shared.pagination import decode_cursor
 
 PRODUCER = "profile"
+# The column each kind of customer record is listed (and paged) by.
+RECORD_TIME: dict[type[Any], str] = {
+    Contact: "created_at",
+    Purchase: "purchased_at",
+    Payment: "received_at",
+    Interaction: "at",
+}
 ACCOUNT_MANAGER = "account_manager"
 TRACKED_STAGES = ("stage", "relationship_level")
 # Customer fields that are personal data: cleared on erasure.
@@ -442,20 +449,6 @@ class ProfileService:
             raise NotFound(f"Customer {customer.id} has no contact {contact_id}.")
         return contact
 
-    async def list_contacts(
-        self,
-        session: AsyncSession,
-        customer_id: uuid.UUID,
-        actor: Principal,
-        *,
-        cursor: str | None,
-        limit: int,
-    ) -> Sequence[Contact]:
-        await self.get_customer(session, customer_id, actor)
-        return await repo.records.page(
-            session, Contact, Contact.created_at, customer_id, after=after_key(cursor), limit=limit
-        )
-
     async def set_consent(
         self, session: AsyncSession, customer_id: uuid.UUID, data: ConsentUpdate, actor: Principal
     ) -> Customer:
@@ -521,10 +514,7 @@ class ProfileService:
         self._check_currency(data.currency, base_currency)
         if data.amount == 0:
             raise field_error("amount", "must not be zero")
-        if data.external_id and await repo.records.find_external(
-            session, Purchase, customer.id, data.external_id
-        ):
-            raise Conflict(f"Purchase {data.external_id!r} is already recorded.")
+        await self._refuse_known_external_id(session, Purchase, customer.id, data.external_id)
         purchase = Purchase(
             id=uuid.uuid4(), customer_id=customer.id, created_at=utcnow(), **data.model_dump()
         )
@@ -541,17 +531,7 @@ class ProfileService:
             producer=PRODUCER,
             event_type="purchase.recorded",
             customer_id=customer.id,
-            data=PurchaseRecorded(
-                purchase_id=purchase.id,
-                amount=purchase.amount,
-                currency=purchase.currency,
-                quantity=purchase.quantity,
-                unit=purchase.unit,
-                category=purchase.category,
-                sku=purchase.sku,
-                purchased_at=purchase.purchased_at,
-                external_id=purchase.external_id,
-            ),
+            data=PurchaseRecorded(purchase_id=purchase.id, **data.model_dump()),
         )
         return purchase
 
@@ -570,10 +550,7 @@ class ProfileService:
             purchase = await repo.records.get(session, Purchase, data.purchase_id)
             if purchase is None or purchase.customer_id != customer.id:
                 raise field_error("purchase_id", "names no purchase of this customer")
-        if data.external_id and await repo.records.find_external(
-            session, Payment, customer.id, data.external_id
-        ):
-            raise Conflict(f"Payment {data.external_id!r} is already recorded.")
+        await self._refuse_known_external_id(session, Payment, customer.id, data.external_id)
         payment = Payment(
             id=uuid.uuid4(), customer_id=customer.id, created_at=utcnow(), **data.model_dump()
         )
@@ -590,15 +567,7 @@ class ProfileService:
             producer=PRODUCER,
             event_type="payment.recorded",
             customer_id=customer.id,
-            data=PaymentRecorded(
-                payment_id=payment.id,
-                amount=payment.amount,
-                currency=payment.currency,
-                received_at=payment.received_at,
-                purchase_id=payment.purchase_id,
-                method=payment.method,
-                external_id=payment.external_id,
-            ),
+            data=PaymentRecorded(payment_id=payment.id, **data.model_dump()),
         )
         return payment
 
@@ -649,7 +618,6 @@ class ProfileService:
         self,
         session: AsyncSession,
         model: Any,
-        time_column: Any,
         customer_id: uuid.UUID,
         actor: Principal,
         *,
@@ -658,14 +626,14 @@ class ProfileService:
         since: dt.datetime | None = None,
         until: dt.datetime | None = None,
     ) -> Sequence[Any]:
-        """A customer's purchases, payments or interactions in time order."""
+        """A customer's contacts, purchases, payments or interactions in time order."""
         await self.get_customer(session, customer_id, actor)
         if since is not None and until is not None and since >= until:
             raise field_error("from", "must be before 'to'")
         return await repo.records.page(
             session,
             model,
-            time_column,
+            getattr(model, RECORD_TIME[model]),
             customer_id,
             after=after_key(cursor),
             since=since,
@@ -741,6 +709,18 @@ class ProfileService:
             raise field_error("referred_by", "names no known customer")
         if customer_id in await repo.customers.ancestors(session, referrer):
             raise field_error("referred_by", "would make a referral loop")
+
+    @staticmethod
+    async def _refuse_known_external_id(
+        session: AsyncSession,
+        model: type[Purchase] | type[Payment],
+        customer_id: uuid.UUID,
+        external_id: str | None,
+    ) -> None:
+        if external_id and await repo.records.find_external(
+            session, model, customer_id, external_id
+        ):
+            raise Conflict(f"{model.__name__} {external_id!r} is already recorded.")
 
     @staticmethod
     def _check_version(customer: Customer, if_match: str | None) -> None:
