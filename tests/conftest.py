@@ -193,3 +193,44 @@ async def eventually(
             return last
         await asyncio.sleep(interval)
     raise AssertionError(f"condition not met within {timeout}s; last value: {last!r}")
+
+
+async def read_topic(broker: EmbeddedBroker, topic: str, expected: int) -> list[Any]:
+    """The first `expected` messages of a topic, from the beginning (30 s at most)."""
+    from aiokafka import AIOKafkaConsumer
+
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=broker.bootstrap,
+        group_id=f"reader-{uuid.uuid4().hex}",
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        session_timeout_ms=6000,
+        heartbeat_interval_ms=1000,
+        fetch_max_wait_ms=100,
+    )
+    await consumer.start()
+    found: list[Any] = []
+    try:
+        deadline = asyncio.get_running_loop().time() + 30
+        while len(found) < expected and asyncio.get_running_loop().time() < deadline:
+            batches = await consumer.getmany(timeout_ms=500)
+            for messages in batches.values():
+                found.extend(messages)
+    finally:
+        await consumer.stop()
+    return found
+
+
+async def query(url: str, sql: str, **params: Any) -> list[Any]:
+    """Rows of a SQL query run straight against a service's database."""
+    import sqlalchemy as sa
+
+    from shared.db import create_engine
+
+    engine = create_engine(url)
+    try:
+        async with engine.connect() as conn:
+            return list((await conn.execute(sa.text(sql), params)).all())
+    finally:
+        await engine.dispose()

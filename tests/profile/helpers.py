@@ -6,19 +6,8 @@ import json
 from typing import Any
 
 import httpx
-import sqlalchemy as sa
 
-from shared.db import create_engine
-from tests.conftest import ADMIN
-
-
-async def query(url: str, sql: str, **params: Any) -> list[Any]:
-    engine = create_engine(url)
-    try:
-        async with engine.connect() as conn:
-            return list((await conn.execute(sa.text(sql), params)).all())
-    finally:
-        await engine.dispose()
+from tests.conftest import ADMIN, query
 
 
 async def events(url: str, event_type: str) -> list[dict[str, Any]]:

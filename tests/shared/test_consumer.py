@@ -12,7 +12,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import sqlalchemy as sa
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaProducer
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.tiering.app import create_app as create_tiering
@@ -23,7 +23,14 @@ from shared.db import create_engine
 from shared.events import EventData, EventEnvelope
 from shared.kafka import ensure_platform_topics
 from shared.observability import Metrics
-from tests.conftest import ADMIN, DatabaseFactory, eventually, running, service_settings
+from tests.conftest import (
+    ADMIN,
+    DatabaseFactory,
+    eventually,
+    read_topic,
+    running,
+    service_settings,
+)
 
 
 def purchase_envelope(customer_id: uuid.UUID, amount: str = "10.00") -> dict[str, Any]:
@@ -57,30 +64,6 @@ async def producer_for(broker: EmbeddedBroker) -> AsyncIterator[AIOKafkaProducer
 
 async def send(producer: AIOKafkaProducer, topic: str, key: uuid.UUID, value: bytes) -> None:
     await producer.send_and_wait(topic, value=value, key=str(key).encode())
-
-
-async def read_dlq(broker: EmbeddedBroker, topic: str, expected: int) -> list[Any]:
-    consumer = AIOKafkaConsumer(
-        topic,
-        bootstrap_servers=broker.bootstrap,
-        group_id=f"dlq-reader-{uuid.uuid4().hex}",
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-        session_timeout_ms=6000,
-        heartbeat_interval_ms=1000,
-        fetch_max_wait_ms=100,
-    )
-    await consumer.start()
-    found: list[Any] = []
-    try:
-        deadline = asyncio.get_running_loop().time() + 30
-        while len(found) < expected and asyncio.get_running_loop().time() < deadline:
-            batches = await consumer.getmany(timeout_ms=500)
-            for messages in batches.values():
-                found.extend(messages)
-    finally:
-        await consumer.stop()
-    return found
 
 
 async def test_repeated_event_changes_nothing(
@@ -140,7 +123,7 @@ async def test_poison_message_goes_to_dlq_and_later_messages_flow(
             return view.status_code == 200 and view.json()["aggregates"]["purchase_count"] == 1
 
         await eventually(good_one_applied)
-    dead = await read_dlq(broker, f"{topic}.dlq", expected=2)
+    dead = await read_topic(broker, f"{topic}.dlq", expected=2)
     assert [message.value for message in dead] == [b"{not json", json.dumps(bad_schema).encode()]
     headers = dict(dead[0].headers)
     assert headers["x-original-topic"] == topic.encode()
@@ -196,7 +179,7 @@ async def test_failing_handler_is_retried_then_dead_lettered(
                 json.dumps(purchase_envelope(good_customer)).encode(),
             )
         await eventually(lambda: asyncio.sleep(0, str(good_customer) in calls))
-        dead = await read_dlq(broker, f"{topic}.dlq", expected=1)
+        dead = await read_topic(broker, f"{topic}.dlq", expected=1)
     finally:
         await consumer.stop()
         task.cancel()

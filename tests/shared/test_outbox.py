@@ -7,7 +7,6 @@ import json
 import uuid
 
 import sqlalchemy as sa
-from aiokafka import AIOKafkaConsumer
 
 from services.profile.app import create_app
 from services.profile.settings import ProfileSettings
@@ -16,7 +15,7 @@ from shared.db import create_engine, session_factory
 from shared.events import PurchaseRecorded
 from shared.observability import Metrics
 from shared.outbox import OutboxRelay, outbox, record_event
-from tests.conftest import DatabaseFactory, running, service_settings
+from tests.conftest import DatabaseFactory, read_topic, running, service_settings
 
 
 def purchase(n: int) -> PurchaseRecorded:
@@ -68,27 +67,11 @@ async def test_relay_publishes_in_order_and_marks_rows_sent(
     await engine.dispose()
     assert unsent == 0
 
-    consumer = AIOKafkaConsumer(
-        settings.topic("purchase.recorded"),
-        bootstrap_servers=broker.bootstrap,
-        group_id=f"reader-{uuid.uuid4().hex}",
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-        session_timeout_ms=6000,
-        heartbeat_interval_ms=1000,
-        fetch_max_wait_ms=100,
-    )
-    await consumer.start()
     seen: dict[str, list[int]] = {str(c): [] for c in customers}
-    try:
-        while sum(map(len, seen.values())) < 40:
-            for messages in (await consumer.getmany(timeout_ms=1000)).values():
-                for message in messages:
-                    envelope = json.loads(message.value)
-                    assert message.key.decode() == envelope["customer_id"]
-                    seen[envelope["customer_id"]].append(int(envelope["data"]["sku"][4:]))
-    finally:
-        await consumer.stop()
+    for message in await read_topic(broker, settings.topic("purchase.recorded"), 40):
+        envelope = json.loads(message.value)
+        assert message.key.decode() == envelope["customer_id"]
+        seen[envelope["customer_id"]].append(int(envelope["data"]["sku"][4:]))
     assert seen[str(customers[0])] == list(range(0, 40, 2))
     assert seen[str(customers[1])] == list(range(1, 40, 2))
 

@@ -7,8 +7,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import ADMIN, ANALYST, MANAGER
-from tests.profile.helpers import query
+from tests.conftest import ADMIN, ANALYST, MANAGER, query
 
 BANDS = {"tiers": [{"name": "gold", "share": 0.5}], "rest": "silver"}
 

@@ -8,8 +8,7 @@ from typing import Any
 
 import httpx
 
-from tests.conftest import ADMIN, ANALYST
-from tests.profile.helpers import query
+from tests.conftest import ADMIN, ANALYST, query
 from tests.tiering.conftest import Feed
 
 RECENT = (dt.datetime.now(dt.UTC) - dt.timedelta(days=10)).strftime("%Y-%m-%dT%H:%M:%SZ")
