@@ -14,22 +14,16 @@ import argparse
 import asyncio
 import csv
 import datetime as dt
-import os
-import platform
 import resource
 import tempfile
 import time
-import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import asyncpg
-
+from bench.common import ROOT, append_results, drop_database, machine, new_database
 from services.profile.imports import IMPORTERS
 from shared.db import create_engine, migrate, session_factory
 
-ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / "bench" / "RESULTS.md"
 CUSTOMERS = 10_000
 
 
@@ -62,24 +56,6 @@ async def chunks(path: Path) -> AsyncIterator[bytes]:
             yield chunk
 
 
-async def new_database(backend: str, folder: Path) -> str:
-    if backend == "sqlite":
-        return f"sqlite+aiosqlite:///{folder}/profile.db"
-    name = f"bench_import_{uuid.uuid4().hex[:6]}"
-    conn = await asyncpg.connect(host="127.0.0.1", user="postgres", database="postgres")
-    await conn.execute(f'CREATE DATABASE "{name}"')
-    await conn.close()
-    return f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}"
-
-
-async def drop_database(url: str) -> None:
-    if url.startswith("postgresql"):
-        name = url.rsplit("/", 1)[-1]
-        conn = await asyncpg.connect(host="127.0.0.1", user="postgres", database="postgres")
-        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await conn.close()
-
-
 async def run(rows: int, backend: str) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
@@ -91,7 +67,7 @@ async def run(rows: int, backend: str) -> dict[str, float]:
         assert parsed == rows
         rss_before = peak_rss_mib()
 
-        url = await new_database(backend, folder)
+        url = await new_database(backend, "import", folder)
         await migrate(url, ROOT / "services/profile/migrations")
         engine = create_engine(url)
         sessions = session_factory(engine)
@@ -124,10 +100,9 @@ def main() -> None:
     args = parser.parse_args()
     result = asyncio.run(run(args.rows, args.backend))
     print(result)
-    machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
     section = (
         f"## Purchase CSV import ({dt.date.today()}, {args.backend})\n\n"
-        f"Machine: {machine}. `python -m bench.imports --rows {args.rows} "
+        f"Machine: {machine()}. `python -m bench.imports --rows {args.rows} "
         f"--backend {args.backend}`: {result['file_mib']:.0f} MiB file, "
         f"{CUSTOMERS} customers named by external_ref; every row validated, stored, and given "
         "its `purchase.recorded` outbox row, committed in batches of 2,000.\n\n"
@@ -137,8 +112,7 @@ def main() -> None:
         f"| {result['baseline_rate']:.0f} | {result['rate'] / result['baseline_rate']:.3f} "
         f"| {result['peak_rss_mib']:.0f} ({result['rss_before_mib']:.0f}) |\n"
     )
-    RESULTS.write_text(RESULTS.read_text().rstrip() + "\n\n" + section)
-    print(section)
+    append_results(section)
 
 
 if __name__ == "__main__":

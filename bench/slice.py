@@ -14,25 +14,21 @@ import asyncio
 import datetime as dt
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import httpx
 import sqlalchemy as sa
 
+from bench.common import ROOT, append_results, drop_database, machine, new_database
 from shared.broker import EmbeddedBroker, free_port, port_open
 from shared.db import create_engine, migrate
 
-ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / "bench" / "RESULTS.md"
 KEY = "bench-admin-key-0123456789abcdef"
 HEADERS = {"Authorization": f"Bearer {KEY}"}
 
@@ -40,16 +36,6 @@ HEADERS = {"Authorization": f"Bearer {KEY}"}
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-
-async def new_database(backend: str, name: str, folder: Path) -> str:
-    if backend == "sqlite":
-        return f"sqlite+aiosqlite:///{folder / name}.db"
-    db = f"bench_{name}_{uuid.uuid4().hex[:6]}"
-    conn = await asyncpg.connect(host="127.0.0.1", user="postgres", database="postgres")
-    await conn.execute(f'CREATE DATABASE "{db}"')
-    await conn.close()
-    return f"postgresql+asyncpg://postgres@127.0.0.1:5432/{db}"
 
 
 def start(args: list[str], env: dict[str, str], port: int, log: Path) -> subprocess.Popen[bytes]:
@@ -258,20 +244,14 @@ async def run_backend(
             process.wait(15)
         broker.stop()
         for url in databases:
-            if url.startswith("postgresql"):
-                conn = await asyncpg.connect(host="127.0.0.1", user="postgres", database="postgres")
-                await conn.execute(
-                    f'DROP DATABASE IF EXISTS "{url.rsplit("/", 1)[-1]}" WITH (FORCE)'
-                )
-                await conn.close()
+            await drop_database(url)
 
 
 def write_results(results: list[dict[str, Any]]) -> str:
-    machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
     lines = [
         f"## Slice: purchase over HTTP -> outbox -> Kafka -> tiering ({dt.date.today()})",
         "",
-        f"Machine: {machine}; embedded Tansu broker; services as uvicorn processes (1 worker "
+        f"Machine: {machine()}; embedded Tansu broker; services as uvicorn processes (1 worker "
         "each); client in one process on the same machine. `python -m bench.slice`.",
         "",
         "| backend | N | conc. | baseline insert req/s | baseline p50 / p99 ms "
@@ -304,8 +284,7 @@ def main() -> None:
             )
             print(json.dumps(results[-1], indent=1))
     section = write_results(results)
-    existing = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n\n"
-    RESULTS.write_text(existing.rstrip() + "\n\n" + section)
+    append_results(section)
     print(section)
 
 

@@ -14,18 +14,23 @@ import argparse
 import asyncio
 import datetime as dt
 import json
-import os
-import platform
 import random
 import resource
 import statistics
 import time
 import uuid
-from pathlib import Path
 from typing import Any
 
 import asyncpg
 
+from bench.common import (
+    ROOT,
+    append_results,
+    database_name,
+    drop_database,
+    machine,
+    new_database,
+)
 from services.tiering.consumers import HANDLERS
 from services.tiering.models import epoch_day
 from services.tiering.ranking import rank
@@ -39,37 +44,12 @@ from shared.events import EventData, EventEnvelope
 from shared.kafka import ensure_platform_topics
 from shared.observability import Metrics
 
-ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / "bench" / "RESULTS.md"
 MIGRATIONS = ROOT / "services" / "tiering" / "migrations"
 KEYS = {"bench-admin-key-0123456789abcdef": {"roles": ["admin"], "user": "bench"}}
 
 
-def machine() -> str:
-    return f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
-
-
 def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def append(section: str) -> None:
-    RESULTS.write_text(RESULTS.read_text().rstrip() + "\n\n" + section)
-    print(section)
-
-
-async def new_pg_database(prefix: str) -> tuple[str, str]:
-    name = f"{prefix}_{uuid.uuid4().hex[:6]}"
-    conn = await asyncpg.connect(host="127.0.0.1", user="postgres", database="postgres")
-    await conn.execute(f'CREATE DATABASE "{name}"')
-    await conn.close()
-    return name, f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}"
-
-
-async def drop_pg_database(name: str) -> None:
-    conn = await asyncpg.connect(host="127.0.0.1", user="postgres", database="postgres")
-    await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    await conn.close()
 
 
 # ---------------------------------------------------------------- re-rank
@@ -119,7 +99,8 @@ async def seed(name: str, customers: int, purchases: int, today: int) -> None:
 
 
 async def bench_rerank(customers: int, purchases: int) -> None:
-    name, url = await new_pg_database("bench_rerank")
+    url = await new_database("postgresql", "rerank", ROOT)
+    name = database_name(url)
     try:
         await migrate(url, MIGRATIONS)
         now = dt.datetime.now(dt.UTC)
@@ -148,8 +129,8 @@ async def bench_rerank(customers: int, purchases: int) -> None:
         daily_rows = await conn.fetchval("SELECT count(*) FROM daily_activity")
         await conn.close()
     finally:
-        await drop_pg_database(name)
-    append(
+        await drop_database(url)
+    append_results(
         f"## Tiering re-rank ({dt.date.today()}, PostgreSQL)\n\n"
         f"Machine: {machine()}. `python -m bench.tiering rerank --customers {customers} "
         f"--purchases {purchases}`: {customers} customers, {purchases} purchases over two years "
@@ -170,12 +151,13 @@ async def bench_rerank(customers: int, purchases: int) -> None:
 async def bench_events(events: int) -> None:
     broker = EmbeddedBroker()
     broker.start()
-    names: list[str] = []
+    urls: list[str] = []
     try:
         results = {}
         for label, handlers in (("baseline: inbox only", None), ("tiering handlers", HANDLERS)):
-            name, url = await new_pg_database("bench_events")
-            names.append(name)
+            url = await new_database("postgresql", "events", ROOT)
+            name = database_name(url)
+            urls.append(url)
             await migrate(url, MIGRATIONS)
             prefix = f"b{uuid.uuid4().hex[:8]}."
             settings = TieringSettings(
@@ -249,13 +231,13 @@ async def bench_events(events: int) -> None:
             results[label] = events / (finished - first_seen)
     finally:
         broker.stop()
-        for name in names:
-            await drop_pg_database(name)
+        for url in urls:
+            await drop_database(url)
     base = results["baseline: inbox only"]
     rows = "\n".join(
         f"| {label} | {rate:.0f} | {rate / base:.2f} |" for label, rate in results.items()
     )
-    append(
+    append_results(
         f"## Tiering consumer, per event ({dt.date.today()}, PostgreSQL)\n\n"
         f"Machine: {machine()}. `python -m bench.tiering events --events {events}`: "
         f"{events} `purchase.recorded` events over 500 customers, already on the embedded "
@@ -289,7 +271,8 @@ async def bench_churn(customers: int) -> None:
     stop at a random time. Score as of the start of a 90-day holdout; who bought nothing
     in the holdout is the churned class."""
     rng = random.Random(11)
-    name, url = await new_pg_database("bench_churn")
+    url = await new_database("postgresql", "churn", ROOT)
+    name = database_name(url)
     try:
         await migrate(url, MIGRATIONS)
         as_of = dt.datetime(2026, 8, 1, tzinfo=dt.UTC)
@@ -347,7 +330,7 @@ async def bench_churn(customers: int) -> None:
             ranking = await rank(session, DEFAULT_POLICY, as_of, sample=None)
         await engine.dispose()
     finally:
-        await drop_pg_database(name)
+        await drop_database(url)
     index_of = {cid: n for n, cid in enumerate(ids)}
     last_day: dict[int, int] = {}
     for i, day in daily:
@@ -365,7 +348,7 @@ async def bench_churn(customers: int) -> None:
     share = sum(churned) / len(churned)
     flagged = [c for c, r in zip(churned, risk, strict=True) if r >= DEFAULT_POLICY.churn.threshold]  # type: ignore[union-attr]
     precision = sum(flagged) / len(flagged) if flagged else 0.0
-    append(
+    append_results(
         f"## Churn-risk back-test ({dt.date.today()}, PostgreSQL)\n\n"
         f"Machine: {machine()}. `python -m bench.tiering churn --customers {customers}`: "
         "synthetic two-year histories (each customer its own cycle; 40% stop at a random "

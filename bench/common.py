@@ -1,0 +1,48 @@
+"""What every benchmark needs: a database to run on, the machine's name, the results file."""
+
+from __future__ import annotations
+
+import os
+import platform
+import uuid
+from pathlib import Path
+
+import asyncpg
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "RESULTS.md"
+PG = {"host": "127.0.0.1", "port": 5432, "user": "postgres"}
+
+
+def machine() -> str:
+    return f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+
+
+def append_results(section: str) -> None:
+    """Add a section to bench/RESULTS.md (made on first use) and print it."""
+    existing = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n\n"
+    RESULTS.write_text(existing.rstrip() + "\n\n" + section)
+    print(section)
+
+
+async def new_database(backend: str, name: str, folder: Path) -> str:
+    """The URL of a new, empty database: a SQLite file in `folder`, or a PostgreSQL database."""
+    if backend == "sqlite":
+        return f"sqlite+aiosqlite:///{folder / name}.db"
+    database = f"bench_{name}_{uuid.uuid4().hex[:6]}"
+    conn = await asyncpg.connect(database="postgres", **PG)
+    await conn.execute(f'CREATE DATABASE "{database}"')
+    await conn.close()
+    return f"postgresql+asyncpg://{PG['user']}@{PG['host']}:{PG['port']}/{database}"
+
+
+def database_name(url: str) -> str:
+    return url.rsplit("/", 1)[-1]
+
+
+async def drop_database(url: str) -> None:
+    """Drop a PostgreSQL database made by `new_database` (SQLite files go with their folder)."""
+    if url.startswith("postgresql"):
+        conn = await asyncpg.connect(database="postgres", **PG)
+        await conn.execute(f'DROP DATABASE IF EXISTS "{database_name(url)}" WITH (FORCE)')
+        await conn.close()
