@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import ADMIN, ANALYST
+from tests.conftest import ADMIN, ANALYST, query
 from tests.tiering.conftest import Feed
 
 NOW = dt.datetime.now(dt.UTC)
@@ -149,3 +149,60 @@ async def test_churn_risk_and_the_at_risk_list(tiering: httpx.AsyncClient, feed:
     ]
     assert [item["customer_id"] for item in listed] == [str(lapsed)]
     assert listed[0]["churn_risk"] == pytest.approx(0.7392, abs=1e-3)
+
+
+async def test_rules_and_scores_follow_each_event_between_reranks(
+    tiering: httpx.AsyncClient, feed: Feed, tiering_db: str
+) -> None:
+    anchor, courier = feed.customer(), feed.customer()
+    feed.purchase(anchor, "1000", ago(5))
+    feed.purchase(courier, "1", ago(5))
+    await feed.apply()
+    await activate(
+        tiering,
+        {
+            "bands": {"tiers": [{"name": "A", "share": 0.5}], "rest": "B"},
+            "rules": [
+                {
+                    "name": "key parcel account",
+                    "metric": "average_daily_quantity",
+                    "window_days": 90,
+                    "op": ">",
+                    "value": "300",
+                    "min_tier": "A",
+                }
+            ],
+        },
+    )
+    view = (await tiering.get(f"/v1/customers/{courier}/tier", headers=ADMIN)).json()
+    assert view["tier"] == "B"
+    events_before = (await query(tiering_db, "SELECT count(*) AS n FROM outbox"))[0].n
+
+    # One event pushes the courier over the threshold: no re-rank needed to lift it.
+    feed.purchase(courier, "1", ago(1), quantity=str(300 * 26 * 3))
+    await feed.apply()
+    view = (await tiering.get(f"/v1/customers/{courier}/tier", headers=ADMIN)).json()
+    assert view["tier"] == "A"
+    assert view["reasons"][0].startswith("B: revenue of 1.00")
+    assert view["reasons"][-1].startswith("lifted to A by rule 'key parcel account'")
+    assert [h["tier"] for h in view["history"]] == ["A", "B"]
+    changed = await query(tiering_db, "SELECT payload FROM outbox WHERE event_type='tier.changed'")
+    assert (await query(tiering_db, "SELECT count(*) AS n FROM outbox"))[0].n == events_before + 1
+    assert '"previous_tier":"B","tier":"A"' in changed[-1].payload
+
+    # Scores that depend only on the customer move with its events too.
+    feed.add(
+        courier,
+        "complaint.opened",
+        {
+            "complaint_id": str(uuid.uuid4()),
+            "severity": "minor",
+            "owner": "ann",
+            "respond_by": ago(0),
+            "resolve_by": ago(0),
+        },
+        ago(0),
+    )
+    await feed.apply()
+    churn = (await scores_of(tiering, courier))["churn"]
+    assert churn["risk"] >= 0.075
