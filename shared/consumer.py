@@ -74,9 +74,9 @@ class EventConsumer:
         backoff = 0.2
         while not self._stopping:
             try:
-                await self._start()
+                consumer = await self._start()
                 backoff = 0.2
-                await self._poll_forever()
+                await self._poll_forever(consumer)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -89,7 +89,7 @@ class EventConsumer:
         self._stopping = True
         await self._close()
 
-    async def _start(self) -> None:
+    async def _start(self) -> AIOKafkaConsumer:
         topics = [self.settings.topic(event_type) for event_type in self.handlers]
         await ensure_platform_topics(self.settings)
         consumer = AIOKafkaConsumer(
@@ -115,6 +115,7 @@ class EventConsumer:
                 await asyncio.wait_for(consumer.stop(), 0.5)
             raise
         self.consumer = consumer
+        return consumer
 
     async def _close(self) -> None:
         consumer, self.consumer = self.consumer, None
@@ -126,21 +127,22 @@ class EventConsumer:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(producer.stop(), 5)
 
-    async def _poll_forever(self) -> None:
-        assert self.consumer is not None
+    async def _poll_forever(self, consumer: AIOKafkaConsumer) -> None:
+        # The consumer is passed in, not read from the attribute: stop() clears that.
         while not self._stopping:
-            batches = await self.consumer.getmany(timeout_ms=500, max_records=500)
-            if self.consumer.assignment():
+            batches = await consumer.getmany(timeout_ms=500, max_records=500)
+            if consumer.assignment():
                 self.assigned.set()
             for partition, messages in batches.items():
                 for message in messages:
                     await self.process(message)
-                await self._commit(partition, messages[-1].offset + 1)
+                await self._commit(consumer, partition, messages[-1].offset + 1)
 
-    async def _commit(self, partition: TopicPartition, offset: int) -> None:
-        assert self.consumer is not None
+    async def _commit(
+        self, consumer: AIOKafkaConsumer, partition: TopicPartition, offset: int
+    ) -> None:
         try:
-            await self.consumer.commit({partition: offset})
+            await consumer.commit({partition: offset})
         except (CommitFailedError, IllegalStateError) as exc:
             # The partition moved to another member during a rebalance: it will replay
             # from the last commit there, and the inbox drops what we already applied.
