@@ -254,3 +254,43 @@ def new_uuids(count: int) -> list[uuid.UUID]:
     """
     pool = os.urandom(16 * count)
     return [uuid.UUID(bytes=pool[16 * n : 16 * n + 16], version=4) for n in range(count)]
+
+
+async def bulk_update(
+    session: AsyncSession, table: Any, key: str, rows: list[dict[str, Any]]
+) -> None:
+    """UPDATE many rows of `table`, each found by its `key` column, in the session's
+    transaction: on PostgreSQL the new values are COPied into a temporary table and
+    applied by one UPDATE ... FROM; elsewhere executemany."""
+    if not rows:
+        return
+    from sqlalchemy import Column, Table, bindparam, update
+
+    names = [name for name in rows[0] if name != key]
+    connection = await session.connection()
+    if connection.dialect.name != "postgresql":
+        await session.execute(
+            update(table)
+            .where(table.c[key] == bindparam(f"b_{key}"))
+            .values({name: bindparam(f"b_{name}") for name in names}),
+            [{f"b_{name}": value for name, value in row.items()} for row in rows],
+            execution_options={"synchronize_session": False},
+        )
+        return
+    staging = Table(
+        f"staging_{uuid.uuid4().hex[:12]}",
+        MetaData(),
+        *[Column(name, table.c[name].type) for name in [key, *names]],
+        prefixes=["TEMPORARY"],
+    )
+    await connection.run_sync(lambda sync: staging.create(sync))
+    try:
+        await bulk_insert(session, staging, rows)
+        await session.execute(
+            update(table)
+            .where(table.c[key] == staging.c[key])
+            .values({name: staging.c[name] for name in names}),
+            execution_options={"synchronize_session": False},
+        )
+    finally:
+        await connection.run_sync(lambda sync: staging.drop(sync))

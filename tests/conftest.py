@@ -83,11 +83,18 @@ def _pg_url(name: str) -> str:
     return f"postgresql+asyncpg://{PG_USER}@{PG_HOST}:{PG_PORT}/{name}"
 
 
-async def _pg_database(service: str) -> str:
-    """A new database for `service`, copied from a template migrated once per run."""
+async def _pg_database(service: str, revision: str = "head") -> str:
+    """A new database for `service`, copied from a template migrated once per run (or,
+    for an older `revision`, migrated on its own)."""
     template = f"crm_tpl_{RUN_ID}_{service}"
     conn = await _pg_admin()
     try:
+        if revision != "head":
+            name = f"crm_{RUN_ID}_{service}_{uuid.uuid4().hex[:8]}"
+            await conn.execute(f'CREATE DATABASE "{name}"')
+            _pg_state["dbs"].append(name)
+            await migrate(_pg_url(name), migrations_dir(service), revision)
+            return _pg_url(name)
         if template not in _pg_state["templates"]:
             await conn.execute(f'CREATE DATABASE "{template}"')
             _pg_state["dbs"].append(template)
@@ -122,7 +129,7 @@ def backend(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
-DatabaseFactory = Callable[[str], Awaitable[str]]
+DatabaseFactory = Callable[..., Awaitable[str]]
 
 
 @pytest.fixture
@@ -133,12 +140,12 @@ async def new_database(backend: str, tmp_path: Path) -> DatabaseFactory:
             pytest.fail(f"PostgreSQL is not reachable at {PG_HOST}:{PG_PORT}")
         pytest.skip(f"PostgreSQL is not reachable at {PG_HOST}:{PG_PORT}")
 
-    async def factory(service: str) -> str:
+    async def factory(service: str, revision: str = "head") -> str:
         if backend == "sqlite":
             url = f"sqlite+aiosqlite:///{tmp_path / f'{service}-{uuid.uuid4().hex[:6]}.db'}"
-            await migrate(url, migrations_dir(service))
+            await migrate(url, migrations_dir(service), revision)
             return url
-        return await _pg_database(service)
+        return await _pg_database(service, revision)
 
     return factory
 

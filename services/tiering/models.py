@@ -7,7 +7,17 @@ import uuid
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Index, Integer, String, UniqueConstraint, Uuid, text
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Index,
+    Integer,
+    Sequence,
+    String,
+    UniqueConstraint,
+    Uuid,
+    text,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from shared.db import ScaledDecimal, UTCDateTime, new_metadata, utcnow
@@ -22,6 +32,9 @@ class Base(DeclarativeBase):
 
 include_shared_tables(Base.metadata)
 
+# Numbers customers on PostgreSQL; SQLite (one writer) takes the largest key plus one.
+CUSTOMER_KEYS = Sequence("customer_key_seq", metadata=Base.metadata)
+
 
 class CustomerAggregate(Base):
     """Per-customer lifetime figures and current tier; one row per customer seen."""
@@ -29,6 +42,9 @@ class CustomerAggregate(Base):
     __tablename__ = "customer_aggregates"
 
     customer_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    # A small dense number for the customer: the daily rows are keyed by it, and the
+    # re-rank indexes its arrays with it (see ranking.py).
+    key: Mapped[int] = mapped_column(Integer, unique=True)
     known: Mapped[bool] = mapped_column(default=False)  # customer.created seen
     erased: Mapped[bool] = mapped_column(default=False)
     revenue: Mapped[Decimal] = mapped_column(ScaledDecimal(2), default=Decimal(0))
@@ -67,18 +83,19 @@ EPOCH_ORDINAL = dt.date(1970, 1, 1).toordinal()
 
 class DailyActivity(Base):
     """What a customer bought and paid per day: windows of any length, as of any date,
-    are sums over these rows (never over raw purchases). `day` is an epoch day."""
+    are sums over these rows (never over raw purchases). `day` is an epoch day;
+    `customer_key` is the customer's `CustomerAggregate.key`."""
 
     __tablename__ = "daily_activity"
 
-    customer_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    customer_key: Mapped[int] = mapped_column(Integer, primary_key=True)
     day: Mapped[int] = mapped_column(Integer, primary_key=True)
     revenue: Mapped[Decimal] = mapped_column(ScaledDecimal(2), default=Decimal(0))
     quantity: Mapped[Decimal] = mapped_column(ScaledDecimal(3), default=Decimal(0))
     purchases: Mapped[int] = mapped_column(default=0)
     collected: Mapped[Decimal] = mapped_column(ScaledDecimal(2), default=Decimal(0))
 
-    __table_args__ = (Index("ix_daily_activity_day", "day", "customer_id"),)
+    __table_args__ = (Index("ix_daily_activity_day", "day", "customer_key"),)
 
 
 class Touch(Base):

@@ -1,45 +1,40 @@
-"""The set-based re-rank: one SQL statement ranks every customer under a policy as of a
-moment, from the daily aggregates; Python only touches the customers whose tier changes.
+"""The set-based re-rank: every customer ranked under a policy as of a moment, as arrays.
 
-Amounts stay in the stored integer units inside SQL (fen for money, thousandths for
-quantities) so sums and comparisons are exact on SQLite and PostgreSQL alike.
+The database gives each customer's rows as columns (one binary COPY per table on
+PostgreSQL, see shared/columnar.py); numpy computes every method over all customers at
+once: sums over windows, bands, rules, RFM quintiles, value matrix, thermometer and churn
+risk. No Python loop runs over customers; Python only builds the rows of customers whose
+tier or scores changed. The same functions score one customer after each event, so the
+re-rank and the per-event path cannot disagree.
+
+Amounts stay in the stored integer units (fen for money, thousandths for quantities) so
+sums and comparisons are exact.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import functools
 import math
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
+from fractions import Fraction
 from typing import Any
 
+import numpy as np
+from numpy.typing import NDArray
 from sqlalchemy import (
     BigInteger,
-    Boolean,
-    Column,
-    Double,
-    Integer,
-    MetaData,
-    Numeric,
-    String,
     Table,
-    Uuid,
-    and_,
-    bindparam,
     case,
     func,
-    insert,
     literal,
     or_,
     select,
     type_coerce,
-    update,
 )
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.sql.elements import ColumnElement
 
 from services.tiering.models import (
     Complaint,
@@ -49,7 +44,8 @@ from services.tiering.models import (
     epoch_day,
 )
 from services.tiering.schemas import PolicyDocument, Rule
-from shared.db import UTCDateTime
+from shared.columnar import Col, Columns, as_uuid, fetch_columns, group_sum
+from shared.db import bulk_update
 
 AGGREGATES: Table = CustomerAggregate.__table__  # type: ignore[assignment]
 DAILY: Table = DailyActivity.__table__  # type: ignore[assignment]
@@ -66,11 +62,22 @@ METRIC_TEXT = {
     "average_daily_quantity": "average daily quantity",
     "collection_ratio": "collection ratio",
 }
+LEVELS = ("vendor", "partner", "strategic_alliance")
+# Warmth by level code (LEVELS order); OTHER (-2) and NONE (-1) index the last two.
+LEVEL_WARMTH = np.array([0.0, 0.5, 1.0, 0.0, 0.0])
+SEGMENTS = ("high", "medium", "sub-medium", "low")
+NONE = -1  # code of a missing text value
+OTHER = -2  # code of a text value the policy does not know
+
+Ints = NDArray[np.int64]
+Floats = NDArray[np.float64]
+Flags = NDArray[np.bool_]
 
 
 @dataclass
 class RankedCustomer:
     customer_id: uuid.UUID
+    key: int
     previous_tier: str | None
     tier: str
     band_tier: str
@@ -98,38 +105,289 @@ def in_units(raw: int, metric: str) -> Decimal:
     return (Decimal(raw) / scale).quantize(places)
 
 
-def _raw(column: Any) -> ColumnElement[Any]:
-    return type_coerce(column, BigInteger)
+# ------------------------------------------------------------------ loading
 
 
-def _window_sum(column_name: str, start: Any, stop: Any = None) -> ColumnElement[Any]:
-    """Sum of a daily column from `start` (to `stop`; the join already ends at as_of)."""
-    column = _raw(DAILY.c[column_name])
-    inside = (
-        DAILY.c.day >= start if stop is None else and_(DAILY.c.day >= start, DAILY.c.day <= stop)
+def _code(column: Any, names: list[str]) -> Any:
+    """A text column as its position in `names` (NONE when NULL, OTHER when unknown)."""
+    return case(
+        (column.is_(None), NONE),
+        *[(column == name, index) for index, name in enumerate(names)],
+        else_=OTHER,
     )
-    return func.coalesce(func.sum(case((inside, column), else_=0)), 0)
 
 
-def _rule_condition(rule: Rule, values: dict[str, ColumnElement[Any]]) -> ColumnElement[bool]:
-    """`metric op value`, written without division so it stays exact in integer units."""
-    threshold = Decimal(rule.value)
-    months = Decimal(rule.window_days) / 30
-    if rule.metric == "average_daily_quantity":
-        left = values["quantity"]
-        right: Any = threshold * 1000 * months * rule.working_days_per_month
-    elif rule.metric == "collection_ratio":
-        left = values["collected"]
-        right = values["revenue"] * float(threshold)
-    elif rule.metric == "purchase_count":
-        left, right = values["purchases"], threshold
+def _rule_columns(rule: Rule) -> tuple[str, ...]:
+    return {
+        "average_daily_quantity": ("quantity",),
+        "collection_ratio": ("revenue", "collected"),
+        "purchase_count": ("purchases",),
+    }.get(rule.metric, (rule.metric,))
+
+
+def _daily_columns(policy: PolicyDocument) -> list[str]:
+    """The daily figures a policy reads (purchases always: they date the last purchase)."""
+    names = {"purchases", policy.bands.metric}
+    for rule in policy.rules:
+        names.update(_rule_columns(rule))
+    if policy.rfm:
+        names.add("revenue")
+    if policy.value_matrix:
+        names.update(("revenue", "collected"))
+    return sorted(names)
+
+
+def _longest_window(policy: PolicyDocument) -> int:
+    windows = [policy.bands.window_days] + [rule.window_days for rule in policy.rules]
+    if policy.rfm:
+        windows.append(policy.rfm.window_days)
+    if policy.value_matrix:
+        windows.append(policy.value_matrix.window_days)
+    if policy.churn:
+        windows.append(policy.churn.history_days)
+    return max(windows)
+
+
+@dataclass
+class Figures:
+    """Everything the methods read, one array element per customer known by `as_of`."""
+
+    policy: PolicyDocument
+    end: int  # as_of's epoch day
+    customers: Columns  # key, customer_id, tier, band_tier, level and the stored scores
+    tier_names: list[str]  # what the `tier` codes stand for
+    daily: Columns  # at: the customer's position; day, and each daily figure
+    touches: Columns  # per customer: last_touch, touches, satisfaction_sum/_count
+    complaints: Columns  # per customer: open_complaints, recent_complaints
+    _sums: dict[tuple[str, int, int], Ints] = field(default_factory=dict)
+
+    @property
+    def count(self) -> int:
+        return len(self.customers["key"])
+
+    def window_sum(self, name: str, days: int, stop: int | None = None) -> Ints:
+        """Per customer, the sum of a daily figure over the last `days` days (to `stop`)."""
+        start, stop = self.end - (days - 1), self.end if stop is None else stop
+        if (name, start, stop) not in self._sums:
+            day = self.daily["day"]
+            inside = (day >= start) & (day <= stop)
+            self._sums[name, start, stop] = group_sum(
+                self.daily["at"][inside], self.daily[name][inside], self.count
+            )
+        return self._sums[name, start, stop]
+
+    def purchase_days(self, days: int | None = None) -> tuple[Ints, Ints, Ints]:
+        """Per customer over the last `days` (or all loaded) days with a purchase: the
+        first and last such day (-1 when none) and how many there were."""
+        bought = self.daily["purchases"] > 0
+        if days is not None:
+            bought &= self.daily["day"] >= self.end - (days - 1)
+        at, day = self.daily["at"][bought], self.daily["day"][bought]
+        first = np.full(self.count, np.iinfo(np.int64).max, dtype=np.int64)
+        last = np.full(self.count, -1, dtype=np.int64)
+        np.minimum.at(first, at, day)
+        np.maximum.at(last, at, day)
+        first[last < 0] = -1
+        return first, last, np.bincount(at, minlength=self.count).astype(np.int64)
+
+
+async def load_figures(
+    session: AsyncSession,
+    policy: PolicyDocument,
+    as_of: dt.datetime,
+    customer_id: uuid.UUID | None = None,
+) -> Figures:
+    """Read what the policy needs about everyone known by `as_of` (or one customer)."""
+    end = epoch_day(as_of)
+    order = policy.tier_order()
+    tier_names = list(order)
+    if customer_id is None:  # every tier name in use, so each previous tier has a code
+        stored_tiers = (await session.execute(select(AGGREGATES.c.tier).distinct())).scalars()
+        tier_names += sorted({t for t in stored_tiers if t is not None} - set(order))
+
+    one = AGGREGATES.c.customer_id == customer_id if customer_id is not None else literal(True)
+    customers = await fetch_columns(
+        session,
+        select(
+            AGGREGATES.c.key,
+            AGGREGATES.c.customer_id,
+            _code(AGGREGATES.c.tier, tier_names).label("tier"),
+            _code(AGGREGATES.c.band_tier, order).label("band_tier"),
+            _code(AGGREGATES.c.relationship_level, list(LEVELS)).label("level"),
+            AGGREGATES.c.rfm_r,
+            AGGREGATES.c.rfm_f,
+            AGGREGATES.c.rfm_m,
+            _code(AGGREGATES.c.value_segment, list(SEGMENTS)).label("value_segment"),
+            AGGREGATES.c.thermometer,
+            AGGREGATES.c.churn_risk,
+            AGGREGATES.c.at_risk,
+        ).where(AGGREGATES.c.first_seen_at <= as_of, one),
+        [
+            Col("key", "int4", 0),
+            Col("customer_id", "uuid"),
+            Col("tier", "int4", NONE),
+            Col("band_tier", "int4", NONE),
+            Col("level", "int4", NONE),
+            Col("rfm_r", "int4", NONE),
+            Col("rfm_f", "int4", NONE),
+            Col("rfm_m", "int4", NONE),
+            Col("value_segment", "int4", NONE),
+            Col("thermometer", "float8"),
+            Col("churn_risk", "float8"),
+            Col("at_risk", "bool", False),
+        ],
+    )
+    keys = customers["key"]
+    if customer_id is not None:
+        # One customer: its rows by key (the daily table's primary key leads with it).
+        mine: Any = DAILY.c.customer_key == (int(keys[0]) if len(keys) else -1)
     else:
-        left, right = values[rule.metric], threshold * SCALE[rule.metric]
-    compare = {">": left > right, ">=": left >= right, "<": left < right, "<=": left <= right}
-    condition: ColumnElement[bool] = compare[rule.op]
+        mine = literal(True)
+    names = _daily_columns(policy)
+    daily = await fetch_columns(
+        session,
+        select(
+            DAILY.c.customer_key,
+            DAILY.c.day,
+            *[type_coerce(DAILY.c[name], BigInteger).label(name) for name in names],
+        ).where(DAILY.c.day >= end - (_longest_window(policy) - 1), DAILY.c.day <= end, mine),
+        [Col("customer_key", "int4", 0), Col("day", "int4", 0)]
+        + [Col(name, "int8", 0) for name in names],
+    )
+    position = _positions(keys, daily["customer_key"])
+    daily["at"] = position[daily.pop("customer_key")]
+    known = daily["at"] >= 0
+    daily = {name: values[known] for name, values in daily.items()}
+    figures = Figures(policy, end, customers, tier_names, daily, {}, {})
+    if policy.thermometer or policy.churn:
+        figures.touches = await _touch_figures(session, figures, customer_id)
+        figures.complaints = await _complaint_figures(session, figures, as_of, customer_id)
+    return figures
+
+
+def _positions(keys: NDArray[Any], *others: NDArray[Any]) -> Ints:
+    """A lookup from customer key to position in `keys` (-1 for keys not among them)."""
+    largest = max([int(k.max()) for k in (keys, *others) if k.size] + [0])
+    position = np.full(largest + 1, -1, dtype=np.int64)
+    position[keys] = np.arange(len(keys))
+    return position
+
+
+def thermometer_start(policy: PolicyDocument, as_of: dt.datetime) -> dt.datetime:
+    window = policy.thermometer.window_days if policy.thermometer else 180
+    return as_of - dt.timedelta(days=window)
+
+
+def _scatter(figures: Figures, found: Columns, defaults: dict[str, int]) -> Columns:
+    """Per-customer arrays from rows keyed by customer key (customers without a row get
+    the default)."""
+    position = _positions(figures.customers["key"], found["key"])[found["key"]]
+    mine = position >= 0
+    spread: Columns = {}
+    for name, default in defaults.items():
+        values = np.full(figures.count, default, dtype=np.int64)
+        values[position[mine]] = found[name][mine]
+        spread[name] = values
+    return spread
+
+
+async def _touch_figures(
+    session: AsyncSession, figures: Figures, customer_id: uuid.UUID | None
+) -> Columns:
+    window = figures.policy.thermometer.window_days if figures.policy.thermometer else 180
+    recent = TOUCHES.c.day >= figures.end - (window - 1)
+    one = TOUCHES.c.customer_id == customer_id if customer_id is not None else literal(True)
+    found = await fetch_columns(
+        session,
+        select(
+            AGGREGATES.c.key,
+            func.max(TOUCHES.c.day).label("last_touch"),
+            func.count(case((recent, TOUCHES.c.id))).label("touches"),
+            func.sum(case((recent, TOUCHES.c.satisfaction))).label("satisfaction_sum"),
+            func.count(case((recent, TOUCHES.c.satisfaction))).label("satisfaction_count"),
+        )
+        .select_from(TOUCHES.join(AGGREGATES, AGGREGATES.c.customer_id == TOUCHES.c.customer_id))
+        .where(TOUCHES.c.day <= figures.end, one)
+        .group_by(AGGREGATES.c.key),
+        [
+            Col("key", "int4", 0),
+            Col("last_touch", "int4", NONE),
+            Col("touches", "int8", 0),
+            Col("satisfaction_sum", "int8", 0),
+            Col("satisfaction_count", "int8", 0),
+        ],
+    )
+    return _scatter(
+        figures,
+        found,
+        {"last_touch": NONE, "touches": 0, "satisfaction_sum": 0, "satisfaction_count": 0},
+    )
+
+
+async def _complaint_figures(
+    session: AsyncSession, figures: Figures, as_of: dt.datetime, customer_id: uuid.UUID | None
+) -> Columns:
+    is_open = or_(COMPLAINTS.c.closed_at.is_(None), COMPLAINTS.c.closed_at > as_of)
+    recent = COMPLAINTS.c.opened_at >= thermometer_start(figures.policy, as_of)
+    one = COMPLAINTS.c.customer_id == customer_id if customer_id is not None else literal(True)
+    found = await fetch_columns(
+        session,
+        select(
+            AGGREGATES.c.key,
+            func.count(case((is_open, COMPLAINTS.c.complaint_id))).label("open_complaints"),
+            func.count(case((recent, COMPLAINTS.c.complaint_id))).label("recent_complaints"),
+        )
+        .select_from(
+            COMPLAINTS.join(AGGREGATES, AGGREGATES.c.customer_id == COMPLAINTS.c.customer_id)
+        )
+        .where(COMPLAINTS.c.opened_at <= as_of, one)
+        .group_by(AGGREGATES.c.key),
+        [
+            Col("key", "int4", 0),
+            Col("open_complaints", "int8", 0),
+            Col("recent_complaints", "int8", 0),
+        ],
+    )
+    return _scatter(figures, found, {"open_complaints": 0, "recent_complaints": 0})
+
+
+# ------------------------------------------------------------------ the methods
+
+
+def _compare(left: Ints, op: str, right: Fraction) -> Flags:
+    """`left op right` for integers against an exact fraction, without rounding."""
+    scaled = left.astype(object) if abs(right.denominator) > 2**20 else left
+    numerator, denominator = right.numerator, right.denominator
+    product = scaled * denominator
+    result = {
+        ">": product > numerator,
+        ">=": product >= numerator,
+        "<": product < numerator,
+        "<=": product <= numerator,
+    }[op]
+    return np.asarray(result, dtype=np.bool_)
+
+
+def rule_sums(rule: Rule, figures: Figures) -> dict[str, Ints]:
+    return {name: figures.window_sum(name, rule.window_days) for name in _rule_columns(rule)}
+
+
+def rule_holds(rule: Rule, sums: dict[str, Ints]) -> Flags:
+    """Where `metric op value` holds, exactly (integers against the exact threshold)."""
+    threshold = Fraction(rule.value)
+    if rule.metric == "average_daily_quantity":
+        days = Fraction(rule.window_days, 30) * rule.working_days_per_month
+        return _compare(sums["quantity"], rule.op, threshold * 1000 * days)
     if rule.metric == "collection_ratio":
-        condition = and_(values["revenue"] > 0, condition)
-    return condition
+        revenue, collected = sums["revenue"], sums["collected"]
+        # collected op revenue * p/q  <=>  collected * q op revenue * p  (revenue > 0)
+        left = collected.astype(object) * threshold.denominator
+        right = revenue.astype(object) * threshold.numerator
+        held = {">": left > right, ">=": left >= right, "<": left < right, "<=": left <= right}
+        return np.asarray(held[rule.op], dtype=np.bool_) & (revenue > 0)
+    if rule.metric == "purchase_count":
+        return _compare(sums["purchases"], rule.op, threshold)
+    return _compare(sums[rule.metric], rule.op, threshold * SCALE[rule.metric])
 
 
 def rule_value(rule: Rule, sums: dict[str, int]) -> Decimal:
@@ -149,236 +407,169 @@ def rule_value(rule: Rule, sums: dict[str, int]) -> Decimal:
     return in_units(sums[rule.metric], rule.metric)
 
 
-def _clamp(expression: Any) -> Any:
-    """Limit a number to [0, 1] (CASE: portable where LEAST/GREATEST are not)."""
-    return case((expression < 0, 0.0), (expression > 1, 1.0), else_=expression)
+@dataclass
+class Bands:
+    """Where each customer falls in the share bands (0 = best band)."""
+
+    value: Ints  # the metric over the window
+    band: Ints
+    rank: Ints  # 1 = largest; ties share a rank
+    cumulative: Ints  # the metric of everyone ranked at or above
+    total: int
 
 
-def _latest(a: Any, b: Any) -> Any:
-    return case((a.is_(None), b), (b.is_(None), a), (a > b, a), else_=b)
+def share_bands(figures: Figures) -> Bands:
+    bands = figures.policy.bands
+    value = figures.window_sum(bands.metric, bands.window_days)
+    positive = np.maximum(value, 0)
+    ascending = np.sort(positive)
+    before = np.concatenate(([0], np.cumsum(ascending)))
+    total = int(before[-1])
+    count = len(positive)
+    below_or_equal = np.searchsorted(ascending, positive, side="right")
+    below = np.searchsorted(ascending, positive, side="left")
+    above = total - before[below_or_equal]  # the metric of those strictly ahead
+    rank = 1 + (count - below_or_equal)
+    band = np.full(count, len(bands.tiers), dtype=np.int64)
+    shares = np.cumsum([tier.share for tier in bands.tiers])
+    for index in reversed(range(len(bands.tiers))):
+        if bands.method == "cumulative_share":
+            inside = above < total * shares[index]
+        else:
+            inside = (rank - 1) < count * shares[index]
+        band[(positive > 0) & inside] = index
+    return Bands(value, band, rank, total - before[below], total)
 
 
-def _figures(
-    policy: PolicyDocument, end: Any, as_of: Any, window_start: Any, customer_id: Any = None
-) -> Any:
-    """One row per customer known by `as_of` (or just one): every sum and date the
-    methods need. `end` is `as_of`'s epoch day and `window_start` the thermometer's
-    first moment: values, or bind parameters for a statement built once and reused."""
-    bands = policy.bands
-
-    def since(days: int) -> Any:
-        return end - (days - 1)
-
-    windows = [bands.window_days] + [rule.window_days for rule in policy.rules]
-    if policy.rfm:
-        windows.append(policy.rfm.window_days)
-    if policy.value_matrix:
-        windows.append(policy.value_matrix.window_days)
-    if policy.churn:
-        windows.append(policy.churn.history_days)
-    earliest = since(max(windows))
-
-    bought = DAILY.c.purchases > 0
-    columns: list[Any] = [
-        AGGREGATES.c.customer_id,
-        AGGREGATES.c.tier.label("previous_tier"),
-        AGGREGATES.c.relationship_level,
-        _window_sum(bands.metric, since(bands.window_days)).label("v"),
-        func.max(case((bought, DAILY.c.day))).label("last_day"),
-    ]
-    for index, rule in enumerate(policy.rules):
-        for name in ("revenue", "quantity", "collected", "purchases"):
-            columns.append(_window_sum(name, since(rule.window_days)).label(f"r{index}_{name}"))
-    if policy.rfm:
-        start = since(policy.rfm.window_days)
-        columns += [
-            _window_sum("purchases", start).label("rfm_freq"),
-            _window_sum("revenue", start).label("rfm_money"),
-        ]
-    if policy.value_matrix:
-        start = since(policy.value_matrix.window_days)
-        columns += [
-            _window_sum("revenue", start).label("vm_revenue"),
-            _window_sum("collected", start).label("vm_collected"),
-        ]
-    if policy.churn:
-        churn = policy.churn
-        history_start = since(churn.history_days)
-        in_history = and_(bought, DAILY.c.day >= history_start)
-        columns += [
-            _window_sum("purchases", since(churn.recent_days)).label("recent_purchases"),
-            _window_sum("purchases", history_start, end - churn.recent_days).label(
-                "past_purchases"
-            ),
-            func.min(case((in_history, DAILY.c.day))).label("first_in_history"),
-            func.count(case((in_history, DAILY.c.day))).label("days_in_history"),
-        ]
-    figures = (
-        select(*columns)
-        .select_from(
-            AGGREGATES.outerjoin(
-                DAILY,
-                and_(
-                    DAILY.c.customer_id == AGGREGATES.c.customer_id,
-                    DAILY.c.day >= earliest,
-                    DAILY.c.day <= end,
-                ),
-            )
-        )
-        .where(AGGREGATES.c.first_seen_at <= as_of)
-        .where(
-            AGGREGATES.c.customer_id == customer_id if customer_id is not None else literal(True)
-        )
-        .group_by(AGGREGATES.c.customer_id, AGGREGATES.c.tier, AGGREGATES.c.relationship_level)
-        .subquery("figures")
-    )
-    if not (policy.thermometer or policy.churn):
-        return figures
-    window = policy.thermometer.window_days if policy.thermometer else 180
-    touches = (
-        select(
-            TOUCHES.c.customer_id,
-            func.max(TOUCHES.c.day).label("last_touch"),
-            func.count(case((TOUCHES.c.day >= since(window), TOUCHES.c.id))).label("touches"),
-            func.sum(case((TOUCHES.c.day >= since(window), TOUCHES.c.satisfaction))).label(
-                "satisfaction_sum"
-            ),
-            func.count(case((TOUCHES.c.day >= since(window), TOUCHES.c.satisfaction))).label(
-                "satisfaction_count"
-            ),
-        )
-        .where(TOUCHES.c.day <= end)
-        .where(TOUCHES.c.customer_id == customer_id if customer_id is not None else literal(True))
-        .group_by(TOUCHES.c.customer_id)
-        .subquery("touch_figures")
-    )
-    is_open = or_(COMPLAINTS.c.closed_at.is_(None), COMPLAINTS.c.closed_at > as_of)
-    complaints = (
-        select(
-            COMPLAINTS.c.customer_id,
-            func.count(case((is_open, COMPLAINTS.c.complaint_id))).label("open_complaints"),
-            func.count(
-                case((COMPLAINTS.c.opened_at >= window_start, COMPLAINTS.c.complaint_id))
-            ).label("recent_complaints"),
-        )
-        .where(COMPLAINTS.c.opened_at <= as_of)
-        .where(
-            COMPLAINTS.c.customer_id == customer_id if customer_id is not None else literal(True)
-        )
-        .group_by(COMPLAINTS.c.customer_id)
-        .subquery("complaint_figures")
-    )
-    return (
-        select(
-            figures,
-            touches.c.last_touch,
-            func.coalesce(touches.c.touches, 0).label("touches"),
-            func.coalesce(touches.c.satisfaction_sum, 0).label("satisfaction_sum"),
-            func.coalesce(touches.c.satisfaction_count, 0).label("satisfaction_count"),
-            func.coalesce(complaints.c.open_complaints, 0).label("open_complaints"),
-            func.coalesce(complaints.c.recent_complaints, 0).label("recent_complaints"),
-        )
-        .select_from(
-            figures.outerjoin(touches, touches.c.customer_id == figures.c.customer_id).outerjoin(
-                complaints, complaints.c.customer_id == figures.c.customer_id
-            )
-        )
-        .subquery("all_figures")
-    )
+def apply_rule_flags(band: Ints, fired: list[Flags], policy: PolicyDocument) -> Ints:
+    """Each rule in order lifts (min_tier) or caps (max_tier) the tier where it holds."""
+    order = policy.tier_order()
+    tier = band.copy()
+    for rule, holds in zip(policy.rules, fired, strict=True):
+        target = order.index(rule.min_tier or rule.max_tier or "")
+        moves = holds & ((tier > target) if rule.min_tier is not None else (tier < target))
+        tier[moves] = target
+    return tier
 
 
-def _scores(policy: PolicyDocument, ranked: Any, end: Any) -> list[Any]:
-    """Score columns over the ranked rows (RFM ranks are window columns of `ranked`)."""
-    columns: list[Any] = []
-    if policy.rfm:
-        for name in ("r", "f", "m"):
-            rank_column = getattr(ranked.c, f"rfm_{name}_rank")
-            columns.append((1 + (5 * (rank_column - 1)) // ranked.c.n).label(f"rfm_{name}"))
-    else:
-        columns += [literal(None).label(f"rfm_{name}") for name in ("r", "f", "m")]
+def _quintile(values: NDArray[Any]) -> Ints:
+    """1-5 by rank over everyone, ties sharing the lower rank (5 = largest)."""
+    rank = np.searchsorted(np.sort(values), values, side="left")  # rank - 1
+    return (1 + (5 * rank) // max(len(values), 1)).astype(np.int64)
+
+
+def _clamp(values: Floats) -> Floats:
+    return np.clip(values, 0.0, 1.0)
+
+
+def _per(numerator: NDArray[Any], denominator: NDArray[Any]) -> Floats:
+    """numerator / denominator where the denominator is not 0 (0 elsewhere)."""
+    safe = np.where(denominator == 0, 1, denominator)
+    return np.where(denominator == 0, 0.0, numerator / safe)
+
+
+def customer_scores(figures: Figures) -> dict[str, NDArray[Any]]:
+    """The scores that depend only on each customer's own history: value segment (code),
+    thermometer, churn risk (NaN without a purchase) and the at-risk flag."""
+    policy, end, count = figures.policy, figures.end, figures.count
+    found: dict[str, NDArray[Any]] = {
+        "value_segment": np.full(count, NONE, dtype=np.int64),
+        "thermometer": np.full(count, np.nan),
+        "churn_risk": np.full(count, np.nan),
+        "at_risk": np.zeros(count, dtype=np.bool_),
+    }
     if policy.value_matrix:
         matrix = policy.value_matrix
-        sales_high = ranked.c.vm_revenue >= int(matrix.sales_threshold * 100)
-        pays = and_(
-            ranked.c.vm_revenue > 0,
-            ranked.c.vm_collected >= ranked.c.vm_revenue * matrix.collection_threshold,
-        )
-        columns.append(
-            case(
-                (and_(sales_high, pays), "high"),
-                (sales_high, "medium"),
-                (pays, "sub-medium"),
-                else_="low",
-            ).label("value_segment")
-        )
-    else:
-        columns.append(literal(None).label("value_segment"))
+        revenue = figures.window_sum("revenue", matrix.window_days)
+        collected = figures.window_sum("collected", matrix.window_days)
+        sales_high = revenue >= int(matrix.sales_threshold * 100)
+        ratio = Fraction(str(matrix.collection_threshold))
+        pays = (revenue > 0) & (
+            collected.astype(object) * ratio.denominator >= revenue.astype(object) * ratio.numerator
+        ).astype(np.bool_)
+        found["value_segment"] = np.select(
+            [sales_high & pays, sales_high, pays], [0, 1, 2], default=3
+        ).astype(np.int64)
+    touches, complaints = figures.touches, figures.complaints
     if policy.thermometer:
         thermo = policy.thermometer
-        recency = case(
-            (ranked.c.last_touch.is_(None), 0.0),
-            else_=_clamp(1 - (end - ranked.c.last_touch) * 1.0 / thermo.window_days),
+        touched = touches["last_touch"] >= 0
+        recency = np.where(
+            touched, _clamp(1 - (end - touches["last_touch"]) / thermo.window_days), 0.0
         )
-        frequency = _clamp(ranked.c.touches * 1.0 / thermo.touches_for_full_frequency)
-        satisfaction = case(
-            (
-                ranked.c.satisfaction_count > 0,
-                (ranked.c.satisfaction_sum * 1.0 / ranked.c.satisfaction_count - 1) / 4,
-            ),
-            else_=0.5,
+        frequency = _clamp(touches["touches"] / thermo.touches_for_full_frequency)
+        satisfaction = np.where(
+            touches["satisfaction_count"] > 0,
+            (_per(touches["satisfaction_sum"], touches["satisfaction_count"]) - 1) / 4,
+            0.5,
         )
-        calm = _clamp(1 - ranked.c.open_complaints * 0.5 - ranked.c.recent_complaints * 0.1)
-        level = case(
-            (ranked.c.relationship_level == "strategic_alliance", 1.0),
-            (ranked.c.relationship_level == "partner", 0.5),
-            else_=0.0,
+        calm = _clamp(
+            1 - complaints["open_complaints"] * 0.5 - complaints["recent_complaints"] * 0.1
         )
-        columns.append(
-            (25 * recency + 25 * frequency + 20 * satisfaction + 15 * calm + 15 * level).label(
-                "thermometer"
-            )
+        level = LEVEL_WARMTH[figures.customers["level"]]
+        found["thermometer"] = (
+            25 * recency + 25 * frequency + 20 * satisfaction + 15 * calm + 15 * level
         )
-    else:
-        columns.append(literal(None).label("thermometer"))
     if policy.churn:
         churn = policy.churn
-        recency = end - ranked.c.last_day
-        cycle = (
-            (ranked.c.last_day - ranked.c.first_in_history)
-            * 1.0
-            / func.nullif(ranked.c.days_in_history - 1, 0)
-        )
+        _, last_day, _ = figures.purchase_days()
+        first, _, days_bought = figures.purchase_days(churn.history_days)
+        bought = last_day >= 0
+        recency = (end - last_day).astype(np.float64)
+        # The usual cycle: days between the first and last purchase over the purchases.
+        has_cycle = days_bought >= 2
+        cycle = _per(last_day - first, np.where(has_cycle, days_bought - 1, 0))
         # How many usual cycles overdue, as x / (1 + x): 0 when on time, 0.5 one cycle
         # late, approaching 1 but never flat, so the long-gone still rank above the late.
-        late = case(
-            (or_(cycle.is_(None), cycle == 0), recency * 1.0 / 90),
-            else_=recency / cycle - 1,
-        )
-        overdue = case((late > 0, late / (1 + late)), else_=0.0)
-        past_rate = (
-            ranked.c.past_purchases
-            * churn.recent_days
-            * 1.0
-            / (churn.history_days - churn.recent_days)
-        )
-        drop = case((past_rate > 0, _clamp(1 - ranked.c.recent_purchases / past_rate)), else_=0.0)
-        complaints = _clamp(ranked.c.open_complaints / 2.0)
-        last_contact = _latest(ranked.c.last_day, ranked.c.last_touch)
-        silence = _clamp((end - last_contact - churn.silence_days) * 1.0 / 180)
-        risk = case(
-            (ranked.c.last_day.is_(None), None),
-            else_=churn.weight_rate_drop * drop
+        late = np.where(has_cycle, _per(recency, cycle) - 1, recency / 90)
+        overdue = np.where(late > 0, late / (1 + np.maximum(late, 0)), 0.0)
+        recent = figures.window_sum("purchases", churn.recent_days)
+        past = figures.window_sum("purchases", churn.history_days, stop=end - churn.recent_days)
+        past_rate = past * churn.recent_days / max(churn.history_days - churn.recent_days, 1)
+        drop = np.where(past_rate > 0, _clamp(1 - _per(recent, past_rate)), 0.0)
+        complaint_share = _clamp(complaints["open_complaints"] / 2.0)
+        last_contact = np.maximum(last_day, touches["last_touch"])
+        silence = _clamp((end - last_contact - churn.silence_days) / 180)
+        risk = (
+            churn.weight_rate_drop * drop
             + churn.weight_overdue * overdue
-            + churn.weight_complaints * complaints
-            + churn.weight_silence * silence,
+            + churn.weight_complaints * complaint_share
+            + churn.weight_silence * silence
         )
-        columns += [
-            risk.label("churn_risk"),
-            case((risk >= churn.threshold, True), else_=False).label("at_risk"),
-        ]
-    else:
-        columns += [literal(None).label("churn_risk"), literal(False).label("at_risk")]
-    return columns
+        found["churn_risk"] = np.where(bought, risk, np.nan)
+        found["at_risk"] = bought & (risk >= churn.threshold)
+    return found
+
+
+@dataclass
+class Scored:
+    """A policy applied to everyone: bands, rules, final tier (codes in tier order), and
+    every score."""
+
+    figures: Figures
+    bands: Bands
+    fired: list[Flags]
+    tier: Ints
+    scores: dict[str, NDArray[Any]]
+
+
+def score_everyone(figures: Figures) -> Scored:
+    policy = figures.policy
+    bands = share_bands(figures)
+    fired = [rule_holds(rule, rule_sums(rule, figures)) for rule in policy.rules]
+    scores = customer_scores(figures)
+    for name in ("rfm_r", "rfm_f", "rfm_m"):
+        scores[name] = np.full(figures.count, NONE, dtype=np.int64)
+    if policy.rfm:
+        # Recency ranks every customer by the last purchase day (none = least recent).
+        _, any_last_day, _ = figures.purchase_days()
+        scores["rfm_r"] = _quintile(np.where(any_last_day >= 0, any_last_day, -(10**7)))
+        scores["rfm_f"] = _quintile(figures.window_sum("purchases", policy.rfm.window_days))
+        scores["rfm_m"] = _quintile(figures.window_sum("revenue", policy.rfm.window_days))
+    return Scored(figures, bands, fired, apply_rule_flags(bands.band, fired, policy), scores)
+
+
+# ------------------------------------------------------------------ re-rank
 
 
 async def rank(
@@ -391,176 +582,131 @@ async def rank(
 ) -> Ranking:
     """Rank everyone known by `as_of`; return figures per tier, moves, and the changed
     customers (all of them, or at most `sample`). With `store_scores`, write every
-    customer's scores and band (one UPDATE, only rows whose scores changed)."""
-    bands = policy.bands
+    customer's band and scores where they changed."""
+    figures = await load_figures(session, policy, as_of)
+    scored = score_everyone(figures)
     order = policy.tier_order()
-    end = epoch_day(as_of)
-    figures = _figures(policy, end, as_of, thermometer_start(policy, as_of))
-    positive = case((figures.c.v > 0, figures.c.v), else_=0)
-    window_columns: list[Any] = [
-        func.sum(positive).over(order_by=positive.desc(), range_=(None, 0)).label("cum"),
-        func.sum(positive).over(partition_by=positive).label("peers"),
-        func.rank().over(order_by=positive.desc()).label("rnk"),
-        func.sum(positive).over().label("total"),
-        func.count().over().label("n"),
-    ]
-    if policy.rfm:
-        window_columns += [
-            func.rank()
-            .over(order_by=func.coalesce(figures.c.last_day, -(10**7)))
-            .label("rfm_r_rank"),
-            func.rank().over(order_by=figures.c.rfm_freq).label("rfm_f_rank"),
-            func.rank().over(order_by=figures.c.rfm_money).label("rfm_m_rank"),
-        ]
-    ranked = select(figures, positive.label("pv"), *window_columns).cte("ranked")
-
-    # The band each customer falls in (0 = best), then each rule in order.
-    bounds: list[Any] = []
-    share = 0.0
-    for index, tier in enumerate(bands.tiers):
-        share += tier.share
-        if bands.method == "cumulative_share":
-            inside = (ranked.c.cum - ranked.c.peers) < ranked.c.total * share
-        else:
-            inside = (ranked.c.rnk - 1) < ranked.c.n * share
-        bounds.append((and_(ranked.c.pv > 0, inside), index))
-    band_index: Any = case(*bounds, else_=len(bands.tiers))
-    final_index: Any = band_index
-    fired: list[Any] = []
-    for index, rule in enumerate(policy.rules):
-        values = {
-            name: getattr(ranked.c, f"r{index}_{name}")
-            for name in ("revenue", "quantity", "collected", "purchases")
-        }
-        condition = _rule_condition(rule, values)
-        fired.append(case((condition, 1), else_=0).label(f"fired_{index}"))
-        target = order.index(rule.min_tier or rule.max_tier or "")
-        if rule.min_tier is not None:
-            final_index = case((and_(condition, final_index > target), target), else_=final_index)
-        else:
-            final_index = case((and_(condition, final_index < target), target), else_=final_index)
-    tier_name = case(*[(final_index == i, literal(name)) for i, name in enumerate(order)])
-    band_name = case(*[(band_index == i, literal(name)) for i, name in enumerate(order)])
-    ranking = select(
-        ranked,
-        tier_name.label("tier"),
-        band_name.label("band_tier"),
-        *fired,
-        *_scores(policy, ranked, end),
-    )
-    # Rank once into a temporary table; the figures, the movers and the score update
-    # then read it instead of ranking everyone again for each.
-    result = _temporary_table(ranking)
-    connection = await session.connection()
-    await connection.run_sync(lambda sync: result.create(sync))
-    try:
-        await session.execute(insert(result).from_select(list(result.c.keys()), ranking))
-        return await _read_ranking(session, result, policy, sample, store_scores)
-    finally:
-        await connection.run_sync(lambda sync: result.drop(sync))
-
-
-_TEXT_COLUMNS = {"previous_tier", "tier", "band_tier", "relationship_level", "value_segment"}
-
-
-def _temporary_table(ranking: Any) -> Table:
-    columns: list[Column[Any]] = []
-    for column in ranking.selected_columns:
-        name = column.key
-        if name == "customer_id":
-            kind: Any = Uuid()
-        elif name in _TEXT_COLUMNS:
-            kind = String(40)
-        elif name == "at_risk":
-            kind = Boolean()
-        elif name in ("churn_risk", "thermometer"):
-            kind = Double()
-        else:
-            kind = Numeric()
-        columns.append(Column(name, kind))
-    return Table(f"ranking_{uuid.uuid4().hex[:12]}", MetaData(), *columns, prefixes=["TEMPORARY"])
-
-
-async def _read_ranking(
-    session: AsyncSession,
-    result: Table,
-    policy: PolicyDocument,
-    sample: int | None,
-    store_scores: bool,
-) -> Ranking:
-    per_tier_rows = await session.execute(
-        select(result.c.tier, func.count(), func.coalesce(func.sum(result.c.pv), 0)).group_by(
-            result.c.tier
+    previous = figures.customers["tier"]
+    changed = previous != scored.tier
+    count = figures.count
+    per_tier_count = np.bincount(scored.tier, minlength=len(order))
+    per_tier_volume = group_sum(scored.tier, np.maximum(scored.bands.value, 0), len(order))
+    per_tier = {
+        name: (int(per_tier_count[i]), int(per_tier_volume[i]))
+        for i, name in enumerate(order)
+        if per_tier_count[i]
+    }
+    names = figures.tier_names
+    moves: dict[tuple[str | None, str], int] = {}
+    if changed.any():
+        pairs, pair_counts = np.unique(
+            np.stack([previous[changed], scored.tier[changed]]), axis=1, return_counts=True
         )
-    )
-    per_tier = {tier: (int(count), int(volume)) for tier, count, volume in per_tier_rows.all()}
-    changed_filter = or_(result.c.previous_tier.is_(None), result.c.previous_tier != result.c.tier)
-    move_rows = await session.execute(
-        select(result.c.previous_tier, result.c.tier, func.count())
-        .where(changed_filter)
-        .group_by(result.c.previous_tier, result.c.tier)
-    )
-    moves = {(previous, tier): int(count) for previous, tier, count in move_rows.all()}
-    query = select(result).where(changed_filter).order_by(result.c.rnk, result.c.customer_id)
+        moves = {
+            (names[before] if before >= 0 else None, order[after]): int(n)
+            for (before, after), n in zip(pairs.T.tolist(), pair_counts.tolist(), strict=True)
+        }
+    movers = np.flatnonzero(changed)
+    movers = movers[np.lexsort((figures.customers["key"][movers], scored.bands.rank[movers]))]
     if sample is not None:
-        query = query.limit(sample)
-    changed = [
-        _ranked_customer(row._mapping, policy) for row in (await session.execute(query)).all()
-    ]
+        movers = movers[:sample]
     if store_scores:
-        await _store_scores(session, result)
+        await _store_scores(session, scored)
     return Ranking(
-        customers=sum(count for count, _ in per_tier.values()),
+        customers=count,
         per_tier=per_tier,
         moves=moves,
-        changed=changed,
+        changed=[_ranked_customer(scored, int(i)) for i in movers],
     )
 
 
-SCORE_COLUMNS = (
-    "band_tier",
-    "rfm_r",
-    "rfm_f",
-    "rfm_m",
-    "value_segment",
-    "thermometer",
-    "churn_risk",
-    "at_risk",
-)
+SCORE_COLUMNS = ("rfm_r", "rfm_f", "rfm_m", "value_segment", "thermometer", "churn_risk")
 
 
-async def _store_scores(session: AsyncSession, result: Any) -> None:
-    """Write each customer's band and scores where they changed: one set-based UPDATE."""
-    source = select(result.c.customer_id, *[result.c[name] for name in SCORE_COLUMNS]).subquery()
-    differs = or_(*[AGGREGATES.c[name].is_distinct_from(source.c[name]) for name in SCORE_COLUMNS])
-    await session.execute(
-        update(AGGREGATES)
-        .where(AGGREGATES.c.customer_id == source.c.customer_id, differs)
-        .values({name: source.c[name] for name in SCORE_COLUMNS}),
-        execution_options={"synchronize_session": False},
-    )
+def _same(stored: NDArray[Any], new: NDArray[Any]) -> Flags:
+    if stored.dtype.kind == "f":
+        return np.asarray((stored == new) | (np.isnan(stored) & np.isnan(new)), dtype=np.bool_)
+    return np.asarray(stored == new, dtype=np.bool_)
 
 
-def _ranked_customer(row: Any, policy: PolicyDocument) -> RankedCustomer:
-    total = int(row["total"] or 0)
-    ranked = RankedCustomer(
-        customer_id=row["customer_id"],
-        previous_tier=row["previous_tier"],
-        tier=row["tier"],
-        band_tier=row["band_tier"],
-        value=in_units(int(row["v"]), policy.bands.metric),
-        rank=int(row["rnk"]),
-        customers=int(row["n"]),
-        cumulative_share=(int(row["cum"]) / total) if total > 0 and row["pv"] > 0 else 0.0,
-    )
-    ranked.method_scores = method_scores(row)
-    for index, rule in enumerate(policy.rules):
-        sums = {
-            name: int(row[f"r{index}_{name}"])
-            for name in ("revenue", "quantity", "collected", "purchases")
+async def _store_scores(session: AsyncSession, scored: Scored) -> None:
+    """Write each customer's band and scores where they changed."""
+    stored = scored.figures.customers
+    new = {**scored.scores, "band_tier": scored.bands.band}
+    same = np.ones(scored.figures.count, dtype=np.bool_)
+    for name in (*SCORE_COLUMNS, "band_tier", "at_risk"):
+        same &= _same(stored[name], new[name])
+    differ = np.flatnonzero(~same)
+    if not differ.size:
+        return
+    order = scored.figures.policy.tier_order()
+    columns = {name: new[name][differ].tolist() for name in new}
+    rows = [
+        {
+            "key": key,
+            "band_tier": order[band],
+            "rfm_r": None if r < 0 else r,
+            "rfm_f": None if f < 0 else f,
+            "rfm_m": None if m < 0 else m,
+            "value_segment": None if segment < 0 else SEGMENTS[segment],
+            "thermometer": None if math.isnan(warmth) else warmth,
+            "churn_risk": None if math.isnan(risk) else risk,
+            "at_risk": at_risk,
         }
+        for key, band, r, f, m, segment, warmth, risk, at_risk in zip(
+            stored["key"][differ].tolist(),
+            columns["band_tier"],
+            columns["rfm_r"],
+            columns["rfm_f"],
+            columns["rfm_m"],
+            columns["value_segment"],
+            columns["thermometer"],
+            columns["churn_risk"],
+            columns["at_risk"],
+            strict=True,
+        )
+    ]
+    await bulk_update(session, AGGREGATES, "key", rows)
+
+
+def _score_row(found: dict[str, NDArray[Any]], i: int) -> dict[str, Any]:
+    """Customer `i`'s scores as stored columns (the shape `method_scores` reads)."""
+    segment = int(found["value_segment"][i])
+    row: dict[str, Any] = {
+        name: (None if name not in found or found[name][i] < 0 else int(found[name][i]))
+        for name in ("rfm_r", "rfm_f", "rfm_m")
+    }
+    row["value_segment"] = SEGMENTS[segment] if segment >= 0 else None
+    for name in ("thermometer", "churn_risk"):
+        value = float(found[name][i])
+        row[name] = None if math.isnan(value) else value
+    row["at_risk"] = bool(found["at_risk"][i])
+    return row
+
+
+def _ranked_customer(scored: Scored, i: int) -> RankedCustomer:
+    figures, bands = scored.figures, scored.bands
+    policy, order = figures.policy, figures.policy.tier_order()
+    previous = int(figures.customers["tier"][i])
+    value = int(bands.value[i])
+    ranked = RankedCustomer(
+        customer_id=as_uuid(figures.customers["customer_id"][i]),
+        key=int(figures.customers["key"][i]),
+        previous_tier=figures.tier_names[previous] if previous >= 0 else None,
+        tier=order[int(scored.tier[i])],
+        band_tier=order[int(bands.band[i])],
+        value=in_units(value, policy.bands.metric),
+        rank=int(bands.rank[i]),
+        customers=figures.count,
+        cumulative_share=(
+            int(bands.cumulative[i]) / bands.total if bands.total > 0 and value > 0 else 0.0
+        ),
+    )
+    ranked.method_scores = method_scores(_score_row(scored.scores, i))
+    for index, rule in enumerate(policy.rules):
+        sums = {name: int(values[i]) for name, values in rule_sums(rule, figures).items()}
         ranked.rule_values[rule.name] = rule_value(rule, sums)
-        if row[f"fired_{index}"]:
+        if scored.fired[index][i]:
             ranked.rules_fired.append(index)
     return ranked
 
@@ -666,44 +812,6 @@ def apply_rules(band_tier: str, fired: list[int], policy: PolicyDocument) -> str
     return moves[-1][1] if moves else band_tier
 
 
-def rule_holds(rule: Rule, sums: dict[str, int]) -> bool:
-    """Whether `metric op value` holds, exactly (no rounding), like `_rule_condition`."""
-    threshold = Decimal(rule.value)
-    if rule.metric == "average_daily_quantity":
-        left = Decimal(sums["quantity"])
-        right = threshold * 1000 * Decimal(rule.window_days) / 30 * rule.working_days_per_month
-    elif rule.metric == "collection_ratio":
-        if sums["revenue"] <= 0:
-            return False
-        left, right = Decimal(sums["collected"]), Decimal(sums["revenue"]) * threshold
-    elif rule.metric == "purchase_count":
-        left, right = Decimal(sums["purchases"]), threshold
-    else:
-        left, right = Decimal(sums[rule.metric]), threshold * SCALE[rule.metric]
-    return {">": left > right, ">=": left >= right, "<": left < right, "<=": left <= right}[rule.op]
-
-
-def thermometer_start(policy: PolicyDocument, as_of: dt.datetime) -> dt.datetime:
-    window = policy.thermometer.window_days if policy.thermometer else 180
-    return as_of - dt.timedelta(days=window)
-
-
-@functools.lru_cache(maxsize=16)
-def _customer_statement(policy_json: str) -> Any:
-    """The one-customer figures and scores statement of a policy, built once: building
-    SQL expressions costs more than running them, and this runs on every event."""
-    own = PolicyDocument.model_validate_json(policy_json).model_copy(update={"rfm": None})
-    end = bindparam("end_day", type_=Integer())
-    figures = _figures(
-        own,
-        end,
-        bindparam("as_of", type_=UTCDateTime()),
-        bindparam("window_start", type_=UTCDateTime()),
-        bindparam("customer_id", type_=Uuid()),
-    )
-    return select(figures, *_scores(own, figures, end))
-
-
 @dataclass
 class Reassessment:
     """One customer's rule outcome and per-customer scores, between two re-ranks."""
@@ -722,36 +830,20 @@ async def reassess(
     as_of: dt.datetime,
 ) -> Reassessment | None:
     """Rules and the scores that depend only on this customer (value matrix, thermometer,
-    churn), from the same figures the re-rank uses; the band stays the last re-rank's."""
-    statement = _customer_statement(policy.model_dump_json())
-    row = (
-        await session.execute(
-            statement,
-            {
-                "end_day": epoch_day(as_of),
-                "as_of": as_of,
-                "window_start": thermometer_start(policy, as_of),
-                "customer_id": customer_id,
-            },
-        )
-    ).first()
-    if row is None:
+    churn), by the re-rank's own functions; the band stays the last re-rank's."""
+    figures = await load_figures(session, policy, as_of, customer_id)
+    if figures.count == 0:
         return None
-    found = row._mapping
     fired: list[int] = []
     values: dict[str, Decimal] = {}
     for index, rule in enumerate(policy.rules):
-        sums = {
-            name: int(found[f"r{index}_{name}"])
-            for name in ("revenue", "quantity", "collected", "purchases")
-        }
-        values[rule.name] = rule_value(rule, sums)
-        if rule_holds(rule, sums):
+        sums = rule_sums(rule, figures)
+        values[rule.name] = rule_value(rule, {name: int(found[0]) for name, found in sums.items()})
+        if rule_holds(rule, sums)[0]:
             fired.append(index)
     tier = apply_rules(band_tier, fired, policy) if band_tier is not None else None
-    stored = {
-        name: found[name] for name in ("value_segment", "thermometer", "churn_risk", "at_risk")
-    }
+    row = _score_row(customer_scores(figures), 0)
+    stored = {name: row[name] for name in ("value_segment", "thermometer", "churn_risk", "at_risk")}
     return Reassessment(tier=tier, fired=fired, rule_values=values, scores=stored)
 
 
@@ -774,46 +866,38 @@ async def summary_figures(
 ) -> tuple[dict[str | None, tuple[int, int, int]], int, int]:
     """Per current tier: (customers, revenue, collected) over the window, in stored units;
     the total revenue; and the revenue of the top 20% of customers by revenue."""
-    end_day = epoch_day(as_of)
-    start = end_day - window_days + 1
-    per_customer = (
+    end = epoch_day(as_of)
+    in_use = (await session.execute(select(AGGREGATES.c.tier).distinct())).scalars()
+    names = sorted({tier for tier in in_use if tier is not None})
+    customers = await fetch_columns(
+        session,
+        select(AGGREGATES.c.key, _code(AGGREGATES.c.tier, names).label("tier")).where(
+            AGGREGATES.c.first_seen_at <= as_of
+        ),
+        [Col("key", "int4", 0), Col("tier", "int4", NONE)],
+    )
+    daily = await fetch_columns(
+        session,
         select(
-            AGGREGATES.c.customer_id,
-            AGGREGATES.c.tier,
-            _window_sum("revenue", start).label("revenue"),
-            _window_sum("collected", start).label("collected"),
+            DAILY.c.customer_key,
+            type_coerce(DAILY.c.revenue, BigInteger).label("revenue"),
+            type_coerce(DAILY.c.collected, BigInteger).label("collected"),
+        ).where(DAILY.c.day >= end - (window_days - 1), DAILY.c.day <= end),
+        [Col("customer_key", "int4", 0), Col("revenue", "int8", 0), Col("collected", "int8", 0)],
+    )
+    count = len(customers["key"])
+    at = _positions(customers["key"], daily["customer_key"])[daily["customer_key"]]
+    known = at >= 0
+    revenue = group_sum(at[known], daily["revenue"][known], count)
+    collected = group_sum(at[known], daily["collected"][known], count)
+    codes, tier_of = np.unique(customers["tier"], return_inverse=True)
+    tiers = {
+        (names[code] if code >= 0 else None): (
+            int(np.count_nonzero(tier_of == index)),
+            int(revenue[tier_of == index].sum()),
+            int(collected[tier_of == index].sum()),
         )
-        .select_from(
-            AGGREGATES.outerjoin(
-                DAILY,
-                and_(
-                    DAILY.c.customer_id == AGGREGATES.c.customer_id,
-                    DAILY.c.day >= start,
-                    DAILY.c.day <= end_day,
-                ),
-            )
-        )
-        .where(AGGREGATES.c.first_seen_at <= as_of)
-        .group_by(AGGREGATES.c.customer_id, AGGREGATES.c.tier)
-        .cte("per_customer")
-    )
-    rows = await session.execute(
-        select(
-            per_customer.c.tier,
-            func.count(),
-            func.sum(per_customer.c.revenue),
-            func.sum(per_customer.c.collected),
-        ).group_by(per_customer.c.tier)
-    )
-    tiers = {tier: (int(n), int(rev or 0), int(col or 0)) for tier, n, rev, col in rows.all()}
-    positive = case((per_customer.c.revenue > 0, per_customer.c.revenue), else_=0)
-    ordered = select(
-        positive.label("pv"),
-        func.row_number().over(order_by=positive.desc()).label("rn"),
-        func.count().over().label("n"),
-    ).subquery()
-    top = await session.execute(
-        select(func.coalesce(func.sum(ordered.c.pv), 0)).where(ordered.c.rn * 5 <= ordered.c.n + 4)
-    )
-    total = sum(rev for _, rev, _ in tiers.values())
-    return tiers, total, int(top.scalar() or 0)
+        for index, code in enumerate(codes.tolist())
+    }
+    top = np.sort(np.maximum(revenue, 0))[::-1][: -(-count // 5)]
+    return tiers, int(revenue.sum()), int(top.sum())

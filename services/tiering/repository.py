@@ -7,10 +7,11 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import bindparam, func, select, update
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.tiering.models import (
+    CUSTOMER_KEYS,
     Complaint,
     CustomerAggregate,
     DailyActivity,
@@ -19,7 +20,7 @@ from services.tiering.models import (
     Touch,
 )
 from services.tiering.ranking import AGGREGATES
-from shared.db import bulk_insert
+from shared.db import bulk_insert, bulk_update
 
 
 class AggregateRepository:
@@ -33,34 +34,32 @@ class AggregateRepository:
         # so there is no race between this read and the insert.
         aggregate = await session.get(CustomerAggregate, customer_id)
         if aggregate is None:
-            aggregate = CustomerAggregate(customer_id=customer_id, first_seen_at=seen_at)
+            aggregate = CustomerAggregate(
+                customer_id=customer_id, first_seen_at=seen_at, key=await self._next_key(session)
+            )
             session.add(aggregate)
+            await session.flush()  # the next new customer's key counts this one
         elif seen_at < aggregate.first_seen_at:
             aggregate.first_seen_at = seen_at
         return aggregate
 
-    async def day(self, session: AsyncSession, customer_id: uuid.UUID, day: int) -> DailyActivity:
-        activity = await session.get(DailyActivity, (customer_id, day))
+    @staticmethod
+    async def _next_key(session: AsyncSession) -> int:
+        if session.get_bind().dialect.name == "postgresql":
+            return int(await session.scalar(select(CUSTOMER_KEYS.next_value())) or 0)
+        largest = await session.scalar(select(func.max(CustomerAggregate.key)))
+        return int(largest or 0) + 1
+
+    async def day(self, session: AsyncSession, customer_key: int, day: int) -> DailyActivity:
+        activity = await session.get(DailyActivity, (customer_key, day))
         if activity is None:
-            activity = DailyActivity(customer_id=customer_id, day=day)
+            activity = DailyActivity(customer_key=customer_key, day=day)
             session.add(activity)
         return activity
 
     async def set_tiers(self, session: AsyncSession, rows: list[dict[str, Any]]) -> None:
-        """Write new tiers, scores and reasons (`rows` keyed b_customer_id, b_tier, ...)."""
-        if rows:
-            await session.execute(
-                update(AGGREGATES)
-                .where(AGGREGATES.c.customer_id == bindparam("b_customer_id"))
-                .values(
-                    tier=bindparam("b_tier"),
-                    scores=bindparam("b_scores"),
-                    reasons=bindparam("b_reasons"),
-                    tier_changed_at=bindparam("b_changed_at"),
-                ),
-                rows,
-                execution_options={"synchronize_session": False},
-            )
+        """Write new tiers, scores and reasons (`rows` keyed key, tier, scores, ...)."""
+        await bulk_update(session, AGGREGATES, "key", rows)
 
     async def search(
         self,

@@ -145,7 +145,7 @@ class TieringService:
         if aggregate.last_purchase_at is None or when > aggregate.last_purchase_at:
             aggregate.last_purchase_at = when
         aggregate.updated_at = utcnow()
-        day = await repo.aggregates.day(session, customer_id, epoch_day(when))
+        day = await repo.aggregates.day(session, aggregate.key, epoch_day(when))
         day.revenue = (day.revenue or Decimal(0)) + purchase.amount
         day.quantity = (day.quantity or Decimal(0)) + purchase.quantity
         day.purchases = (day.purchases or 0) + 1
@@ -159,7 +159,7 @@ class TieringService:
         aggregate = await repo.aggregates.get_or_create(session, customer_id, when)
         aggregate.collected = (aggregate.collected or Decimal(0)) + payment.amount
         aggregate.updated_at = utcnow()
-        day = await repo.aggregates.day(session, customer_id, epoch_day(when))
+        day = await repo.aggregates.day(session, aggregate.key, epoch_day(when))
         day.collected = (day.collected or Decimal(0)) + payment.amount
         await session.flush()
 
@@ -321,11 +321,11 @@ class TieringService:
             figures = scores(customer, document)
             updates.append(
                 {
-                    "b_customer_id": customer.customer_id,
-                    "b_tier": customer.tier,
-                    "b_scores": figures,
-                    "b_reasons": reasons,
-                    "b_changed_at": now,
+                    "key": customer.key,
+                    "tier": customer.tier,
+                    "scores": figures,
+                    "reasons": reasons,
+                    "tier_changed_at": now,
                 }
             )
             history.append(

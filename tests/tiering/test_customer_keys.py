@@ -1,0 +1,118 @@
+"""Customer keys: every customer gets its own small number, the daily rows move to it
+when the migration runs over existing data, and back when it is undone."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from typing import Any
+
+from alembic import command
+from sqlalchemy import text
+from sqlalchemy.engine import Connection
+
+from services.tiering.service import TieringService
+from shared.db import alembic_config, create_engine, migrate, session_factory
+from tests.conftest import DatabaseFactory, migrations_dir
+
+BEFORE_KEYS = "7bb06399a7a1"
+
+
+async def _downgrade(url: str, revision: str) -> None:
+    def run(connection: Connection) -> None:
+        config = alembic_config(migrations_dir("tiering"))
+        config.attributes["connection"] = connection
+        command.downgrade(config, revision)
+
+    engine = create_engine(url)
+    try:
+        async with engine.begin() as conn:
+            await conn.run_sync(run)
+    finally:
+        await engine.dispose()
+
+
+async def _rows(url: str, sql: str) -> list[Any]:
+    engine = create_engine(url)
+    try:
+        async with engine.connect() as conn:
+            return list((await conn.execute(text(sql))).all())
+    finally:
+        await engine.dispose()
+
+
+async def test_new_customers_get_distinct_keys(new_database: DatabaseFactory) -> None:
+    url = await new_database("tiering")
+    engine = create_engine(url)
+    service = TieringService()
+    customers = [uuid.uuid4() for _ in range(3)]
+    async with session_factory(engine)() as session, session.begin():
+        for customer in customers:
+            await service.register_customer(session, customer, dt.datetime.now(dt.UTC))
+    await engine.dispose()
+    keys = [row[0] for row in await _rows(url, "SELECT key FROM customer_aggregates")]
+    assert len(keys) == 3
+    assert len(set(keys)) == 3
+
+
+async def test_migration_keys_existing_daily_rows_and_back(
+    new_database: DatabaseFactory,
+) -> None:
+    url = await new_database("tiering", BEFORE_KEYS)
+    first, second = uuid.uuid4(), uuid.uuid4()
+    engine = create_engine(url)
+    async with engine.begin() as conn:
+        for customer in (first, second):
+            await conn.execute(
+                text(
+                    "INSERT INTO customer_aggregates (customer_id, known, erased, revenue, "
+                    "quantity, collected, purchase_count, scores, reasons, at_risk, "
+                    "first_seen_at, updated_at) VALUES (:id, true, false, 0, 0, 0, 0, '{}', "
+                    "'[]', false, :now, :now)"
+                ),
+                {
+                    "id": customer.hex if "sqlite" in url else customer,
+                    "now": dt.datetime.now(dt.UTC),
+                },
+            )
+        for customer, day, revenue in (
+            (first, 20000, 500),
+            (first, 20001, 700),
+            (second, 20000, 900),
+        ):
+            await conn.execute(
+                text(
+                    "INSERT INTO daily_activity (customer_id, day, revenue, quantity, purchases, "
+                    "collected) VALUES (:id, :day, :revenue, 1000, 1, 0)"
+                ),
+                {
+                    "id": customer.hex if "sqlite" in url else customer,
+                    "day": day,
+                    "revenue": revenue,
+                },
+            )
+    await engine.dispose()
+
+    await migrate(url, migrations_dir("tiering"))
+    keyed = await _rows(
+        url,
+        "SELECT a.customer_id, d.day, d.revenue FROM daily_activity d "
+        "JOIN customer_aggregates a ON a.key = d.customer_key ORDER BY d.revenue",
+    )
+    assert [(uuid.UUID(str(c)), day, revenue) for c, day, revenue in keyed] == [
+        (first, 20000, 500),
+        (first, 20001, 700),
+        (second, 20000, 900),
+    ]
+    keys = await _rows(url, "SELECT key FROM customer_aggregates")
+    assert len({row[0] for row in keys}) == 2
+
+    await _downgrade(url, BEFORE_KEYS)
+    restored = await _rows(
+        url, "SELECT customer_id, day, revenue FROM daily_activity ORDER BY revenue"
+    )
+    assert [(uuid.UUID(str(c)), day, revenue) for c, day, revenue in restored] == [
+        (first, 20000, 500),
+        (first, 20001, 700),
+        (second, 20000, 900),
+    ]
