@@ -160,6 +160,7 @@ class Figures:
     touches: Columns  # per customer: last_touch, touches, satisfaction_sum/_count
     complaints: Columns  # per customer: open_complaints, recent_complaints
     _sums: dict[tuple[str, int, int], Ints] = field(default_factory=dict)
+    _days: dict[int | None, tuple[Ints, Ints, Ints]] = field(default_factory=dict)
 
     @property
     def count(self) -> int:
@@ -179,16 +180,21 @@ class Figures:
     def purchase_days(self, days: int | None = None) -> tuple[Ints, Ints, Ints]:
         """Per customer over the last `days` (or all loaded) days with a purchase: the
         first and last such day (-1 when none) and how many there were."""
-        bought = self.daily["purchases"] > 0
-        if days is not None:
-            bought &= self.daily["day"] >= self.end - (days - 1)
-        at, day = self.daily["at"][bought], self.daily["day"][bought]
-        first = np.full(self.count, np.iinfo(np.int64).max, dtype=np.int64)
-        last = np.full(self.count, -1, dtype=np.int64)
-        np.minimum.at(first, at, day)
-        np.maximum.at(last, at, day)
-        first[last < 0] = -1
-        return first, last, np.bincount(at, minlength=self.count).astype(np.int64)
+        if days is not None and days >= _longest_window(self.policy):
+            days = None  # the loaded rows already end there
+        if days not in self._days:
+            bought = self.daily["purchases"] > 0
+            if days is not None:
+                bought &= self.daily["day"] >= self.end - (days - 1)
+            at, day = self.daily["at"][bought], self.daily["day"][bought]
+            first = np.full(self.count, np.iinfo(np.int64).max, dtype=np.int64)
+            last = np.full(self.count, -1, dtype=np.int64)
+            np.minimum.at(first, at, day)
+            np.maximum.at(last, at, day)
+            first[last < 0] = -1
+            counted = np.bincount(at, minlength=self.count).astype(np.int64)
+            self._days[days] = (first, last, counted)
+        return self._days[days]
 
 
 async def load_figures(
@@ -257,7 +263,9 @@ async def load_figures(
     position = _positions(keys, daily["customer_key"])
     daily["at"] = position[daily.pop("customer_key")]
     known = daily["at"] >= 0
-    daily = {name: values[known] for name, values in daily.items()}
+    # One integer type throughout: numpy's grouped min/max (ufunc.at) is many times
+    # slower when the values' type differs from the result's.
+    daily = {name: values[known].astype(np.int64) for name, values in daily.items()}
     figures = Figures(policy, end, customers, tier_names, daily, {}, {})
     if policy.thermometer or policy.churn:
         figures.touches = await _touch_figures(session, figures, customer_id)

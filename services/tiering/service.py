@@ -38,7 +38,7 @@ from services.tiering.schemas import (
     TierSummary,
     TierView,
 )
-from shared.db import utcnow
+from shared.db import new_uuids, utcnow
 from shared.errors import Conflict, NotFound
 from shared.events import (
     ComplaintClosed,
@@ -52,6 +52,27 @@ from shared.outbox import outbox_row, record_event, record_events
 PRODUCER = "tiering"
 RERANK_LOCK_ID = 0x7131_2A4B
 SAMPLE_MOVERS = 20
+
+
+def tier_changed_json(
+    previous: str | None,
+    tier: str,
+    policy: TierPolicy,
+    figures: dict[str, Any],
+    reasons: list[str],
+    changed_at: dt.datetime,
+) -> dict[str, Any]:
+    """`tier.changed` data exactly as TierChanged(...).model_dump(mode="json") gives it,
+    without building the model (scores and reasons are JSON values already)."""
+    return {
+        "previous_tier": previous,
+        "tier": tier,
+        "policy_id": str(policy.id),
+        "policy_version": policy.version,
+        "scores": figures,
+        "reasons": reasons,
+        "changed_at": changed_at.isoformat().replace("+00:00", "Z"),
+    }
 
 
 class TieringService:
@@ -316,6 +337,7 @@ class TieringService:
         updates: list[dict[str, Any]] = []
         history: list[dict[str, Any]] = []
         events: list[dict[str, Any]] = []
+        event_ids = iter(new_uuids(len(ranking.changed)))
         for customer in ranking.changed:
             reasons = explain(customer, document)
             figures = scores(customer, document)
@@ -341,21 +363,20 @@ class TieringService:
                     "changed_at": now,
                 }
             )
+            data = tier_changed_json(
+                customer.previous_tier, customer.tier, policy, figures, reasons, now
+            )
             events.append(
                 outbox_row(
                     producer=PRODUCER,
                     event_type="tier.changed",
                     customer_id=customer.customer_id,
-                    data=TierChanged(
-                        previous_tier=customer.previous_tier,
-                        tier=customer.tier,
-                        policy_id=policy.id,
-                        policy_version=policy.version,
-                        scores=figures,
-                        reasons=reasons,
-                        changed_at=now,
-                    ),
+                    data=data,
                     occurred_at=now,
+                    # Built from checked values (a test holds it to TierChanged's own dump):
+                    # a re-rank can announce a million changes.
+                    validated_json=data,
+                    event_id=next(event_ids),
                 )
             )
         await repo.aggregates.set_tiers(session, updates)
