@@ -195,3 +195,36 @@ async def test_failing_handler_is_retried_then_dead_lettered(
     await engine.dispose()
     # The failed attempts rolled back their writes; only the good event's write stayed.
     assert probes == 1
+
+
+class _CommitThatNeverAnswers:
+    """Stands in for the Kafka client when a restarted broker keeps refusing a commit
+    (aiokafka then retries forever)."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    async def commit(self, offsets: dict[Any, int]) -> None:
+        self.calls += 1
+        await asyncio.Event().wait()
+
+
+async def test_offset_commit_that_never_answers_is_given_up(tmp_path: Any) -> None:
+    settings = service_settings(
+        TieringSettings,
+        database_url=f"sqlite+aiosqlite:///{tmp_path / 'unused.db'}",
+        bootstrap="127.0.0.1:9",
+        prefix="unused.",
+        kafka_request_timeout_ms=200,
+    )
+    engine = create_engine(settings.database_url)
+    consumer = EventConsumer(settings, engine, {}, Metrics("test"))
+    stuck = _CommitThatNeverAnswers()
+    from aiokafka import TopicPartition
+
+    await asyncio.wait_for(
+        consumer._commit(stuck, TopicPartition("t", 0), 5),  # type: ignore[arg-type]
+        timeout=5,
+    )
+    await engine.dispose()
+    assert stuck.calls == 1
