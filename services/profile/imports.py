@@ -185,12 +185,13 @@ class CsvImporter(ABC):
         header: list[str] | None = None
         batch: list[Any] = []
         storing: asyncio.Task[None] | None = None
+        rows = 0  # counted here, not on the report: a model's setattr costs per row
         async for line, fields in csv_records(chunks):
             if header is None:
                 header = self._check_header(fields)
                 continue
-            report.rows += 1
-            if storing is not None and report.rows % 128 == 0:
+            rows += 1
+            if storing is not None and rows % 128 == 0:
                 await asyncio.sleep(0)  # let the batch being stored move on meanwhile
             if fields and fields[0].startswith("\x00"):
                 reason = fields[0][1:]
@@ -219,6 +220,7 @@ class CsvImporter(ABC):
                 batch = []
         if storing is not None:
             await storing
+        report.rows = rows
         if header is None:
             raise InvalidInput("The file is empty: it needs a header line.")
         if batch:
@@ -535,6 +537,7 @@ class PurchaseImporter(CsvImporter):
         purchases: list[dict[str, Any]] = []
         events: list[dict[str, Any]] = []
         fresh_ids = iter(new_uuids(2 * len(valid)))
+        accepted = 0
         for line, data, cid, ref in valid:
             customer = live.get(cid) if cid else by_ref.get(ref)
             if customer is None:
@@ -564,7 +567,8 @@ class PurchaseImporter(CsvImporter):
                     event_id=next(fresh_ids),
                 )
             )
-            report.accepted += 1
+            accepted += 1
+        report.accepted += accepted
         if purchases:
             await bulk_insert(session, PURCHASES, purchases)
         await record_events(session, events)
