@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import operator
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
 from fractions import Fraction
@@ -362,18 +363,25 @@ async def _complaint_figures(
 # ------------------------------------------------------------------ the methods
 
 
+OPS: dict[str, Callable[[Any, Any], Any]] = {
+    ">": operator.gt,
+    ">=": operator.ge,
+    "<": operator.lt,
+    "<=": operator.le,
+}
+
+
 def _compare(left: Ints, op: str, right: Fraction) -> Flags:
     """`left op right` for integers against an exact fraction, without rounding."""
     scaled = left.astype(object) if abs(right.denominator) > 2**20 else left
-    numerator, denominator = right.numerator, right.denominator
-    product = scaled * denominator
-    result = {
-        ">": product > numerator,
-        ">=": product >= numerator,
-        "<": product < numerator,
-        "<=": product <= numerator,
-    }[op]
-    return np.asarray(result, dtype=np.bool_)
+    return np.asarray(OPS[op](scaled * right.denominator, right.numerator), dtype=np.bool_)
+
+
+def _share_holds(part: Ints, whole: Ints, op: str, ratio: Fraction) -> Flags:
+    """Where `part op whole * ratio` with `whole` > 0, exactly: part * q op whole * p
+    for ratio p/q, in Python integers (no overflow)."""
+    held = OPS[op](part.astype(object) * ratio.denominator, whole.astype(object) * ratio.numerator)
+    return np.asarray(held, dtype=np.bool_) & (whole > 0)
 
 
 def rule_sums(rule: Rule, figures: Figures) -> dict[str, Ints]:
@@ -387,12 +395,7 @@ def rule_holds(rule: Rule, sums: dict[str, Ints]) -> Flags:
         days = Fraction(rule.window_days, 30) * rule.working_days_per_month
         return _compare(sums["quantity"], rule.op, threshold * 1000 * days)
     if rule.metric == "collection_ratio":
-        revenue, collected = sums["revenue"], sums["collected"]
-        # collected op revenue * p/q  <=>  collected * q op revenue * p  (revenue > 0)
-        left = collected.astype(object) * threshold.denominator
-        right = revenue.astype(object) * threshold.numerator
-        held = {">": left > right, ">=": left >= right, "<": left < right, "<=": left <= right}
-        return np.asarray(held[rule.op], dtype=np.bool_) & (revenue > 0)
+        return _share_holds(sums["collected"], sums["revenue"], rule.op, threshold)
     if rule.metric == "purchase_count":
         return _compare(sums["purchases"], rule.op, threshold)
     return _compare(sums[rule.metric], rule.op, threshold * SCALE[rule.metric])
@@ -491,10 +494,7 @@ def customer_scores(figures: Figures) -> dict[str, NDArray[Any]]:
         revenue = figures.window_sum("revenue", matrix.window_days)
         collected = figures.window_sum("collected", matrix.window_days)
         sales_high = revenue >= int(matrix.sales_threshold * 100)
-        ratio = Fraction(str(matrix.collection_threshold))
-        pays = (revenue > 0) & (
-            collected.astype(object) * ratio.denominator >= revenue.astype(object) * ratio.numerator
-        ).astype(np.bool_)
+        pays = _share_holds(collected, revenue, ">=", Fraction(str(matrix.collection_threshold)))
         found["value_segment"] = np.select(
             [sales_high & pays, sales_high, pays], [0, 1, 2], default=3
         ).astype(np.int64)
