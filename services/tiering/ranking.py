@@ -648,48 +648,36 @@ async def _store_scores(session: AsyncSession, scored: Scored) -> None:
     if not differ.size:
         return
     order = scored.figures.policy.tier_order()
-    columns = {name: new[name][differ].tolist() for name in new}
+    columns = {
+        "key": stored["key"][differ].tolist(),
+        "band_tier": [order[band] for band in scored.bands.band[differ].tolist()],
+        **_stored_scores(scored.scores, differ),
+    }
     rows = [
-        {
-            "key": key,
-            "band_tier": order[band],
-            "rfm_r": None if r < 0 else r,
-            "rfm_f": None if f < 0 else f,
-            "rfm_m": None if m < 0 else m,
-            "value_segment": None if segment < 0 else SEGMENTS[segment],
-            "thermometer": None if math.isnan(warmth) else warmth,
-            "churn_risk": None if math.isnan(risk) else risk,
-            "at_risk": at_risk,
-        }
-        for key, band, r, f, m, segment, warmth, risk, at_risk in zip(
-            stored["key"][differ].tolist(),
-            columns["band_tier"],
-            columns["rfm_r"],
-            columns["rfm_f"],
-            columns["rfm_m"],
-            columns["value_segment"],
-            columns["thermometer"],
-            columns["churn_risk"],
-            columns["at_risk"],
-            strict=True,
-        )
+        dict(zip(columns, values, strict=True)) for values in zip(*columns.values(), strict=True)
     ]
     await bulk_update(session, AGGREGATES, "key", rows)
 
 
+def _stored_scores(found: dict[str, NDArray[Any]], at: NDArray[Any]) -> dict[str, list[Any]]:
+    """The scores of the customers at positions `at` as the aggregate columns store them
+    (None where a score is missing): one list per column."""
+    values: dict[str, list[Any]] = {}
+    for name in ("rfm_r", "rfm_f", "rfm_m"):
+        codes = found[name][at].tolist() if name in found else [NONE] * len(at)
+        values[name] = [None if code < 0 else code for code in codes]
+    values["value_segment"] = [
+        None if code < 0 else SEGMENTS[code] for code in found["value_segment"][at].tolist()
+    ]
+    for name in ("thermometer", "churn_risk"):
+        values[name] = [None if math.isnan(value) else value for value in found[name][at].tolist()]
+    values["at_risk"] = found["at_risk"][at].tolist()
+    return values
+
+
 def _score_row(found: dict[str, NDArray[Any]], i: int) -> dict[str, Any]:
     """Customer `i`'s scores as stored columns (the shape `method_scores` reads)."""
-    segment = int(found["value_segment"][i])
-    row: dict[str, Any] = {
-        name: (None if name not in found or found[name][i] < 0 else int(found[name][i]))
-        for name in ("rfm_r", "rfm_f", "rfm_m")
-    }
-    row["value_segment"] = SEGMENTS[segment] if segment >= 0 else None
-    for name in ("thermometer", "churn_risk"):
-        value = float(found[name][i])
-        row[name] = None if math.isnan(value) else value
-    row["at_risk"] = bool(found["at_risk"][i])
-    return row
+    return {name: column[0] for name, column in _stored_scores(found, np.array([i])).items()}
 
 
 def _ranked_customer(scored: Scored, i: int) -> RankedCustomer:
