@@ -209,8 +209,7 @@ async def load_figures(
     order = policy.tier_order()
     tier_names = list(order)
     if customer_id is None:  # every tier name in use, so each previous tier has a code
-        stored_tiers = (await session.execute(select(AGGREGATES.c.tier).distinct())).scalars()
-        tier_names += sorted({t for t in stored_tiers if t is not None} - set(order))
+        tier_names += sorted(await _tiers_in_use(session) - set(order))
 
     one = AGGREGATES.c.customer_id == customer_id if customer_id is not None else literal(True)
     customers = await fetch_columns(
@@ -245,19 +244,41 @@ async def load_figures(
         ],
     )
     keys = customers["key"]
-    if customer_id is not None:
-        # One customer: its rows by key (the daily table's primary key leads with it).
-        mine: Any = DAILY.c.customer_key == (int(keys[0]) if len(keys) else -1)
-    else:
-        mine = literal(True)
-    names = _daily_columns(policy)
+    one_key = (int(keys[0]) if len(keys) else -1) if customer_id is not None else None
+    daily = await _read_daily(
+        session, keys, _daily_columns(policy), end - (_longest_window(policy) - 1), end, one_key
+    )
+    figures = Figures(policy, end, customers, tier_names, daily, {}, {})
+    if policy.thermometer or policy.churn:
+        figures.touches = await _touch_figures(session, figures, customer_id)
+        figures.complaints = await _complaint_figures(session, figures, as_of, customer_id)
+    return figures
+
+
+async def _tiers_in_use(session: AsyncSession) -> set[str]:
+    found = (await session.execute(select(AGGREGATES.c.tier).distinct())).scalars()
+    return {tier for tier in found if tier is not None}
+
+
+async def _read_daily(
+    session: AsyncSession,
+    keys: NDArray[Any],
+    names: list[str],
+    start: int,
+    end: int,
+    one_key: int | None = None,
+) -> Columns:
+    """The daily rows from epoch day `start` to `end` of the customers in `keys` (or of
+    the one with `one_key`: the table's primary key leads with it): `day`, each of
+    `names`, and `at`, the row's customer position in `keys`."""
+    mine = DAILY.c.customer_key == one_key if one_key is not None else literal(True)
     daily = await fetch_columns(
         session,
         select(
             DAILY.c.customer_key,
             DAILY.c.day,
             *[type_coerce(DAILY.c[name], BigInteger).label(name) for name in names],
-        ).where(DAILY.c.day >= end - (_longest_window(policy) - 1), DAILY.c.day <= end, mine),
+        ).where(DAILY.c.day >= start, DAILY.c.day <= end, mine),
         [Col("customer_key", "int4", 0), Col("day", "int4", 0)]
         + [Col(name, "int8", 0) for name in names],
     )
@@ -266,12 +287,7 @@ async def load_figures(
     known = daily["at"] >= 0
     # One integer type throughout: numpy's grouped min/max (ufunc.at) is many times
     # slower when the values' type differs from the result's.
-    daily = {name: values[known].astype(np.int64) for name, values in daily.items()}
-    figures = Figures(policy, end, customers, tier_names, daily, {}, {})
-    if policy.thermometer or policy.churn:
-        figures.touches = await _touch_figures(session, figures, customer_id)
-        figures.complaints = await _complaint_figures(session, figures, as_of, customer_id)
-    return figures
+    return {name: values[known].astype(np.int64) for name, values in daily.items()}
 
 
 def _positions(keys: NDArray[Any], *others: NDArray[Any]) -> Ints:
@@ -282,9 +298,13 @@ def _positions(keys: NDArray[Any], *others: NDArray[Any]) -> Ints:
     return position
 
 
+def _contact_window(policy: PolicyDocument) -> int:
+    """Days of contacts and complaints the thermometer (and churn's silence) look at."""
+    return policy.thermometer.window_days if policy.thermometer else 180
+
+
 def thermometer_start(policy: PolicyDocument, as_of: dt.datetime) -> dt.datetime:
-    window = policy.thermometer.window_days if policy.thermometer else 180
-    return as_of - dt.timedelta(days=window)
+    return as_of - dt.timedelta(days=_contact_window(policy))
 
 
 def _scatter(figures: Figures, found: Columns, defaults: dict[str, int]) -> Columns:
@@ -303,8 +323,7 @@ def _scatter(figures: Figures, found: Columns, defaults: dict[str, int]) -> Colu
 async def _touch_figures(
     session: AsyncSession, figures: Figures, customer_id: uuid.UUID | None
 ) -> Columns:
-    window = figures.policy.thermometer.window_days if figures.policy.thermometer else 180
-    recent = TOUCHES.c.day >= figures.end - (window - 1)
+    recent = TOUCHES.c.day >= figures.end - (_contact_window(figures.policy) - 1)
     one = TOUCHES.c.customer_id == customer_id if customer_id is not None else literal(True)
     found = await fetch_columns(
         session,
@@ -773,8 +792,9 @@ def explain(customer: RankedCustomer, policy: PolicyDocument) -> list[str]:
 def _rule_moves(
     band_tier: str, fired: list[int], policy: PolicyDocument
 ) -> Iterator[tuple[Rule, str, bool]]:
-    """The rules that hold and move the tier, applied in order from the band (the SQL's
-    CASE chain, in Python): each as (rule, the tier it gives, whether it lifted)."""
+    """The rules that hold and move the tier, applied in order from the band (as
+    `apply_rule_flags` does over arrays): each as (rule, the tier it gives, whether it
+    lifted)."""
     order = policy.tier_order()
     current = order.index(band_tier)
     for index in fired:
@@ -863,8 +883,7 @@ async def summary_figures(
     """Per current tier: (customers, revenue, collected) over the window, in stored units;
     the total revenue; and the revenue of the top 20% of customers by revenue."""
     end = epoch_day(as_of)
-    in_use = (await session.execute(select(AGGREGATES.c.tier).distinct())).scalars()
-    names = sorted({tier for tier in in_use if tier is not None})
+    names = sorted(await _tiers_in_use(session))
     customers = await fetch_columns(
         session,
         select(AGGREGATES.c.key, _code(AGGREGATES.c.tier, names).label("tier")).where(
@@ -872,20 +891,12 @@ async def summary_figures(
         ),
         [Col("key", "int4", 0), Col("tier", "int4", NONE)],
     )
-    daily = await fetch_columns(
-        session,
-        select(
-            DAILY.c.customer_key,
-            type_coerce(DAILY.c.revenue, BigInteger).label("revenue"),
-            type_coerce(DAILY.c.collected, BigInteger).label("collected"),
-        ).where(DAILY.c.day >= end - (window_days - 1), DAILY.c.day <= end),
-        [Col("customer_key", "int4", 0), Col("revenue", "int8", 0), Col("collected", "int8", 0)],
+    daily = await _read_daily(
+        session, customers["key"], ["collected", "revenue"], end - (window_days - 1), end
     )
     count = len(customers["key"])
-    at = _positions(customers["key"], daily["customer_key"])[daily["customer_key"]]
-    known = at >= 0
-    revenue = group_sum(at[known], daily["revenue"][known], count)
-    collected = group_sum(at[known], daily["collected"][known], count)
+    revenue = group_sum(daily["at"], daily["revenue"], count)
+    collected = group_sum(daily["at"], daily["collected"], count)
     codes, tier_of = np.unique(customers["tier"], return_inverse=True)
     tiers = {
         (names[code] if code >= 0 else None): (

@@ -1,4 +1,4 @@
-"""All of tiering's SQL outside the ranking statement (see ranking.py)."""
+"""All of tiering's SQL outside the re-rank's column reads (see ranking.py)."""
 
 from __future__ import annotations
 
