@@ -155,7 +155,8 @@ class Figures:
 
     policy: PolicyDocument
     end: int  # as_of's epoch day
-    customers: Columns  # key, customer_id, tier, band_tier, level and the stored scores
+    # key, customer_id, level; when ranking everyone also tier, band_tier, stored scores
+    customers: Columns
     tier_names: list[str]  # what the `tier` codes stand for
     daily: Columns  # at: the customer's position; day, and each daily figure
     touches: Columns  # per customer: last_touch, touches, satisfaction_sum/_count
@@ -202,17 +203,41 @@ async def load_figures(
     session: AsyncSession,
     policy: PolicyDocument,
     as_of: dt.datetime,
-    customer_id: uuid.UUID | None = None,
+    customer: CustomerAggregate | None = None,
 ) -> Figures:
-    """Read what the policy needs about everyone known by `as_of` (or one customer)."""
+    """Read what the policy needs about everyone known by `as_of`, or about one customer
+    (whose row is at hand: only its key, id and relationship level are taken from it)."""
     end = epoch_day(as_of)
     order = policy.tier_order()
     tier_names = list(order)
-    if customer_id is None:  # every tier name in use, so each previous tier has a code
+    if customer is None:
+        # Every tier name in use, so each previous tier has a code.
         tier_names += sorted(await _tiers_in_use(session) - set(order))
+        customers = await _everyone(session, order, tier_names, as_of)
+    else:
+        customers = _one_customer(customer, as_of)
+    keys = customers["key"]
+    daily = await _read_daily(
+        session,
+        keys,
+        _daily_columns(policy),
+        end - (_longest_window(policy) - 1),
+        end,
+        None if customer is None else customer.key,
+    )
+    figures = Figures(policy, end, customers, tier_names, daily, {}, {})
+    if policy.thermometer or policy.churn:
+        customer_id = None if customer is None else customer.customer_id
+        figures.touches = await _touch_figures(session, figures, customer_id)
+        figures.complaints = await _complaint_figures(session, figures, as_of, customer_id)
+    return figures
 
-    one = AGGREGATES.c.customer_id == customer_id if customer_id is not None else literal(True)
-    customers = await fetch_columns(
+
+async def _everyone(
+    session: AsyncSession, order: list[str], tier_names: list[str], as_of: dt.datetime
+) -> Columns:
+    """Every customer known by `as_of`: key, id, text columns as codes, stored scores."""
+    return await fetch_columns(
         session,
         select(
             AGGREGATES.c.key,
@@ -227,7 +252,7 @@ async def load_figures(
             AGGREGATES.c.thermometer,
             AGGREGATES.c.churn_risk,
             AGGREGATES.c.at_risk,
-        ).where(AGGREGATES.c.first_seen_at <= as_of, one),
+        ).where(AGGREGATES.c.first_seen_at <= as_of),
         [
             Col("key", "int4", 0),
             Col("customer_id", "uuid"),
@@ -243,16 +268,21 @@ async def load_figures(
             Col("at_risk", "bool", False),
         ],
     )
-    keys = customers["key"]
-    one_key = (int(keys[0]) if len(keys) else -1) if customer_id is not None else None
-    daily = await _read_daily(
-        session, keys, _daily_columns(policy), end - (_longest_window(policy) - 1), end, one_key
-    )
-    figures = Figures(policy, end, customers, tier_names, daily, {}, {})
-    if policy.thermometer or policy.churn:
-        figures.touches = await _touch_figures(session, figures, customer_id)
-        figures.complaints = await _complaint_figures(session, figures, as_of, customer_id)
-    return figures
+
+
+def _one_customer(aggregate: CustomerAggregate, as_of: dt.datetime) -> Columns:
+    """The columns the per-customer methods read, from the row the event handler already
+    holds (no second read per event); empty when the customer is not known by `as_of`."""
+    known = [aggregate] if aggregate.first_seen_at <= as_of else []
+    level = aggregate.relationship_level
+    code = NONE if level is None else LEVELS.index(level) if level in LEVELS else OTHER
+    return {
+        "key": np.array([row.key for row in known], dtype=np.int32),
+        "customer_id": np.frombuffer(
+            b"".join(row.customer_id.bytes for row in known), dtype="V16"
+        ).copy(),
+        "level": np.array([code for _ in known], dtype=np.int32),
+    }
 
 
 async def _tiers_in_use(session: AsyncSession) -> set[str]:
@@ -841,13 +871,13 @@ class Reassessment:
 async def reassess(
     session: AsyncSession,
     policy: PolicyDocument,
-    customer_id: uuid.UUID,
-    band_tier: str | None,
+    aggregate: CustomerAggregate,
     as_of: dt.datetime,
 ) -> Reassessment | None:
     """Rules and the scores that depend only on this customer (value matrix, thermometer,
     churn), by the re-rank's own functions; the band stays the last re-rank's."""
-    figures = await load_figures(session, policy, as_of, customer_id)
+    band_tier = aggregate.band_tier
+    figures = await load_figures(session, policy, as_of, aggregate)
     if figures.count == 0:
         return None
     fired: list[int] = []

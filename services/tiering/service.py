@@ -194,7 +194,7 @@ class TieringService:
             return
         document = PolicyDocument.model_validate(policy.document)
         now = utcnow()
-        outcome = await reassess(session, document, customer_id, aggregate.band_tier, now)
+        outcome = await reassess(session, document, aggregate, now)
         if outcome is None:
             return
         for name, value in outcome.scores.items():
