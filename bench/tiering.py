@@ -55,18 +55,8 @@ def peak_rss_mib() -> float:
 
 
 # ---------------------------------------------------------------- re-rank
-def _chunked_rows(*columns: Any, size: int = 200_000) -> Any:
-    """Rows from numpy columns, a chunk at a time (never a list of all of them)."""
-    for start in range(0, len(columns[0]), size):
-        yield from zip(*[column[start : start + size].tolist() for column in columns], strict=True)
-
-
-async def seed(name: str, customers: int, purchases: int, today: int) -> None:
-    """Aggregates as the consumer builds them: one row per customer, one per active day."""
-    rng = np.random.default_rng(7)
-    conn = await asyncpg.connect(host="127.0.0.1", user="postgres", database=name)
-    raw_ids = rng.bytes(16 * customers)
-    ids = [uuid.UUID(bytes=raw_ids[16 * n : 16 * n + 16], version=4) for n in range(customers)]
+async def copy_customers(conn: asyncpg.Connection, ids: list[uuid.UUID]) -> None:
+    """One aggregate row per customer, keyed 1..n, as the consumer creates them."""
     seen = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
     await conn.copy_records_to_table(
         "customer_aggregates",
@@ -90,6 +80,21 @@ async def seed(name: str, customers: int, purchases: int, today: int) -> None:
             for n, cid in enumerate(ids)
         ),
     )
+
+
+def _chunked_rows(*columns: Any, size: int = 200_000) -> Any:
+    """Rows from numpy columns, a chunk at a time (never a list of all of them)."""
+    for start in range(0, len(columns[0]), size):
+        yield from zip(*[column[start : start + size].tolist() for column in columns], strict=True)
+
+
+async def seed(name: str, customers: int, purchases: int, today: int) -> None:
+    """Aggregates as the consumer builds them: one row per customer, one per active day."""
+    rng = np.random.default_rng(7)
+    conn = await asyncpg.connect(host="127.0.0.1", user="postgres", database=name)
+    raw_ids = rng.bytes(16 * customers)
+    ids = [uuid.UUID(bytes=raw_ids[16 * n : 16 * n + 16], version=4) for n in range(customers)]
+    await copy_customers(conn, ids)
     await conn.execute("SELECT setval('customer_key_seq', $1)", customers)
     # Purchases per customer follow a heavy tail (a few buy a lot): Pareto weights.
     weights = rng.pareto(1.2, customers) + 1
@@ -328,29 +333,7 @@ async def bench_churn(customers: int) -> None:
                 day += max(1, int(rng.expovariate(1 / gap)))
             bought_in_holdout.append(in_holdout)
         conn = await asyncpg.connect(host="127.0.0.1", user="postgres", database=name)
-        seen = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
-        await conn.copy_records_to_table(
-            "customer_aggregates",
-            columns=[
-                "customer_id",
-                "key",
-                "known",
-                "erased",
-                "revenue",
-                "quantity",
-                "collected",
-                "purchase_count",
-                "scores",
-                "reasons",
-                "at_risk",
-                "first_seen_at",
-                "updated_at",
-            ],
-            records=(
-                (cid, n + 1, True, False, 0, 0, 0, 0, "{}", "[]", False, seen, seen)
-                for n, cid in enumerate(ids)
-            ),
-        )
+        await copy_customers(conn, ids)
         await conn.copy_records_to_table(
             "daily_activity",
             columns=["customer_key", "day", "revenue", "quantity", "purchases", "collected"],

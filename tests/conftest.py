@@ -87,25 +87,28 @@ async def _pg_database(service: str, revision: str = "head") -> str:
     """A new database for `service`, copied from a template migrated once per run (or,
     for an older `revision`, migrated on its own)."""
     template = f"crm_tpl_{RUN_ID}_{service}"
+    name = f"crm_{RUN_ID}_{service}_{uuid.uuid4().hex[:8]}"
     conn = await _pg_admin()
     try:
         if revision != "head":
-            name = f"crm_{RUN_ID}_{service}_{uuid.uuid4().hex[:8]}"
-            await conn.execute(f'CREATE DATABASE "{name}"')
-            _pg_state["dbs"].append(name)
+            await _create(conn, name)
             await migrate(_pg_url(name), migrations_dir(service), revision)
             return _pg_url(name)
         if template not in _pg_state["templates"]:
-            await conn.execute(f'CREATE DATABASE "{template}"')
-            _pg_state["dbs"].append(template)
+            await _create(conn, template)
             await migrate(_pg_url(template), migrations_dir(service))
             _pg_state["templates"].add(template)
-        name = f"crm_{RUN_ID}_{service}_{uuid.uuid4().hex[:8]}"
-        await conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
-        _pg_state["dbs"].append(name)
+        await _create(conn, name, template)
         return _pg_url(name)
     finally:
         await conn.close()
+
+
+async def _create(conn: asyncpg.Connection, name: str, template: str | None = None) -> None:
+    """Create a database the session drops at its end."""
+    copied = f' TEMPLATE "{template}"' if template else ""
+    await conn.execute(f'CREATE DATABASE "{name}"{copied}')
+    _pg_state["dbs"].append(name)
 
 
 async def _drop_pg_databases() -> None:
