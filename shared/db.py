@@ -11,8 +11,8 @@ import datetime as dt
 import os
 import time
 import uuid
+from collections.abc import Mapping, Sequence
 from decimal import Decimal
-from operator import itemgetter
 from pathlib import Path
 from typing import Any, Literal
 
@@ -204,36 +204,46 @@ async def insert_ignoring_duplicates(
 
 
 async def bulk_insert(session: AsyncSession, table: Any, rows: list[dict[str, Any]]) -> None:
-    """Insert many rows in the session's transaction: COPY on PostgreSQL, executemany elsewhere.
+    """Insert many rows (dicts with the same keys) in the session's transaction."""
+    if rows:
+        await bulk_insert_columns(
+            session, table, {name: [row[name] for row in rows] for name in rows[0]}
+        )
+
+
+async def bulk_insert_columns(
+    session: AsyncSession, table: Any, columns: Mapping[str, Sequence[Any]]
+) -> None:
+    """Insert rows given as one list per column, in the session's transaction: COPY on
+    PostgreSQL, executemany elsewhere.
 
     Values go through the columns' own bind processing, so custom types (exact decimals,
     UTC timestamps) are stored exactly as an ORM insert would store them.
     """
-    if not rows:
+    if not columns or not len(next(iter(columns.values()))):
         return
     connection = await session.connection()
     dialect = connection.dialect
     if dialect.name != "postgresql":
-        await session.execute(table.insert(), rows)
+        names = list(columns)
+        await session.execute(
+            table.insert(),
+            [dict(zip(names, row, strict=True)) for row in zip(*columns.values(), strict=True)],
+        )
         return
-    columns = [column for column in table.columns if column.key in rows[0]]
-    take = itemgetter(*[column.key for column in columns])
-    processors = [
-        (index, process)
-        for index, column in enumerate(columns)
-        if (process := column.type._cached_bind_processor(dialect)) is not None
-    ]
-    records = []
-    for row in rows:
-        values = list(take(row)) if len(columns) > 1 else [take(row)]
-        for index, process in processors:
-            values[index] = process(values[index])
-        records.append(tuple(values))
+    ordered = [column for column in table.columns if column.key in columns]
+    values: list[Sequence[Any]] = []
+    for column in ordered:
+        process = column.type._cached_bind_processor(dialect)
+        given = columns[column.key]
+        values.append(given if process is None else [process(value) for value in given])
     raw = await connection.get_raw_connection()
     driver = raw.driver_connection
     assert driver is not None
     await driver.copy_records_to_table(
-        table.name, columns=[column.name for column in columns], records=records
+        table.name,
+        columns=[column.name for column in ordered],
+        records=list(zip(*values, strict=True)),
     )
 
 
@@ -269,21 +279,34 @@ def new_uuids(count: int) -> list[uuid.UUID]:
 async def bulk_update(
     session: AsyncSession, table: Any, key: str, rows: list[dict[str, Any]]
 ) -> None:
-    """UPDATE many rows of `table`, each found by its `key` column, in the session's
-    transaction: on PostgreSQL the new values are COPied into a temporary table and
-    applied by one UPDATE ... FROM; elsewhere executemany."""
-    if not rows:
+    """UPDATE many rows of `table` (dicts with the same keys), each found by its `key`."""
+    if rows:
+        await bulk_update_columns(
+            session, table, key, {name: [row[name] for row in rows] for name in rows[0]}
+        )
+
+
+async def bulk_update_columns(
+    session: AsyncSession, table: Any, key: str, columns: Mapping[str, Sequence[Any]]
+) -> None:
+    """UPDATE many rows of `table`, given as one list per column, each row found by its
+    `key` column, in the session's transaction: on PostgreSQL the new values are COPied
+    into a temporary table and applied by one UPDATE ... FROM; elsewhere executemany."""
+    if not columns or not len(columns[key]):
         return
     from sqlalchemy import Column, Table, bindparam, update
 
-    names = [name for name in rows[0] if name != key]
+    names = [name for name in columns if name != key]
     connection = await session.connection()
     if connection.dialect.name != "postgresql":
         await session.execute(
             update(table)
             .where(table.c[key] == bindparam(f"b_{key}"))
             .values({name: bindparam(f"b_{name}") for name in names}),
-            [{f"b_{name}": value for name, value in row.items()} for row in rows],
+            [
+                {f"b_{name}": value for name, value in zip(columns, row, strict=True)}
+                for row in zip(*columns.values(), strict=True)
+            ],
             execution_options={"synchronize_session": False},
         )
         return
@@ -295,7 +318,7 @@ async def bulk_update(
     )
     await connection.run_sync(lambda sync: staging.create(sync))
     try:
-        await bulk_insert(session, staging, rows)
+        await bulk_insert_columns(session, staging, columns)
         await session.execute(
             update(table)
             .where(table.c[key] == staging.c[key])

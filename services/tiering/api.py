@@ -66,13 +66,13 @@ async def list_customers(
     )
     items = [
         CustomerTier(
-            customer_id=row.customer_id,
-            tier=row.tier,
-            at_risk=row.at_risk,
-            churn_risk=row.churn_risk,
-            reasons=row.reasons or [],
+            customer_id=aggregate.customer_id,
+            tier=aggregate.tier,
+            at_risk=score is not None and score.at_risk,
+            churn_risk=score.churn_risk if score is not None else None,
+            reasons=aggregate.reasons or [],
         )
-        for row in rows[:limit]
+        for aggregate, score in rows[:limit]
     ]
     more = len(rows) > limit
     return Page(items=items, next_cursor=encode_cursor(items[-1].customer_id) if more else None)

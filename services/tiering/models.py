@@ -57,10 +57,25 @@ class CustomerAggregate(Base):
     scores: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     reasons: Mapped[list[Any]] = mapped_column(JSON, default=list)
     tier_changed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
-    # The band the last re-rank put the customer in, before rules (for per-event rules).
-    band_tier: Mapped[str | None] = mapped_column(String(40))
     relationship_level: Mapped[str | None] = mapped_column(String(30))
-    # Scores of the last re-rank (or of the customer's last event).
+    first_seen_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class CustomerScore(Base):
+    """The band the last re-rank gave a customer and its scores (of the last re-rank, or of
+    the customer's last event): one narrow row per customer ranked, by customer key.
+
+    Kept apart from the wide aggregate row on purpose: churn risk moves with the date, so a
+    daily re-rank rewrites most customers' scores, and narrow rows are several times
+    cheaper to rewrite (on PostgreSQL the table also leaves room in its pages, see
+    migration 0004, so the rewrites stay in place)."""
+
+    __tablename__ = "customer_scores"
+
+    key: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    # The band before rules (per-event rules start from it).
+    band_tier: Mapped[str | None] = mapped_column(String(40))
     rfm_r: Mapped[int | None]
     rfm_f: Mapped[int | None]
     rfm_m: Mapped[int | None]
@@ -68,8 +83,18 @@ class CustomerAggregate(Base):
     thermometer: Mapped[float | None]
     churn_risk: Mapped[float | None]
     at_risk: Mapped[bool] = mapped_column(default=False, index=True)
-    first_seen_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
-    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+SCORE_FIELDS = (
+    "band_tier",
+    "rfm_r",
+    "rfm_f",
+    "rfm_m",
+    "value_segment",
+    "thermometer",
+    "churn_risk",
+    "at_risk",
+)
 
 
 def epoch_day(moment: dt.datetime | dt.date) -> int:

@@ -40,15 +40,17 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.tiering.models import (
     Complaint,
     CustomerAggregate,
+    CustomerScore,
     DailyActivity,
     Touch,
     epoch_day,
 )
 from services.tiering.schemas import PolicyDocument, Rule
 from shared.columnar import Col, Columns, as_uuid, fetch_columns, group_sum
-from shared.db import bulk_update
+from shared.db import bulk_insert_columns, bulk_update_columns
 
 AGGREGATES: Table = CustomerAggregate.__table__  # type: ignore[assignment]
+SCORES: Table = CustomerScore.__table__  # type: ignore[assignment]
 DAILY: Table = DailyActivity.__table__  # type: ignore[assignment]
 TOUCHES: Table = Touch.__table__  # type: ignore[assignment]
 COMPLAINTS: Table = Complaint.__table__  # type: ignore[assignment]
@@ -236,29 +238,41 @@ async def load_figures(
 async def _everyone(
     session: AsyncSession, order: list[str], tier_names: list[str], as_of: dt.datetime
 ) -> Columns:
-    """Every customer known by `as_of`: key, id, text columns as codes, stored scores."""
-    return await fetch_columns(
+    """Every customer known by `as_of`: key, id, text columns as codes, stored scores
+    (and `scored`: whether the customer has a score row yet). The two tables are read
+    apart (a join of a million rows costs more than both reads) and matched by key."""
+    customers = await fetch_columns(
         session,
         select(
             AGGREGATES.c.key,
             AGGREGATES.c.customer_id,
             _code(AGGREGATES.c.tier, tier_names).label("tier"),
-            _code(AGGREGATES.c.band_tier, order).label("band_tier"),
             _code(AGGREGATES.c.relationship_level, list(LEVELS)).label("level"),
-            AGGREGATES.c.rfm_r,
-            AGGREGATES.c.rfm_f,
-            AGGREGATES.c.rfm_m,
-            _code(AGGREGATES.c.value_segment, list(SEGMENTS)).label("value_segment"),
-            AGGREGATES.c.thermometer,
-            AGGREGATES.c.churn_risk,
-            AGGREGATES.c.at_risk,
         ).where(AGGREGATES.c.first_seen_at <= as_of),
         [
             Col("key", "int4", 0),
             Col("customer_id", "uuid"),
             Col("tier", "int4", NONE),
-            Col("band_tier", "int4", NONE),
             Col("level", "int4", NONE),
+        ],
+    )
+    stored = await fetch_columns(
+        session,
+        select(
+            SCORES.c.key,
+            _code(SCORES.c.band_tier, order).label("band_tier"),
+            SCORES.c.rfm_r,
+            SCORES.c.rfm_f,
+            SCORES.c.rfm_m,
+            _code(SCORES.c.value_segment, list(SEGMENTS)).label("value_segment"),
+            SCORES.c.thermometer,
+            SCORES.c.churn_risk,
+            SCORES.c.at_risk,
+            literal(True).label("scored"),
+        ),
+        [
+            Col("key", "int4", 0),
+            Col("band_tier", "int4", NONE),
             Col("rfm_r", "int4", NONE),
             Col("rfm_f", "int4", NONE),
             Col("rfm_m", "int4", NONE),
@@ -266,8 +280,14 @@ async def _everyone(
             Col("thermometer", "float8"),
             Col("churn_risk", "float8"),
             Col("at_risk", "bool", False),
+            Col("scored", "bool", False),
         ],
     )
+    missing: dict[str, Any] = {
+        name: NONE for name in ("band_tier", "rfm_r", "rfm_f", "rfm_m", "value_segment")
+    }
+    missing.update(thermometer=np.nan, churn_risk=np.nan, at_risk=False, scored=False)
+    return {**customers, **_spread(customers["key"], stored, missing)}
 
 
 def _one_customer(aggregate: CustomerAggregate, as_of: dt.datetime) -> Columns:
@@ -337,17 +357,26 @@ def thermometer_start(policy: PolicyDocument, as_of: dt.datetime) -> dt.datetime
     return as_of - dt.timedelta(days=_contact_window(policy))
 
 
-def _scatter(figures: Figures, found: Columns, defaults: dict[str, int]) -> Columns:
-    """Per-customer arrays from rows keyed by customer key (customers without a row get
-    the default)."""
-    position = _positions(figures.customers["key"], found["key"])[found["key"]]
+def _spread(keys: NDArray[Any], found: Columns, defaults: dict[str, Any]) -> Columns:
+    """Per-customer arrays (in the order of `keys`) from rows keyed by customer key;
+    customers without a row get the default."""
+    position = _positions(keys, found["key"])[found["key"]]
     mine = position >= 0
     spread: Columns = {}
     for name, default in defaults.items():
-        values = np.full(figures.count, default, dtype=np.int64)
+        values = np.full(len(keys), default, dtype=found[name].dtype)
         values[position[mine]] = found[name][mine]
         spread[name] = values
     return spread
+
+
+def _scatter(figures: Figures, found: Columns, defaults: dict[str, int]) -> Columns:
+    """Per-customer figures from grouped rows keyed by customer key (0 or none when
+    the customer has no row)."""
+    return {
+        name: values.astype(np.int64)
+        for name, values in _spread(figures.customers["key"], found, defaults).items()
+    }
 
 
 async def _touch_figures(
@@ -593,6 +622,9 @@ def customer_scores(figures: Figures) -> dict[str, NDArray[Any]]:
             + churn.weight_complaints * complaint_share
             + churn.weight_silence * silence
         )
+        # Kept at the precision shown (three places): a daily re-rank then rewrites only
+        # the customers whose shown risk moved, and the flag agrees with the figure.
+        risk = np.round(risk, 3)
         found["churn_risk"] = np.where(bought, risk, np.nan)
         found["at_risk"] = bought & (risk >= churn.threshold)
     return found
@@ -687,7 +719,8 @@ def _same(stored: NDArray[Any], new: NDArray[Any]) -> Flags:
 
 
 async def _store_scores(session: AsyncSession, scored: Scored) -> None:
-    """Write each customer's band and scores where they changed."""
+    """Write each customer's band and scores where they changed (a first score row for
+    customers that have none)."""
     stored = scored.figures.customers
     new = {**scored.scores, "band_tier": scored.bands.band}
     same = np.ones(scored.figures.count, dtype=np.bool_)
@@ -697,15 +730,21 @@ async def _store_scores(session: AsyncSession, scored: Scored) -> None:
     if not differ.size:
         return
     order = scored.figures.policy.tier_order()
-    columns = {
-        "key": stored["key"][differ].tolist(),
-        "band_tier": [order[band] for band in scored.bands.band[differ].tolist()],
-        **_stored_scores(scored.scores, differ),
-    }
-    rows = [
-        dict(zip(columns, values, strict=True)) for values in zip(*columns.values(), strict=True)
-    ]
-    await bulk_update(session, AGGREGATES, "key", rows)
+    has_row = stored["scored"][differ]
+    for at, write in ((differ[has_row], _update_scores), (differ[~has_row], bulk_insert_columns)):
+        if at.size:
+            columns = {
+                "key": stored["key"][at].tolist(),
+                "band_tier": [order[band] for band in scored.bands.band[at].tolist()],
+                **_stored_scores(scored.scores, at),
+            }
+            await write(session, SCORES, columns)
+
+
+async def _update_scores(
+    session: AsyncSession, table: Table, columns: dict[str, list[Any]]
+) -> None:
+    await bulk_update_columns(session, table, "key", columns)
 
 
 def _stored_scores(found: dict[str, NDArray[Any]], at: NDArray[Any]) -> dict[str, list[Any]]:
@@ -872,11 +911,11 @@ async def reassess(
     session: AsyncSession,
     policy: PolicyDocument,
     aggregate: CustomerAggregate,
+    band_tier: str | None,
     as_of: dt.datetime,
 ) -> Reassessment | None:
     """Rules and the scores that depend only on this customer (value matrix, thermometer,
     churn), by the re-rank's own functions; the band stays the last re-rank's."""
-    band_tier = aggregate.band_tier
     figures = await load_figures(session, policy, as_of, aggregate)
     if figures.count == 0:
         return None

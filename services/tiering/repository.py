@@ -14,6 +14,7 @@ from services.tiering.models import (
     CUSTOMER_KEYS,
     Complaint,
     CustomerAggregate,
+    CustomerScore,
     DailyActivity,
     TierAssignment,
     TierPolicy,
@@ -69,16 +70,31 @@ class AggregateRepository:
         at_risk: bool | None,
         after: uuid.UUID | None,
         limit: int,
-    ) -> Sequence[CustomerAggregate]:
-        query = select(CustomerAggregate)
+    ) -> Sequence[tuple[CustomerAggregate, CustomerScore | None]]:
+        query = select(CustomerAggregate, CustomerScore).outerjoin(
+            CustomerScore, CustomerScore.key == CustomerAggregate.key
+        )
         if tier is not None:
             query = query.where(CustomerAggregate.tier == tier)
         if at_risk is not None:
-            query = query.where(CustomerAggregate.at_risk.is_(at_risk))
+            flagged = CustomerScore.at_risk.is_(True)
+            query = query.where(flagged if at_risk else ~flagged | CustomerScore.key.is_(None))
         if after is not None:
             query = query.where(CustomerAggregate.customer_id > after)
         query = query.order_by(CustomerAggregate.customer_id).limit(limit)
-        return (await session.execute(query)).scalars().all()
+        return [(aggregate, score) for aggregate, score in (await session.execute(query)).all()]
+
+
+class ScoreRepository:
+    async def get(self, session: AsyncSession, key: int) -> CustomerScore | None:
+        return await session.get(CustomerScore, key)
+
+    async def get_or_create(self, session: AsyncSession, key: int) -> CustomerScore:
+        score = await session.get(CustomerScore, key)
+        if score is None:
+            score = CustomerScore(key=key, at_risk=False)
+            session.add(score)
+        return score
 
 
 class TouchRepository:
@@ -166,6 +182,7 @@ class HistoryRepository:
 
 
 aggregates = AggregateRepository()
+scores = ScoreRepository()
 touches = TouchRepository()
 complaints = ComplaintRepository()
 policies = PolicyRepository()

@@ -13,7 +13,15 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.tiering import repository as repo
-from services.tiering.models import Complaint, TierPolicy, Touch, epoch_day
+from services.tiering.models import (
+    SCORE_FIELDS,
+    Complaint,
+    CustomerAggregate,
+    CustomerScore,
+    TierPolicy,
+    Touch,
+    epoch_day,
+)
 from services.tiering.ranking import (
     Ranking,
     explain,
@@ -194,20 +202,21 @@ class TieringService:
             return
         document = PolicyDocument.model_validate(policy.document)
         now = utcnow()
-        outcome = await reassess(session, document, aggregate, now)
+        stored = await repo.scores.get_or_create(session, aggregate.key)
+        outcome = await reassess(session, document, aggregate, stored.band_tier, now)
         if outcome is None:
             return
         for name, value in outcome.scores.items():
-            setattr(aggregate, name, value)
+            setattr(stored, name, value)
         if outcome.tier is None or outcome.tier == aggregate.tier:
             await session.flush()
             return
         band_reasons = [
             r for r in (aggregate.reasons or []) if not r.startswith(("lifted to", "capped at"))
         ][:1]
-        assert aggregate.band_tier is not None
+        assert stored.band_tier is not None
         reasons = band_reasons + rule_reasons(
-            aggregate.band_tier, outcome.fired, outcome.rule_values, document
+            stored.band_tier, outcome.fired, outcome.rule_values, document
         )
         figures = {
             **(aggregate.scores or {}),
@@ -448,22 +457,13 @@ class TieringService:
         if aggregate is None:
             raise NotFound(f"Tiering knows no customer {customer_id}.")
         entries = await repo.history.for_customer(session, customer_id)
-        stored = {
-            name: getattr(aggregate, name)
-            for name in (
-                "rfm_r",
-                "rfm_f",
-                "rfm_m",
-                "value_segment",
-                "thermometer",
-                "churn_risk",
-                "at_risk",
-            )
-        }
+        row = await repo.scores.get(session, aggregate.key)
+        stored = {name: getattr(row, name, None) for name in SCORE_FIELDS}
+        stored["at_risk"] = bool(stored["at_risk"])
         return TierView(
             customer_id=customer_id,
             tier=aggregate.tier,
-            at_risk=aggregate.at_risk,
+            at_risk=stored["at_risk"],
             scores={**(aggregate.scores or {}), **method_scores(stored)},
             reasons=list(aggregate.reasons or []),
             history=[TierHistoryEntry.model_validate(entry) for entry in entries],
@@ -517,8 +517,8 @@ class TieringService:
         at_risk: bool | None,
         after: uuid.UUID | None,
         limit: int,
-    ) -> Sequence[Any]:
-        """Customers by tier and/or churn flag, as of the last re-rank."""
+    ) -> Sequence[tuple[CustomerAggregate, CustomerScore | None]]:
+        """Customers by tier and/or churn flag, as of the last re-rank, with their scores."""
         return await repo.aggregates.search(
             session, tier=tier, at_risk=at_risk, after=after, limit=limit
         )

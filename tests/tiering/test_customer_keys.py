@@ -116,3 +116,58 @@ async def test_migration_keys_existing_daily_rows_and_back(
         (first, 20001, 700),
         (second, 20000, 900),
     ]
+
+
+BEFORE_SCORE_TABLE = "3c1f0a7d9e52"
+
+
+async def test_migration_moves_scores_to_their_table_and_back(
+    new_database: DatabaseFactory,
+) -> None:
+    url = await new_database("tiering", BEFORE_SCORE_TABLE)
+    scored, unscored = uuid.uuid4(), uuid.uuid4()
+    engine = create_engine(url)
+    async with engine.begin() as conn:
+        for key, customer, band, risk, flagged in (
+            (1, scored, "A", 0.75, True),
+            (2, unscored, None, None, False),
+        ):
+            await conn.execute(
+                text(
+                    "INSERT INTO customer_aggregates (customer_id, key, known, erased, revenue, "
+                    "quantity, collected, purchase_count, scores, reasons, band_tier, rfm_r, "
+                    "rfm_f, rfm_m, value_segment, churn_risk, at_risk, first_seen_at, "
+                    "updated_at) VALUES (:id, :key, true, false, 0, 0, 0, 0, '{}', '[]', :band, "
+                    ":rfm, :rfm, :rfm, :segment, :risk, :flagged, :now, :now)"
+                ),
+                {
+                    "id": customer.hex if "sqlite" in url else customer,
+                    "key": key,
+                    "band": band,
+                    "rfm": 5 if band else None,
+                    "segment": "high" if band else None,
+                    "risk": risk,
+                    "flagged": flagged,
+                    "now": dt.datetime.now(dt.UTC),
+                },
+            )
+    await engine.dispose()
+
+    await migrate(url, migrations_dir("tiering"))
+    moved = await _rows(
+        url,
+        "SELECT key, band_tier, rfm_r, rfm_f, rfm_m, value_segment, churn_risk, at_risk "
+        "FROM customer_scores ORDER BY key",
+    )
+    assert [tuple(row) for row in moved] == [(1, "A", 5, 5, 5, "high", 0.75, True)]
+
+    await _downgrade(url, BEFORE_SCORE_TABLE)
+    restored = await _rows(
+        url,
+        "SELECT key, band_tier, rfm_r, value_segment, churn_risk, at_risk "
+        "FROM customer_aggregates ORDER BY key",
+    )
+    assert [tuple(row) for row in restored] == [
+        (1, "A", 5, "high", 0.75, True),
+        (2, None, None, None, None, False),
+    ]
