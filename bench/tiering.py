@@ -155,7 +155,7 @@ async def bench_rerank(customers: int, purchases: int) -> None:
         # Ranking alone (no writes): what simulate costs.
         started = time.perf_counter()
         async with sessions() as session:
-            await rank(session, DEFAULT_POLICY, now, sample=20)
+            await rank(session, DEFAULT_POLICY, now)
         ranking_only = time.perf_counter() - started
         await engine.dispose()
         conn = await asyncpg.connect(host="127.0.0.1", user="postgres", database=name)
@@ -344,7 +344,7 @@ async def bench_churn(customers: int) -> None:
         await conn.close()
         engine = create_engine(url)
         async with session_factory(engine)() as session:
-            ranking = await rank(session, DEFAULT_POLICY, as_of, sample=None)
+            ranking = await rank(session, DEFAULT_POLICY, as_of)
         await engine.dispose()
     finally:
         await drop_database(url)
@@ -354,7 +354,7 @@ async def bench_churn(customers: int) -> None:
         if day < epoch_day(as_of):
             last_day[i] = max(last_day.get(i, -(10**9)), day)
     risk, recency, churned = [], [], []
-    for customer in ranking.changed:
+    for customer in ranking.changed():
         churn = customer.method_scores.get("churn")
         n = index_of[customer.customer_id]
         if churn is None or n not in last_day:

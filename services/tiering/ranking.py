@@ -98,7 +98,17 @@ class Ranking:
     customers: int
     per_tier: dict[str, tuple[int, int]]  # tier -> (customers, metric in stored units)
     moves: dict[tuple[str | None, str], int]
-    changed: list[RankedCustomer]
+    scored: Scored
+    movers: Ints  # positions of the customers whose tier changes, best rank first
+
+    def changed(self, start: int = 0, stop: int | None = None) -> list[RankedCustomer]:
+        """The changed customers from `start` to `stop` (a re-rank writes them a chunk at a
+        time, so a million changes are never held at once)."""
+        methods = method_score_rows(self.scored.scores, self.movers[start:stop])
+        return [
+            _ranked_customer(self.scored, int(i), scores)
+            for i, scores in zip(self.movers[start:stop].tolist(), methods, strict=True)
+        ]
 
 
 def in_units(raw: int, metric: str) -> Decimal:
@@ -666,12 +676,11 @@ async def rank(
     policy: PolicyDocument,
     as_of: dt.datetime,
     *,
-    sample: int | None,
     store_scores: bool = False,
 ) -> Ranking:
     """Rank everyone known by `as_of`; return figures per tier, moves, and the changed
-    customers (all of them, or at most `sample`). With `store_scores`, write every
-    customer's band and scores where they changed."""
+    customers. With `store_scores`, write every customer's band and scores where they
+    changed."""
     figures = await load_figures(session, policy, as_of)
     scored = score_everyone(figures)
     order = policy.tier_order()
@@ -697,16 +706,9 @@ async def rank(
         }
     movers = np.flatnonzero(changed)
     movers = movers[np.lexsort((figures.customers["key"][movers], scored.bands.rank[movers]))]
-    if sample is not None:
-        movers = movers[:sample]
     if store_scores:
         await _store_scores(session, scored)
-    return Ranking(
-        customers=count,
-        per_tier=per_tier,
-        moves=moves,
-        changed=[_ranked_customer(scored, int(i)) for i in movers],
-    )
+    return Ranking(customers=count, per_tier=per_tier, moves=moves, scored=scored, movers=movers)
 
 
 SCORE_COLUMNS = ("rfm_r", "rfm_f", "rfm_m", "value_segment", "thermometer", "churn_risk")
@@ -768,7 +770,17 @@ def _score_row(found: dict[str, NDArray[Any]], i: int) -> dict[str, Any]:
     return {name: column[0] for name, column in _stored_scores(found, np.array([i])).items()}
 
 
-def _ranked_customer(scored: Scored, i: int) -> RankedCustomer:
+def method_score_rows(found: dict[str, NDArray[Any]], at: NDArray[Any]) -> list[dict[str, Any]]:
+    """`method_scores` of the customers at positions `at`, for many at once."""
+    columns = _stored_scores(found, at)
+    names = list(columns)
+    return [
+        method_scores(dict(zip(names, row, strict=True)))
+        for row in zip(*columns.values(), strict=True)
+    ]
+
+
+def _ranked_customer(scored: Scored, i: int, method_scores: dict[str, Any]) -> RankedCustomer:
     figures, bands = scored.figures, scored.bands
     policy, order = figures.policy, figures.policy.tier_order()
     previous = int(figures.customers["tier"][i])
@@ -786,7 +798,7 @@ def _ranked_customer(scored: Scored, i: int) -> RankedCustomer:
             int(bands.cumulative[i]) / bands.total if bands.total > 0 and value > 0 else 0.0
         ),
     )
-    ranked.method_scores = method_scores(_score_row(scored.scores, i))
+    ranked.method_scores = method_scores
     for index, rule in enumerate(policy.rules):
         sums = {name: int(values[i]) for name, values in rule_sums(rule, figures).items()}
         ranked.rule_values[rule.name] = rule_value(rule, sums)

@@ -21,7 +21,7 @@ from services.tiering.models import (
     Touch,
 )
 from services.tiering.ranking import AGGREGATES
-from shared.db import bulk_insert, bulk_update
+from shared.db import bulk_insert, bulk_insert_columns, bulk_update_columns
 
 
 class AggregateRepository:
@@ -58,9 +58,9 @@ class AggregateRepository:
             session.add(activity)
         return activity
 
-    async def set_tiers(self, session: AsyncSession, rows: list[dict[str, Any]]) -> None:
-        """Write new tiers, scores and reasons (`rows` keyed key, tier, scores, ...)."""
-        await bulk_update(session, AGGREGATES, "key", rows)
+    async def set_tiers(self, session: AsyncSession, columns: dict[str, list[Any]]) -> None:
+        """Write new tiers, scores and reasons (one list per column: key, tier, ...)."""
+        await bulk_update_columns(session, AGGREGATES, "key", columns)
 
     async def search(
         self,
@@ -168,6 +168,9 @@ class PolicyRepository:
 class HistoryRepository:
     async def add_many(self, session: AsyncSession, rows: list[dict[str, Any]]) -> None:
         await bulk_insert(session, TierAssignment.__table__, rows)
+
+    async def add_columns(self, session: AsyncSession, columns: dict[str, list[Any]]) -> None:
+        await bulk_insert_columns(session, TierAssignment.__table__, columns)
 
     async def for_customer(
         self, session: AsyncSession, customer_id: uuid.UUID, limit: int = 100

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from decimal import Decimal
+from functools import cached_property
 from typing import Annotated, Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, model_validator
@@ -154,7 +155,12 @@ class PolicyDocument(StrictModel):
 
     def tier_order(self) -> list[str]:
         """Tier names from best to worst."""
-        return [tier.name for tier in self.bands.tiers] + [self.bands.rest]
+        return list(self._tier_names)
+
+    @cached_property
+    def _tier_names(self) -> tuple[str, ...]:
+        # Asked once per changed customer in a re-rank: a million times, built once.
+        return (*(tier.name for tier in self.bands.tiers), self.bands.rest)
 
 
 DEFAULT_POLICY = PolicyDocument(

@@ -23,6 +23,7 @@ from services.tiering.models import (
     epoch_day,
 )
 from services.tiering.ranking import (
+    RankedCustomer,
     Ranking,
     explain,
     in_units,
@@ -60,6 +61,7 @@ from shared.outbox import outbox_row, record_event, record_events
 PRODUCER = "tiering"
 RERANK_LOCK_ID = 0x7131_2A4B
 SAMPLE_MOVERS = 20
+CHANGES_PER_WRITE = 50_000  # a re-rank writes tier changes in chunks: memory stays flat
 
 
 def tier_changed_json(
@@ -341,57 +343,70 @@ class TieringService:
         policy = await self.active_policy(session)
         document = PolicyDocument.model_validate(policy.document)
         moment = as_of or utcnow()
-        ranking = await rank(session, document, moment, sample=None, store_scores=True)
+        ranking = await rank(session, document, moment, store_scores=True)
         now = utcnow()
-        updates: list[dict[str, Any]] = []
-        history: list[dict[str, Any]] = []
-        events: list[dict[str, Any]] = []
-        event_ids = iter(new_uuids(len(ranking.changed)))
-        for customer in ranking.changed:
-            reasons = explain(customer, document)
-            figures = scores(customer, document)
-            updates.append(
-                {
-                    "key": customer.key,
-                    "tier": customer.tier,
-                    "scores": figures,
-                    "reasons": reasons,
-                    "tier_changed_at": now,
-                }
-            )
-            history.append(
-                {
-                    "customer_id": customer.customer_id,
-                    "previous_tier": customer.previous_tier,
-                    "tier": customer.tier,
-                    "policy_id": policy.id,
-                    "policy_version": policy.version,
-                    "scores": figures,
-                    "reasons": reasons,
-                    "as_of": moment,
-                    "changed_at": now,
-                }
-            )
-            data = tier_changed_json(
-                customer.previous_tier, customer.tier, policy, figures, reasons, now
-            )
+        for start in range(0, len(ranking.movers), CHANGES_PER_WRITE):
+            changed = ranking.changed(start, start + CHANGES_PER_WRITE)
+            await self._record_changes(session, policy, document, changed, moment, now)
+        return self._outcome(policy, document, moment, ranking)
+
+    @staticmethod
+    async def _record_changes(
+        session: AsyncSession,
+        policy: TierPolicy,
+        document: PolicyDocument,
+        changed: list[RankedCustomer],
+        moment: dt.datetime,
+        now: dt.datetime,
+    ) -> None:
+        """Give changed customers their new tier, history row and `tier.changed` event."""
+        reasons = [explain(customer, document) for customer in changed]
+        figures = [scores(customer, document) for customer in changed]
+        await repo.aggregates.set_tiers(
+            session,
+            {
+                "key": [customer.key for customer in changed],
+                "tier": [customer.tier for customer in changed],
+                "scores": figures,
+                "reasons": reasons,
+                "tier_changed_at": [now] * len(changed),
+            },
+        )
+        ids = [customer.customer_id for customer in changed]
+        previous = [customer.previous_tier for customer in changed]
+        tiers = [customer.tier for customer in changed]
+        await repo.history.add_columns(
+            session,
+            {
+                "customer_id": ids,
+                "previous_tier": previous,
+                "tier": tiers,
+                "policy_id": [policy.id] * len(changed),
+                "policy_version": [policy.version] * len(changed),
+                "scores": figures,
+                "reasons": reasons,
+                "as_of": [moment] * len(changed),
+                "changed_at": [now] * len(changed),
+            },
+        )
+        event_ids = new_uuids(len(changed))
+        events = []
+        for n, customer_id in enumerate(ids):
+            data = tier_changed_json(previous[n], tiers[n], policy, figures[n], reasons[n], now)
             events.append(
                 outbox_row(
                     producer=PRODUCER,
                     event_type="tier.changed",
-                    customer_id=customer.customer_id,
+                    customer_id=customer_id,
                     data=data,
                     occurred_at=now,
                     # Built from checked values (a test holds it to TierChanged's own dump):
                     # a re-rank can announce a million changes.
                     validated_json=data,
-                    event_id=next(event_ids),
+                    event_id=event_ids[n],
                 )
             )
-        await repo.aggregates.set_tiers(session, updates)
-        await repo.history.add_many(session, history)
         await record_events(session, events)
-        return self._outcome(policy, document, moment, ranking)
 
     @staticmethod
     async def _one_rerank_at_a_time(session: AsyncSession) -> None:
@@ -409,7 +424,7 @@ class TieringService:
         policy = await self.get_policy(session, policy_id)
         document = PolicyDocument.model_validate(policy.document)
         moment = as_of or utcnow()
-        ranking = await rank(session, document, moment, sample=SAMPLE_MOVERS)
+        ranking = await rank(session, document, moment)
         return self._outcome(policy, document, moment, ranking)
 
     @staticmethod
@@ -446,7 +461,7 @@ class TieringService:
                     to_tier=c.tier,
                     reasons=explain(c, document),
                 )
-                for c in ranking.changed[:SAMPLE_MOVERS]
+                for c in ranking.changed(0, SAMPLE_MOVERS)
             ],
         )
 
