@@ -13,6 +13,7 @@ import datetime as dt
 import logging
 import uuid
 from collections.abc import Mapping
+from decimal import Decimal
 from typing import Any
 
 import orjson
@@ -98,12 +99,14 @@ def outbox_row(
     occurred_at: dt.datetime | None = None,
     validated_json: dict[str, Any] | None = None,
     event_id: uuid.UUID | None = None,
+    created_at: dt.datetime | None = None,
 ) -> dict[str, Any]:
     """The outbox row for one event, its data validated against the catalog model of its type,
     so a producer cannot emit an event that breaks the contract.
 
     Bulk writers that have already validated the values may pass `validated_json` (the data
-    exactly as `model_dump(mode="json")` would give it) to skip a second validation.
+    as `model_dump(mode="json")` would give it once written by `event_json`: JSON values,
+    UUIDs or datetimes) to skip a second validation, and one `created_at` for the batch.
     """
     if validated_json is None:
         model = CATALOG[event_type]
@@ -113,14 +116,14 @@ def outbox_row(
             payload = model.model_validate(data if isinstance(data, Mapping) else data.model_dump())
         validated_json = payload.model_dump(mode="json")
     event_id = event_id or uuid.uuid4()
-    now = utcnow()
+    now = created_at or utcnow()
     envelope = {
-        "id": str(event_id),
+        "id": event_id,
         "type": event_type,
         "version": 1,
-        "occurred_at": (occurred_at or now).isoformat().replace("+00:00", "Z"),
+        "occurred_at": occurred_at or now,
         "producer": producer,
-        "customer_id": str(customer_id),
+        "customer_id": customer_id,
         "correlation_id": current_correlation_id(),
         "data": validated_json,
     }
@@ -128,9 +131,23 @@ def outbox_row(
         "event_id": event_id,
         "event_type": event_type,
         "message_key": str(customer_id),
-        "payload": orjson.dumps(envelope).decode(),
+        "payload": event_json(envelope),
         "created_at": now,
     }
+
+
+def event_json(value: Any) -> str:
+    """JSON text of an envelope or event data; UUIDs and datetimes are written as pydantic's
+    JSON mode writes them (UTC as "Z"), by orjson, in C."""
+    return orjson.dumps(value, default=_json_default, option=orjson.OPT_UTC_Z).decode()
+
+
+def _json_default(value: Any) -> str:
+    """What orjson does not write itself, as pydantic's JSON mode writes it: the database
+    driver's own UUID subclass, and decimals, as strings."""
+    if isinstance(value, uuid.UUID | Decimal):
+        return str(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
 
 
 async def record_event(

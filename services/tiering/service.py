@@ -72,16 +72,16 @@ def tier_changed_json(
     reasons: list[str],
     changed_at: dt.datetime,
 ) -> dict[str, Any]:
-    """`tier.changed` data exactly as TierChanged(...).model_dump(mode="json") gives it,
-    without building the model (scores and reasons are JSON values already)."""
+    """`tier.changed` data as TierChanged(...).model_dump(mode="json") gives it once written
+    by `event_json`, without building the model (scores and reasons are JSON values)."""
     return {
         "previous_tier": previous,
         "tier": tier,
-        "policy_id": str(policy.id),
+        "policy_id": policy.id,
         "policy_version": policy.version,
         "scores": figures,
         "reasons": reasons,
-        "changed_at": changed_at.isoformat().replace("+00:00", "Z"),
+        "changed_at": changed_at,
     }
 
 

@@ -3,9 +3,12 @@ PostgreSQL; and CORS for the internal frontends."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import uuid
+from decimal import Decimal
 
+import pytest
 import sqlalchemy as sa
 
 from services.profile.app import create_app
@@ -14,7 +17,7 @@ from shared.broker import EmbeddedBroker
 from shared.db import create_engine, session_factory
 from shared.events import PurchaseRecorded
 from shared.observability import Metrics
-from shared.outbox import OutboxRelay, outbox, record_event
+from shared.outbox import OutboxRelay, event_json, outbox, record_event
 from tests.conftest import DatabaseFactory, read_topic, running, service_settings
 
 
@@ -118,3 +121,19 @@ async def test_cors_allows_configured_frontends_only(
         )
     assert allowed.headers["access-control-allow-origin"] == "https://crm.internal"
     assert "access-control-allow-origin" not in denied.headers
+
+
+def test_event_json_writes_ids_times_and_decimals_as_pydantic_json_mode_does() -> None:
+    class DriverUUID(uuid.UUID):
+        """Database drivers hand back UUID subclasses (asyncpg does)."""
+
+    customer = uuid.uuid4()
+    moment = dt.datetime(2026, 11, 25, 8, 30, 0, 120000, tzinfo=dt.UTC)
+    written = event_json(
+        {"customer": DriverUUID(str(customer)), "at": moment, "amount": Decimal("12.50")}
+    )
+    assert written == (
+        f'{{"customer":"{customer}","at":"2026-11-25T08:30:00.120000Z","amount":"12.50"}}'
+    )
+    with pytest.raises(TypeError):
+        event_json({"thing": object()})

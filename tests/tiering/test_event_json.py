@@ -6,11 +6,13 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 
+import orjson
 import pytest
 
 from services.tiering.models import TierPolicy
 from services.tiering.service import tier_changed_json
 from shared.events import TierChanged
+from shared.outbox import event_json
 
 
 @pytest.mark.parametrize(
@@ -45,4 +47,5 @@ def test_tier_changed_json_is_the_models_own_dump(
         reasons=reasons,
         changed_at=changed_at,
     ).model_dump(mode="json")
-    assert tier_changed_json(previous, "A", policy, figures, reasons, changed_at) == expected
+    data = tier_changed_json(previous, "A", policy, figures, reasons, changed_at)
+    assert orjson.loads(event_json(data)) == expected
