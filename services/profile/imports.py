@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import codecs
 import csv
-import datetime as dt
 import uuid
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Callable
@@ -41,6 +40,10 @@ AUDIT: Table = AuditEntry.__table__  # type: ignore[assignment]
 PURCHASES: Table = Purchase.__table__  # type: ignore[assignment]
 
 BATCH_ROWS = 2000
+# While a batch is stored, parsing hands the loop back this often. Storing is the import's
+# critical path (ten round trips a batch); each time its reply waited behind 128 rows of
+# parsing (~2 ms), so a batch took 110 ms instead of 80: 18,000 -> 24,000 rows/s.
+YIELD_EVERY_ROWS = 8
 MAX_REPORTED_ERRORS = 1000
 MAX_RECORD_CHARS = 65536
 
@@ -191,7 +194,7 @@ class CsvImporter(ABC):
                 header = self._check_header(fields)
                 continue
             rows += 1
-            if storing is not None and rows % 128 == 0:
+            if storing is not None and rows % YIELD_EVERY_ROWS == 0:
                 await asyncio.sleep(0)  # let the batch being stored move on meanwhile
             if fields and fields[0].startswith("\x00"):
                 reason = fields[0][1:]
@@ -292,21 +295,18 @@ def _present(row: dict[str, str]) -> dict[str, str]:
     return {key: stripped for key, value in row.items() if (stripped := value.strip())}
 
 
-def _utc_text(moment: dt.datetime) -> str:
-    return moment.isoformat().replace("+00:00", "Z")
-
-
 def purchase_event_json(purchase_id: uuid.UUID, data: PurchaseCreate) -> dict[str, Any]:
-    """`purchase.recorded` data, exactly as PurchaseRecorded.model_dump(mode="json") gives it."""
+    """`purchase.recorded` data as PurchaseRecorded.model_dump(mode="json") gives it, once
+    written by `event_json` (the id and the time stay objects: orjson writes them in C)."""
     return {
-        "purchase_id": str(purchase_id),
+        "purchase_id": purchase_id,
         "amount": str(data.amount),
         "currency": data.currency,
         "quantity": str(data.quantity),
         "unit": data.unit,
         "category": data.category,
         "sku": data.sku,
-        "purchased_at": _utc_text(data.purchased_at),
+        "purchased_at": data.purchased_at,
         "external_id": data.external_id,
     }
 
@@ -551,20 +551,33 @@ class PurchaseImporter(CsvImporter):
                     continue
                 seen.add((customer, data.external_id))
             purchase_id = next(fresh_ids)
-            values = data.model_dump()
             purchases.append(
-                {"id": purchase_id, "customer_id": customer, "created_at": now, **values}
+                {
+                    "id": purchase_id,
+                    "customer_id": customer,
+                    "created_at": now,
+                    "external_id": data.external_id,
+                    "amount": data.amount,
+                    "currency": data.currency,
+                    "quantity": data.quantity,
+                    "unit": data.unit,
+                    "category": data.category,
+                    "sku": data.sku,
+                    "purchased_at": data.purchased_at,
+                }
             )
+            event = purchase_event_json(purchase_id, data)
             events.append(
                 outbox_row(
                     producer=PRODUCER,
                     event_type="purchase.recorded",
                     customer_id=customer,
-                    data=values,
+                    data=event,
                     occurred_at=now,
                     # Already validated as PurchaseCreate: encode, do not validate again.
-                    validated_json=purchase_event_json(purchase_id, data),
+                    validated_json=event,
                     event_id=next(fresh_ids),
+                    created_at=now,
                 )
             )
             accepted += 1

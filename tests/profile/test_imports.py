@@ -6,12 +6,18 @@ import json
 import os
 import subprocess
 import sys
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
+import orjson
+import pytest
 
+from services.profile.imports import purchase_event_json
+from services.profile.schemas import PurchaseCreate
 from shared.events import PurchaseRecorded
+from shared.outbox import event_json
 from tests.conftest import ADMIN, API_KEYS, MANAGER
 from tests.profile.helpers import create_customer, events, query
 
@@ -194,3 +200,28 @@ def test_cli_import_with_progress(tmp_path: Path, profile_db: str) -> None:
         check=False,
     )
     assert "accepted 0, skipped 2" in again.stdout
+
+
+@pytest.mark.parametrize(
+    "purchased_at",
+    [
+        "2026-11-24T12:00:00Z",
+        "2026-11-24T12:00:01.123456Z",
+        "2026-11-24T20:00:01.000005+08:00",
+    ],
+)
+@pytest.mark.parametrize("optional", [{}, {"unit": "kg", "sku": "S-1", "external_id": "P-9"}])
+def test_imported_purchase_event_is_the_models_own_dump(
+    purchased_at: str, optional: dict[str, str]
+) -> None:
+    """Imports write `purchase.recorded` data without building the event model per row;
+    once encoded it must be exactly what the model gives."""
+    data = PurchaseCreate.model_validate(
+        {"amount": "-12.50", "currency": "CNY", "quantity": "2.125", "purchased_at": purchased_at}
+        | optional
+    )
+    purchase_id = uuid.uuid4()
+    expected = PurchaseRecorded(purchase_id=purchase_id, **data.model_dump()).model_dump(
+        mode="json"
+    )
+    assert orjson.loads(event_json(purchase_event_json(purchase_id, data))) == expected
