@@ -3,7 +3,8 @@ batches, each new row announced through the outbox like any other write.
 
 A file of any size is read chunk by chunk (never held in memory). Importing the same
 file twice creates nothing new: customers are matched by `external_ref`, purchases by
-(customer, `external_id`). Imported purchases keep their own `purchased_at`.
+(customer, `external_id`); a purchase row without one gets `csv:<line>:<content hash>`.
+Imported purchases keep their own `purchased_at`.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import codecs
 import csv
+import hashlib
 import uuid
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Callable
@@ -295,6 +297,13 @@ def _present(row: dict[str, str]) -> dict[str, str]:
     return {key: stripped for key, value in row.items() if (stripped := value.strip())}
 
 
+def derived_external_id(line: int, raw: dict[str, str]) -> str:
+    """An id for a purchase row that has none, from its line and content: importing the same
+    file again then recognises the row (a changed row, or one on another line, is new)."""
+    content = "\x1f".join(f"{name}={value.strip()}" for name, value in sorted(raw.items()))
+    return f"csv:{line}:{hashlib.blake2b(content.encode(), digest_size=8).hexdigest()}"
+
+
 def purchase_event_json(purchase_id: uuid.UUID, data: PurchaseCreate) -> dict[str, Any]:
     """`purchase.recorded` data as PurchaseRecorded.model_dump(mode="json") gives it, once
     written by `event_json` (the id and the time stay objects: orjson writes them in C)."""
@@ -499,6 +508,8 @@ class PurchaseImporter(CsvImporter):
             except ValueError:
                 report.reject(line, "customer_id", "not a UUID")
                 return None
+        if data.external_id is None:
+            data.external_id = derived_external_id(line, raw)
         return line, data, customer_id or "", customer_ref or ""
 
     async def store_batch(

@@ -111,9 +111,9 @@ async def test_purchase_import_keeps_history_and_skips_what_it_has(
     mine = (await profile.get(f"/v1/customers/{customer['id']}/purchases", headers=ADMIN)).json()[
         "items"
     ]
-    assert [(p["external_id"], p["amount"], p["purchased_at"][:10]) for p in mine] == [
+    assert [(p["external_id"][:7], p["amount"], p["purchased_at"][:10]) for p in mine] == [
         ("INV-1", "1299.50", "2015-03-01"),
-        (None, "7.00", "2020-01-01"),
+        ("csv:12:", "7.00", "2020-01-01"),  # no id given: one from its line and content
     ]
     theirs = (await profile.get(f"/v1/customers/{other['id']}/purchases", headers=ADMIN)).json()[
         "items"
@@ -128,8 +128,19 @@ async def test_purchase_import_keeps_history_and_skips_what_it_has(
         assert model.model_dump(mode="json") == event["data"]
 
     again = (await profile.post("/v1/imports/purchases", content=text.encode(), headers=CSV)).json()
-    # Rows with an external id are recognised; the one without can only be added again.
-    assert (again["accepted"], again["skipped"]) == (1, 3)
+    # Every row is recognised, the one without an external id by its line and content.
+    assert (again["accepted"], again["skipped"]) == (0, 4)
+    assert len(await events(profile_db, "purchase.recorded")) == 3
+    # The same purchase on another line, or a changed one, is new.
+    moved = text.replace(
+        "ERP-7,,,7.00", "ERP-7,,,7.00,CNY,1,,2020-01-01T00:00:00Z\nERP-7,,,7.00", 1
+    )
+    changed = text.replace("ERP-7,,,7.00", "ERP-7,,,8.00", 1)
+    for variant, skipped in ((moved, 4), (changed, 3)):
+        report = (
+            await profile.post("/v1/imports/purchases", content=variant.encode(), headers=CSV)
+        ).json()
+        assert (report["accepted"], report["skipped"]) == (1, skipped)
 
 
 async def test_bad_files_are_refused_whole_and_write_nothing(
