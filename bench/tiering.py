@@ -69,16 +69,10 @@ async def copy_customers(conn: asyncpg.Connection, ids: list[uuid.UUID]) -> None
             "quantity",
             "collected",
             "purchase_count",
-            "scores",
-            "reasons",
-            "at_risk",
             "first_seen_at",
             "updated_at",
         ],
-        records=(
-            (cid, n + 1, True, False, 0, 0, 0, 0, "{}", "[]", False, seen, seen)
-            for n, cid in enumerate(ids)
-        ),
+        records=((cid, n + 1, True, False, 0, 0, 0, 0, seen, seen) for n, cid in enumerate(ids)),
     )
 
 

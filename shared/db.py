@@ -253,7 +253,12 @@ async def bulk_insert_columns(
     for column in ordered:
         process = column.type._cached_bind_processor(dialect)
         given = columns[column.key]
-        values.append(given if process is None else [process(value) for value in given])
+        if process is None:
+            values.append(given)
+        elif given[0] is given[-1] and given.count(given[0]) == len(given):
+            values.append([process(given[0])] * len(given))  # one value for the batch
+        else:
+            values.append([process(value) for value in given])
     raw = await connection.get_raw_connection()
     driver = raw.driver_connection
     assert driver is not None

@@ -67,12 +67,12 @@ async def list_customers(
     items = [
         CustomerTier(
             customer_id=aggregate.customer_id,
-            tier=aggregate.tier,
+            tier=score.tier if score is not None else None,
             at_risk=score is not None and score.at_risk,
             churn_risk=score.churn_risk if score is not None else None,
-            reasons=aggregate.reasons or [],
+            reasons=reasons,
         )
-        for aggregate, score in rows[:limit]
+        for aggregate, score, reasons in rows[:limit]
     ]
     more = len(rows) > limit
     return Page(items=items, next_cursor=encode_cursor(items[-1].customer_id) if more else None)

@@ -53,27 +53,26 @@ class CustomerAggregate(Base):
     purchase_count: Mapped[int] = mapped_column(default=0)
     first_purchase_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     last_purchase_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
-    tier: Mapped[str | None] = mapped_column(String(40), index=True)
-    scores: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
-    reasons: Mapped[list[Any]] = mapped_column(JSON, default=list)
-    tier_changed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     relationship_level: Mapped[str | None] = mapped_column(String(30))
     first_seen_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
 class CustomerScore(Base):
-    """The band the last re-rank gave a customer and its scores (of the last re-rank, or of
-    the customer's last event): one narrow row per customer ranked, by customer key.
+    """A customer's standing: its tier, the band the last re-rank gave it, and its scores
+    (of the last re-rank, or of the customer's last event); one narrow row per customer
+    ranked, by customer key. Why the tier is what it is (reasons, figures) is the
+    customer's latest `TierAssignment`.
 
-    Kept apart from the wide aggregate row on purpose: churn risk moves with the date, so a
-    daily re-rank rewrites most customers' scores, and narrow rows are several times
-    cheaper to rewrite (on PostgreSQL the table also leaves room in its pages, see
-    migration 0004, so the rewrites stay in place)."""
+    Kept apart from the aggregate row on purpose: churn risk moves with the date, so a
+    daily re-rank rewrites most customers' scores, and a first ranking gives everyone a
+    tier; narrow rows are several times cheaper to write (on PostgreSQL the table also
+    leaves room in its pages, see migration 0004, so rewrites stay in place)."""
 
     __tablename__ = "customer_scores"
 
     key: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    tier: Mapped[str | None] = mapped_column(String(40), index=True)
     # The band before rules (per-event rules start from it).
     band_tier: Mapped[str | None] = mapped_column(String(40))
     rfm_r: Mapped[int | None]

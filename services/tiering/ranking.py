@@ -248,21 +248,19 @@ async def load_figures(
 async def _everyone(
     session: AsyncSession, order: list[str], tier_names: list[str], as_of: dt.datetime
 ) -> Columns:
-    """Every customer known by `as_of`: key, id, text columns as codes, stored scores
-    (and `scored`: whether the customer has a score row yet). The two tables are read
-    apart (a join of a million rows costs more than both reads) and matched by key."""
+    """Every customer known by `as_of`: key, id, text columns as codes, tier and stored
+    scores (and `scored`: whether the customer has a score row yet). The two tables are
+    read apart (a join of a million rows costs more than both reads) and matched by key."""
     customers = await fetch_columns(
         session,
         select(
             AGGREGATES.c.key,
             AGGREGATES.c.customer_id,
-            _code(AGGREGATES.c.tier, tier_names).label("tier"),
             _code(AGGREGATES.c.relationship_level, list(LEVELS)).label("level"),
         ).where(AGGREGATES.c.first_seen_at <= as_of),
         [
             Col("key", "int4", 0),
             Col("customer_id", "uuid"),
-            Col("tier", "int4", NONE),
             Col("level", "int4", NONE),
         ],
     )
@@ -270,6 +268,7 @@ async def _everyone(
         session,
         select(
             SCORES.c.key,
+            _code(SCORES.c.tier, tier_names).label("tier"),
             _code(SCORES.c.band_tier, order).label("band_tier"),
             SCORES.c.rfm_r,
             SCORES.c.rfm_f,
@@ -282,6 +281,7 @@ async def _everyone(
         ),
         [
             Col("key", "int4", 0),
+            Col("tier", "int4", NONE),
             Col("band_tier", "int4", NONE),
             Col("rfm_r", "int4", NONE),
             Col("rfm_f", "int4", NONE),
@@ -294,7 +294,7 @@ async def _everyone(
         ],
     )
     missing: dict[str, Any] = {
-        name: NONE for name in ("band_tier", "rfm_r", "rfm_f", "rfm_m", "value_segment")
+        name: NONE for name in ("tier", "band_tier", "rfm_r", "rfm_f", "rfm_m", "value_segment")
     }
     missing.update(thermometer=np.nan, churn_risk=np.nan, at_risk=False, scored=False)
     return {**customers, **_spread(customers["key"], stored, missing)}
@@ -316,7 +316,7 @@ def _one_customer(aggregate: CustomerAggregate, as_of: dt.datetime) -> Columns:
 
 
 async def _tiers_in_use(session: AsyncSession) -> set[str]:
-    found = (await session.execute(select(AGGREGATES.c.tier).distinct())).scalars()
+    found = (await session.execute(select(SCORES.c.tier).distinct())).scalars()
     return {tier for tier in found if tier is not None}
 
 
@@ -721,11 +721,14 @@ def _same(stored: NDArray[Any], new: NDArray[Any]) -> Flags:
 
 
 async def _store_scores(session: AsyncSession, scored: Scored) -> None:
-    """Write each customer's band and scores where they changed (a first score row for
+    """Write each customer's tier, band and scores where they changed (a first row for
     customers that have none)."""
     stored = scored.figures.customers
+    names = scored.figures.tier_names
     new = {**scored.scores, "band_tier": scored.bands.band}
-    same = np.ones(scored.figures.count, dtype=np.bool_)
+    # Stored tiers are codes among every tier name in use; the new ones in the policy's
+    # order, which those names start with.
+    same = stored["tier"] == scored.tier
     for name in (*SCORE_COLUMNS, "band_tier", "at_risk"):
         same &= _same(stored[name], new[name])
     differ = np.flatnonzero(~same)
@@ -737,6 +740,7 @@ async def _store_scores(session: AsyncSession, scored: Scored) -> None:
         if at.size:
             columns = {
                 "key": stored["key"][at].tolist(),
+                "tier": [names[tier] for tier in scored.tier[at].tolist()],
                 "band_tier": [order[band] for band in scored.bands.band[at].tolist()],
                 **_stored_scores(scored.scores, at),
             }
@@ -782,7 +786,7 @@ def method_score_rows(found: dict[str, NDArray[Any]], at: NDArray[Any]) -> list[
 
 def _ranked_customer(scored: Scored, i: int, method_scores: dict[str, Any]) -> RankedCustomer:
     figures, bands = scored.figures, scored.bands
-    policy, order = figures.policy, figures.policy.tier_order()
+    policy, order = figures.policy, figures.policy.tier_names
     previous = int(figures.customers["tier"][i])
     value = int(bands.value[i])
     ranked = RankedCustomer(
@@ -876,7 +880,7 @@ def _rule_moves(
     """The rules that hold and move the tier, applied in order from the band (as
     `apply_rule_flags` does over arrays): each as (rule, the tier it gives, whether it
     lifted)."""
-    order = policy.tier_order()
+    order = policy.tier_names
     current = order.index(band_tier)
     for index in fired:
         rule = policy.rules[index]
@@ -967,11 +971,15 @@ async def summary_figures(
     names = sorted(await _tiers_in_use(session))
     customers = await fetch_columns(
         session,
-        select(AGGREGATES.c.key, _code(AGGREGATES.c.tier, names).label("tier")).where(
-            AGGREGATES.c.first_seen_at <= as_of
-        ),
+        select(AGGREGATES.c.key).where(AGGREGATES.c.first_seen_at <= as_of),
+        [Col("key", "int4", 0)],
+    )
+    tiers_now = await fetch_columns(
+        session,
+        select(SCORES.c.key, _code(SCORES.c.tier, names).label("tier")),
         [Col("key", "int4", 0), Col("tier", "int4", NONE)],
     )
+    customers.update(_spread(customers["key"], tiers_now, {"tier": NONE}))
     daily = await _read_daily(
         session, customers["key"], ["collected", "revenue"], end - (window_days - 1), end
     )

@@ -20,8 +20,7 @@ from services.tiering.models import (
     TierPolicy,
     Touch,
 )
-from services.tiering.ranking import AGGREGATES
-from shared.db import bulk_insert, bulk_insert_columns, bulk_update_columns
+from shared.db import bulk_insert, bulk_insert_columns
 
 
 class AggregateRepository:
@@ -58,10 +57,6 @@ class AggregateRepository:
             session.add(activity)
         return activity
 
-    async def set_tiers(self, session: AsyncSession, columns: dict[str, list[Any]]) -> None:
-        """Write new tiers, scores and reasons (one list per column: key, tier, ...)."""
-        await bulk_update_columns(session, AGGREGATES, "key", columns)
-
     async def search(
         self,
         session: AsyncSession,
@@ -75,7 +70,7 @@ class AggregateRepository:
             CustomerScore, CustomerScore.key == CustomerAggregate.key
         )
         if tier is not None:
-            query = query.where(CustomerAggregate.tier == tier)
+            query = query.where(CustomerScore.tier == tier)
         if at_risk is not None:
             flagged = CustomerScore.at_risk.is_(True)
             query = query.where(flagged if at_risk else ~flagged | CustomerScore.key.is_(None))
@@ -171,6 +166,34 @@ class HistoryRepository:
 
     async def add_columns(self, session: AsyncSession, columns: dict[str, list[Any]]) -> None:
         await bulk_insert_columns(session, TierAssignment.__table__, columns)
+
+    async def latest(self, session: AsyncSession, customer_id: uuid.UUID) -> TierAssignment | None:
+        """The customer's current assignment (its reasons and figures), if any."""
+        found = await session.execute(
+            select(TierAssignment)
+            .where(TierAssignment.customer_id == customer_id)
+            .order_by(TierAssignment.id.desc())
+            .limit(1)
+        )
+        return found.scalar_one_or_none()
+
+    async def latest_reasons(
+        self, session: AsyncSession, customer_ids: Sequence[uuid.UUID]
+    ) -> dict[uuid.UUID, list[str]]:
+        """The reasons of each customer's current tier (its latest assignment)."""
+        if not customer_ids:
+            return {}
+        latest = (
+            select(func.max(TierAssignment.id))
+            .where(TierAssignment.customer_id.in_(customer_ids))
+            .group_by(TierAssignment.customer_id)
+        )
+        found = await session.execute(
+            select(TierAssignment.customer_id, TierAssignment.reasons).where(
+                TierAssignment.id.in_(latest)
+            )
+        )
+        return {customer_id: list(reasons) for customer_id, reasons in found.all()}
 
     async def for_customer(
         self, session: AsyncSession, customer_id: uuid.UUID, limit: int = 100

@@ -155,11 +155,11 @@ class PolicyDocument(StrictModel):
 
     def tier_order(self) -> list[str]:
         """Tier names from best to worst."""
-        return list(self._tier_names)
+        return list(self.tier_names)
 
     @cached_property
-    def _tier_names(self) -> tuple[str, ...]:
-        # Asked once per changed customer in a re-rank: a million times, built once.
+    def tier_names(self) -> tuple[str, ...]:
+        """Tier names from best to worst, built once (a re-rank asks per changed customer)."""
         return (*(tier.name for tier in self.bands.tiers), self.bands.rest)
 
 

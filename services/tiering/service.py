@@ -210,23 +210,25 @@ class TieringService:
             return
         for name, value in outcome.scores.items():
             setattr(stored, name, value)
-        if outcome.tier is None or outcome.tier == aggregate.tier:
+        if outcome.tier is None or outcome.tier == stored.tier:
             await session.flush()
             return
+        current = await repo.history.latest(session, customer_id)
         band_reasons = [
-            r for r in (aggregate.reasons or []) if not r.startswith(("lifted to", "capped at"))
+            r
+            for r in (current.reasons if current else [])
+            if not r.startswith(("lifted to", "capped at"))
         ][:1]
         assert stored.band_tier is not None
         reasons = band_reasons + rule_reasons(
             stored.band_tier, outcome.fired, outcome.rule_values, document
         )
         figures = {
-            **(aggregate.scores or {}),
+            **(current.scores if current else {}),
             "rules": {k: str(v) for k, v in outcome.rule_values.items()},
         }
-        previous = aggregate.tier
-        aggregate.tier, aggregate.reasons, aggregate.scores = outcome.tier, reasons, figures
-        aggregate.tier_changed_at = now
+        previous = stored.tier
+        stored.tier = outcome.tier
         await session.flush()
         await repo.history.add_many(
             session,
@@ -359,19 +361,10 @@ class TieringService:
         moment: dt.datetime,
         now: dt.datetime,
     ) -> None:
-        """Give changed customers their new tier, history row and `tier.changed` event."""
+        """Record changed customers' history rows and `tier.changed` events (their new tier
+        is already stored with their scores)."""
         reasons = [explain(customer, document) for customer in changed]
         figures = [scores(customer, document) for customer in changed]
-        await repo.aggregates.set_tiers(
-            session,
-            {
-                "key": [customer.key for customer in changed],
-                "tier": [customer.tier for customer in changed],
-                "scores": figures,
-                "reasons": reasons,
-                "tier_changed_at": [now] * len(changed),
-            },
-        )
         ids = [customer.customer_id for customer in changed]
         previous = [customer.previous_tier for customer in changed]
         tiers = [customer.tier for customer in changed]
@@ -404,6 +397,7 @@ class TieringService:
                     # a re-rank can announce a million changes.
                     validated_json=data,
                     event_id=event_ids[n],
+                    created_at=now,
                 )
             )
         await record_events(session, events)
@@ -475,12 +469,14 @@ class TieringService:
         row = await repo.scores.get(session, aggregate.key)
         stored = {name: getattr(row, name, None) for name in SCORE_FIELDS}
         stored["at_risk"] = bool(stored["at_risk"])
+        # The current tier's reasons and figures are those of its latest assignment.
+        current = entries[0] if entries else None
         return TierView(
             customer_id=customer_id,
-            tier=aggregate.tier,
+            tier=row.tier if row is not None else None,
             at_risk=stored["at_risk"],
-            scores={**(aggregate.scores or {}), **method_scores(stored)},
-            reasons=list(aggregate.reasons or []),
+            scores={**(current.scores if current else {}), **method_scores(stored)},
+            reasons=list(current.reasons if current else []),
             history=[TierHistoryEntry.model_validate(entry) for entry in entries],
             aggregates=Aggregates(
                 revenue=aggregate.revenue,
@@ -532,11 +528,18 @@ class TieringService:
         at_risk: bool | None,
         after: uuid.UUID | None,
         limit: int,
-    ) -> Sequence[tuple[CustomerAggregate, CustomerScore | None]]:
-        """Customers by tier and/or churn flag, as of the last re-rank, with their scores."""
-        return await repo.aggregates.search(
+    ) -> list[tuple[CustomerAggregate, CustomerScore | None, list[str]]]:
+        """Customers by tier and/or churn flag, as of the last re-rank, with their scores
+        and the reasons for their tier."""
+        found = await repo.aggregates.search(
             session, tier=tier, at_risk=at_risk, after=after, limit=limit
         )
+        reasons = await repo.history.latest_reasons(
+            session, [aggregate.customer_id for aggregate, _ in found]
+        )
+        return [
+            (aggregate, score, reasons.get(aggregate.customer_id, [])) for aggregate, score in found
+        ]
 
 
 tiering_service = TieringService()

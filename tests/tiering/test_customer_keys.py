@@ -4,6 +4,7 @@ when the migration runs over existing data, and back when it is undone."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 import uuid
 from typing import Any
 
@@ -126,29 +127,45 @@ async def test_migration_moves_scores_to_their_table_and_back(
 ) -> None:
     url = await new_database("tiering", BEFORE_SCORE_TABLE)
     scored, unscored = uuid.uuid4(), uuid.uuid4()
+    now = dt.datetime.now(dt.UTC)
     engine = create_engine(url)
     async with engine.begin() as conn:
-        for key, customer, band, risk, flagged in (
+        for key, customer, tier, risk, flagged in (
             (1, scored, "A", 0.75, True),
             (2, unscored, None, None, False),
         ):
             await conn.execute(
                 text(
                     "INSERT INTO customer_aggregates (customer_id, key, known, erased, revenue, "
-                    "quantity, collected, purchase_count, scores, reasons, band_tier, rfm_r, "
-                    "rfm_f, rfm_m, value_segment, churn_risk, at_risk, first_seen_at, "
-                    "updated_at) VALUES (:id, :key, true, false, 0, 0, 0, 0, '{}', '[]', :band, "
-                    ":rfm, :rfm, :rfm, :segment, :risk, :flagged, :now, :now)"
+                    "quantity, collected, purchase_count, tier, scores, reasons, band_tier, "
+                    "rfm_r, rfm_f, rfm_m, value_segment, churn_risk, at_risk, first_seen_at, "
+                    "updated_at) VALUES (:id, :key, true, false, 0, 0, 0, 0, :tier, '{}', '[]', "
+                    ":tier, :rfm, :rfm, :rfm, :segment, :risk, :flagged, :now, :now)"
                 ),
                 {
                     "id": customer.hex if "sqlite" in url else customer,
                     "key": key,
-                    "band": band,
-                    "rfm": 5 if band else None,
-                    "segment": "high" if band else None,
+                    "tier": tier,
+                    "rfm": 5 if tier else None,
+                    "segment": "high" if tier else None,
                     "risk": risk,
                     "flagged": flagged,
-                    "now": dt.datetime.now(dt.UTC),
+                    "now": now,
+                },
+            )
+        # The current tier's reasons live in the customer's latest history row.
+        for reasons in ('["B: old"]', '["A: in the top 1%"]'):
+            await conn.execute(
+                text(
+                    "INSERT INTO tier_history (customer_id, previous_tier, tier, policy_id, "
+                    "policy_version, scores, reasons, as_of, changed_at) VALUES (:id, NULL, "
+                    "'A', :policy, 1, '{\"rank\": 1}', :reasons, :now, :now)"
+                ),
+                {
+                    "id": scored.hex if "sqlite" in url else scored,
+                    "policy": uuid.uuid4().hex if "sqlite" in url else uuid.uuid4(),
+                    "reasons": reasons,
+                    "now": now,
                 },
             )
     await engine.dispose()
@@ -156,18 +173,22 @@ async def test_migration_moves_scores_to_their_table_and_back(
     await migrate(url, migrations_dir("tiering"))
     moved = await _rows(
         url,
-        "SELECT key, band_tier, rfm_r, rfm_f, rfm_m, value_segment, churn_risk, at_risk "
+        "SELECT key, tier, band_tier, rfm_r, rfm_f, rfm_m, value_segment, churn_risk, at_risk "
         "FROM customer_scores ORDER BY key",
     )
-    assert [tuple(row) for row in moved] == [(1, "A", 5, 5, 5, "high", 0.75, True)]
+    assert [tuple(row) for row in moved] == [(1, "A", "A", 5, 5, 5, "high", 0.75, True)]
 
     await _downgrade(url, BEFORE_SCORE_TABLE)
     restored = await _rows(
         url,
-        "SELECT key, band_tier, rfm_r, value_segment, churn_risk, at_risk "
+        "SELECT key, tier, band_tier, rfm_r, value_segment, churn_risk, at_risk, reasons "
         "FROM customer_aggregates ORDER BY key",
     )
-    assert [tuple(row) for row in restored] == [
-        (1, "A", 5, "high", 0.75, True),
-        (2, None, None, None, None, False),
+    rows = [
+        (*row[:-1], json.loads(row[-1]) if isinstance(row[-1], str) else row[-1])
+        for row in restored
+    ]
+    assert rows == [
+        (1, "A", "A", 5, "high", 0.75, True, ["A: in the top 1%"]),
+        (2, None, None, None, None, None, False, []),
     ]
