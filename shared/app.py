@@ -23,7 +23,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from shared.auth import KeyRing
-from shared.consumer import EventConsumer, EventHandler
+from shared.consumer import BatchHook, EventConsumer, EventHandler
 from shared.db import create_engine, ping, session_factory
 from shared.errors import install_error_handlers, problem_response
 from shared.kafka import ensure_platform_topics
@@ -44,6 +44,8 @@ class ServiceDefinition:
     routers: Sequence[APIRouter]
     migrations_dir: Path
     handlers: Mapping[str, EventHandler] = field(default_factory=dict)
+    # Runs after the handlers of each batch of events, in their transaction.
+    after_batch: BatchHook | None = None
     # Runs once the database is reachable, before requests are served (e.g. seed data).
     on_startup: Callable[[ServiceRuntime], Awaitable[None]] | None = None
     # Long-running jobs of the service (schedulers), started beside the relay and consumer.
@@ -166,7 +168,9 @@ def create_service_app(definition: ServiceDefinition, settings: ServiceSettings)
         engine = create_engine(settings.database_url)
         relay = OutboxRelay(settings, engine, metrics)
         consumer = (
-            EventConsumer(settings, engine, definition.handlers, metrics, relay.wake)
+            EventConsumer(
+                settings, engine, definition.handlers, metrics, relay.wake, definition.after_batch
+            )
             if definition.handlers
             else None
         )

@@ -1,11 +1,16 @@
 """The consumer loop: inbox de-duplication, bounded retries, dead-letter topic, manual commits.
 
-For each message: in one database transaction, record its event id in the inbox (a
-repeat finds it there and changes nothing) and run the handler. The offset is committed
-to Kafka only after that transaction commits, so a crash replays the message and the
-inbox absorbs the replay. A message that keeps failing goes to `<topic>.dlq` with the
-error in its headers, and the loop moves on. A database outage is not the message's
-fault: it is retried until the database is back, never sent to the DLQ.
+The messages a poll brings from one partition are applied in one database transaction:
+for each, record its event id in the inbox (a repeat finds it there and changes nothing)
+and run its handler; then the service's batch hook (tiering reassesses each customer once
+per batch, not once per event). The offset is committed to Kafka only after that
+transaction commits, so a crash replays the messages and the inbox absorbs the replay.
+
+When a message fails, the batch rolls back; the messages before it are applied again as
+a batch, the failing one alone with bounded retries, in partition order. A message that
+keeps failing (or cannot be parsed) goes to `<topic>.dlq` with the error in its headers,
+and the loop moves on. A database outage is not the message's fault: it is retried until
+the database is back, never sent to the DLQ.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
@@ -31,10 +37,29 @@ from shared.settings import ServiceSettings
 log = logging.getLogger("crm.consumer")
 
 EventHandler = Callable[[AsyncSession, EventEnvelope, EventData], Awaitable[None]]
+# Runs once per batch, after the handlers, in the same transaction, with the events applied.
+BatchHook = Callable[[AsyncSession, list[EventEnvelope]], Awaitable[None]]
 
 
 class PoisonMessage(Exception):
     """A message that no retry can fix (not JSON, not an envelope, data breaks the schema)."""
+
+
+class _BatchFailed(Exception):
+    """The message at `index` of a batch failed (the batch rolled back)."""
+
+    def __init__(self, index: int, error: BaseException) -> None:
+        super().__init__(index, error)
+        self.index = index
+        self.error = error
+
+
+@dataclass
+class _Parsed:
+    message: ConsumerRecord[bytes, bytes]
+    event_type: str
+    envelope: EventEnvelope
+    data: EventData
 
 
 def _is_transient(exc: BaseException) -> bool:
@@ -55,10 +80,12 @@ class EventConsumer:
         handlers: Mapping[str, EventHandler],
         metrics: Metrics,
         on_events_recorded: Callable[[], None] | None = None,
+        after_batch: BatchHook | None = None,
     ) -> None:
         self.settings = settings
         self.sessions = session_factory(engine)
         self.handlers = dict(handlers)
+        self.after_batch = after_batch
         self.metrics = metrics
         self.on_events_recorded = on_events_recorded
         self.consumer: AIOKafkaConsumer | None = None
@@ -134,8 +161,7 @@ class EventConsumer:
             if consumer.assignment():
                 self.assigned.set()
             for partition, messages in batches.items():
-                for message in messages:
-                    await self.process(message)
+                await self.process_many(messages)
                 await self._commit(consumer, partition, messages[-1].offset + 1)
 
     async def _commit(
@@ -156,17 +182,65 @@ class EventConsumer:
             # The next batch's commit covers this offset too; a replay meets the inbox.
             log.warning("offset commit failed, carrying on: %r", exc)
 
-    async def process(self, message: ConsumerRecord[bytes, bytes]) -> None:
-        """Apply one message exactly once, or dead-letter it."""
+    async def process_many(self, messages: list[ConsumerRecord[bytes, bytes]]) -> None:
+        """Apply one partition's messages exactly once each, in order: as one transaction
+        while they succeed; a failing or unparsable one alone (retried, or dead-lettered)."""
+        while messages:
+            batch: list[_Parsed] = []
+            for message in messages:
+                try:
+                    batch.append(self._parse(message))
+                except PoisonMessage:
+                    break
+            try:
+                if batch:
+                    await self._apply_until_done(batch)
+                rest = messages[len(batch) :]
+                if not rest:
+                    return
+                await self.process(rest[0])  # unparsable: straight to the DLQ
+                messages = rest[1:]
+            except _BatchFailed as failed:
+                if failed.index:
+                    await self.process_many(messages[: failed.index])
+                await self.process(messages[failed.index], failed_with=failed.error)
+                messages = messages[failed.index + 1 :]
+
+    async def _apply_until_done(self, batch: list[_Parsed]) -> None:
+        """Apply a batch, waiting out database outages (they are not the messages' fault)."""
+        outages = 0
+        while True:
+            try:
+                outcomes = await self._apply(batch)
+                break
+            except _BatchFailed as failed:
+                if not _is_transient(failed.error):
+                    raise
+                outages += 1
+                log.warning("database unavailable applying a batch, retrying: %r", failed.error)
+                await asyncio.sleep(min(5.0, 0.1 * 2**outages))
+            finally:
+                correlation_id.set(None)
+        for parsed, outcome in zip(batch, outcomes, strict=True):
+            self.metrics.events_consumed(parsed.event_type, outcome).inc()
+
+    async def process(
+        self,
+        message: ConsumerRecord[bytes, bytes],
+        *,
+        failed_with: BaseException | None = None,
+    ) -> None:
+        """Apply one message exactly once, or dead-letter it (`failed_with`: the error of
+        its first attempt, made in a batch)."""
         topic = message.topic
         event_type = self._event_type(topic)
-        attempts = 0
+        attempts = 0 if failed_with is None else 1
         outages = 0
-        error: BaseException | None = None
-        while True:
+        error = failed_with
+        while attempts < self.settings.consumer_max_attempts or not attempts:
             attempts += 1
             try:
-                outcome = await self._apply(event_type, message)
+                (outcome,) = await self._apply([self._parse(message)])
                 self.metrics.events_consumed(event_type, outcome).inc()
                 return
             except asyncio.CancelledError:
@@ -174,24 +248,25 @@ class EventConsumer:
             except PoisonMessage as exc:
                 error = exc
                 break
-            except Exception as exc:
-                error = exc
-                if _is_transient(exc):
+            except _BatchFailed as failed:
+                error = failed.error
+                if _is_transient(error):
                     outages += 1
-                    log.warning("database unavailable handling %s, retrying: %r", topic, exc)
+                    log.warning("database unavailable handling %s, retrying: %r", topic, error)
                     await asyncio.sleep(min(5.0, 0.1 * 2**outages))
                     attempts -= 1  # not the message's fault: does not count as an attempt
                     continue
                 if attempts >= self.settings.consumer_max_attempts:
                     break
-                log.warning("handler failed on %s (attempt %d): %r", topic, attempts, exc)
+                log.warning("handler failed on %s (attempt %d): %r", topic, attempts, error)
                 await asyncio.sleep(self.settings.consumer_retry_backoff_s * attempts)
             finally:
                 correlation_id.set(None)
         await self._dead_letter(message, error, attempts)
         self.metrics.events_consumed(event_type, "dead_lettered").inc()
 
-    async def _apply(self, event_type: str, message: ConsumerRecord[bytes, bytes]) -> str:
+    def _parse(self, message: ConsumerRecord[bytes, bytes]) -> _Parsed:
+        event_type = self._event_type(message.topic)
         try:
             envelope = EventEnvelope.model_validate_json(message.value or b"")
             if envelope.type != event_type:
@@ -199,23 +274,52 @@ class EventConsumer:
             data = parse_data(envelope)
         except (ValidationError, ValueError) as exc:
             raise PoisonMessage(str(exc)) from exc
-        correlation_id.set(envelope.correlation_id)
-        handler = self.handlers[event_type]
-        async with self.sessions() as session:
-            async with session.begin():
-                fresh = await insert_ignoring_duplicates(
-                    session,
-                    inbox,
-                    {"event_id": envelope.id, "event_type": event_type, "handled_at": utcnow()},
-                )
-                if not fresh:
-                    log.debug("duplicate event %s dropped", envelope.id)
-                    return "duplicate"
-                await handler(session, envelope, data)
-            if session.info.pop(PENDING_FLAG, False) and self.on_events_recorded:
-                self.on_events_recorded()
-        log.debug("handled %s", event_type, extra={"event_id": str(envelope.id)})
-        return "applied"
+        return _Parsed(message, event_type, envelope, data)
+
+    async def _apply(self, batch: list[_Parsed]) -> list[str]:
+        """Apply a batch in one transaction; each event's outcome ("applied" or
+        "duplicate"). Any failure rolls everything back and names the message at fault."""
+        outcomes: list[str] = []
+        applied: list[EventEnvelope] = []
+        index = 0
+        try:
+            async with self.sessions() as session:
+                async with session.begin():
+                    for index, parsed in enumerate(batch):  # noqa: B007 (read on failure)
+                        envelope = parsed.envelope
+                        correlation_id.set(envelope.correlation_id)
+                        fresh = await insert_ignoring_duplicates(
+                            session,
+                            inbox,
+                            {
+                                "event_id": envelope.id,
+                                "event_type": parsed.event_type,
+                                "handled_at": utcnow(),
+                            },
+                        )
+                        if not fresh:
+                            log.debug("duplicate event %s dropped", envelope.id)
+                            outcomes.append("duplicate")
+                            continue
+                        await self.handlers[parsed.event_type](session, envelope, parsed.data)
+                        applied.append(envelope)
+                        outcomes.append("applied")
+                    if applied and self.after_batch is not None:
+                        # Its failure is pinned on the first message: retried alone, each
+                        # message then meets the hook by itself.
+                        index = 0
+                        await self.after_batch(session, applied)
+                if session.info.pop(PENDING_FLAG, False) and self.on_events_recorded:
+                    self.on_events_recorded()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            raise _BatchFailed(index, exc) from exc
+        if log.isEnabledFor(logging.DEBUG):
+            for envelope in applied:  # after the commit, each with its correlation id
+                correlation_id.set(envelope.correlation_id)
+                log.debug("handled %s", envelope.type, extra={"event_id": str(envelope.id)})
+        return outcomes
 
     async def _dead_letter(
         self, message: ConsumerRecord[bytes, bytes], error: BaseException | None, attempts: int

@@ -9,7 +9,7 @@ from pathlib import Path
 from fastapi import FastAPI
 
 from services.tiering.api import router
-from services.tiering.consumers import HANDLERS
+from services.tiering.consumers import HANDLERS, reassess_customers
 from services.tiering.service import tiering_service
 from services.tiering.settings import TieringSettings
 from shared.app import ServiceDefinition, ServiceRuntime, create_service_app
@@ -51,6 +51,7 @@ DEFINITION = ServiceDefinition(
     "relationship thermometer, churn risk) under versioned policies.",
     routers=[router],
     handlers=HANDLERS,
+    after_batch=reassess_customers,
     migrations_dir=Path(__file__).parent / "migrations",
     on_startup=seed_default_policy,
     background=[scheduled_rerank],

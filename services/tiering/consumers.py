@@ -73,24 +73,24 @@ async def on_complaint_closed(session: AsyncSession, event: EventEnvelope, data:
     await tiering_service.complaint_closed(session, event.customer_id, data, event.occurred_at)
 
 
-def then_reassess(handler: EventHandler) -> EventHandler:
-    """Run the handler, then the per-customer rules and scores (same transaction)."""
-
-    async def handle(session: AsyncSession, event: EventEnvelope, data: EventData) -> None:
-        await handler(session, event, data)
-        await tiering_service.reassess(session, event.customer_id)
-
-    return handle
-
-
 HANDLERS: dict[str, EventHandler] = {
-    "customer.created": then_reassess(on_customer_changed),
-    "customer.updated": then_reassess(on_customer_changed),
+    "customer.created": on_customer_changed,
+    "customer.updated": on_customer_changed,
     "customer.erased": on_customer_erased,
-    "purchase.recorded": then_reassess(on_purchase_recorded),
-    "payment.recorded": then_reassess(on_payment_recorded),
-    "interaction.logged": then_reassess(on_interaction_logged),
-    "outreach.completed": then_reassess(on_outreach_completed),
-    "complaint.opened": then_reassess(on_complaint_opened),
-    "complaint.closed": then_reassess(on_complaint_closed),
+    "purchase.recorded": on_purchase_recorded,
+    "payment.recorded": on_payment_recorded,
+    "interaction.logged": on_interaction_logged,
+    "outreach.completed": on_outreach_completed,
+    "complaint.opened": on_complaint_opened,
+    "complaint.closed": on_complaint_closed,
 }
+# Events after which the customer's rules and scores are looked at again.
+REASSESSED = frozenset(HANDLERS) - {"customer.erased"}
+
+
+async def reassess_customers(session: AsyncSession, events: list[EventEnvelope]) -> None:
+    """After a batch of events: the per-customer rules and scores, once per customer (a
+    customer with ten purchases in the batch is reassessed once, on all ten)."""
+    customers = dict.fromkeys(event.customer_id for event in events if event.type in REASSESSED)
+    for customer_id in customers:
+        await tiering_service.reassess(session, customer_id)

@@ -228,3 +228,138 @@ async def test_offset_commit_that_never_answers_is_given_up(tmp_path: Any) -> No
     )
     await engine.dispose()
     assert stuck.calls == 1
+
+
+async def _consume(
+    settings: TieringSettings,
+    engine: Any,
+    handlers: dict[str, Any],
+    until: Any,
+    after_batch: Any = None,
+) -> None:
+    """Run a consumer over what is already on the topic until `until()` holds."""
+    consumer = EventConsumer(settings, engine, handlers, Metrics("test"), after_batch=after_batch)
+    task = asyncio.create_task(consumer.run())
+    try:
+        await eventually(until)
+    finally:
+        await consumer.stop()
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+async def _probe(session: AsyncSession, engine: Any, kind: str) -> None:
+    """A write the transaction keeps or loses: an inbox row of its own kind."""
+    await session.execute(
+        sa.text("INSERT INTO inbox (event_id, event_type, handled_at) VALUES (:i, :k, :t)"),
+        {
+            "i": uuid.uuid4().hex if engine.dialect.name == "sqlite" else str(uuid.uuid4()),
+            "k": kind,
+            "t": dt.datetime.now(dt.UTC),
+        },
+    )
+
+
+async def _count(engine: Any, kind: str) -> int:
+    async with engine.connect() as conn:
+        found = await conn.execute(
+            sa.text("SELECT count(*) FROM inbox WHERE event_type = :k"), {"k": kind}
+        )
+        return int(found.scalar() or 0)
+
+
+async def test_a_polls_events_share_one_transaction_and_one_batch_hook(
+    broker: EmbeddedBroker, new_database: DatabaseFactory, topic_prefix: str
+) -> None:
+    settings = service_settings(
+        TieringSettings,
+        database_url=await new_database("tiering"),
+        bootstrap=broker.bootstrap,
+        prefix=topic_prefix,
+    )
+    await ensure_platform_topics(settings)
+    customer = uuid.uuid4()
+    sent = [purchase_envelope(customer, f"{n}.00") for n in range(1, 21)]
+    async with producer_for(broker) as producer:
+        for envelope in sent:  # one customer: one partition, all there before the poll
+            await send(
+                producer,
+                settings.topic("purchase.recorded"),
+                customer,
+                json.dumps(envelope).encode(),
+            )
+    handled: list[str] = []
+    batches: list[list[str]] = []
+    engine = create_engine(settings.database_url)
+
+    async def record(session: AsyncSession, event: EventEnvelope, data: EventData) -> None:
+        handled.append(str(event.id))
+        await _probe(session, engine, "probe")
+
+    async def hook(session: AsyncSession, events: list[EventEnvelope]) -> None:
+        batches.append([str(event.id) for event in events])
+        await _probe(session, engine, "hook")
+
+    await _consume(
+        settings,
+        engine,
+        {"purchase.recorded": record},
+        lambda: asyncio.sleep(0, len(handled) == 20),
+        after_batch=hook,
+    )
+    assert handled == [envelope["id"] for envelope in sent]  # each once, in order
+    assert [event for batch in batches for event in batch] == handled
+    assert max(len(batch) for batch in batches) > 1  # many events, one hook call
+    assert await _count(engine, "probe") == 20
+    assert await _count(engine, "hook") == len(batches)
+    await engine.dispose()
+
+
+async def test_a_failing_event_rolls_back_its_batch_and_the_rest_is_applied_once_in_order(
+    broker: EmbeddedBroker, new_database: DatabaseFactory, topic_prefix: str
+) -> None:
+    settings = service_settings(
+        TieringSettings,
+        database_url=await new_database("tiering"),
+        bootstrap=broker.bootstrap,
+        prefix=topic_prefix,
+        consumer_max_attempts=3,
+    )
+    await ensure_platform_topics(settings)
+    customer = uuid.uuid4()
+    sent = [purchase_envelope(customer, f"{n}.00") for n in range(1, 6)]
+    failing = sent[2]["id"]
+    topic = settings.topic("purchase.recorded")
+    async with producer_for(broker) as producer:
+        for envelope in sent:
+            await send(producer, topic, customer, json.dumps(envelope).encode())
+    calls: list[str] = []
+    engine = create_engine(settings.database_url)
+
+    async def record(session: AsyncSession, event: EventEnvelope, data: EventData) -> None:
+        calls.append(str(event.id))
+        await _probe(session, engine, f"probe-{event.id}")
+        if str(event.id) == failing:
+            raise RuntimeError("handler cannot cope")
+
+    await _consume(
+        settings,
+        engine,
+        {"purchase.recorded": record},
+        lambda: asyncio.sleep(0, bool(calls) and calls[-1] == sent[-1]["id"]),
+    )
+    dead = await read_topic(broker, f"{topic}.dlq", expected=1)
+    assert json.loads(dead[0].value)["id"] == failing
+    assert dict(dead[0].headers)["x-attempts"] == b"3"
+    assert calls.count(failing) == 3  # once in the batch, twice alone
+    # Every other event's write was committed exactly once, the failing one's never.
+    for envelope in sent:
+        expected = 0 if envelope["id"] == failing else 1
+        assert await _count(engine, f"probe-{envelope['id']}") == expected
+    # Order kept: the failing event's attempts come after those before it and before
+    # those after it were applied for good.
+    last_before = max(i for i, c in enumerate(calls) if c == sent[1]["id"])
+    first_after = max(i for i, c in enumerate(calls) if c == sent[3]["id"])
+    failing_calls = [i for i, c in enumerate(calls) if c == failing]
+    assert last_before < failing_calls[1] and failing_calls[-1] < first_after
+    await engine.dispose()

@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from services.tiering.app import create_app
-from services.tiering.consumers import HANDLERS
+from services.tiering.consumers import HANDLERS, reassess_customers
 from services.tiering.settings import TieringSettings
 from shared.db import create_engine, session_factory
 from shared.events import EventEnvelope, parse_data
@@ -102,6 +102,7 @@ class Feed:
             for event in self.events:
                 async with sessions() as session, session.begin():
                     await HANDLERS[event.type](session, event, parse_data(event))
+                    await reassess_customers(session, [event])
         finally:
             await engine.dispose()
         self.events = []

@@ -7,7 +7,7 @@ import uuid
 from decimal import Decimal
 
 from services.tiering.app import create_app
-from services.tiering.consumers import HANDLERS
+from services.tiering.consumers import HANDLERS, reassess_customers
 from services.tiering.settings import TieringSettings
 from shared.broker import EmbeddedBroker
 from shared.db import create_engine, session_factory
@@ -52,6 +52,7 @@ async def test_aggregates_fold_purchases_in_any_order_and_refunds(
     for event in events:
         async with sessions() as session, session.begin():
             await HANDLERS[event.type](session, event, parse_data(event))
+            await reassess_customers(session, [event])
     await engine.dispose()
 
     settings = service_settings(
@@ -83,6 +84,7 @@ async def test_customer_known_before_any_purchase(
     event = envelope(customer, "customer.created", {"name": "B", "kind": "company"})
     async with session_factory(engine)() as session, session.begin():
         await HANDLERS[event.type](session, event, parse_data(event))
+        await reassess_customers(session, [event])
     settings = service_settings(
         TieringSettings,
         database_url=url,
