@@ -89,8 +89,7 @@ REASSESSED = frozenset(HANDLERS) - {"customer.erased"}
 
 
 async def reassess_customers(session: AsyncSession, events: list[EventEnvelope]) -> None:
-    """After a batch of events: the per-customer rules and scores, once per customer (a
-    customer with ten purchases in the batch is reassessed once, on all ten)."""
+    """After a batch of events: the per-customer rules and scores of every customer it
+    touched, at once (a customer with ten purchases in the batch is reassessed once)."""
     customers = dict.fromkeys(event.customer_id for event in events if event.type in REASSESSED)
-    for customer_id in customers:
-        await tiering_service.reassess(session, customer_id)
+    await tiering_service.reassess(session, list(customers))

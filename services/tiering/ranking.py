@@ -17,7 +17,7 @@ import datetime as dt
 import math
 import operator
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from fractions import Fraction
@@ -47,7 +47,7 @@ from services.tiering.models import (
 )
 from services.tiering.schemas import PolicyDocument, Rule
 from shared.columnar import Col, Columns, as_uuid, fetch_columns, group_sum
-from shared.db import bulk_insert_columns, bulk_update_columns
+from shared.db import bulk_insert_columns, bulk_update_columns, column_in
 
 AGGREGATES: Table = CustomerAggregate.__table__  # type: ignore[assignment]
 SCORES: Table = CustomerScore.__table__  # type: ignore[assignment]
@@ -215,33 +215,28 @@ async def load_figures(
     session: AsyncSession,
     policy: PolicyDocument,
     as_of: dt.datetime,
-    customer: CustomerAggregate | None = None,
+    these: Sequence[CustomerAggregate] | None = None,
 ) -> Figures:
-    """Read what the policy needs about everyone known by `as_of`, or about one customer
-    (whose row is at hand: only its key, id and relationship level are taken from it)."""
+    """Read what the policy needs about everyone known by `as_of`, or about `these`
+    customers (whose rows are at hand: only key, id and relationship level are taken)."""
     end = epoch_day(as_of)
     order = policy.tier_order()
     tier_names = list(order)
-    if customer is None:
+    if these is None:
         # Every tier name in use, so each previous tier has a code.
         tier_names += sorted(await _tiers_in_use(session) - set(order))
         customers = await _everyone(session, order, tier_names, as_of)
     else:
-        customers = _one_customer(customer, as_of)
+        customers = _these_customers(these, as_of)
     keys = customers["key"]
+    only = None if these is None else keys
     daily = await _read_daily(
-        session,
-        keys,
-        _daily_columns(policy),
-        end - (_longest_window(policy) - 1),
-        end,
-        None if customer is None else customer.key,
+        session, keys, _daily_columns(policy), end - (_longest_window(policy) - 1), end, only
     )
     figures = Figures(policy, end, customers, tier_names, daily, {}, {})
     if policy.thermometer or policy.churn:
-        customer_id = None if customer is None else customer.customer_id
-        figures.touches = await _touch_figures(session, figures, customer_id)
-        figures.complaints = await _complaint_figures(session, figures, as_of, customer_id)
+        figures.touches = await _touch_figures(session, figures, only)
+        figures.complaints = await _complaint_figures(session, figures, as_of, only)
     return figures
 
 
@@ -300,18 +295,23 @@ async def _everyone(
     return {**customers, **_spread(customers["key"], stored, missing)}
 
 
-def _one_customer(aggregate: CustomerAggregate, as_of: dt.datetime) -> Columns:
-    """The columns the per-customer methods read, from the row the event handler already
-    holds (no second read per event); empty when the customer is not known by `as_of`."""
-    known = [aggregate] if aggregate.first_seen_at <= as_of else []
-    level = aggregate.relationship_level
-    code = NONE if level is None else LEVELS.index(level) if level in LEVELS else OTHER
+def _these_customers(aggregates: Sequence[CustomerAggregate], as_of: dt.datetime) -> Columns:
+    """The columns the per-customer methods read, from rows the event handlers already
+    hold (no second read); customers not known by `as_of` are left out."""
+    known = [row for row in aggregates if row.first_seen_at <= as_of]
+    levels = [row.relationship_level for row in known]
     return {
         "key": np.array([row.key for row in known], dtype=np.int32),
         "customer_id": np.frombuffer(
             b"".join(row.customer_id.bytes for row in known), dtype="V16"
         ).copy(),
-        "level": np.array([code for _ in known], dtype=np.int32),
+        "level": np.array(
+            [
+                NONE if level is None else LEVELS.index(level) if level in LEVELS else OTHER
+                for level in levels
+            ],
+            dtype=np.int32,
+        ),
     }
 
 
@@ -326,12 +326,12 @@ async def _read_daily(
     names: list[str],
     start: int,
     end: int,
-    one_key: int | None = None,
+    only: NDArray[Any] | None = None,
 ) -> Columns:
-    """The daily rows from epoch day `start` to `end` of the customers in `keys` (or of
-    the one with `one_key`: the table's primary key leads with it): `day`, each of
-    `names`, and `at`, the row's customer position in `keys`."""
-    mine = DAILY.c.customer_key == one_key if one_key is not None else literal(True)
+    """The daily rows from epoch day `start` to `end` of the customers in `keys` (of all
+    of them, or, with `only`, of just those keys: the table's primary key leads with it):
+    `day`, each of `names`, and `at`, the row's customer position in `keys`."""
+    mine = _among(session, DAILY.c.customer_key, only)
     daily = await fetch_columns(
         session,
         select(
@@ -389,11 +389,18 @@ def _scatter(figures: Figures, found: Columns, defaults: dict[str, int]) -> Colu
     }
 
 
+def _among(session: AsyncSession, column: Any, keys: NDArray[Any] | None) -> Any:
+    """`column` among `keys` (true for everyone when `keys` is None)."""
+    if keys is None:
+        return literal(True)
+    return column_in(column, keys.tolist(), session.get_bind().dialect.name)
+
+
 async def _touch_figures(
-    session: AsyncSession, figures: Figures, customer_id: uuid.UUID | None
+    session: AsyncSession, figures: Figures, only: NDArray[Any] | None
 ) -> Columns:
     recent = TOUCHES.c.day >= figures.end - (_contact_window(figures.policy) - 1)
-    one = TOUCHES.c.customer_id == customer_id if customer_id is not None else literal(True)
+    one = _among(session, AGGREGATES.c.key, only)
     found = await fetch_columns(
         session,
         select(
@@ -422,11 +429,11 @@ async def _touch_figures(
 
 
 async def _complaint_figures(
-    session: AsyncSession, figures: Figures, as_of: dt.datetime, customer_id: uuid.UUID | None
+    session: AsyncSession, figures: Figures, as_of: dt.datetime, only: NDArray[Any] | None
 ) -> Columns:
     is_open = or_(COMPLAINTS.c.closed_at.is_(None), COMPLAINTS.c.closed_at > as_of)
     recent = COMPLAINTS.c.opened_at >= thermometer_start(figures.policy, as_of)
-    one = COMPLAINTS.c.customer_id == customer_id if customer_id is not None else literal(True)
+    one = _among(session, AGGREGATES.c.key, only)
     found = await fetch_columns(
         session,
         select(
@@ -769,11 +776,6 @@ def _stored_scores(found: dict[str, NDArray[Any]], at: NDArray[Any]) -> dict[str
     return values
 
 
-def _score_row(found: dict[str, NDArray[Any]], i: int) -> dict[str, Any]:
-    """Customer `i`'s scores as stored columns (the shape `method_scores` reads)."""
-    return {name: column[0] for name, column in _stored_scores(found, np.array([i])).items()}
-
-
 def method_score_rows(found: dict[str, NDArray[Any]], at: NDArray[Any]) -> list[dict[str, Any]]:
     """`method_scores` of the customers at positions `at`, for many at once."""
     columns = _stored_scores(found, at)
@@ -926,26 +928,37 @@ class Reassessment:
 async def reassess(
     session: AsyncSession,
     policy: PolicyDocument,
-    aggregate: CustomerAggregate,
-    band_tier: str | None,
+    customers: Sequence[tuple[CustomerAggregate, str | None]],
     as_of: dt.datetime,
-) -> Reassessment | None:
-    """Rules and the scores that depend only on this customer (value matrix, thermometer,
-    churn), by the re-rank's own functions; the band stays the last re-rank's."""
-    figures = await load_figures(session, policy, as_of, aggregate)
-    if figures.count == 0:
-        return None
-    fired: list[int] = []
-    values: dict[str, Decimal] = {}
-    for index, rule in enumerate(policy.rules):
-        sums = rule_sums(rule, figures)
-        values[rule.name] = rule_value(rule, {name: int(found[0]) for name, found in sums.items()})
-        if rule_holds(rule, sums)[0]:
-            fired.append(index)
-    tier = apply_rules(band_tier, fired, policy) if band_tier is not None else None
-    row = _score_row(customer_scores(figures), 0)
-    stored = {name: row[name] for name in ("value_segment", "thermometer", "churn_risk", "at_risk")}
-    return Reassessment(tier=tier, fired=fired, rule_values=values, scores=stored)
+) -> dict[uuid.UUID, Reassessment]:
+    """Rules and the scores that depend only on the customer (value matrix, thermometer,
+    churn) for these customers, each with its band (the last re-rank's, which stays), by
+    the re-rank's own functions over all of them at once. Customers not known by `as_of`
+    are left out."""
+    figures = await load_figures(session, policy, as_of, [row for row, _ in customers])
+    bands = {row.key: band for row, band in customers}
+    sums = [rule_sums(rule, figures) for rule in policy.rules]
+    holds = [rule_holds(rule, found) for rule, found in zip(policy.rules, sums, strict=True)]
+    found_scores = customer_scores(figures)
+    stored = _stored_scores(found_scores, np.arange(figures.count))
+    outcomes: dict[uuid.UUID, Reassessment] = {}
+    for i, key in enumerate(figures.customers["key"].tolist()):
+        fired = [index for index, held in enumerate(holds) if held[i]]
+        values = {
+            rule.name: rule_value(rule, {name: int(column[i]) for name, column in found.items()})
+            for rule, found in zip(policy.rules, sums, strict=True)
+        }
+        band_tier = bands[key]
+        outcomes[as_uuid(figures.customers["customer_id"][i])] = Reassessment(
+            tier=apply_rules(band_tier, fired, policy) if band_tier is not None else None,
+            fired=fired,
+            rule_values=values,
+            scores={
+                name: stored[name][i]
+                for name in ("value_segment", "thermometer", "churn_risk", "at_risk")
+            },
+        )
+    return outcomes
 
 
 def scores(customer: RankedCustomer, policy: PolicyDocument) -> dict[str, Any]:

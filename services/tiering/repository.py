@@ -27,6 +27,14 @@ class AggregateRepository:
     async def get(self, session: AsyncSession, customer_id: uuid.UUID) -> CustomerAggregate | None:
         return await session.get(CustomerAggregate, customer_id)
 
+    async def get_many(
+        self, session: AsyncSession, customer_ids: Sequence[uuid.UUID]
+    ) -> Sequence[CustomerAggregate]:
+        """The aggregates of these customers that exist (rows the session already holds
+        come back as they are, pending changes included)."""
+        query = select(CustomerAggregate).where(CustomerAggregate.customer_id.in_(customer_ids))
+        return (await session.execute(query)).scalars().all()
+
     async def get_or_create(
         self, session: AsyncSession, customer_id: uuid.UUID, seen_at: dt.datetime
     ) -> CustomerAggregate:
@@ -84,12 +92,17 @@ class ScoreRepository:
     async def get(self, session: AsyncSession, key: int) -> CustomerScore | None:
         return await session.get(CustomerScore, key)
 
-    async def get_or_create(self, session: AsyncSession, key: int) -> CustomerScore:
-        score = await session.get(CustomerScore, key)
-        if score is None:
-            score = CustomerScore(key=key, at_risk=False)
-            session.add(score)
-        return score
+    async def get_or_create_many(
+        self, session: AsyncSession, keys: Sequence[int]
+    ) -> dict[int, CustomerScore]:
+        """The score rows of these customer keys, a new one for each that has none."""
+        query = select(CustomerScore).where(CustomerScore.key.in_(keys))
+        rows = {row.key: row for row in (await session.execute(query)).scalars()}
+        for key in keys:
+            if key not in rows:
+                rows[key] = CustomerScore(key=key, at_risk=False)
+                session.add(rows[key])
+        return rows
 
 
 class TouchRepository:

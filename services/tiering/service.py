@@ -25,6 +25,7 @@ from services.tiering.models import (
 from services.tiering.ranking import (
     RankedCustomer,
     Ranking,
+    Reassessment,
     explain,
     in_units,
     method_scores,
@@ -195,24 +196,45 @@ class TieringService:
         await session.flush()
 
     # ------------------------------------------------------------ between re-ranks
-    async def reassess(self, session: AsyncSession, customer_id: uuid.UUID) -> None:
-        """After an event: apply the rules and refresh the scores that depend only on this
-        customer; a tier that changes is recorded and announced like a re-rank's."""
+    async def reassess(self, session: AsyncSession, customer_ids: Sequence[uuid.UUID]) -> None:
+        """After events: apply the rules and refresh the scores that depend only on each of
+        these customers (all at once); a tier that changes is recorded and announced like
+        a re-rank's."""
         policy = await repo.policies.active(session)
-        aggregate = await repo.aggregates.get(session, customer_id)
-        if policy is None or aggregate is None:
+        if policy is None or not customer_ids:
             return
+        aggregates = await repo.aggregates.get_many(session, customer_ids)
+        if not aggregates:
+            return
+        stored = await repo.scores.get_or_create_many(session, [row.key for row in aggregates])
         document = PolicyDocument.model_validate(policy.document)
         now = utcnow()
-        stored = await repo.scores.get_or_create(session, aggregate.key)
-        outcome = await reassess(session, document, aggregate, stored.band_tier, now)
-        if outcome is None:
-            return
+        outcomes = await reassess(
+            session, document, [(row, stored[row.key].band_tier) for row in aggregates], now
+        )
+        for aggregate in aggregates:
+            outcome = outcomes.get(aggregate.customer_id)
+            if outcome is not None:
+                await self._apply_reassessment(
+                    session, policy, document, aggregate, stored[aggregate.key], outcome, now
+                )
+        await session.flush()
+
+    @staticmethod
+    async def _apply_reassessment(
+        session: AsyncSession,
+        policy: TierPolicy,
+        document: PolicyDocument,
+        aggregate: CustomerAggregate,
+        stored: CustomerScore,
+        outcome: Reassessment,
+        now: dt.datetime,
+    ) -> None:
         for name, value in outcome.scores.items():
             setattr(stored, name, value)
         if outcome.tier is None or outcome.tier == stored.tier:
-            await session.flush()
             return
+        customer_id = aggregate.customer_id
         current = await repo.history.latest(session, customer_id)
         band_reasons = [
             r
@@ -229,7 +251,6 @@ class TieringService:
         }
         previous = stored.tier
         stored.tier = outcome.tier
-        await session.flush()
         await repo.history.add_many(
             session,
             [

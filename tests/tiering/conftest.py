@@ -95,14 +95,18 @@ class Feed:
             )
         )
 
-    async def apply(self) -> None:
+    async def apply(self, *, as_one_batch: bool = False) -> None:
+        """Each event in a transaction of its own, or all in one with one batch hook, as
+        the consumer applies a poll."""
         engine = create_engine(self.url)
         sessions = session_factory(engine)
+        batches = [self.events] if as_one_batch else [[event] for event in self.events]
         try:
-            for event in self.events:
+            for batch in batches:
                 async with sessions() as session, session.begin():
-                    await HANDLERS[event.type](session, event, parse_data(event))
-                    await reassess_customers(session, [event])
+                    for event in batch:
+                        await HANDLERS[event.type](session, event, parse_data(event))
+                    await reassess_customers(session, batch)
         finally:
             await engine.dispose()
         self.events = []

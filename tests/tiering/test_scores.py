@@ -206,3 +206,65 @@ async def test_rules_and_scores_follow_each_event_between_reranks(
     await feed.apply()
     churn = (await scores_of(tiering, courier))["churn"]
     assert churn["risk"] >= 0.075
+
+
+async def test_a_batch_of_events_reassesses_each_customer_on_its_own_figures(
+    tiering: httpx.AsyncClient, feed: Feed, tiering_db: str
+) -> None:
+    anchor, heavy, light = feed.customer(), feed.customer(), feed.customer()
+    for customer, amount in ((anchor, "1000"), (heavy, "1"), (light, "2")):
+        feed.purchase(customer, amount, ago(5))
+    await feed.apply()
+    await activate(
+        tiering,
+        {
+            "bands": {"tiers": [{"name": "A", "share": 0.5}], "rest": "B"},
+            "rules": [
+                {
+                    "name": "key parcel account",
+                    "metric": "average_daily_quantity",
+                    "window_days": 90,
+                    "op": ">",
+                    "value": "300",
+                    "min_tier": "A",
+                }
+            ],
+        },
+    )
+    events_before = (await query(tiering_db, "SELECT count(*) AS n FROM outbox"))[0].n
+
+    # One poll: the heavy buyer crosses the threshold in two purchases, the light one
+    # stays under it, the anchor complains. Each is judged on its own figures, once.
+    feed.purchase(heavy, "1", ago(2), quantity=str(300 * 26 * 2))
+    feed.purchase(heavy, "1", ago(1), quantity=str(300 * 26 * 2))
+    feed.purchase(light, "1", ago(1), quantity="5")
+    feed.add(
+        anchor,
+        "complaint.opened",
+        {
+            "complaint_id": str(uuid.uuid4()),
+            "severity": "minor",
+            "owner": "ann",
+            "respond_by": ago(0),
+            "resolve_by": ago(0),
+        },
+        ago(0),
+    )
+    await feed.apply(as_one_batch=True)
+
+    views = {
+        name: (await tiering.get(f"/v1/customers/{customer}/tier", headers=ADMIN)).json()
+        for name, customer in (("anchor", anchor), ("heavy", heavy), ("light", light))
+    }
+    tiers = [views[name]["tier"] for name in ("heavy", "light", "anchor")]
+    assert tiers == ["A", "B", "A"]
+    assert views["heavy"]["reasons"][-1].startswith("lifted to A by rule 'key parcel account'")
+    # Both of its purchases counted: (1 + 2 x 15,600) / (90 / 30 x 26 working days).
+    assert views["heavy"]["scores"]["rules"]["key parcel account"] == "400.01"
+    assert not any(r.startswith("lifted") for r in views["light"]["reasons"])
+    # The complaint reached the anchor's own scores in the same batch.
+    assert views["anchor"]["scores"]["churn"]["risk"] >= 0.075
+    changed = await query(tiering_db, "SELECT payload FROM outbox WHERE event_type='tier.changed'")
+    after = (await query(tiering_db, "SELECT count(*) AS n FROM outbox"))[0].n
+    assert after == events_before + 1  # only the heavy buyer's tier changed, announced once
+    assert f'"customer_id":"{heavy}"' in changed[-1].payload
