@@ -339,15 +339,17 @@ async def _read_daily(
             DAILY.c.day,
             *[type_coerce(DAILY.c[name], BigInteger).label(name) for name in names],
         ).where(DAILY.c.day >= start, DAILY.c.day <= end, mine),
-        [Col("customer_key", "int4", 0), Col("day", "int4", 0)]
-        + [Col(name, "int8", 0) for name in names],
+        # NOT NULL columns: read as they are (a coalesce per value of ~7M rows costs).
+        [Col("customer_key", "int4"), Col("day", "int4")] + [Col(name, "int8") for name in names],
     )
     position = _positions(keys, daily["customer_key"])
     daily["at"] = position[daily.pop("customer_key")]
     known = daily["at"] >= 0
+    if not known.all():  # (a copy of every column only when some rows are not wanted)
+        daily = {name: values[known] for name, values in daily.items()}
     # One integer type throughout: numpy's grouped min/max (ufunc.at) is many times
     # slower when the values' type differs from the result's.
-    return {name: values[known].astype(np.int64) for name, values in daily.items()}
+    return {name: values.astype(np.int64, copy=False) for name, values in daily.items()}
 
 
 def _positions(keys: NDArray[Any], *others: NDArray[Any]) -> Ints:
@@ -528,12 +530,10 @@ def share_bands(figures: Figures) -> Bands:
     bands = figures.policy.bands
     value = figures.window_sum(bands.metric, bands.window_days)
     positive = np.maximum(value, 0)
-    ascending = np.sort(positive)
+    ascending, below, below_or_equal = _tie_ranks(positive)
     before = np.concatenate(([0], np.cumsum(ascending)))
     total = int(before[-1])
     count = len(positive)
-    below_or_equal = np.searchsorted(ascending, positive, side="right")
-    below = np.searchsorted(ascending, positive, side="left")
     above = total - before[below_or_equal]  # the metric of those strictly ahead
     rank = 1 + (count - below_or_equal)
     band = np.full(count, len(bands.tiers), dtype=np.int64)
@@ -558,9 +558,28 @@ def apply_rule_flags(band: Ints, fired: list[Flags], policy: PolicyDocument) -> 
     return tier
 
 
-def _quintile(values: NDArray[Any]) -> Ints:
+def _tie_ranks(values: Ints) -> tuple[Ints, Ints, Ints]:
+    """The values in ascending order, and per value how many are smaller and how many are
+    smaller or equal (ties share both): one sort, where a binary search of every value in
+    the sorted array took five times as long over a million customers."""
+    order = np.argsort(values, kind="stable")
+    ascending = values[order]
+    count = len(values)
+    starts_group = np.ones(count, dtype=np.bool_)
+    starts_group[1:] = ascending[1:] != ascending[:-1]
+    group = np.cumsum(starts_group) - 1
+    starts = np.flatnonzero(starts_group)
+    ends = np.append(starts[1:], count)
+    below = np.empty(count, dtype=np.int64)
+    below[order] = starts[group]
+    below_or_equal = np.empty(count, dtype=np.int64)
+    below_or_equal[order] = ends[group]
+    return ascending, below, below_or_equal
+
+
+def _quintile(values: Ints) -> Ints:
     """1-5 by rank over everyone, ties sharing the lower rank (5 = largest)."""
-    rank = np.searchsorted(np.sort(values), values, side="left")  # rank - 1
+    _, rank, _ = _tie_ranks(values)  # rank - 1
     return (1 + (5 * rank) // max(len(values), 1)).astype(np.int64)
 
 

@@ -7,7 +7,9 @@ import uuid
 from typing import Any
 
 import httpx
+import numpy as np
 
+from services.tiering.ranking import _tie_ranks
 from tests.conftest import ADMIN, ANALYST, query
 from tests.tiering.conftest import Feed
 
@@ -277,3 +279,13 @@ async def test_summary_shows_the_80_20(tiering: httpx.AsyncClient, feed: Feed) -
     assert sum(t["customers"] for t in summary["tiers"]) == 10
     listed = (await tiering.get("/v1/customers", params={"tier": "A"}, headers=ADMIN)).json()
     assert [item["customer_id"] for item in listed["items"]] == [str(customers[0])]
+
+
+def test_tie_ranks_count_smaller_and_smaller_or_equal_values() -> None:
+    values = np.array([5, 1, 5, 3, 0, 5, 3], dtype=np.int64)
+    ascending, below, below_or_equal = _tie_ranks(values)
+    assert ascending.tolist() == [0, 1, 3, 3, 5, 5, 5]
+    assert below.tolist() == [4, 1, 4, 2, 0, 4, 2]
+    assert below_or_equal.tolist() == [7, 2, 7, 4, 1, 7, 4]
+    empty = _tie_ranks(np.array([], dtype=np.int64))
+    assert [part.size for part in empty] == [0, 0, 0]
