@@ -64,6 +64,8 @@ class Customer(Base):
     notes: Mapped[str | None] = mapped_column(Text)
     consent: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     tier: Mapped[str | None] = mapped_column(String(40), index=True)
+    # When tiering gave that tier: an older `tier.changed` arriving later is ignored.
+    tier_changed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     # Lowercased name and contact names, for the free-text filter.
     search_text: Mapped[str] = mapped_column(Text, default="")
     erased_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)

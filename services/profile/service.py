@@ -670,11 +670,15 @@ class ProfileService:
     async def apply_tier_change(
         self, session: AsyncSession, customer_id: uuid.UUID, change: TierChanged
     ) -> None:
-        """Keep the read-only `tier` field in step with tiering."""
+        """Keep the read-only `tier` field in step with tiering: the latest change wins,
+        whatever order changes arrive in (a replay from a DLQ, say)."""
         customer = await repo.customers.get(session, customer_id)
         if customer is None or customer.erased_at is not None:
             return
+        if customer.tier_changed_at is not None and change.changed_at < customer.tier_changed_at:
+            return
         customer.tier = change.tier
+        customer.tier_changed_at = change.changed_at
         await session.flush()
 
     # ------------------------------------------------------------ helpers

@@ -202,23 +202,32 @@ async def test_tier_comes_from_tier_changed(profile: httpx.AsyncClient, profile_
     from shared.events import EventEnvelope, parse_data
 
     customer = await create_customer(profile)
-    event = EventEnvelope(
-        id=uuid.uuid4(),
-        type="tier.changed",
-        occurred_at=dt.datetime.now(dt.UTC),
-        producer="tiering",
-        customer_id=uuid.UUID(customer["id"]),
-        data={
-            "previous_tier": None,
-            "tier": "A",
-            "policy_id": str(uuid.uuid4()),
-            "policy_version": 1,
-            "changed_at": "2026-11-01T00:00:00Z",
-        },
-    )
+
+    def change(tier: str, changed_at: str) -> EventEnvelope:
+        return EventEnvelope(
+            id=uuid.uuid4(),
+            type="tier.changed",
+            occurred_at=dt.datetime.now(dt.UTC),
+            producer="tiering",
+            customer_id=uuid.UUID(customer["id"]),
+            data={
+                "previous_tier": None,
+                "tier": tier,
+                "policy_id": str(uuid.uuid4()),
+                "policy_version": 1,
+                "changed_at": changed_at,
+            },
+        )
+
     engine = create_engine(profile_db)
-    async with session_factory(engine)() as session, session.begin():
-        await HANDLERS["tier.changed"](session, event, parse_data(event))
+    # The latest change wins; an older one arriving after it (a DLQ replay) is ignored.
+    for event in (
+        change("B", "2026-10-01T00:00:00Z"),
+        change("A", "2026-11-01T00:00:00Z"),
+        change("C", "2026-10-15T00:00:00Z"),
+    ):
+        async with session_factory(engine)() as session, session.begin():
+            await HANDLERS["tier.changed"](session, event, parse_data(event))
     await engine.dispose()
     assert (await profile.get(f"/v1/customers/{customer['id']}", headers=ADMIN)).json()[
         "tier"
