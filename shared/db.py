@@ -50,15 +50,18 @@ def is_sqlite(url: str) -> bool:
 
 def create_engine(url: str, *, echo: bool = False) -> AsyncEngine:
     """An async engine tuned for the backend (kafka-notes.md: SQLite wants WAL, one writer)."""
+    common: dict[str, Any] = {
+        "echo": echo,
+        "json_serializer": _json_text,
+        "json_deserializer": orjson.loads,
+    }
     if is_sqlite(url):
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         engine = create_async_engine(
             url,
-            echo=echo,
-            json_serializer=_json_text,
-            json_deserializer=orjson.loads,
+            **common,
             pool_size=1,
             max_overflow=0,
             pool_timeout=60,
@@ -75,15 +78,7 @@ def create_engine(url: str, *, echo: bool = False) -> AsyncEngine:
             cursor.close()
 
         return engine
-    return create_async_engine(
-        url,
-        echo=echo,
-        json_serializer=_json_text,
-        json_deserializer=orjson.loads,
-        pool_size=10,
-        max_overflow=10,
-        pool_pre_ping=True,
-    )
+    return create_async_engine(url, **common, pool_size=10, max_overflow=10, pool_pre_ping=True)
 
 
 def _json_text(value: Any) -> str:

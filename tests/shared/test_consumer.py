@@ -143,58 +143,33 @@ async def test_failing_handler_is_retried_then_dead_lettered(
     )
     await ensure_platform_topics(settings)
     calls: list[str] = []
-    poison_customer = uuid.uuid4()
+    poison_customer, good_customer = uuid.uuid4(), uuid.uuid4()
+    engine = create_engine(settings.database_url)
 
     async def record(session: AsyncSession, event: EventEnvelope, data: EventData) -> None:
         calls.append(str(event.customer_id))
-        await session.execute(
-            sa.text(
-                "INSERT INTO inbox (event_id, event_type, handled_at) VALUES (:i, 'probe', :t)"
-            ),
-            {
-                "i": uuid.uuid4().hex if engine.dialect.name == "sqlite" else str(uuid.uuid4()),
-                "t": dt.datetime.now(dt.UTC),
-            },
-        )
+        await _probe(session, engine, "probe")
         if event.customer_id == poison_customer:
             raise RuntimeError("handler cannot cope")
 
-    engine = create_engine(settings.database_url)
-    consumer = EventConsumer(settings, engine, {"purchase.recorded": record}, Metrics("test"))
-    task = asyncio.create_task(consumer.run())
-    try:
-        good_customer = uuid.uuid4()
-        async with producer_for(broker) as producer:
-            topic = settings.topic("purchase.recorded")
-            await send(
-                producer,
-                topic,
-                poison_customer,
-                json.dumps(purchase_envelope(poison_customer)).encode(),
-            )
-            await send(
-                producer,
-                topic,
-                good_customer,
-                json.dumps(purchase_envelope(good_customer)).encode(),
-            )
-        await eventually(lambda: asyncio.sleep(0, str(good_customer) in calls))
-        dead = await read_topic(broker, f"{topic}.dlq", expected=1)
-    finally:
-        await consumer.stop()
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
+    topic = settings.topic("purchase.recorded")
+    async with producer_for(broker) as producer:
+        for customer in (poison_customer, good_customer):
+            await send(producer, topic, customer, json.dumps(purchase_envelope(customer)).encode())
+    await _consume(
+        settings,
+        engine,
+        {"purchase.recorded": record},
+        lambda: asyncio.sleep(0, str(good_customer) in calls),
+    )
+    dead = await read_topic(broker, f"{topic}.dlq", expected=1)
     assert calls.count(str(poison_customer)) == 3
     assert len(dead) == 1
     assert dict(dead[0].headers)["x-attempts"] == b"3"
     assert b"handler cannot cope" in dict(dead[0].headers)["x-error"]
-    async with engine.connect() as conn:
-        probes = (
-            await conn.execute(sa.text("SELECT count(*) FROM inbox WHERE event_type='probe'"))
-        ).scalar()
-    await engine.dispose()
     # The failed attempts rolled back their writes; only the good event's write stayed.
-    assert probes == 1
+    assert await _count(engine, "probe") == 1
+    await engine.dispose()
 
 
 class _CommitThatNeverAnswers:

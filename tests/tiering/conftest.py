@@ -38,6 +38,18 @@ async def tiering(tiering_db: str) -> AsyncIterator[httpx.AsyncClient]:
         yield client
 
 
+# A threshold rule from the brief: more than 300 a day over three months, counting 26
+# working days a month, makes a customer at least an A.
+KEY_PARCEL_RULE = {
+    "name": "key parcel account",
+    "metric": "average_daily_quantity",
+    "window_days": 90,
+    "op": ">",
+    "value": "300",
+    "min_tier": "A",
+}
+
+
 class Feed:
     """Sends events through tiering's handlers, as the consumer would."""
 

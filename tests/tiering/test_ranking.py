@@ -11,7 +11,7 @@ import numpy as np
 
 from services.tiering.ranking import _tie_ranks
 from tests.conftest import ADMIN, ANALYST, query
-from tests.tiering.conftest import Feed
+from tests.tiering.conftest import KEY_PARCEL_RULE, Feed
 
 RECENT = (dt.datetime.now(dt.UTC) - dt.timedelta(days=10)).strftime("%Y-%m-%dT%H:%M:%SZ")
 OLD = (dt.datetime.now(dt.UTC) - dt.timedelta(days=400)).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -155,14 +155,7 @@ async def test_threshold_rules_lift_and_cap_with_reasons(
                 "rest": "C",
             },
             "rules": [
-                {
-                    "name": "key parcel account",
-                    "metric": "average_daily_quantity",
-                    "window_days": 90,
-                    "op": ">",
-                    "value": "300",
-                    "min_tier": "A",
-                },
+                KEY_PARCEL_RULE,
                 {
                     "name": "pays late",
                     "metric": "collection_ratio",

@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from tests.conftest import ADMIN, ANALYST, query
-from tests.tiering.conftest import Feed
+from tests.tiering.conftest import KEY_PARCEL_RULE, Feed
 
 NOW = dt.datetime.now(dt.UTC)
 
@@ -162,16 +162,7 @@ async def test_rules_and_scores_follow_each_event_between_reranks(
         tiering,
         {
             "bands": {"tiers": [{"name": "A", "share": 0.5}], "rest": "B"},
-            "rules": [
-                {
-                    "name": "key parcel account",
-                    "metric": "average_daily_quantity",
-                    "window_days": 90,
-                    "op": ">",
-                    "value": "300",
-                    "min_tier": "A",
-                }
-            ],
+            "rules": [KEY_PARCEL_RULE],
         },
     )
     view = (await tiering.get(f"/v1/customers/{courier}/tier", headers=ADMIN)).json()
@@ -219,16 +210,7 @@ async def test_a_batch_of_events_reassesses_each_customer_on_its_own_figures(
         tiering,
         {
             "bands": {"tiers": [{"name": "A", "share": 0.5}], "rest": "B"},
-            "rules": [
-                {
-                    "name": "key parcel account",
-                    "metric": "average_daily_quantity",
-                    "window_days": 90,
-                    "op": ">",
-                    "value": "300",
-                    "min_tier": "A",
-                }
-            ],
+            "rules": [KEY_PARCEL_RULE],
         },
     )
     events_before = (await query(tiering_db, "SELECT count(*) AS n FROM outbox"))[0].n
