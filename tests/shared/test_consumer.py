@@ -160,7 +160,8 @@ async def test_failing_handler_is_retried_then_dead_lettered(
         settings,
         engine,
         {"purchase.recorded": record},
-        lambda: asyncio.sleep(0, str(good_customer) in calls),
+        # Until the good event's write is committed (not merely handled).
+        lambda: _counted(engine, "probe", 1),
     )
     dead = await read_topic(broker, f"{topic}.dlq", expected=1)
     assert calls.count(str(poison_customer)) == 3
@@ -212,7 +213,8 @@ async def _consume(
     until: Any,
     after_batch: Any = None,
 ) -> None:
-    """Run a consumer over what is already on the topic until `until()` holds."""
+    """Run a consumer over what is already on the topic until `until()` holds (wait for
+    committed writes: stopping the consumer may cut a transaction still in flight)."""
     consumer = EventConsumer(settings, engine, handlers, Metrics("test"), after_batch=after_batch)
     task = asyncio.create_task(consumer.run())
     try:
@@ -233,6 +235,11 @@ async def _probe(session: AsyncSession, engine: Any, kind: str) -> None:
             "t": dt.datetime.now(dt.UTC),
         },
     )
+
+
+async def _counted(engine: Any, kind: str, expected: int) -> bool:
+    """Whether the committed writes of this kind have reached `expected`."""
+    return await _count(engine, kind) >= expected
 
 
 async def _count(engine: Any, kind: str) -> int:
@@ -279,7 +286,7 @@ async def test_a_polls_events_share_one_transaction_and_one_batch_hook(
         settings,
         engine,
         {"purchase.recorded": record},
-        lambda: asyncio.sleep(0, len(handled) == 20),
+        lambda: _counted(engine, "probe", 20),
         after_batch=hook,
     )
     assert handled == [envelope["id"] for envelope in sent]  # each once, in order
@@ -321,7 +328,7 @@ async def test_a_failing_event_rolls_back_its_batch_and_the_rest_is_applied_once
         settings,
         engine,
         {"purchase.recorded": record},
-        lambda: asyncio.sleep(0, bool(calls) and calls[-1] == sent[-1]["id"]),
+        lambda: _counted(engine, f"probe-{sent[-1]['id']}", 1),
     )
     dead = await read_topic(broker, f"{topic}.dlq", expected=1)
     assert json.loads(dead[0].value)["id"] == failing
