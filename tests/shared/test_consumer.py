@@ -156,14 +156,10 @@ async def test_failing_handler_is_retried_then_dead_lettered(
     async with producer_for(broker) as producer:
         for customer in (poison_customer, good_customer):
             await send(producer, topic, customer, json.dumps(purchase_envelope(customer)).encode())
-    await _consume(
-        settings,
-        engine,
-        {"purchase.recorded": record},
-        # Until the good event's write is committed (not merely handled).
-        lambda: _counted(engine, "probe", 1),
-    )
-    dead = await read_topic(broker, f"{topic}.dlq", expected=1)
+    async with consuming(settings, engine, {"purchase.recorded": record}):
+        # The two customers' events may sit on different partitions: wait for both ends.
+        await eventually(lambda: _counted(engine, "probe", 1))
+        dead = await read_topic(broker, f"{topic}.dlq", expected=1)
     assert calls.count(str(poison_customer)) == 3
     assert len(dead) == 1
     assert dict(dead[0].headers)["x-attempts"] == b"3"
@@ -206,19 +202,16 @@ async def test_offset_commit_that_never_answers_is_given_up(tmp_path: Any) -> No
     assert stuck.calls == 1
 
 
-async def _consume(
-    settings: TieringSettings,
-    engine: Any,
-    handlers: dict[str, Any],
-    until: Any,
-    after_batch: Any = None,
-) -> None:
-    """Run a consumer over what is already on the topic until `until()` holds (wait for
-    committed writes: stopping the consumer may cut a transaction still in flight)."""
+@asynccontextmanager
+async def consuming(
+    settings: TieringSettings, engine: Any, handlers: dict[str, Any], after_batch: Any = None
+) -> AsyncIterator[None]:
+    """A consumer running over the topics for the duration of the block. Wait inside for
+    committed writes: leaving the block may cut a transaction still in flight."""
     consumer = EventConsumer(settings, engine, handlers, Metrics("test"), after_batch=after_batch)
     task = asyncio.create_task(consumer.run())
     try:
-        await eventually(until)
+        yield
     finally:
         await consumer.stop()
         task.cancel()
@@ -282,13 +275,8 @@ async def test_a_polls_events_share_one_transaction_and_one_batch_hook(
         batches.append([str(event.id) for event in events])
         await _probe(session, engine, "hook")
 
-    await _consume(
-        settings,
-        engine,
-        {"purchase.recorded": record},
-        lambda: _counted(engine, "probe", 20),
-        after_batch=hook,
-    )
+    async with consuming(settings, engine, {"purchase.recorded": record}, after_batch=hook):
+        await eventually(lambda: _counted(engine, "probe", 20))
     assert handled == [envelope["id"] for envelope in sent]  # each once, in order
     assert [event for batch in batches for event in batch] == handled
     assert max(len(batch) for batch in batches) > 1  # many events, one hook call
@@ -324,13 +312,9 @@ async def test_a_failing_event_rolls_back_its_batch_and_the_rest_is_applied_once
         if str(event.id) == failing:
             raise RuntimeError("handler cannot cope")
 
-    await _consume(
-        settings,
-        engine,
-        {"purchase.recorded": record},
-        lambda: _counted(engine, f"probe-{sent[-1]['id']}", 1),
-    )
-    dead = await read_topic(broker, f"{topic}.dlq", expected=1)
+    async with consuming(settings, engine, {"purchase.recorded": record}):
+        await eventually(lambda: _counted(engine, f"probe-{sent[-1]['id']}", 1))
+        dead = await read_topic(broker, f"{topic}.dlq", expected=1)
     assert json.loads(dead[0].value)["id"] == failing
     assert dict(dead[0].headers)["x-attempts"] == b"3"
     assert calls.count(failing) == 3  # once in the batch, twice alone
