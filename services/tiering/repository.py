@@ -20,7 +20,7 @@ from services.tiering.models import (
     TierPolicy,
     Touch,
 )
-from shared.db import bulk_insert, bulk_insert_columns
+from shared.db import bulk_insert_columns
 
 
 class AggregateRepository:
@@ -174,21 +174,8 @@ class PolicyRepository:
 
 
 class HistoryRepository:
-    async def add_many(self, session: AsyncSession, rows: list[dict[str, Any]]) -> None:
-        await bulk_insert(session, TierAssignment.__table__, rows)
-
     async def add_columns(self, session: AsyncSession, columns: dict[str, list[Any]]) -> None:
         await bulk_insert_columns(session, TierAssignment.__table__, columns)
-
-    async def latest(self, session: AsyncSession, customer_id: uuid.UUID) -> TierAssignment | None:
-        """The customer's current assignment (its reasons and figures), if any."""
-        found = await session.execute(
-            select(TierAssignment)
-            .where(TierAssignment.customer_id == customer_id)
-            .order_by(TierAssignment.id.desc())
-            .limit(1)
-        )
-        return found.scalar_one_or_none()
 
     async def latest_reasons(
         self, session: AsyncSession, customer_ids: Sequence[uuid.UUID]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
@@ -23,7 +24,6 @@ from services.tiering.models import (
     epoch_day,
 )
 from services.tiering.ranking import (
-    RankedCustomer,
     Ranking,
     Reassessment,
     explain,
@@ -55,14 +55,25 @@ from shared.events import (
     ComplaintOpened,
     PaymentRecorded,
     PurchaseRecorded,
-    TierChanged,
 )
-from shared.outbox import outbox_row, record_event, record_events
+from shared.outbox import outbox_row, record_events
 
 PRODUCER = "tiering"
 RERANK_LOCK_ID = 0x7131_2A4B
 SAMPLE_MOVERS = 20
 CHANGES_PER_WRITE = 50_000  # a re-rank writes tier changes in chunks: memory stays flat
+
+
+@dataclass
+class TierChange:
+    """A customer's new tier, with the figures and reasons that go into its history row
+    and its `tier.changed` event."""
+
+    customer_id: uuid.UUID
+    previous: str | None
+    tier: str
+    figures: dict[str, Any]
+    reasons: list[str]
 
 
 def tier_changed_json(
@@ -212,30 +223,33 @@ class TieringService:
         outcomes = await reassess(
             session, document, [(row, stored[row.key].band_tier) for row in aggregates], now
         )
+        changes: list[TierChange] = []
         for aggregate in aggregates:
             outcome = outcomes.get(aggregate.customer_id)
             if outcome is not None:
-                await self._apply_reassessment(
-                    session, policy, document, aggregate, stored[aggregate.key], outcome, now
+                change = await self._apply_reassessment(
+                    session, document, aggregate.customer_id, stored[aggregate.key], outcome
                 )
+                if change is not None:
+                    changes.append(change)
         await session.flush()
+        await self._record_tier_changes(session, policy, changes, now, now)
 
     @staticmethod
     async def _apply_reassessment(
         session: AsyncSession,
-        policy: TierPolicy,
         document: PolicyDocument,
-        aggregate: CustomerAggregate,
+        customer_id: uuid.UUID,
         stored: CustomerScore,
         outcome: Reassessment,
-        now: dt.datetime,
-    ) -> None:
+    ) -> TierChange | None:
+        """Store the customer's new scores; its tier change, if the rules moved it."""
         for name, value in outcome.scores.items():
             setattr(stored, name, value)
         if outcome.tier is None or outcome.tier == stored.tier:
-            return
-        customer_id = aggregate.customer_id
-        current = await repo.history.latest(session, customer_id)
+            return None
+        entries = await repo.history.for_customer(session, customer_id, limit=1)
+        current = entries[0] if entries else None
         band_reasons = [
             r
             for r in (current.reasons if current else [])
@@ -249,40 +263,9 @@ class TieringService:
             **(current.scores if current else {}),
             "rules": {k: str(v) for k, v in outcome.rule_values.items()},
         }
-        previous = stored.tier
+        change = TierChange(customer_id, stored.tier, outcome.tier, figures, reasons)
         stored.tier = outcome.tier
-        await repo.history.add_many(
-            session,
-            [
-                {
-                    "customer_id": customer_id,
-                    "previous_tier": previous,
-                    "tier": outcome.tier,
-                    "policy_id": policy.id,
-                    "policy_version": policy.version,
-                    "scores": figures,
-                    "reasons": reasons,
-                    "as_of": now,
-                    "changed_at": now,
-                }
-            ],
-        )
-        await record_event(
-            session,
-            producer=PRODUCER,
-            event_type="tier.changed",
-            customer_id=customer_id,
-            data=TierChanged(
-                previous_tier=previous,
-                tier=outcome.tier,
-                policy_id=policy.id,
-                policy_version=policy.version,
-                scores=figures,
-                reasons=reasons,
-                changed_at=now,
-            ),
-            occurred_at=now,
-        )
+        return change
 
     # ------------------------------------------------------------ policies
     async def ensure_default_policy(self, session: AsyncSession) -> None:
@@ -369,55 +352,63 @@ class TieringService:
         ranking = await rank(session, document, moment, store_scores=True)
         now = utcnow()
         for start in range(0, len(ranking.movers), CHANGES_PER_WRITE):
-            changed = ranking.changed(start, start + CHANGES_PER_WRITE)
-            await self._record_changes(session, policy, document, changed, moment, now)
+            changes = [
+                TierChange(
+                    customer.customer_id,
+                    customer.previous_tier,
+                    customer.tier,
+                    scores(customer, document),
+                    explain(customer, document),
+                )
+                for customer in ranking.changed(start, start + CHANGES_PER_WRITE)
+            ]
+            await self._record_tier_changes(session, policy, changes, moment, now)
         return self._outcome(policy, document, moment, ranking)
 
     @staticmethod
-    async def _record_changes(
+    async def _record_tier_changes(
         session: AsyncSession,
         policy: TierPolicy,
-        document: PolicyDocument,
-        changed: list[RankedCustomer],
-        moment: dt.datetime,
+        changes: list[TierChange],
+        as_of: dt.datetime,
         now: dt.datetime,
     ) -> None:
-        """Record changed customers' history rows and `tier.changed` events (their new tier
-        is already stored with their scores)."""
-        reasons = [explain(customer, document) for customer in changed]
-        figures = [scores(customer, document) for customer in changed]
-        ids = [customer.customer_id for customer in changed]
-        previous = [customer.previous_tier for customer in changed]
-        tiers = [customer.tier for customer in changed]
+        """Record tier changes (the new tiers are already stored with the scores): a
+        history row and a `tier.changed` event each, in bulk."""
+        if not changes:
+            return
+        count = len(changes)
         await repo.history.add_columns(
             session,
             {
-                "customer_id": ids,
-                "previous_tier": previous,
-                "tier": tiers,
-                "policy_id": [policy.id] * len(changed),
-                "policy_version": [policy.version] * len(changed),
-                "scores": figures,
-                "reasons": reasons,
-                "as_of": [moment] * len(changed),
-                "changed_at": [now] * len(changed),
+                "customer_id": [change.customer_id for change in changes],
+                "previous_tier": [change.previous for change in changes],
+                "tier": [change.tier for change in changes],
+                "policy_id": [policy.id] * count,
+                "policy_version": [policy.version] * count,
+                "scores": [change.figures for change in changes],
+                "reasons": [change.reasons for change in changes],
+                "as_of": [as_of] * count,
+                "changed_at": [now] * count,
             },
         )
-        event_ids = new_uuids(len(changed))
+        event_ids = new_uuids(count)
         events = []
-        for n, customer_id in enumerate(ids):
-            data = tier_changed_json(previous[n], tiers[n], policy, figures[n], reasons[n], now)
+        for change, event_id in zip(changes, event_ids, strict=True):
+            data = tier_changed_json(
+                change.previous, change.tier, policy, change.figures, change.reasons, now
+            )
             events.append(
                 outbox_row(
                     producer=PRODUCER,
                     event_type="tier.changed",
-                    customer_id=customer_id,
+                    customer_id=change.customer_id,
                     data=data,
                     occurred_at=now,
                     # Built from checked values (a test holds it to TierChanged's own dump):
                     # a re-rank can announce a million changes.
                     validated_json=data,
-                    event_id=event_ids[n],
+                    event_id=event_id,
                     created_at=now,
                 )
             )
