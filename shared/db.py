@@ -293,16 +293,6 @@ def new_uuids(count: int) -> list[uuid.UUID]:
     return [uuid.UUID(int=high | (start + n)) for n in range(count)]
 
 
-async def bulk_update(
-    session: AsyncSession, table: Any, key: str, rows: list[dict[str, Any]]
-) -> None:
-    """UPDATE many rows of `table` (dicts with the same keys), each found by its `key`."""
-    if rows:
-        await bulk_update_columns(
-            session, table, key, {name: [row[name] for row in rows] for name in rows[0]}
-        )
-
-
 async def bulk_update_columns(
     session: AsyncSession, table: Any, key: str, columns: Mapping[str, Sequence[Any]]
 ) -> None:

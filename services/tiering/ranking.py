@@ -753,30 +753,28 @@ async def _store_scores(session: AsyncSession, scored: Scored) -> None:
     names = scored.figures.tier_names
     new = {**scored.scores, "band_tier": scored.bands.band}
     # Stored tiers are codes among every tier name in use; the new ones in the policy's
-    # order, which those names start with.
+    # order, which those names start with: the codes compare as they are.
     same = stored["tier"] == scored.tier
     for name in (*SCORE_COLUMNS, "band_tier", "at_risk"):
         same &= _same(stored[name], new[name])
     differ = np.flatnonzero(~same)
     if not differ.size:
         return
-    order = scored.figures.policy.tier_order()
     has_row = stored["scored"][differ]
-    for at, write in ((differ[has_row], _update_scores), (differ[~has_row], bulk_insert_columns)):
-        if at.size:
-            columns = {
-                "key": stored["key"][at].tolist(),
-                "tier": [names[tier] for tier in scored.tier[at].tolist()],
-                "band_tier": [order[band] for band in scored.bands.band[at].tolist()],
-                **_stored_scores(scored.scores, at),
-            }
-            await write(session, SCORES, columns)
-
-
-async def _update_scores(
-    session: AsyncSession, table: Table, columns: dict[str, list[Any]]
-) -> None:
-    await bulk_update_columns(session, table, "key", columns)
+    for at, existing in ((differ[has_row], True), (differ[~has_row], False)):
+        if not at.size:
+            continue
+        columns = {
+            "key": stored["key"][at].tolist(),
+            # The policy's tiers come first among the names, so one list names both codes.
+            "tier": [names[tier] for tier in scored.tier[at].tolist()],
+            "band_tier": [names[band] for band in scored.bands.band[at].tolist()],
+            **_stored_scores(scored.scores, at),
+        }
+        if existing:
+            await bulk_update_columns(session, SCORES, "key", columns)
+        else:
+            await bulk_insert_columns(session, SCORES, columns)
 
 
 def _stored_scores(found: dict[str, NDArray[Any]], at: NDArray[Any]) -> dict[str, list[Any]]:
