@@ -70,6 +70,12 @@ def _is_transient(exc: BaseException) -> bool:
     return isinstance(exc, ConnectionError | TimeoutError)
 
 
+async def _wait_out_outage(outages: int, what: str, error: BaseException) -> None:
+    """Back off (exponentially, up to 5 s) before trying again after a database outage."""
+    log.warning("database unavailable handling %s, retrying: %r", what, error)
+    await asyncio.sleep(min(5.0, 0.1 * 2**outages))
+
+
 class EventConsumer:
     """Runs the handlers of one service for the topics they are registered on."""
 
@@ -217,8 +223,7 @@ class EventConsumer:
                 if not _is_transient(failed.error):
                     raise
                 outages += 1
-                log.warning("database unavailable applying a batch, retrying: %r", failed.error)
-                await asyncio.sleep(min(5.0, 0.1 * 2**outages))
+                await _wait_out_outage(outages, "a batch", failed.error)
             finally:
                 correlation_id.set(None)
         for parsed, outcome in zip(batch, outcomes, strict=True):
@@ -252,8 +257,7 @@ class EventConsumer:
                 error = failed.error
                 if _is_transient(error):
                     outages += 1
-                    log.warning("database unavailable handling %s, retrying: %r", topic, error)
-                    await asyncio.sleep(min(5.0, 0.1 * 2**outages))
+                    await _wait_out_outage(outages, topic, error)
                     attempts -= 1  # not the message's fault: does not count as an attempt
                     continue
                 if attempts >= self.settings.consumer_max_attempts:
