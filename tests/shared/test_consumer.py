@@ -52,6 +52,21 @@ def purchase_envelope(customer_id: uuid.UUID, amount: str = "10.00") -> dict[str
     }
 
 
+async def consumer_settings(
+    broker: EmbeddedBroker, new_database: DatabaseFactory, topic_prefix: str, **overrides: Any
+) -> TieringSettings:
+    """Settings of a tiering consumer on a database and topics of its own (made now)."""
+    settings = service_settings(
+        TieringSettings,
+        database_url=await new_database("tiering"),
+        bootstrap=broker.bootstrap,
+        prefix=topic_prefix,
+        **overrides,
+    )
+    await ensure_platform_topics(settings)
+    return settings
+
+
 @asynccontextmanager
 async def producer_for(broker: EmbeddedBroker) -> AsyncIterator[AIOKafkaProducer]:
     producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap, enable_idempotence=False)
@@ -69,12 +84,7 @@ async def send(producer: AIOKafkaProducer, topic: str, key: uuid.UUID, value: by
 async def test_repeated_event_changes_nothing(
     broker: EmbeddedBroker, new_database: DatabaseFactory, topic_prefix: str
 ) -> None:
-    settings = service_settings(
-        TieringSettings,
-        database_url=await new_database("tiering"),
-        bootstrap=broker.bootstrap,
-        prefix=topic_prefix,
-    )
+    settings = await consumer_settings(broker, new_database, topic_prefix)
     customer_id = uuid.uuid4()
     event = json.dumps(purchase_envelope(customer_id, "25.50")).encode()
     async with running(create_tiering(settings)) as tiering, producer_for(broker) as producer:
@@ -101,12 +111,7 @@ async def test_repeated_event_changes_nothing(
 async def test_poison_message_goes_to_dlq_and_later_messages_flow(
     broker: EmbeddedBroker, new_database: DatabaseFactory, topic_prefix: str
 ) -> None:
-    settings = service_settings(
-        TieringSettings,
-        database_url=await new_database("tiering"),
-        bootstrap=broker.bootstrap,
-        prefix=topic_prefix,
-    )
+    settings = await consumer_settings(broker, new_database, topic_prefix)
     customer_id = uuid.uuid4()
     topic = settings.topic("purchase.recorded")
     bad_schema = purchase_envelope(customer_id)
@@ -134,14 +139,7 @@ async def test_poison_message_goes_to_dlq_and_later_messages_flow(
 async def test_failing_handler_is_retried_then_dead_lettered(
     broker: EmbeddedBroker, new_database: DatabaseFactory, topic_prefix: str
 ) -> None:
-    settings = service_settings(
-        TieringSettings,
-        database_url=await new_database("tiering"),
-        bootstrap=broker.bootstrap,
-        prefix=topic_prefix,
-        consumer_max_attempts=3,
-    )
-    await ensure_platform_topics(settings)
+    settings = await consumer_settings(broker, new_database, topic_prefix, consumer_max_attempts=3)
     calls: list[str] = []
     poison_customer, good_customer = uuid.uuid4(), uuid.uuid4()
     engine = create_engine(settings.database_url)
@@ -246,13 +244,7 @@ async def _count(engine: Any, kind: str) -> int:
 async def test_a_polls_events_share_one_transaction_and_one_batch_hook(
     broker: EmbeddedBroker, new_database: DatabaseFactory, topic_prefix: str
 ) -> None:
-    settings = service_settings(
-        TieringSettings,
-        database_url=await new_database("tiering"),
-        bootstrap=broker.bootstrap,
-        prefix=topic_prefix,
-    )
-    await ensure_platform_topics(settings)
+    settings = await consumer_settings(broker, new_database, topic_prefix)
     customer = uuid.uuid4()
     sent = [purchase_envelope(customer, f"{n}.00") for n in range(1, 21)]
     async with producer_for(broker) as producer:
@@ -288,14 +280,7 @@ async def test_a_polls_events_share_one_transaction_and_one_batch_hook(
 async def test_a_failing_event_rolls_back_its_batch_and_the_rest_is_applied_once_in_order(
     broker: EmbeddedBroker, new_database: DatabaseFactory, topic_prefix: str
 ) -> None:
-    settings = service_settings(
-        TieringSettings,
-        database_url=await new_database("tiering"),
-        bootstrap=broker.bootstrap,
-        prefix=topic_prefix,
-        consumer_max_attempts=3,
-    )
-    await ensure_platform_topics(settings)
+    settings = await consumer_settings(broker, new_database, topic_prefix, consumer_max_attempts=3)
     customer = uuid.uuid4()
     sent = [purchase_envelope(customer, f"{n}.00") for n in range(1, 6)]
     failing = sent[2]["id"]

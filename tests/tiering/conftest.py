@@ -87,6 +87,29 @@ class Feed:
             },
         )
 
+    def complaint(
+        self,
+        customer_id: uuid.UUID,
+        severity: str,
+        *,
+        opened: str,
+        respond_by: str,
+        resolve_by: str,
+    ) -> None:
+        """A complaint opened with Ann as its owner."""
+        self.add(
+            customer_id,
+            "complaint.opened",
+            {
+                "complaint_id": str(uuid.uuid4()),
+                "severity": severity,
+                "owner": "ann",
+                "respond_by": respond_by,
+                "resolve_by": resolve_by,
+            },
+            opened,
+        )
+
     def add(
         self,
         customer_id: uuid.UUID,

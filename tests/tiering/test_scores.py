@@ -97,18 +97,7 @@ async def test_relationship_thermometer(tiering: httpx.AsyncClient, feed: Feed) 
                 "satisfaction": 5,
             },
         )
-    feed.add(
-        cold,
-        "complaint.opened",
-        {
-            "complaint_id": str(uuid.uuid4()),
-            "severity": "major",
-            "owner": "ann",
-            "respond_by": ago(1),
-            "resolve_by": ago(0),
-        },
-        ago(5),
-    )
+    feed.complaint(cold, "major", opened=ago(5), respond_by=ago(1), resolve_by=ago(0))
     await feed.apply()
     await recompute(tiering)
     # warm: 25*(1 - 10/180) + 25 + 20 + 15 + 15 = 98.6
@@ -124,18 +113,7 @@ async def test_churn_risk_and_the_at_risk_list(tiering: httpx.AsyncClient, feed:
         feed.purchase(unhappy, "100", ago(days))
     for days in range(200, 701, 30):  # stopped 200 days ago
         feed.purchase(lapsed, "100", ago(days))
-    feed.add(
-        unhappy,
-        "complaint.opened",
-        {
-            "complaint_id": str(uuid.uuid4()),
-            "severity": "critical",
-            "owner": "ann",
-            "respond_by": ago(1),
-            "resolve_by": ago(0),
-        },
-        ago(3),
-    )
+    feed.complaint(unhappy, "critical", opened=ago(3), respond_by=ago(1), resolve_by=ago(0))
     await feed.apply()
     await recompute(tiering)
     assert (await scores_of(tiering, regular))["churn"] == {"risk": 0.0, "at_risk": False}
@@ -182,18 +160,7 @@ async def test_rules_and_scores_follow_each_event_between_reranks(
     assert '"previous_tier":"B","tier":"A"' in changed[-1].payload
 
     # Scores that depend only on the customer move with its events too.
-    feed.add(
-        courier,
-        "complaint.opened",
-        {
-            "complaint_id": str(uuid.uuid4()),
-            "severity": "minor",
-            "owner": "ann",
-            "respond_by": ago(0),
-            "resolve_by": ago(0),
-        },
-        ago(0),
-    )
+    feed.complaint(courier, "minor", opened=ago(0), respond_by=ago(0), resolve_by=ago(0))
     await feed.apply()
     churn = (await scores_of(tiering, courier))["churn"]
     assert churn["risk"] >= 0.075
@@ -220,18 +187,7 @@ async def test_a_batch_of_events_reassesses_each_customer_on_its_own_figures(
     feed.purchase(heavy, "1", ago(2), quantity=str(300 * 26 * 2))
     feed.purchase(heavy, "1", ago(1), quantity=str(300 * 26 * 2))
     feed.purchase(light, "1", ago(1), quantity="5")
-    feed.add(
-        anchor,
-        "complaint.opened",
-        {
-            "complaint_id": str(uuid.uuid4()),
-            "severity": "minor",
-            "owner": "ann",
-            "respond_by": ago(0),
-            "resolve_by": ago(0),
-        },
-        ago(0),
-    )
+    feed.complaint(anchor, "minor", opened=ago(0), respond_by=ago(0), resolve_by=ago(0))
     await feed.apply(as_one_batch=True)
 
     views = {
