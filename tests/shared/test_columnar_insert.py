@@ -46,7 +46,7 @@ async def test_columns_are_stored_as_given_with_nulls(
     at = dt.datetime(2026, 3, 4, 5, 6, 7, 891011, tzinfo=dt.UTC)
     columns = {
         "id": np.arange(1, 8, dtype=np.int64),
-        "big": np.ma.masked_array([2**40, -1, 0, 5, 6, 7, 8], mask=[0, 0, 1, 0, 0, 0, 0]),
+        "big": np.ma.masked_array([2**40, -1, 0, 5, 6, 7, 8], mask=[False, False, True, False, False, False, False]),
         "small": np.array([1, 2, 3, 4, 5, -6, 7], dtype=np.int64),
         "ratio": np.array([0.5, np.nan, 1e-9, -2.25, 0.0, 3.0, np.nan]),
         "flag": np.array([True, False, True, True, False, False, True]),
