@@ -28,7 +28,7 @@ from shared.db import create_engine, ping, session_factory
 from shared.errors import install_error_handlers, problem_response
 from shared.kafka import ensure_platform_topics
 from shared.observability import Metrics, RequestContextMiddleware
-from shared.outbox import PENDING_FLAG, OutboxRelay
+from shared.outbox import PENDING_FLAG, EventSource, OutboxRelay
 from shared.settings import ServiceSettings
 
 log = logging.getLogger("crm.app")
@@ -50,6 +50,8 @@ class ServiceDefinition:
     on_startup: Callable[[ServiceRuntime], Awaitable[None]] | None = None
     # Long-running jobs of the service (schedulers), started beside the relay and consumer.
     background: Sequence[Callable[[ServiceRuntime], Coroutine[Any, Any, None]]] = ()
+    # Where the relay finds events besides the outbox table (a table that is its own outbox).
+    event_sources: Sequence[EventSource] = ()
 
 
 @dataclass
@@ -166,7 +168,7 @@ def create_service_app(definition: ServiceDefinition, settings: ServiceSettings)
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = create_engine(settings.database_url)
-        relay = OutboxRelay(settings, engine, metrics)
+        relay = OutboxRelay(settings, engine, metrics, definition.event_sources)
         consumer = (
             EventConsumer(
                 settings, engine, definition.handlers, metrics, relay.wake, definition.after_batch

@@ -12,9 +12,10 @@ import contextlib
 import datetime as dt
 import logging
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 from aiokafka import AIOKafkaProducer
@@ -180,8 +181,51 @@ async def record_events(session: AsyncSession, rows: list[dict[str, Any]]) -> No
         session.info[PENDING_FLAG] = True
 
 
+@dataclass(frozen=True)
+class PendingEvent:
+    """An event written with its change and not yet acknowledged by Kafka: `id` orders it
+    in its source."""
+
+    id: int
+    event_type: str
+    message_key: str
+    payload: str
+
+
+class EventSource(Protocol):
+    """Where the relay finds events to publish: the outbox table, or a service's own
+    table of changes that is its outbox for one event type (see tiering's history)."""
+
+    async def pending(self, session: AsyncSession, limit: int) -> list[PendingEvent]:
+        """Up to `limit` unpublished events, in the order they must be published."""
+        ...
+
+    async def mark_sent(self, session: AsyncSession, ids: list[int]) -> None:
+        """Record that these events (a prefix of the last `pending`) were acknowledged."""
+        ...
+
+
+class OutboxTable:
+    """The `outbox` table as a source: rows in id order, each marked when sent."""
+
+    async def pending(self, session: AsyncSession, limit: int) -> list[PendingEvent]:
+        rows = await session.execute(
+            select(outbox.c.id, outbox.c.event_type, outbox.c.message_key, outbox.c.payload)
+            .where(outbox.c.published_at.is_(None))
+            .order_by(outbox.c.id)
+            .limit(limit)
+        )
+        return [PendingEvent(*row) for row in rows.all()]
+
+    async def mark_sent(self, session: AsyncSession, ids: list[int]) -> None:
+        await session.execute(
+            update(outbox).where(outbox.c.id.in_(ids)).values(published_at=utcnow())
+        )
+
+
 class OutboxRelay:
-    """Publishes outbox rows to Kafka in id order; marks them sent only once acknowledged.
+    """Publishes pending events to Kafka in order (the outbox table's rows, and any other
+    sources the service has); marks them sent only once acknowledged.
 
     While the broker is down it keeps retrying with exponential backoff; rows stay in the
     table until published, so nothing is lost when the (in-memory) broker restarts. On
@@ -190,8 +234,15 @@ class OutboxRelay:
 
     ADVISORY_LOCK_ID = 0x0C12_0B0C
 
-    def __init__(self, settings: ServiceSettings, engine: AsyncEngine, metrics: Metrics) -> None:
+    def __init__(
+        self,
+        settings: ServiceSettings,
+        engine: AsyncEngine,
+        metrics: Metrics,
+        sources: Sequence[EventSource] = (),
+    ) -> None:
         self.settings = settings
+        self.sources: list[EventSource] = [OutboxTable(), *sources]
         self.engine = engine
         self.sessions = session_factory(engine)
         self.metrics = metrics
@@ -243,53 +294,49 @@ class OutboxRelay:
             self._leader_conn = None
 
     async def publish_batch(self) -> int:
-        """Publish up to one batch of unpublished rows; return how many were sent."""
+        """Publish up to one batch of pending events from each source; return how many
+        were sent."""
+        sent = 0
+        for source in self.sources:
+            sent += await self._publish_from(source)
+        return sent
+
+    async def _publish_from(self, source: EventSource) -> int:
         async with self.sessions() as session:
-            rows = (
-                await session.execute(
-                    select(outbox.c.id, outbox.c.event_type, outbox.c.message_key, outbox.c.payload)
-                    .where(outbox.c.published_at.is_(None))
-                    .order_by(outbox.c.id)
-                    .limit(self.settings.relay_batch_size)
-                )
-            ).all()
-        if not rows:
+            events = await source.pending(session, self.settings.relay_batch_size)
+        if not events:
             self.metrics.outbox_backlog.set(0)
             return 0
         producer = await self._producer()
         futures = [
             await producer.send(
-                self.settings.topic(row.event_type),
-                value=row.payload.encode(),
-                key=row.message_key.encode(),
+                self.settings.topic(event.event_type),
+                value=event.payload.encode(),
+                key=event.message_key.encode(),
             )
-            for row in rows
+            for event in events
         ]
         results = await asyncio.gather(*futures, return_exceptions=True)
         # Mark only the unbroken prefix that Kafka acknowledged: what follows a failure is
         # sent again (consumers drop repeats), so no event is ever lost or reordered away.
-        acknowledged: list[int] = []
+        acknowledged: list[PendingEvent] = []
         failure: BaseException | None = None
-        for row, result in zip(rows, results, strict=True):
+        for event, result in zip(events, results, strict=True):
             if isinstance(result, BaseException):
                 failure = result
                 break
-            acknowledged.append(row.id)
+            acknowledged.append(event)
         if acknowledged:
             async with self.sessions() as session, session.begin():
-                await session.execute(
-                    update(outbox)
-                    .where(outbox.c.id.in_(acknowledged))
-                    .values(published_at=utcnow())
-                )
-            for row in rows[: len(acknowledged)]:
-                self.metrics.events_published(row.event_type).inc()
+                await source.mark_sent(session, [event.id for event in acknowledged])
+            for event in acknowledged:
+                self.metrics.events_published(event.event_type).inc()
         if failure is not None:
-            self.metrics.outbox_backlog.set(len(rows) - len(acknowledged))
+            self.metrics.outbox_backlog.set(len(events) - len(acknowledged))
             raise failure
-        if len(rows) < self.settings.relay_batch_size:
+        if len(events) < self.settings.relay_batch_size:
             self.metrics.outbox_backlog.set(0)
-        return len(rows)
+        return len(events)
 
     async def _producer(self) -> AIOKafkaProducer:
         producer = self.producer
