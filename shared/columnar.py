@@ -10,6 +10,7 @@ Writing goes the other way: `insert_columns` builds a binary COPY stream from ar
 from __future__ import annotations
 
 import datetime as dt
+import os
 import uuid
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -22,18 +23,24 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
+    Column,
     DateTime,
     Double,
     Float,
     Integer,
+    MetaData,
     Select,
     SmallInteger,
     String,
+    Table,
     TypeDecorator,
     Uuid,
+    bindparam,
     cast,
     func,
     select,
+    text,
+    update,
 )
 from sqlalchemy import literal as sql_literal
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -224,6 +231,52 @@ async def insert_columns(
     )
 
 
+async def update_columns(
+    session: AsyncSession, table: Any, key: str, columns: Mapping[str, Any], count: int
+) -> None:
+    """UPDATE `count` rows of `table`, found by their `key` column, to values given as
+    numpy columns (as `insert_columns` takes them), in the session's transaction: on
+    PostgreSQL the new values are COPied into a temporary table and applied by one
+    UPDATE ... FROM; elsewhere executemany."""
+    if count == 0:
+        return
+    names = [name for name in columns if name != key]
+    connection = await session.connection()
+    if connection.dialect.name != "postgresql":
+        lists = {name: _as_list(table.c[name], columns[name], count) for name in columns}
+        await session.execute(
+            update(table)
+            .where(table.c[key] == bindparam(f"b_{key}"))
+            .values({name: bindparam(f"b_{name}") for name in names}),
+            [
+                {f"b_{name}": value for name, value in zip(lists, row, strict=True)}
+                for row in zip(*lists.values(), strict=True)
+            ],
+            execution_options={"synchronize_session": False},
+        )
+        return
+    staging = Table(
+        f"staging_{uuid.uuid4().hex[:12]}",
+        MetaData(),
+        *[Column(name, table.c[name].type) for name in [key, *names]],
+        prefixes=["TEMPORARY"],
+    )
+    await connection.run_sync(lambda sync: staging.create(sync))
+    try:
+        await insert_columns(session, staging, columns, count)
+        # Without statistics the planner guesses the staging size and may merge-join over
+        # the whole table; ANALYZE lets it look each row up by key (half the time).
+        await session.execute(text(f"ANALYZE {staging.name}"))
+        await session.execute(
+            update(table)
+            .where(table.c[key] == staging.c[key])
+            .values({name: staging.c[name] for name in names}),
+            execution_options={"synchronize_session": False},
+        )
+    finally:
+        await connection.run_sync(lambda sync: staging.drop(sync))
+
+
 async def _copy_stream(
     ordered: Sequence[Any], columns: Mapping[str, Any], count: int
 ) -> AsyncIterator[bytes]:
@@ -284,10 +337,16 @@ def _wire_field(column: Any, values: Any, count: int) -> tuple[NDArray[np.int32]
             ),
             mask=[value is None for value in values],
         )
-    if isinstance(sql_type, JSON | String) or values.dtype.kind in "OU":
+    if isinstance(sql_type, JSON | String):
         return _variable_field(sql_type, values)
-    values, mask = _nulls(values)
     wire = _wire_type(sql_type)
+    if values.dtype.kind == "O":  # Python numbers, None for NULL
+        items = values.tolist()
+        values = np.ma.masked_array(
+            np.array([0 if item is None else item for item in items], dtype=wire),
+            mask=[item is None for item in items],
+        )
+    values, mask = _nulls(values)
     width = np.dtype(wire).itemsize
     data = np.ascontiguousarray(values[~mask].astype(wire)).view(np.uint8)
     return np.where(mask, -1, width).astype(np.int32), data
@@ -312,10 +371,13 @@ def _wire_type(sql_type: Any) -> str:
 def _variable_field(sql_type: Any, values: NDArray[Any]) -> tuple[NDArray[np.int32], NDArray[Any]]:
     """Text or JSON values as UTF-8 bytes (fixed-width "S" arrays without a Python loop)."""
     if values.dtype.kind == "U":
-        values = np.char.encode(values, "utf-8")
+        values = np.ma.masked_array(
+            np.char.encode(np.ma.getdata(values), "utf-8"), mask=np.ma.getmaskarray(values)
+        )
     if values.dtype.kind == "S":
+        values, mask = _nulls(values)
         width = values.dtype.itemsize
-        lengths = np.char.str_len(values).astype(np.int32)
+        lengths = np.where(mask, -1, np.char.str_len(values)).astype(np.int32)
         grid = values.view(np.uint8).reshape(len(values), width)
         return lengths, grid[np.arange(width) < lengths[:, None]]
     encoded: list[bytes | None] = [
@@ -355,6 +417,23 @@ def _put(buffer: NDArray[np.uint8], at: NDArray[np.int64], values: NDArray[Any])
     as_bytes = values.view(np.uint8).reshape(len(values), width)
     for k in range(width):
         buffer[at + k] = as_bytes[:, k]
+
+
+def object_column(values: Sequence[Any]) -> NDArray[Any]:
+    """Python values as a one-dimensional object array (lists stay elements, as JSON)."""
+    column = np.empty(len(values), dtype=object)
+    for index, value in enumerate(values):
+        column[index] = value
+    return column
+
+
+def random_uuid_column(count: int) -> NDArray[Any]:
+    """`count` random (version 4) UUIDs as 16-byte values, from one read of the OS's
+    random source."""
+    raw = np.frombuffer(os.urandom(16 * count), dtype=np.uint8).reshape(count, 16).copy()
+    raw[:, 6] = (raw[:, 6] & 0x0F) | 0x40
+    raw[:, 8] = (raw[:, 8] & 0x3F) | 0x80
+    return raw.view("V16").reshape(count)
 
 
 def _as_list(column: Any, values: Any, count: int) -> list[Any]:

@@ -118,23 +118,46 @@ def outbox_row(
         validated_json = payload.model_dump(mode="json")
     event_id = event_id or uuid.uuid4()
     now = created_at or utcnow()
-    envelope = {
-        "id": event_id,
-        "type": event_type,
-        "version": 1,
-        "occurred_at": occurred_at or now,
-        "producer": producer,
-        "customer_id": customer_id,
-        "correlation_id": current_correlation_id(),
-        "data": validated_json,
-    }
     return {
         "event_id": event_id,
         "event_type": event_type,
         "message_key": str(customer_id),
-        "payload": event_json(envelope),
+        "payload": envelope_json(
+            event_id=event_id,
+            event_type=event_type,
+            occurred_at=occurred_at or now,
+            producer=producer,
+            customer_id=customer_id,
+            correlation_id=current_correlation_id(),
+            data=validated_json,
+        ),
         "created_at": now,
     }
+
+
+def envelope_json(
+    *,
+    event_id: uuid.UUID,
+    event_type: str,
+    occurred_at: dt.datetime,
+    producer: str,
+    customer_id: uuid.UUID,
+    correlation_id: str | None,
+    data: dict[str, Any],
+) -> str:
+    """The JSON text of an event's envelope around its (already validated) data."""
+    return event_json(
+        {
+            "id": event_id,
+            "type": event_type,
+            "version": 1,
+            "occurred_at": occurred_at,
+            "producer": producer,
+            "customer_id": customer_id,
+            "correlation_id": correlation_id,
+            "data": data,
+        }
+    )
 
 
 def event_json(value: Any) -> str:

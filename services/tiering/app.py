@@ -10,6 +10,7 @@ from fastapi import FastAPI
 
 from services.tiering.api import router
 from services.tiering.consumers import HANDLERS, reassess_customers
+from services.tiering.feed import TierChangeFeed
 from services.tiering.service import tiering_service
 from services.tiering.settings import TieringSettings
 from shared.app import ServiceDefinition, ServiceRuntime, create_service_app
@@ -55,6 +56,7 @@ DEFINITION = ServiceDefinition(
     migrations_dir=Path(__file__).parent / "migrations",
     on_startup=seed_default_policy,
     background=[scheduled_rerank],
+    event_sources=[TierChangeFeed()],
 )
 
 

@@ -17,10 +17,11 @@ import datetime as dt
 import math
 import operator
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from fractions import Fraction
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -46,8 +47,17 @@ from services.tiering.models import (
     epoch_day,
 )
 from services.tiering.schemas import PolicyDocument, Rule
-from shared.columnar import Col, Columns, as_uuid, fetch_columns, group_sum
-from shared.db import bulk_insert_columns, bulk_update_columns, column_in
+from shared.columnar import (
+    Col,
+    Columns,
+    as_uuid,
+    fetch_columns,
+    group_sum,
+    insert_columns,
+    object_column,
+    update_columns,
+)
+from shared.db import column_in
 
 AGGREGATES: Table = CustomerAggregate.__table__  # type: ignore[assignment]
 SCORES: Table = CustomerScore.__table__  # type: ignore[assignment]
@@ -109,6 +119,53 @@ class Ranking:
             _ranked_customer(self.scored, int(i), scores)
             for i, scores in zip(self.movers[start:stop].tolist(), methods, strict=True)
         ]
+
+    @cached_property
+    def movers_by_key(self) -> Ints:
+        """The changed customers' positions in customer key order: history rows written
+        in this order add to the end of the history's index by customer key."""
+        keys = self.scored.figures.customers["key"]
+        return self.movers[np.argsort(keys[self.movers], kind="stable")]
+
+    def history_columns(self, start: int, stop: int) -> dict[str, Any]:
+        """The `tier_history` figures of the changed customers from `start` to `stop` (in
+        key order), as arrays (no Python object per customer: a first ranking changes
+        everyone)."""
+        at = self.movers_by_key[start:stop]
+        figures, bands = self.scored.figures, self.scored.bands
+        names = np.array([name.encode() for name in figures.tier_names])
+        previous = figures.customers["tier"][at]
+        value = bands.value[at]
+        share = bands.cumulative[at] / bands.total if bands.total > 0 else np.zeros(len(at))
+        columns: dict[str, Any] = {
+            "customer_id": figures.customers["customer_id"][at],
+            "customer_key": figures.customers["key"][at],
+            "previous_tier": np.ma.masked_array(names[np.maximum(previous, 0)], previous < 0),
+            **score_columns(self.scored, at),
+            "value": value,
+            "rank": bands.rank[at],
+            "customers": figures.count,
+            "cumulative_share": np.where(value > 0, share, 0.0),
+        }
+        columns["rule_values"], columns["rules_fired"] = self._rule_columns(at)
+        return columns
+
+    def _rule_columns(self, at: Ints) -> tuple[Any, Any]:
+        """Per customer, each rule's figure and the rules that held (NULL without rules)."""
+        policy = self.scored.figures.policy
+        if not policy.rules:
+            return None, None
+        sums = [rule_sums(rule, self.scored.figures) for rule in policy.rules]
+        values, fired = [], []
+        for i in at.tolist():
+            values.append(
+                {
+                    rule.name: str(rule_value(rule, {n: int(c[i]) for n, c in found.items()}))
+                    for rule, found in zip(policy.rules, sums, strict=True)
+                }
+            )
+            fired.append([index for index, held in enumerate(self.scored.fired) if held[i]])
+        return object_column(values), object_column(fired)
 
 
 def in_units(raw: int, metric: str) -> Decimal:
@@ -750,7 +807,6 @@ async def _store_scores(session: AsyncSession, scored: Scored) -> None:
     """Write each customer's tier, band and scores where they changed (a first row for
     customers that have none)."""
     stored = scored.figures.customers
-    names = scored.figures.tier_names
     new = {**scored.scores, "band_tier": scored.bands.band}
     # Stored tiers are codes among every tier name in use; the new ones in the policy's
     # order, which those names start with: the codes compare as they are.
@@ -764,17 +820,32 @@ async def _store_scores(session: AsyncSession, scored: Scored) -> None:
     for at, existing in ((differ[has_row], True), (differ[~has_row], False)):
         if not at.size:
             continue
-        columns = {
-            "key": stored["key"][at].tolist(),
-            # The policy's tiers come first among the names, so one list names both codes.
-            "tier": [names[tier] for tier in scored.tier[at].tolist()],
-            "band_tier": [names[band] for band in scored.bands.band[at].tolist()],
-            **_stored_scores(scored.scores, at),
-        }
+        columns = {"key": stored["key"][at], **score_columns(scored, at)}
         if existing:
-            await bulk_update_columns(session, SCORES, "key", columns)
+            await update_columns(session, SCORES, "key", columns, len(at))
         else:
-            await bulk_insert_columns(session, SCORES, columns)
+            await insert_columns(session, SCORES, columns, len(at))
+
+
+def score_columns(scored: Scored, at: Ints) -> dict[str, Any]:
+    """Tier, band and scores of the customers at positions `at`, as the score and history
+    tables store them: arrays, NULLs masked."""
+    found = scored.scores
+    # The policy's tiers come first among the names, so one list names both codes.
+    names = np.array([name.encode() for name in scored.figures.tier_names])
+    segments = np.array([name.encode() for name in SEGMENTS])
+    segment = found["value_segment"][at]
+    columns: dict[str, Any] = {
+        "tier": names[scored.tier[at]],
+        "band_tier": names[scored.bands.band[at]],
+        "value_segment": np.ma.masked_array(segments[np.maximum(segment, 0)], segment < 0),
+        "thermometer": found["thermometer"][at],
+        "churn_risk": found["churn_risk"][at],
+        "at_risk": found["at_risk"][at],
+    }
+    for name in ("rfm_r", "rfm_f", "rfm_m"):
+        columns[name] = np.ma.masked_array(found[name][at], found[name][at] < 0)
+    return columns
 
 
 def _stored_scores(found: dict[str, NDArray[Any]], at: NDArray[Any]) -> dict[str, list[Any]]:
@@ -976,6 +1047,30 @@ async def reassess(
             },
         )
     return outcomes
+
+
+def explain_assignment(
+    row: Mapping[Any, Any], policy: PolicyDocument
+) -> tuple[dict[str, Any], list[str]]:
+    """The scores and reasons people read for a `tier_history` row, made from its figures
+    under its policy (rows from before revision 0005 keep their own words)."""
+    if row["reasons"] is not None:
+        return dict(row["scores"] or {}), list(row["reasons"])
+    customer = RankedCustomer(
+        customer_id=row["customer_id"],
+        key=row["customer_key"],
+        previous_tier=row["previous_tier"],
+        tier=row["tier"],
+        band_tier=row["band_tier"],
+        value=in_units(row["value"], policy.bands.metric),
+        rank=row["rank"],
+        customers=row["customers"],
+        cumulative_share=row["cumulative_share"],
+        rule_values={name: Decimal(value) for name, value in (row["rule_values"] or {}).items()},
+        rules_fired=list(row["rules_fired"] or []),
+        method_scores=method_scores(row),
+    )
+    return scores(customer, policy), explain(customer, policy)
 
 
 def scores(customer: RankedCustomer, policy: PolicyDocument) -> dict[str, Any]:

@@ -5,9 +5,8 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from collections.abc import Sequence
-from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import RowMapping, Table, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.tiering.models import (
@@ -20,7 +19,8 @@ from services.tiering.models import (
     TierPolicy,
     Touch,
 )
-from shared.db import bulk_insert_columns
+
+HISTORY: Table = TierAssignment.__table__  # type: ignore[assignment]
 
 
 class AggregateRepository:
@@ -174,37 +174,33 @@ class PolicyRepository:
 
 
 class HistoryRepository:
-    async def add_columns(self, session: AsyncSession, columns: dict[str, list[Any]]) -> None:
-        await bulk_insert_columns(session, TierAssignment.__table__, columns)
+    """Tier history rows as mappings of their columns (what `explain_assignment` reads)."""
 
-    async def latest_reasons(
-        self, session: AsyncSession, customer_ids: Sequence[uuid.UUID]
-    ) -> dict[uuid.UUID, list[str]]:
-        """The reasons of each customer's current tier (its latest assignment)."""
-        if not customer_ids:
+    async def latest(
+        self, session: AsyncSession, customer_keys: Sequence[int]
+    ) -> dict[int, RowMapping]:
+        """Each customer's latest assignment (that of its current tier), by customer key."""
+        if not customer_keys:
             return {}
         latest = (
-            select(func.max(TierAssignment.id))
-            .where(TierAssignment.customer_id.in_(customer_ids))
-            .group_by(TierAssignment.customer_id)
+            select(func.max(HISTORY.c.id))
+            .where(HISTORY.c.customer_key.in_(customer_keys))
+            .group_by(HISTORY.c.customer_key)
         )
-        found = await session.execute(
-            select(TierAssignment.customer_id, TierAssignment.reasons).where(
-                TierAssignment.id.in_(latest)
-            )
-        )
-        return {customer_id: list(reasons) for customer_id, reasons in found.all()}
+        found = await session.execute(select(HISTORY).where(HISTORY.c.id.in_(latest)))
+        return {row["customer_key"]: row for row in found.mappings().all()}
 
     async def for_customer(
-        self, session: AsyncSession, customer_id: uuid.UUID, limit: int = 100
-    ) -> Sequence[TierAssignment]:
+        self, session: AsyncSession, customer_key: int, limit: int = 100
+    ) -> Sequence[RowMapping]:
+        """The customer's assignments, latest first."""
         query = (
-            select(TierAssignment)
-            .where(TierAssignment.customer_id == customer_id)
-            .order_by(TierAssignment.id.desc())
+            select(HISTORY)
+            .where(HISTORY.c.customer_key == customer_key)
+            .order_by(HISTORY.c.id.desc())
             .limit(limit)
         )
-        return (await session.execute(query)).scalars().all()
+        return (await session.execute(query)).mappings().all()
 
 
 aggregates = AggregateRepository()

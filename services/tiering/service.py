@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import text
+from sqlalchemy import Table, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -19,6 +18,7 @@ from services.tiering.models import (
     Complaint,
     CustomerAggregate,
     CustomerScore,
+    TierAssignment,
     TierPolicy,
     Touch,
     epoch_day,
@@ -27,12 +27,11 @@ from services.tiering.ranking import (
     Ranking,
     Reassessment,
     explain,
+    explain_assignment,
     in_units,
     method_scores,
     rank,
     reassess,
-    rule_reasons,
-    scores,
     summary_figures,
 )
 from services.tiering.schemas import (
@@ -48,7 +47,8 @@ from services.tiering.schemas import (
     TierSummary,
     TierView,
 )
-from shared.db import new_uuids, utcnow
+from shared.columnar import insert_columns, object_column, random_uuid_column
+from shared.db import utcnow
 from shared.errors import Conflict, NotFound
 from shared.events import (
     ComplaintClosed,
@@ -56,30 +56,36 @@ from shared.events import (
     PaymentRecorded,
     PurchaseRecorded,
 )
-from shared.outbox import outbox_row, record_events
+from shared.observability import current_correlation_id
+from shared.outbox import PENDING_FLAG
 
 PRODUCER = "tiering"
-RERANK_LOCK_ID = 0x7131_2A4B
+# Held by every transaction that writes tier history (a re-rank; the rules after events):
+# a re-rank never runs beside another or beside the rules, and history rows commit in id
+# order, which the tier.changed feed relies on (see feed.py).
+TIER_WRITER_LOCK = 0x7131_2A4B
 SAMPLE_MOVERS = 20
-CHANGES_PER_WRITE = 50_000  # a re-rank writes tier changes in chunks: memory stays flat
-
-
-@dataclass
-class TierChange:
-    """A customer's new tier, with the figures and reasons that go into its history row
-    and its `tier.changed` event."""
-
-    customer_id: uuid.UUID
-    previous: str | None
-    tier: str
-    figures: dict[str, Any]
-    reasons: list[str]
+CHANGES_PER_WRITE = 250_000  # a re-rank writes tier changes in chunks: memory stays flat
+HISTORY: Table = TierAssignment.__table__  # type: ignore[assignment]
+# What a change after events copies from the customer's current assignment (its band,
+# which only a re-rank moves), and from its stored scores.
+BAND_FIGURES = ("value", "rank", "customers", "cumulative_share")
+HISTORY_SCORES = (
+    "rfm_r",
+    "rfm_f",
+    "rfm_m",
+    "value_segment",
+    "thermometer",
+    "churn_risk",
+    "at_risk",
+)
 
 
 def tier_changed_json(
     previous: str | None,
     tier: str,
-    policy: TierPolicy,
+    policy_id: uuid.UUID,
+    policy_version: int,
     figures: dict[str, Any],
     reasons: list[str],
     changed_at: dt.datetime,
@@ -89,8 +95,8 @@ def tier_changed_json(
     return {
         "previous_tier": previous,
         "tier": tier,
-        "policy_id": policy.id,
-        "policy_version": policy.version,
+        "policy_id": policy_id,
+        "policy_version": policy_version,
         "scores": figures,
         "reasons": reasons,
         "changed_at": changed_at,
@@ -214,6 +220,7 @@ class TieringService:
         policy = await repo.policies.active(session)
         if policy is None or not customer_ids:
             return
+        await self._hold_tier_writer_lock(session)
         aggregates = await repo.aggregates.get_many(session, customer_ids)
         if not aggregates:
             return
@@ -223,47 +230,49 @@ class TieringService:
         outcomes = await reassess(
             session, document, [(row, stored[row.key].band_tier) for row in aggregates], now
         )
-        changes: list[TierChange] = []
+        changes: list[dict[str, Any]] = []
         for aggregate in aggregates:
             outcome = outcomes.get(aggregate.customer_id)
             if outcome is not None:
                 change = await self._apply_reassessment(
-                    session, document, aggregate.customer_id, stored[aggregate.key], outcome
+                    session, document, aggregate, stored[aggregate.key], outcome
                 )
                 if change is not None:
                     changes.append(change)
         await session.flush()
-        await self._record_tier_changes(session, policy, changes, now, now)
+        if changes:
+            columns = {name: object_column([row[name] for row in changes]) for name in changes[0]}
+            await self._record_tier_changes(session, policy, columns, len(changes), now, now)
 
     @staticmethod
     async def _apply_reassessment(
         session: AsyncSession,
         document: PolicyDocument,
-        customer_id: uuid.UUID,
+        aggregate: CustomerAggregate,
         stored: CustomerScore,
         outcome: Reassessment,
-    ) -> TierChange | None:
-        """Store the customer's new scores; its tier change, if the rules moved it."""
+    ) -> dict[str, Any] | None:
+        """Store the customer's new scores; its tier change (history figures), if the
+        rules moved it. The band figures are those of its current assignment."""
         for name, value in outcome.scores.items():
             setattr(stored, name, value)
         if outcome.tier is None or outcome.tier == stored.tier:
             return None
-        entries = await repo.history.for_customer(session, customer_id, limit=1)
-        current = entries[0] if entries else None
-        band_reasons = [
-            r
-            for r in (current.reasons if current else [])
-            if not r.startswith(("lifted to", "capped at"))
-        ][:1]
-        assert stored.band_tier is not None
-        reasons = band_reasons + rule_reasons(
-            stored.band_tier, outcome.fired, outcome.rule_values, document
-        )
-        figures = {
-            **(current.scores if current else {}),
-            "rules": {k: str(v) for k, v in outcome.rule_values.items()},
+        entries = await repo.history.for_customer(session, aggregate.key, limit=1)
+        band = {name: getattr(entries[0], name) if entries else None for name in BAND_FIGURES}
+        change = {
+            "customer_id": aggregate.customer_id,
+            "customer_key": aggregate.key,
+            "previous_tier": stored.tier,
+            "tier": outcome.tier,
+            **band,
+            "band_tier": stored.band_tier,
+            "rule_values": {k: str(v) for k, v in outcome.rule_values.items()}
+            if document.rules
+            else None,
+            "rules_fired": outcome.fired if document.rules else None,
+            **{name: getattr(stored, name) for name in HISTORY_SCORES},
         }
-        change = TierChange(customer_id, stored.tier, outcome.tier, figures, reasons)
         stored.tier = outcome.tier
         return change
 
@@ -345,82 +354,52 @@ class TieringService:
     # ------------------------------------------------------------ ranking
     async def recompute(self, session: AsyncSession, as_of: dt.datetime | None) -> RankingOutcome:
         """Re-rank everyone under the active policy; record and announce each change."""
-        await self._one_rerank_at_a_time(session)
+        await self._hold_tier_writer_lock(session)
         policy = await self.active_policy(session)
         document = PolicyDocument.model_validate(policy.document)
         moment = as_of or utcnow()
         ranking = await rank(session, document, moment, store_scores=True)
         now = utcnow()
         for start in range(0, len(ranking.movers), CHANGES_PER_WRITE):
-            changes = [
-                TierChange(
-                    customer.customer_id,
-                    customer.previous_tier,
-                    customer.tier,
-                    scores(customer, document),
-                    explain(customer, document),
-                )
-                for customer in ranking.changed(start, start + CHANGES_PER_WRITE)
-            ]
-            await self._record_tier_changes(session, policy, changes, moment, now)
+            stop = min(start + CHANGES_PER_WRITE, len(ranking.movers))
+            columns = ranking.history_columns(start, stop)
+            await self._record_tier_changes(session, policy, columns, stop - start, moment, now)
         return self._outcome(policy, document, moment, ranking)
 
     @staticmethod
     async def _record_tier_changes(
         session: AsyncSession,
         policy: TierPolicy,
-        changes: list[TierChange],
+        columns: dict[str, Any],
+        count: int,
         as_of: dt.datetime,
         now: dt.datetime,
     ) -> None:
         """Record tier changes (the new tiers are already stored with the scores): a
-        history row and a `tier.changed` event each, in bulk."""
-        if not changes:
+        history row each, in bulk, which is also its `tier.changed` event (feed.py)."""
+        if not count:
             return
-        count = len(changes)
-        await repo.history.add_columns(
-            session,
-            {
-                "customer_id": [change.customer_id for change in changes],
-                "previous_tier": [change.previous for change in changes],
-                "tier": [change.tier for change in changes],
-                "policy_id": [policy.id] * count,
-                "policy_version": [policy.version] * count,
-                "scores": [change.figures for change in changes],
-                "reasons": [change.reasons for change in changes],
-                "as_of": [as_of] * count,
-                "changed_at": [now] * count,
-            },
-        )
-        event_ids = new_uuids(count)
-        events = []
-        for change, event_id in zip(changes, event_ids, strict=True):
-            data = tier_changed_json(
-                change.previous, change.tier, policy, change.figures, change.reasons, now
-            )
-            events.append(
-                outbox_row(
-                    producer=PRODUCER,
-                    event_type="tier.changed",
-                    customer_id=change.customer_id,
-                    data=data,
-                    occurred_at=now,
-                    # Built from checked values (a test holds it to TierChanged's own dump):
-                    # a re-rank can announce a million changes.
-                    validated_json=data,
-                    event_id=event_id,
-                    created_at=now,
-                )
-            )
-        await record_events(session, events)
+        columns = {
+            **columns,
+            "event_id": random_uuid_column(count),
+            "policy_id": policy.id,
+            "policy_version": policy.version,
+            "correlation_id": current_correlation_id(),
+            "as_of": as_of,
+            "changed_at": now,
+        }
+        await insert_columns(session, HISTORY, columns, count)
+        session.info[PENDING_FLAG] = True
 
     @staticmethod
-    async def _one_rerank_at_a_time(session: AsyncSession) -> None:
-        """Replicas (or a schedule and a request) never re-rank at once: two would both see
-        the old tiers and announce the same change twice. SQLite has one writer anyway."""
+    async def _hold_tier_writer_lock(session: AsyncSession) -> None:
+        """Wait for, then hold until commit, the right to write tier history: replicas (or
+        a schedule and a request) never re-rank at once (two would both see the old tiers
+        and announce the same change twice), and history rows commit in id order. SQLite
+        has one writer anyway."""
         if session.get_bind().dialect.name == "postgresql":
             await session.execute(
-                text("SELECT pg_advisory_xact_lock(:lock_id)"), {"lock_id": RERANK_LOCK_ID}
+                text("SELECT pg_advisory_xact_lock(:lock_id)"), {"lock_id": TIER_WRITER_LOCK}
             )
 
     async def simulate(
@@ -477,19 +456,32 @@ class TieringService:
         aggregate = await repo.aggregates.get(session, customer_id)
         if aggregate is None:
             raise NotFound(f"Tiering knows no customer {customer_id}.")
-        entries = await repo.history.for_customer(session, customer_id)
+        entries = await repo.history.for_customer(session, aggregate.key)
         row = await repo.scores.get(session, aggregate.key)
         stored = {name: getattr(row, name, None) for name in SCORE_FIELDS}
         stored["at_risk"] = bool(stored["at_risk"])
+        explained = await self._explain(session, entries)
         # The current tier's reasons and figures are those of its latest assignment.
-        current = entries[0] if entries else None
+        current_scores, current_reasons = explained[0] if explained else ({}, [])
         return TierView(
             customer_id=customer_id,
             tier=row.tier if row is not None else None,
             at_risk=stored["at_risk"],
-            scores={**(current.scores if current else {}), **method_scores(stored)},
-            reasons=list(current.reasons if current else []),
-            history=[TierHistoryEntry.model_validate(entry) for entry in entries],
+            scores={**current_scores, **method_scores(stored)},
+            reasons=current_reasons,
+            history=[
+                TierHistoryEntry(
+                    tier=entry["tier"],
+                    previous_tier=entry["previous_tier"],
+                    policy_id=entry["policy_id"],
+                    policy_version=entry["policy_version"],
+                    reasons=reasons,
+                    scores=figures,
+                    as_of=entry["as_of"],
+                    changed_at=entry["changed_at"],
+                )
+                for entry, (figures, reasons) in zip(entries, explained, strict=True)
+            ],
             aggregates=Aggregates(
                 revenue=aggregate.revenue,
                 quantity=aggregate.quantity,
@@ -546,12 +538,26 @@ class TieringService:
         found = await repo.aggregates.search(
             session, tier=tier, at_risk=at_risk, after=after, limit=limit
         )
-        reasons = await repo.history.latest_reasons(
-            session, [aggregate.customer_id for aggregate, _ in found]
-        )
-        return [
-            (aggregate, score, reasons.get(aggregate.customer_id, [])) for aggregate, score in found
-        ]
+        latest = await repo.history.latest(session, [aggregate.key for aggregate, _ in found])
+        explained = await self._explain(session, list(latest.values()))
+        reasons = {key: words for key, (_, words) in zip(latest, explained, strict=True)}
+        return [(aggregate, score, reasons.get(aggregate.key, [])) for aggregate, score in found]
+
+    @staticmethod
+    async def _explain(
+        session: AsyncSession, entries: Sequence[Mapping[Any, Any]]
+    ) -> list[tuple[dict[str, Any], list[str]]]:
+        """(scores, reasons) of history rows, each under its own policy."""
+        documents: dict[uuid.UUID, PolicyDocument] = {}
+        explained = []
+        for entry in entries:
+            policy_id = entry["policy_id"]
+            if policy_id not in documents:
+                policy = await repo.policies.get(session, policy_id)
+                assert policy is not None  # policies are never deleted
+                documents[policy_id] = PolicyDocument.model_validate(policy.document)
+            explained.append(explain_assignment(entry, documents[policy_id]))
+        return explained
 
 
 tiering_service = TieringService()

@@ -22,7 +22,9 @@ sample = sa.Table(
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
     sa.Column("big", sa.BigInteger),
     sa.Column("small", sa.SmallInteger),
-    sa.Column("ratio", sa.Float),
+    sa.Column("count", sa.Integer),
+    sa.Column("level", sa.Integer),
+    sa.Column("ratio", sa.Double),
     sa.Column("flag", sa.Boolean),
     sa.Column("ref", sa.Uuid),
     sa.Column("owner", sa.Uuid),
@@ -46,8 +48,12 @@ async def test_columns_are_stored_as_given_with_nulls(
     at = dt.datetime(2026, 3, 4, 5, 6, 7, 891011, tzinfo=dt.UTC)
     columns = {
         "id": np.arange(1, 8, dtype=np.int64),
-        "big": np.ma.masked_array([2**40, -1, 0, 5, 6, 7, 8], mask=[False, False, True, False, False, False, False]),
-        "small": np.array([1, 2, 3, 4, 5, -6, 7], dtype=np.int64),
+        "big": np.ma.masked_array(
+            [2**40, -1, 0, 5, 6, 7, 8], mask=[False, False, True, False, False, False, False]
+        ),
+        "small": np.ma.masked_array([1, 2, 3, 4, 5, -6, 7], mask=[False] * 6 + [True]),
+        "count": 42,
+        "level": np.array([1, None, 3, 4, 5, 6, 7], dtype=object),
         "ratio": np.array([0.5, np.nan, 1e-9, -2.25, 0.0, 3.0, np.nan]),
         "flag": np.array([True, False, True, True, False, False, True]),
         "ref": np.frombuffer(b"".join(u.bytes for u in refs), dtype="V16"),
@@ -63,7 +69,9 @@ async def test_columns_are_stored_as_given_with_nulls(
         rows = (await conn.execute(sa.select(sample).order_by(sample.c.id))).all()
     await engine.dispose()
     assert [row.big for row in rows] == [2**40, -1, None, 5, 6, 7, 8]
-    assert [row.small for row in rows] == [1, 2, 3, 4, 5, -6, 7]
+    assert [row.small for row in rows] == [1, 2, 3, 4, 5, -6, None]
+    assert {row.count for row in rows} == {42}
+    assert [row.level for row in rows] == [1, None, 3, 4, 5, 6, 7]
     assert [row.ratio for row in rows] == [0.5, None, 1e-9, -2.25, 0.0, 3.0, None]
     assert [row.flag for row in rows] == [True, False, True, True, False, False, True]
     assert [row.ref for row in rows] == refs

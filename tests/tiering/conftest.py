@@ -12,12 +12,25 @@ import pytest
 
 from services.tiering.app import create_app
 from services.tiering.consumers import HANDLERS, reassess_customers
+from services.tiering.feed import TierChangeFeed
 from services.tiering.settings import TieringSettings
 from shared.db import create_engine, session_factory
 from shared.events import EventEnvelope, parse_data
+from shared.outbox import PendingEvent
 from tests.conftest import DatabaseFactory, running, service_settings
 
 LONG_AGO = "2020-01-01T00:00:00Z"
+
+
+async def announced(url: str) -> list[PendingEvent]:
+    """The `tier.changed` events waiting for the relay (history rows past the feed's
+    cursor), made as the relay makes them."""
+    engine = create_engine(url)
+    try:
+        async with session_factory(engine)() as session:
+            return await TierChangeFeed().pending(session, 100_000)
+    finally:
+        await engine.dispose()
 
 
 @pytest.fixture

@@ -47,5 +47,5 @@ def test_tier_changed_json_is_the_models_own_dump(
         reasons=reasons,
         changed_at=changed_at,
     ).model_dump(mode="json")
-    data = tier_changed_json(previous, "A", policy, figures, reasons, changed_at)
+    data = tier_changed_json(previous, "A", policy.id, policy.version, figures, reasons, changed_at)
     assert orjson.loads(event_json(data)) == expected

@@ -9,8 +9,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import ADMIN, ANALYST, query
-from tests.tiering.conftest import KEY_PARCEL_RULE, Feed
+from tests.conftest import ADMIN, ANALYST
+from tests.tiering.conftest import KEY_PARCEL_RULE, Feed, announced
 
 NOW = dt.datetime.now(dt.UTC)
 
@@ -145,7 +145,7 @@ async def test_rules_and_scores_follow_each_event_between_reranks(
     )
     view = (await tiering.get(f"/v1/customers/{courier}/tier", headers=ADMIN)).json()
     assert view["tier"] == "B"
-    events_before = (await query(tiering_db, "SELECT count(*) AS n FROM outbox"))[0].n
+    events_before = len(await announced(tiering_db))
 
     # One event pushes the courier over the threshold: no re-rank needed to lift it.
     feed.purchase(courier, "1", ago(1), quantity=str(300 * 26 * 3))
@@ -155,8 +155,8 @@ async def test_rules_and_scores_follow_each_event_between_reranks(
     assert view["reasons"][0].startswith("B: revenue of 1.00")
     assert view["reasons"][-1].startswith("lifted to A by rule 'key parcel account'")
     assert [h["tier"] for h in view["history"]] == ["A", "B"]
-    changed = await query(tiering_db, "SELECT payload FROM outbox WHERE event_type='tier.changed'")
-    assert (await query(tiering_db, "SELECT count(*) AS n FROM outbox"))[0].n == events_before + 1
+    changed = await announced(tiering_db)
+    assert len(await announced(tiering_db)) == events_before + 1
     assert '"previous_tier":"B","tier":"A"' in changed[-1].payload
 
     # Scores that depend only on the customer move with its events too.
@@ -180,7 +180,7 @@ async def test_a_batch_of_events_reassesses_each_customer_on_its_own_figures(
             "rules": [KEY_PARCEL_RULE],
         },
     )
-    events_before = (await query(tiering_db, "SELECT count(*) AS n FROM outbox"))[0].n
+    events_before = len(await announced(tiering_db))
 
     # One poll: the heavy buyer crosses the threshold in two purchases, the light one
     # stays under it, the anchor complains. Each is judged on its own figures, once.
@@ -202,7 +202,7 @@ async def test_a_batch_of_events_reassesses_each_customer_on_its_own_figures(
     assert not any(r.startswith("lifted") for r in views["light"]["reasons"])
     # The complaint reached the anchor's own scores in the same batch.
     assert views["anchor"]["scores"]["churn"]["risk"] >= 0.075
-    changed = await query(tiering_db, "SELECT payload FROM outbox WHERE event_type='tier.changed'")
-    after = (await query(tiering_db, "SELECT count(*) AS n FROM outbox"))[0].n
+    changed = await announced(tiering_db)
+    after = len(await announced(tiering_db))
     assert after == events_before + 1  # only the heavy buyer's tier changed, announced once
     assert f'"customer_id":"{heavy}"' in changed[-1].payload

@@ -1,0 +1,76 @@
+"""`tier.changed` straight from the tier history: the history table is the outbox of its
+own event.
+
+A first ranking changes a million tiers at once; writing each change twice, as a history
+row and as an outbox row with its reasons in words, cost more than the ranking itself.
+Instead the relay reads the history rows past this feed's cursor in id order, makes each
+event from the row's figures (the same words the tier view shows), and moves the cursor
+once Kafka has them. Every writer of the history holds the tier writer lock (service.py),
+so rows commit in id order and the cursor never passes a row still being written.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy import Table, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.tiering import repository as repo
+from services.tiering.models import FeedCursor, TierAssignment
+from services.tiering.ranking import explain_assignment
+from services.tiering.schemas import PolicyDocument
+from services.tiering.service import PRODUCER, tier_changed_json
+from shared.outbox import PendingEvent, envelope_json
+
+HISTORY: Table = TierAssignment.__table__  # type: ignore[assignment]
+FEED = "tier.changed"
+
+
+class TierChangeFeed:
+    """An event source for the outbox relay: history rows not yet published."""
+
+    def __init__(self) -> None:
+        self.documents: dict[uuid.UUID, PolicyDocument] = {}  # policies never change
+
+    async def pending(self, session: AsyncSession, limit: int) -> list[PendingEvent]:
+        last = await session.scalar(select(FeedCursor.last_id).where(FeedCursor.feed == FEED))
+        rows = await session.execute(
+            select(HISTORY).where(HISTORY.c.id > (last or 0)).order_by(HISTORY.c.id).limit(limit)
+        )
+        events = []
+        for row in rows.mappings().all():
+            figures, reasons = explain_assignment(row, await self._document(session, row))
+            data = tier_changed_json(
+                row["previous_tier"],
+                row["tier"],
+                row["policy_id"],
+                row["policy_version"],
+                figures,
+                reasons,
+                row["changed_at"],
+            )
+            payload = envelope_json(
+                event_id=row["event_id"],
+                event_type=FEED,
+                occurred_at=row["changed_at"],
+                producer=PRODUCER,
+                customer_id=row["customer_id"],
+                correlation_id=row["correlation_id"],
+                data=data,
+            )
+            events.append(PendingEvent(row["id"], FEED, str(row["customer_id"]), payload))
+        return events
+
+    async def mark_sent(self, session: AsyncSession, ids: list[int]) -> None:
+        await session.execute(
+            update(FeedCursor).where(FeedCursor.feed == FEED).values(last_id=max(ids))
+        )
+
+    async def _document(self, session: AsyncSession, row: object) -> PolicyDocument:
+        policy_id: uuid.UUID = row["policy_id"]  # type: ignore[index]
+        if policy_id not in self.documents:
+            policy = await repo.policies.get(session, policy_id)
+            assert policy is not None  # policies are never deleted
+            self.documents[policy_id] = PolicyDocument.model_validate(policy.document)
+        return self.documents[policy_id]
