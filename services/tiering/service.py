@@ -461,8 +461,12 @@ class TieringService:
         stored = {name: getattr(row, name, None) for name in SCORE_FIELDS}
         stored["at_risk"] = bool(stored["at_risk"])
         explained = await self._explain(session, entries)
-        # The current tier's reasons and figures are those of its latest assignment.
+        # The current tier's reasons and figures are those of its latest assignment; the
+        # rules' figures move with every event, so they are taken as they are now.
         current_scores, current_reasons = explained[0] if explained else ({}, [])
+        rules = await self._rule_figures_now(session, aggregate, row)
+        if rules is not None:
+            current_scores = {**current_scores, "rules": rules}
         return TierView(
             customer_id=customer_id,
             tier=row.tier if row is not None else None,
@@ -542,6 +546,22 @@ class TieringService:
         explained = await self._explain(session, list(latest.values()))
         reasons = {key: words for key, (_, words) in zip(latest, explained, strict=True)}
         return [(aggregate, score, reasons.get(aggregate.key, [])) for aggregate, score in found]
+
+    @staticmethod
+    async def _rule_figures_now(
+        session: AsyncSession, aggregate: CustomerAggregate, stored: CustomerScore | None
+    ) -> dict[str, str] | None:
+        """The active policy's rule figures for the customer now (None without rules)."""
+        policy = await repo.policies.active(session)
+        if policy is None or not policy.document.get("rules"):
+            return None
+        document = PolicyDocument.model_validate(policy.document)
+        band = stored.band_tier if stored is not None else None
+        outcomes = await reassess(session, document, [(aggregate, band)], utcnow())
+        outcome = outcomes.get(aggregate.customer_id)
+        if outcome is None:
+            return None
+        return {name: str(value) for name, value in outcome.rule_values.items()}
 
     @staticmethod
     async def _explain(

@@ -206,3 +206,27 @@ async def test_a_batch_of_events_reassesses_each_customer_on_its_own_figures(
     after = len(await announced(tiering_db))
     assert after == events_before + 1  # only the heavy buyer's tier changed, announced once
     assert f'"customer_id":"{heavy}"' in changed[-1].payload
+
+
+async def test_the_rule_figures_shown_are_current_between_tier_changes(
+    tiering: httpx.AsyncClient, feed: Feed
+) -> None:
+    anchor, courier = feed.customer(), feed.customer()
+    feed.purchase(anchor, "1000", ago(5))
+    feed.purchase(courier, "1", ago(5), quantity=str(26 * 3 * 100))  # 100 a working day
+    await feed.apply()
+    await activate(
+        tiering,
+        {
+            "bands": {"tiers": [{"name": "A", "share": 0.5}], "rest": "B"},
+            "rules": [KEY_PARCEL_RULE],
+        },
+    )
+    assert (await scores_of(tiering, courier))["rules"] == {"key parcel account": "100.00"}
+    # Another 100 a working day: still under 300, the tier stays, the figure moves.
+    feed.purchase(courier, "1", ago(2), quantity=str(26 * 3 * 100))
+    await feed.apply()
+    view = (await tiering.get(f"/v1/customers/{courier}/tier", headers=ADMIN)).json()
+    assert view["tier"] == "B" and len(view["history"]) == 1
+    assert view["scores"]["rules"] == {"key parcel account": "200.00"}
+    assert view["history"][0]["scores"]["rules"] == {"key parcel account": "100.00"}

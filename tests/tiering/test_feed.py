@@ -1,0 +1,129 @@
+"""`tier.changed` comes from the tier history: the relay publishes each row past the feed's
+cursor once, in order, as the contract's event with the words the tier view shows."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+
+from services.tiering.feed import TierChangeFeed
+from services.tiering.service import tiering_service
+from services.tiering.settings import TieringSettings
+from shared.broker import EmbeddedBroker
+from shared.db import create_engine, session_factory
+from shared.events import EventEnvelope, TierChanged
+from shared.observability import Metrics
+from shared.outbox import OutboxRelay
+from tests.conftest import ADMIN, DatabaseFactory, query, read_topic, service_settings
+from tests.tiering.conftest import Feed, announced
+from tests.tiering.test_scores import ago
+
+
+async def _relay(url: str, broker: EmbeddedBroker, prefix: str) -> tuple[OutboxRelay, Any]:
+    settings = service_settings(
+        TieringSettings,
+        database_url=url,
+        bootstrap=broker.bootstrap,
+        prefix=prefix,
+        relay_batch_size=3,
+    )
+    engine = create_engine(url)
+    return OutboxRelay(settings, engine, Metrics("test"), [TierChangeFeed()]), engine
+
+
+async def test_the_relay_publishes_history_rows_once_in_order(
+    broker: EmbeddedBroker,
+    tiering_db: str,
+    tiering: httpx.AsyncClient,
+    feed: Feed,
+    topic_prefix: str,
+) -> None:
+    customers = [feed.customer() for _ in range(5)]
+    for n, customer in enumerate(customers):
+        feed.purchase(customer, str(10 ** (n + 1)), ago(3))
+    await feed.apply()
+    response = await tiering.post("/v1/recompute", headers=ADMIN, json={})
+    assert response.status_code == 200 and response.json()["changed"] == 5
+
+    relay, engine = await _relay(tiering_db, broker, topic_prefix)
+    try:
+        sent = [await relay.publish_batch() for _ in range(3)]  # batches of 3: 3, 2, 0
+    finally:
+        await relay.stop()
+        await engine.dispose()
+    assert sent == [3, 2, 0]
+    assert await announced(tiering_db) == []
+    messages = await read_topic(broker, f"{topic_prefix}tier.changed", 5)
+    envelopes = [EventEnvelope.model_validate_json(m.value) for m in messages]
+    assert {e.customer_id for e in envelopes} == set(customers)
+    assert len({e.id for e in envelopes}) == 5
+    history = await query(tiering_db, "SELECT id, event_id FROM tier_history ORDER BY id")
+    assert [e.id for e in sorted(envelopes, key=lambda e: e.id)] == sorted(
+        uuid.UUID(str(row.event_id)) for row in history
+    )
+    for message, envelope in zip(messages, envelopes, strict=True):
+        assert message.key == str(envelope.customer_id).encode()
+        data = TierChanged.model_validate(envelope.data)
+        view = (
+            await tiering.get(f"/v1/customers/{envelope.customer_id}/tier", headers=ADMIN)
+        ).json()
+        assert data.tier == view["tier"] and data.previous_tier is None
+        assert data.reasons == view["reasons"] == view["history"][0]["reasons"]
+        assert data.scores == view["history"][0]["scores"]
+    (cursor,) = await query(tiering_db, "SELECT last_id FROM feed_cursors")
+    assert cursor.last_id == history[-1].id
+
+
+async def test_a_relay_that_stops_before_moving_the_cursor_sends_the_same_events_again(
+    broker: EmbeddedBroker,
+    tiering_db: str,
+    tiering: httpx.AsyncClient,
+    feed: Feed,
+    topic_prefix: str,
+) -> None:
+    customer = feed.customer()
+    feed.purchase(customer, "10", ago(3))
+    await feed.apply()
+    await tiering.post("/v1/recompute", headers=ADMIN, json={})
+    first = await announced(tiering_db)
+    again = await announced(tiering_db)  # nothing acknowledged: the same event, same id
+    assert len(first) == 1 and first == again
+    (row,) = await query(tiering_db, "SELECT event_id FROM tier_history")
+    assert uuid.UUID(orjson.loads(first[0].payload)["id"]) == uuid.UUID(str(row.event_id))
+
+
+async def test_the_rules_after_events_wait_for_a_rerank_in_progress(
+    new_database: DatabaseFactory,
+) -> None:
+    """Rows must commit in id order for the cursor: a transaction writing history holds
+    the tier writer lock until it commits, and the rules after events wait for it."""
+    url = await new_database("tiering")
+    if not url.startswith("postgresql"):
+        pytest.skip("SQLite has one writer anyway")
+    feed = Feed(url)
+    customer = feed.customer()
+    feed.purchase(customer, "10", ago(3))
+    await feed.apply()
+    engine = create_engine(url)
+    sessions = session_factory(engine)
+    try:
+        async with sessions() as session, session.begin():
+            await tiering_service.ensure_default_policy(session)
+        async with sessions() as holder, holder.begin():
+            await tiering_service.recompute(holder, None)  # holds the lock until commit
+
+            async def reassess() -> None:
+                async with sessions() as session, session.begin():
+                    await tiering_service.reassess(session, [customer])
+
+            waiting = asyncio.create_task(reassess())
+            await asyncio.sleep(0.5)
+            assert not waiting.done()
+        await asyncio.wait_for(waiting, 10)
+    finally:
+        await engine.dispose()
