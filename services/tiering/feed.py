@@ -16,11 +16,10 @@ import uuid
 from sqlalchemy import Table, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.tiering import repository as repo
 from services.tiering.models import FeedCursor, TierAssignment
 from services.tiering.ranking import explain_assignment
 from services.tiering.schemas import PolicyDocument
-from services.tiering.service import PRODUCER, tier_changed_json
+from services.tiering.service import PRODUCER, policy_document, tier_changed_json
 from shared.outbox import PendingEvent, envelope_json
 
 HISTORY: Table = TierAssignment.__table__  # type: ignore[assignment]
@@ -40,7 +39,9 @@ class TierChangeFeed:
         )
         events = []
         for row in rows.mappings().all():
-            figures, reasons = explain_assignment(row, await self._document(session, row))
+            figures, reasons = explain_assignment(
+                row, await policy_document(session, row["policy_id"], self.documents)
+            )
             data = tier_changed_json(
                 row["previous_tier"],
                 row["tier"],
@@ -66,11 +67,3 @@ class TierChangeFeed:
         await session.execute(
             update(FeedCursor).where(FeedCursor.feed == FEED).values(last_id=max(ids))
         )
-
-    async def _document(self, session: AsyncSession, row: object) -> PolicyDocument:
-        policy_id: uuid.UUID = row["policy_id"]  # type: ignore[index]
-        if policy_id not in self.documents:
-            policy = await repo.policies.get(session, policy_id)
-            assert policy is not None  # policies are never deleted
-            self.documents[policy_id] = PolicyDocument.model_validate(policy.document)
-        return self.documents[policy_id]

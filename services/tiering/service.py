@@ -569,15 +569,22 @@ class TieringService:
     ) -> list[tuple[dict[str, Any], list[str]]]:
         """(scores, reasons) of history rows, each under its own policy."""
         documents: dict[uuid.UUID, PolicyDocument] = {}
-        explained = []
-        for entry in entries:
-            policy_id = entry["policy_id"]
-            if policy_id not in documents:
-                policy = await repo.policies.get(session, policy_id)
-                assert policy is not None  # policies are never deleted
-                documents[policy_id] = PolicyDocument.model_validate(policy.document)
-            explained.append(explain_assignment(entry, documents[policy_id]))
-        return explained
+        return [
+            explain_assignment(entry, await policy_document(session, entry["policy_id"], documents))
+            for entry in entries
+        ]
+
+
+async def policy_document(
+    session: AsyncSession, policy_id: uuid.UUID, known: dict[uuid.UUID, PolicyDocument]
+) -> PolicyDocument:
+    """A policy's document, from `known` if there (a policy never changes once used)."""
+    if policy_id not in known:
+        policy = await repo.policies.get(session, policy_id)
+        if policy is None:  # policies are never deleted
+            raise LookupError(f"tier history names an unknown policy {policy_id}")
+        known[policy_id] = PolicyDocument.model_validate(policy.document)
+    return known[policy_id]
 
 
 tiering_service = TieringService()
