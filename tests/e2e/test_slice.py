@@ -1,5 +1,6 @@
 """The foundation's vertical slice, end to end over the real broker and both databases:
-profile records a purchase -> outbox -> Kafka -> tiering's aggregates."""
+profile records a purchase -> outbox -> Kafka -> tiering's aggregates; a re-rank's
+tier.changed -> Kafka -> profile's tier field."""
 
 from __future__ import annotations
 
@@ -106,6 +107,18 @@ async def test_purchase_reaches_tiering_once(
             return [line for line in lines if line["msg"] == "handled customer.created"]
 
         handled = await eventually(created_handled)
+
+        # A re-rank's tier.changed travels back from tiering's history to profile.
+        ranked = await tier.post("/v1/recompute", headers=ADMIN, json={})
+        assert ranked.status_code == 200 and ranked.json()["changed"] == 1, ranked.text
+        tier_now = (await tier.get(f"/v1/customers/{customer_id}/tier", headers=ADMIN)).json()
+
+        async def tier_in_profile() -> str | None:
+            body = (await prof.get(f"/v1/customers/{customer_id}", headers=ADMIN)).json()
+            found: str | None = body.get("tier")
+            return found
+
+        assert await eventually(tier_in_profile) == tier_now["tier"] is not None
 
     # The correlation id of the HTTP request travelled into the event's envelope.
     engine = create_engine(profile_db)
