@@ -1056,6 +1056,15 @@ def explain_assignment(
     under its policy (rows from before revision 0005 keep their own words)."""
     if row["reasons"] is not None:
         return dict(row["scores"] or {}), list(row["reasons"])
+    rule_values = {name: Decimal(value) for name, value in (row["rule_values"] or {}).items()}
+    fired = list(row["rules_fired"] or [])
+    if row["value"] is None:  # a change after events with no assignment to take a band from
+        figures = {
+            "band_tier": row["band_tier"],
+            "rules": {name: str(value) for name, value in rule_values.items()},
+            **method_scores(row),
+        }
+        return figures, rule_reasons(row["band_tier"], fired, rule_values, policy)
     customer = RankedCustomer(
         customer_id=row["customer_id"],
         key=row["customer_key"],
@@ -1066,8 +1075,8 @@ def explain_assignment(
         rank=row["rank"],
         customers=row["customers"],
         cumulative_share=row["cumulative_share"],
-        rule_values={name: Decimal(value) for name, value in (row["rule_values"] or {}).items()},
-        rules_fired=list(row["rules_fired"] or []),
+        rule_values=rule_values,
+        rules_fired=fired,
         method_scores=method_scores(row),
     )
     return scores(customer, policy), explain(customer, policy)

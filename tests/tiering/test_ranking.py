@@ -9,7 +9,8 @@ from typing import Any
 import httpx
 import numpy as np
 
-from services.tiering.ranking import _tie_ranks
+from services.tiering.ranking import _tie_ranks, explain_assignment
+from services.tiering.schemas import PolicyDocument
 from tests.conftest import ADMIN, ANALYST, query
 from tests.tiering.conftest import KEY_PARCEL_RULE, Feed, announced
 
@@ -281,3 +282,47 @@ def test_tie_ranks_count_smaller_and_smaller_or_equal_values() -> None:
     assert below_or_equal.tolist() == [7, 2, 7, 4, 1, 7, 4]
     empty = _tie_ranks(np.array([], dtype=np.int64))
     assert [part.size for part in empty] == [0, 0, 0]
+
+
+def test_a_change_without_band_figures_is_explained_by_its_rules() -> None:
+    """A change after events takes its band figures from the customer's current
+    assignment; with none to take, its reasons are the rules' alone (never an error that
+    would stop the tier.changed feed)."""
+    policy = PolicyDocument.model_validate(
+        {
+            "bands": {"tiers": [{"name": "A", "share": 0.5}], "rest": "B"},
+            "rules": [KEY_PARCEL_RULE],
+        }
+    )
+    row = {
+        "reasons": None,
+        "scores": None,
+        "customer_id": uuid.uuid4(),
+        "customer_key": 1,
+        "previous_tier": "B",
+        "tier": "A",
+        "band_tier": "B",
+        "value": None,
+        "rank": None,
+        "customers": None,
+        "cumulative_share": None,
+        "rule_values": {"key parcel account": "301.50"},
+        "rules_fired": [0],
+        "rfm_r": None,
+        "rfm_f": None,
+        "rfm_m": None,
+        "value_segment": "high",
+        "thermometer": None,
+        "churn_risk": None,
+        "at_risk": False,
+    }
+    figures, reasons = explain_assignment(row, policy)
+    assert reasons == [
+        "lifted to A by rule 'key parcel account': average daily quantity over the last 90 "
+        "days is 301.50, counting 26 working days a month (> 300)"
+    ]
+    assert figures == {
+        "band_tier": "B",
+        "rules": {"key parcel account": "301.50"},
+        "value_matrix": "high value",
+    }
