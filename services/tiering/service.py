@@ -70,15 +70,7 @@ HISTORY: Table = TierAssignment.__table__  # type: ignore[assignment]
 # What a change after events copies from the customer's current assignment (its band,
 # which only a re-rank moves), and from its stored scores.
 BAND_FIGURES = ("value", "rank", "customers", "cumulative_share")
-HISTORY_SCORES = (
-    "rfm_r",
-    "rfm_f",
-    "rfm_m",
-    "value_segment",
-    "thermometer",
-    "churn_risk",
-    "at_risk",
-)
+HISTORY_SCORES = tuple(name for name in SCORE_FIELDS if name != "band_tier")
 
 
 def tier_changed_json(

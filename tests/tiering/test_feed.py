@@ -80,11 +80,7 @@ async def test_the_relay_publishes_history_rows_once_in_order(
 
 
 async def test_a_relay_that_stops_before_moving_the_cursor_sends_the_same_events_again(
-    broker: EmbeddedBroker,
-    tiering_db: str,
-    tiering: httpx.AsyncClient,
-    feed: Feed,
-    topic_prefix: str,
+    tiering_db: str, tiering: httpx.AsyncClient, feed: Feed
 ) -> None:
     customer = feed.customer()
     feed.purchase(customer, "10", ago(3))
