@@ -213,6 +213,8 @@ async def insert_columns(
         return
     connection = await session.connection()
     ordered = [column for column in table.columns if column.key in columns]
+    for column in ordered:
+        _sql_type(column)  # refuses what the binary COPY could not write, on every backend
     if connection.dialect.name != "postgresql":
         lists = {column.key: _as_list(column, columns[column.key], count) for column in ordered}
         await session.execute(
