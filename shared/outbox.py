@@ -221,11 +221,9 @@ class EventSource(Protocol):
 
     async def pending(self, session: AsyncSession, limit: int) -> list[PendingEvent]:
         """Up to `limit` unpublished events, in the order they must be published."""
-        ...
 
     async def mark_sent(self, session: AsyncSession, ids: list[int]) -> None:
         """Record that these events (a prefix of the last `pending`) were acknowledged."""
-        ...
 
 
 class OutboxTable:
