@@ -386,12 +386,11 @@ async def bench_churn(customers: int) -> None:
         if day < epoch_day(as_of):
             last_day[i] = max(last_day.get(i, -(10**9)), day)
     risk, recency, churned = [], [], []
-    for customer in ranking.changed():
-        churn = customer.method_scores.get("churn")
-        n = index_of[customer.customer_id]
-        if churn is None or n not in last_day:
+    for row in ranking.changed_rows():
+        n = index_of[row["customer_id"]]
+        if row["churn_risk"] is None or n not in last_day:
             continue  # never bought before as_of: no score
-        risk.append(float(churn["risk"]))
+        risk.append(round(row["churn_risk"], 3))
         recency.append(float(epoch_day(as_of) - last_day[n]))
         churned.append(not bought_in_holdout[n])
     share = sum(churned) / len(churned)

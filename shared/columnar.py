@@ -216,11 +216,7 @@ async def insert_columns(
     for column in ordered:
         _sql_type(column)  # refuses what the binary COPY could not write, on every backend
     if connection.dialect.name != "postgresql":
-        lists = {column.key: _as_list(column, columns[column.key], count) for column in ordered}
-        await session.execute(
-            table.insert(),
-            [dict(zip(lists, row, strict=True)) for row in zip(*lists.values(), strict=True)],
-        )
+        await session.execute(table.insert(), column_rows(table, columns, count))
         return
     raw = await connection.get_raw_connection()
     driver = raw.driver_connection
@@ -419,6 +415,17 @@ def _put(buffer: NDArray[np.uint8], at: NDArray[np.int64], values: NDArray[Any])
     as_bytes = values.view(np.uint8).reshape(len(values), width)
     for k in range(width):
         buffer[at + k] = as_bytes[:, k]
+
+
+def column_rows(table: Any, columns: Mapping[str, Any], count: int) -> list[dict[str, Any]]:
+    """Columns as `insert_columns` takes them, as rows: one dict each, with the Python
+    values the table's columns bind (UUIDs, str, None for NULL)."""
+    lists = {
+        column.key: _as_list(column, columns[column.key], count)
+        for column in table.columns
+        if column.key in columns
+    }
+    return [dict(zip(lists, row, strict=True)) for row in zip(*lists.values(), strict=True)]
 
 
 def object_column(values: Sequence[Any]) -> NDArray[Any]:

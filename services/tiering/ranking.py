@@ -43,6 +43,7 @@ from services.tiering.models import (
     CustomerAggregate,
     CustomerScore,
     DailyActivity,
+    TierAssignment,
     Touch,
     epoch_day,
 )
@@ -51,6 +52,7 @@ from shared.columnar import (
     Col,
     Columns,
     as_uuid,
+    column_rows,
     fetch_columns,
     group_sum,
     insert_columns,
@@ -61,6 +63,7 @@ from shared.db import column_in
 
 AGGREGATES: Table = CustomerAggregate.__table__  # type: ignore[assignment]
 SCORES: Table = CustomerScore.__table__  # type: ignore[assignment]
+HISTORY: Table = TierAssignment.__table__  # type: ignore[assignment]
 DAILY: Table = DailyActivity.__table__  # type: ignore[assignment]
 TOUCHES: Table = Touch.__table__  # type: ignore[assignment]
 COMPLAINTS: Table = Complaint.__table__  # type: ignore[assignment]
@@ -111,14 +114,11 @@ class Ranking:
     scored: Scored
     movers: Ints  # positions of the customers whose tier changes, best rank first
 
-    def changed(self, start: int = 0, stop: int | None = None) -> list[RankedCustomer]:
-        """The changed customers from `start` to `stop` (a re-rank writes them a chunk at a
-        time, so a million changes are never held at once)."""
-        methods = method_score_rows(self.scored.scores, self.movers[start:stop])
-        return [
-            _ranked_customer(self.scored, int(i), scores)
-            for i, scores in zip(self.movers[start:stop].tolist(), methods, strict=True)
-        ]
+    def changed_rows(self, start: int = 0, stop: int | None = None) -> list[dict[str, Any]]:
+        """The history figures of the changed customers from `start` to `stop`, best rank
+        first, a mapping each (what `explain_assignment` reads): simulate's sample."""
+        at = self.movers[start:stop]
+        return column_rows(HISTORY, self._history_columns(at), len(at))
 
     @cached_property
     def movers_by_key(self) -> Ints:
@@ -131,7 +131,9 @@ class Ranking:
         """The `tier_history` figures of the changed customers from `start` to `stop` (in
         key order), as arrays (no Python object per customer: a first ranking changes
         everyone)."""
-        at = self.movers_by_key[start:stop]
+        return self._history_columns(self.movers_by_key[start:stop])
+
+    def _history_columns(self, at: Ints) -> dict[str, Any]:
         figures, bands = self.scored.figures, self.scored.bands
         names = np.array([name.encode() for name in figures.tier_names])
         previous = figures.customers["tier"][at]
@@ -864,43 +866,6 @@ def _stored_scores(found: dict[str, NDArray[Any]], at: NDArray[Any]) -> dict[str
     return values
 
 
-def method_score_rows(found: dict[str, NDArray[Any]], at: NDArray[Any]) -> list[dict[str, Any]]:
-    """`method_scores` of the customers at positions `at`, for many at once."""
-    columns = _stored_scores(found, at)
-    names = list(columns)
-    return [
-        method_scores(dict(zip(names, row, strict=True)))
-        for row in zip(*columns.values(), strict=True)
-    ]
-
-
-def _ranked_customer(scored: Scored, i: int, method_scores: dict[str, Any]) -> RankedCustomer:
-    figures, bands = scored.figures, scored.bands
-    policy, order = figures.policy, figures.policy.tier_names
-    previous = int(figures.customers["tier"][i])
-    value = int(bands.value[i])
-    ranked = RankedCustomer(
-        customer_id=as_uuid(figures.customers["customer_id"][i]),
-        key=int(figures.customers["key"][i]),
-        previous_tier=figures.tier_names[previous] if previous >= 0 else None,
-        tier=order[int(scored.tier[i])],
-        band_tier=order[int(bands.band[i])],
-        value=in_units(value, policy.bands.metric),
-        rank=int(bands.rank[i]),
-        customers=figures.count,
-        cumulative_share=(
-            int(bands.cumulative[i]) / bands.total if bands.total > 0 and value > 0 else 0.0
-        ),
-    )
-    ranked.method_scores = method_scores
-    for index, rule in enumerate(policy.rules):
-        sums = {name: int(values[i]) for name, values in rule_sums(rule, figures).items()}
-        ranked.rule_values[rule.name] = rule_value(rule, sums)
-        if scored.fired[index][i]:
-            ranked.rules_fired.append(index)
-    return ranked
-
-
 THERMOMETER_LEVELS = ((75, "ally"), (50, "trusted"), (25, "familiar"), (0, "stranger"))
 
 
@@ -1054,7 +1019,7 @@ def explain_assignment(
 ) -> tuple[dict[str, Any], list[str]]:
     """The scores and reasons people read for a `tier_history` row, made from its figures
     under its policy (rows from before revision 0005 keep their own words)."""
-    if row["reasons"] is not None:
+    if row.get("reasons") is not None:
         return dict(row["scores"] or {}), list(row["reasons"])
     rule_values = {name: Decimal(value) for name, value in (row["rule_values"] or {}).items()}
     fired = list(row["rules_fired"] or [])

@@ -26,7 +26,6 @@ from services.tiering.models import (
 from services.tiering.ranking import (
     Ranking,
     Reassessment,
-    explain,
     explain_assignment,
     in_units,
     method_scores,
@@ -433,12 +432,12 @@ class TieringService:
             },
             sample=[
                 Mover(
-                    customer_id=c.customer_id,
-                    from_tier=c.previous_tier,
-                    to_tier=c.tier,
-                    reasons=explain(c, document),
+                    customer_id=row["customer_id"],
+                    from_tier=row["previous_tier"],
+                    to_tier=row["tier"],
+                    reasons=explain_assignment(row, document)[1],
                 )
-                for c in ranking.changed(0, SAMPLE_MOVERS)
+                for row in ranking.changed_rows(0, SAMPLE_MOVERS)
             ],
         )
 
