@@ -13,16 +13,15 @@ from __future__ import annotations
 
 import uuid
 
-from sqlalchemy import Table, select, update
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.tiering.models import FeedCursor, TierAssignment
+from services.tiering.models import HISTORY, FeedCursor
 from services.tiering.ranking import explain_assignment
 from services.tiering.schemas import PolicyDocument
 from services.tiering.service import PRODUCER, policy_document, tier_changed_json
 from shared.outbox import PendingEvent, envelope_json
 
-HISTORY: Table = TierAssignment.__table__  # type: ignore[assignment]
 FEED = "tier.changed"
 
 

@@ -15,6 +15,7 @@ from sqlalchemy import (
     Sequence,
     SmallInteger,
     String,
+    Table,
     UniqueConstraint,
     Uuid,
     text,
@@ -236,6 +237,10 @@ class TierAssignment(Base):
     changed_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     __table_args__ = (Index("ix_tier_history_customer_key", "customer_key"),)
+
+
+# The history as a table, for the column-wise writers and readers (ranking, feed).
+HISTORY: Table = TierAssignment.__table__  # type: ignore[assignment]
 
 
 class FeedCursor(Base):

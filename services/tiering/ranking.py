@@ -39,11 +39,11 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.tiering.models import (
+    HISTORY,
     Complaint,
     CustomerAggregate,
     CustomerScore,
     DailyActivity,
-    TierAssignment,
     Touch,
     epoch_day,
 )
@@ -63,7 +63,6 @@ from shared.db import column_in
 
 AGGREGATES: Table = CustomerAggregate.__table__  # type: ignore[assignment]
 SCORES: Table = CustomerScore.__table__  # type: ignore[assignment]
-HISTORY: Table = TierAssignment.__table__  # type: ignore[assignment]
 DAILY: Table = DailyActivity.__table__  # type: ignore[assignment]
 TOUCHES: Table = Touch.__table__  # type: ignore[assignment]
 COMPLAINTS: Table = Complaint.__table__  # type: ignore[assignment]

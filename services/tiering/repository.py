@@ -6,21 +6,19 @@ import datetime as dt
 import uuid
 from collections.abc import Sequence
 
-from sqlalchemy import RowMapping, Table, func, select
+from sqlalchemy import RowMapping, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.tiering.models import (
     CUSTOMER_KEYS,
+    HISTORY,
     Complaint,
     CustomerAggregate,
     CustomerScore,
     DailyActivity,
-    TierAssignment,
     TierPolicy,
     Touch,
 )
-
-HISTORY: Table = TierAssignment.__table__  # type: ignore[assignment]
 
 
 class AggregateRepository:

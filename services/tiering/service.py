@@ -8,17 +8,17 @@ from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Table, text
+from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.tiering import repository as repo
 from services.tiering.models import (
+    HISTORY,
     SCORE_FIELDS,
     Complaint,
     CustomerAggregate,
     CustomerScore,
-    TierAssignment,
     TierPolicy,
     Touch,
     epoch_day,
@@ -65,7 +65,6 @@ PRODUCER = "tiering"
 TIER_WRITER_LOCK = 0x7131_2A4B
 SAMPLE_MOVERS = 20
 CHANGES_PER_WRITE = 250_000  # a re-rank writes tier changes in chunks: memory stays flat
-HISTORY: Table = TierAssignment.__table__  # type: ignore[assignment]
 # What a change after events copies from the customer's current assignment (its band,
 # which only a re-rank moves), and from its stored scores.
 BAND_FIGURES = ("value", "rank", "customers", "cumulative_share")
