@@ -62,6 +62,12 @@ class Conflict(ProblemError):
     title = "Conflicting state"
 
 
+class Gone(ProblemError):
+    status = 410
+    code = "gone"
+    title = "Gone"
+
+
 class PreconditionFailed(ProblemError):
     status = 412
     code = "precondition-failed"

@@ -32,14 +32,20 @@ RUN_ID = uuid.uuid4().hex[:8]
 ADMIN_KEY = "test-admin-key-000000000001"
 MANAGER_KEY = "test-manager-key-00000000002"
 ANALYST_KEY = "test-analyst-key-00000000003"
+AGENT_KEY = "test-agent-key-000000000004"
+OTHER_AGENT_KEY = "test-agent-key-000000000005"
 API_KEYS = {
     ADMIN_KEY: {"roles": ["admin"], "user": "root"},
     MANAGER_KEY: {"roles": ["account_manager"], "user": "mia"},
     ANALYST_KEY: {"roles": ["analyst"], "user": "ana"},
+    AGENT_KEY: {"roles": ["agent"], "user": "ann"},
+    OTHER_AGENT_KEY: {"roles": ["agent"], "user": "bob"},
 }
 ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}
 MANAGER = {"Authorization": f"Bearer {MANAGER_KEY}"}
 ANALYST = {"Authorization": f"Bearer {ANALYST_KEY}"}
+AGENT = {"Authorization": f"Bearer {AGENT_KEY}"}
+OTHER_AGENT = {"Authorization": f"Bearer {OTHER_AGENT_KEY}"}
 
 SERVICES_DIR = Path(__file__).resolve().parent.parent / "services"
 

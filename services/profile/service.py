@@ -37,6 +37,7 @@ from shared.db import utcnow
 from shared.errors import (
     Conflict,
     Forbidden,
+    Gone,
     InvalidInput,
     NotFound,
     PreconditionFailed,
@@ -70,12 +71,6 @@ class PreconditionRequired(ProblemError):
     status = 428
     code = "precondition-required"
     title = "Precondition required"
-
-
-class Gone(ProblemError):
-    status = 410
-    code = "gone"
-    title = "Gone"
 
 
 def field_error(field: str, message: str) -> InvalidInput:

@@ -1,0 +1,211 @@
+"""All of complaints' SQL."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import ColumnElement, and_, func, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.complaints.models import (
+    Complaint,
+    ComplaintEntry,
+    Escalation,
+    KnownCustomer,
+    SlaPolicy,
+)
+from services.complaints.sla import Step
+from shared.access import CustomerAccess
+from shared.db import insert_ignoring_duplicates
+
+# History entries that move the status (the SLA clock is computed from these).
+STATUS_ACTIONS = ("opened", "transition")
+RETURN_WINDOW = dt.timedelta(days=90)
+
+
+@dataclass(frozen=True)
+class ComplaintFilters:
+    status: str | None = None
+    severity: str | None = None
+    owner: str | None = None
+    assignee: str | None = None
+    customer_id: uuid.UUID | None = None
+    tier: str | None = None
+    breached: bool | None = None
+
+
+def visible_to(access: CustomerAccess) -> ColumnElement[bool] | None:
+    """The complaints a principal may see, as a condition (None: all of them)."""
+    manager = access.manager_scope
+    if manager is not None:
+        return Complaint.customer_id.in_(
+            select(KnownCustomer.customer_id).where(KnownCustomer.account_manager == manager)
+        )
+    agent = access.agent_scope
+    if agent is not None:
+        return or_(Complaint.owner == agent, Complaint.assignee == agent)
+    return None
+
+
+class ComplaintRepository:
+    async def get(
+        self, session: AsyncSession, complaint_id: uuid.UUID, *, lock: bool = False
+    ) -> Complaint | None:
+        query = select(Complaint).where(Complaint.id == complaint_id)
+        if lock:
+            query = query.with_for_update()
+        return (await session.execute(query)).scalar_one_or_none()
+
+    async def search(
+        self,
+        session: AsyncSession,
+        filters: ComplaintFilters,
+        access: CustomerAccess,
+        *,
+        after: tuple[dt.datetime, uuid.UUID] | None,
+        limit: int,
+    ) -> Sequence[Complaint]:
+        query = select(Complaint)
+        conditions: list[ColumnElement[bool]] = []
+        scope = visible_to(access)
+        if scope is not None:
+            conditions.append(scope)
+        for column, value in (
+            (Complaint.status, filters.status),
+            (Complaint.severity, filters.severity),
+            (Complaint.owner, filters.owner),
+            (Complaint.assignee, filters.assignee),
+            (Complaint.customer_id, filters.customer_id),
+            (Complaint.tier, filters.tier),
+        ):
+            if value is not None:
+                conditions.append(column == value)
+        if filters.breached is not None:
+            either = or_(Complaint.respond_breached, Complaint.resolve_breached)
+            conditions.append(either if filters.breached else ~either)
+        if after is not None:
+            when, ident = after
+            conditions.append(
+                or_(
+                    Complaint.opened_at < when,
+                    and_(Complaint.opened_at == when, Complaint.id < ident),
+                )
+            )
+        query = (
+            query.where(*conditions)
+            .order_by(Complaint.opened_at.desc(), Complaint.id.desc())
+            .limit(limit)
+        )
+        return (await session.execute(query)).scalars().all()
+
+    async def history(self, session: AsyncSession, complaint_id: uuid.UUID) -> list[ComplaintEntry]:
+        rows = await session.execute(
+            select(ComplaintEntry)
+            .where(ComplaintEntry.complaint_id == complaint_id)
+            .order_by(ComplaintEntry.id)
+        )
+        return list(rows.scalars().all())
+
+    @staticmethod
+    def steps(history: Sequence[ComplaintEntry]) -> list[Step]:
+        """The status history the SLA clock is computed from."""
+        return [
+            Step(entry.at, entry.to_status)
+            for entry in history
+            if entry.action in STATUS_ACTIONS and entry.to_status is not None
+        ]
+
+    async def due(self, session: AsyncSession, now: dt.datetime, limit: int) -> list[Complaint]:
+        """Complaints whose clock changes state by `now`, locked; another replica skips
+        them (SKIP LOCKED on PostgreSQL; SQLite has one writer)."""
+        query = (
+            select(Complaint)
+            .where(Complaint.next_check_at <= now)
+            .order_by(Complaint.next_check_at)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        return list((await session.execute(query)).scalars().all())
+
+    async def next_check(self, session: AsyncSession) -> dt.datetime | None:
+        value: dt.datetime | None = (
+            await session.execute(select(func.min(Complaint.next_check_at)))
+        ).scalar_one()
+        return value
+
+    async def check_all_open(self, session: AsyncSession, now: dt.datetime) -> int:
+        """Have the timer recompute every open complaint's clock (after a policy change)."""
+        result = await session.execute(
+            update(Complaint).where(Complaint.closed_at.is_(None)).values(next_check_at=now)
+        )
+        return int(getattr(result, "rowcount", 0) or 0)
+
+    async def claim_level(
+        self, session: AsyncSession, complaint: Complaint, level: int, values: dict[str, Any]
+    ) -> bool:
+        """Record that `complaint` reached escalation `level`; False when it already had
+        (another replica, or a replay, got there first)."""
+        return await insert_ignoring_duplicates(
+            session, Escalation.__table__, {"complaint_id": complaint.id, "level": level, **values}
+        )
+
+    async def note_return(
+        self, session: AsyncSession, customer_id: uuid.UUID, purchased_at: dt.datetime
+    ) -> None:
+        """A purchase within 90 days after a closure marks that complaint's customer as
+        having come back (the earliest such purchase is kept)."""
+        await session.execute(
+            update(Complaint)
+            .where(
+                Complaint.customer_id == customer_id,
+                Complaint.closed_at.is_not(None),
+                Complaint.closed_at < purchased_at,
+                Complaint.closed_at >= purchased_at - RETURN_WINDOW,
+                or_(Complaint.returned_at.is_(None), Complaint.returned_at > purchased_at),
+            )
+            .values(returned_at=purchased_at)
+        )
+
+    async def erase_customer(self, session: AsyncSession, customer_id: uuid.UUID) -> None:
+        """Drop what complaints say about a person; keep the figures."""
+        ids = select(Complaint.id).where(Complaint.customer_id == customer_id)
+        await session.execute(
+            update(Complaint)
+            .where(Complaint.customer_id == customer_id)
+            .values(description=None, remedy=None, customer_told=None)
+        )
+        await session.execute(
+            update(ComplaintEntry).where(ComplaintEntry.complaint_id.in_(ids)).values(note=None)
+        )
+
+
+class CustomerRepository:
+    async def get(self, session: AsyncSession, customer_id: uuid.UUID) -> KnownCustomer | None:
+        return await session.get(KnownCustomer, customer_id)
+
+    async def get_or_add(self, session: AsyncSession, customer_id: uuid.UUID) -> KnownCustomer:
+        await insert_ignoring_duplicates(
+            session, KnownCustomer.__table__, {"customer_id": customer_id}
+        )
+        customer = await session.get(KnownCustomer, customer_id, with_for_update=True)
+        assert customer is not None
+        return customer
+
+
+class PolicyRepository:
+    async def current(self, session: AsyncSession) -> SlaPolicy | None:
+        query = select(SlaPolicy).order_by(SlaPolicy.version.desc()).limit(1)
+        return (await session.execute(query)).scalar_one_or_none()
+
+    async def add(self, session: AsyncSession, policy: SlaPolicy) -> None:
+        session.add(policy)
+        await session.flush()
+
+
+complaints = ComplaintRepository()
+customers = CustomerRepository()
+policies = PolicyRepository()
