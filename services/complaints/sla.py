@@ -250,7 +250,7 @@ def clock(
                 warn_at=None
                 if open_and_paused
                 else deadline(calendar, started_at, targets.resolve * targets.warning_at, pauses),
-                breached=not open_and_paused and until > due,
+                breached=not open_and_paused and _late(ended_at, now, due),
                 business_time=elapsed(calendar, started_at, until, pauses),
                 wall_time=until - started_at,
             )
@@ -259,11 +259,16 @@ def clock(
         respond_due_at=None if respond_open else respond_due,
         respond_warn_at=None if respond_open else respond_warn,
         responded_at=responded_at,
-        respond_breached=not respond_open and (responded_at or now) > respond_due,
+        respond_breached=not respond_open and _late(responded_at, now, respond_due),
         respond_business_time=elapsed(calendar, received, responded_at or now, pauses),
         paused=paused,
         cycles=cycles,
     )
+
+
+def _late(done_at: dt.datetime | None, now: dt.datetime, due: dt.datetime) -> bool:
+    """Done after the deadline, or not done and the deadline has come."""
+    return done_at > due if done_at is not None else now >= due
 
 
 def _cycle_bounds(steps: Sequence[Step]) -> list[tuple[dt.datetime, dt.datetime | None]]:
