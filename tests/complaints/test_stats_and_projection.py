@@ -1,0 +1,179 @@
+"""Statistics on a constructed history (return rate by severity and speed), and the local
+view of customers that complaints keep from events, whatever their arrival order."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from typing import Any
+
+import httpx
+from sqlalchemy import update
+
+from services.complaints.models import Complaint, KnownCustomer
+from shared.db import create_engine, session_factory
+
+from tests.complaints.conftest import STEP_FIELDS, Events, move, open_complaint
+from tests.complaints.test_workflow import PATHS
+from tests.conftest import ADMIN, AGENT, ANALYST, MANAGER
+
+NOW = dt.datetime.now(dt.UTC)
+
+
+async def closed_complaint(
+    client: httpx.AsyncClient, events: Events, url: str, *, severity: str, satisfaction: int
+) -> tuple[uuid.UUID, str]:
+    customer = await events.customer()
+    complaint = await open_complaint(client, customer, AGENT, severity=severity)
+    cid = str(complaint["id"])
+    for step in PATHS["confirmed"]:
+        fields = dict(STEP_FIELDS[step])
+        if step == "judged":
+            fields["severity"] = severity
+        if step == "confirmed":
+            fields["satisfaction"] = satisfaction
+        response = await move(client, cid, AGENT, step, **fields)
+        assert response.status_code == 200, response.text
+    return customer, cid
+
+
+async def set_closed_at(url: str, complaint_id: str, when: dt.datetime) -> None:
+    engine = create_engine(url)
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(
+                update(Complaint)
+                .where(Complaint.id == uuid.UUID(complaint_id))
+                .values(closed_at=when)
+            )
+    finally:
+        await engine.dispose()
+
+
+async def known_customer(url: str, customer_id: uuid.UUID) -> KnownCustomer:
+    engine = create_engine(url)
+    try:
+        async with session_factory(engine)() as session:
+            found = await session.get(KnownCustomer, customer_id)
+            assert found is not None
+            return found
+    finally:
+        await engine.dispose()
+
+
+async def test_return_rate_by_severity(
+    complaints: httpx.AsyncClient, events: Events, complaints_db: str
+) -> None:
+    long_ago = NOW - dt.timedelta(days=120)
+    came_back, _ = minor_back = await closed_complaint(
+        complaints, events, complaints_db, severity="minor", satisfaction=5
+    )
+    _, minor_gone = await closed_complaint(
+        complaints, events, complaints_db, severity="minor", satisfaction=4
+    )
+    major_customer, major_back = await closed_complaint(
+        complaints, events, complaints_db, severity="major", satisfaction=3
+    )
+    recent_customer, _ = await closed_complaint(
+        complaints, events, complaints_db, severity="major", satisfaction=5
+    )
+    for cid in (minor_back[1], minor_gone, major_back):
+        await set_closed_at(complaints_db, cid, long_ago)
+    await events.purchase(came_back, long_ago + dt.timedelta(days=30))
+    await events.purchase(major_customer, long_ago + dt.timedelta(days=80))
+    await events.purchase(major_customer, long_ago - dt.timedelta(days=1))  # before: no
+    # A refund after closure is not buying again; a purchase 100 days after is too late.
+    refund_customer, refund_only = await closed_complaint(
+        complaints, events, complaints_db, severity="minor", satisfaction=5
+    )
+    await set_closed_at(complaints_db, refund_only, long_ago)
+    await events.purchase(refund_customer, long_ago + dt.timedelta(days=5), "-10")
+    await events.purchase(refund_customer, long_ago + dt.timedelta(days=100))
+    await events.purchase(recent_customer, NOW + dt.timedelta(days=1))  # within its window
+
+    response = await complaints.get("/v1/complaints/stats?group_by=severity", headers=ANALYST)
+    assert response.status_code == 200, response.text
+    stats: dict[str, Any] = response.json()
+    overall = stats["overall"]
+    assert overall["opened"] == overall["closed"] == 5
+    assert overall["by_status"] == {"confirmed": 5}
+    # Eligible: the four closed 120 days ago, and the recent one that already came back.
+    assert overall["return_rate"] == {"returned": 3, "eligible": 5, "rate": 0.6}
+    by_severity = overall["return_rate_by_severity"]
+    assert by_severity["minor"] == {"returned": 1, "eligible": 3, "rate": 0.3333}
+    assert by_severity["major"] == {"returned": 2, "eligible": 2, "rate": 1.0}
+    assert overall["return_rate_by_speed"]["within_sla"]["eligible"] == 5
+    assert overall["mean_satisfaction"] == 4.4
+    assert overall["sla_compliance"] == 1.0 and overall["reopen_rate"] == 0.0
+    assert overall["resolve"]["count"] == 5
+    assert overall["resolve"]["median_wall_hours"] is not None
+    groups = {group["key"]: group for group in stats["groups"]}
+    assert set(groups) == {"minor", "major"} and groups["major"]["closed"] == 2
+    assert stats["practice"]["return_rate_minor_resolved_quickly"] == 0.95
+    # Statistics are figures for analysts and admins, not for agents.
+    assert (await complaints.get("/v1/complaints/stats", headers=AGENT)).status_code == 403
+
+
+async def test_stats_of_reopens_and_percentiles(
+    complaints: httpx.AsyncClient, events: Events, complaints_db: str
+) -> None:
+    customer = await events.customer()
+    complaint = await open_complaint(complaints, customer, AGENT)
+    cid = str(complaint["id"])
+    for step in PATHS["following_up"]:
+        await move(complaints, cid, AGENT, step, **STEP_FIELDS[step])
+    await move(complaints, cid, AGENT, "confirmed", satisfaction=1)  # reopens
+    await move(complaints, cid, AGENT, "decided", remedy="a new unit")
+    for step in ("communicated", "following_up"):
+        await move(complaints, cid, AGENT, step, **STEP_FIELDS[step])
+    await move(complaints, cid, AGENT, "confirmed", satisfaction=5)
+    await open_complaint(complaints, customer, AGENT)  # still open
+    stats = (await complaints.get("/v1/complaints/stats", headers=ADMIN)).json()["overall"]
+    assert stats["by_status"] == {"confirmed": 1, "received": 1}
+    assert stats["reopen_rate"] == 1.0 and stats["mean_satisfaction"] == 5.0
+    bad = await complaints.get("/v1/complaints/stats?from=2026-01-01T00:00:00", headers=ADMIN)
+    assert bad.status_code == 422
+
+
+async def test_an_older_customer_event_never_overwrites_a_newer_one(
+    complaints: httpx.AsyncClient, events: Events, complaints_db: str
+) -> None:
+    customer = uuid.uuid4()
+    newer = NOW
+    older = NOW - dt.timedelta(minutes=5)
+    await events.send(customer, "customer.updated", {"account_manager": "mia"}, newer)
+    # customer.created travels on another topic and arrives late.
+    await events.send(
+        customer,
+        "customer.created",
+        {"name": "x", "kind": "company", "account_manager": "max"},
+        older,
+    )
+    await events.tier(customer, "A", at=newer)
+    await events.tier(customer, "C", at=older)
+    row = await known_customer(complaints_db, customer)
+    assert (row.account_manager, row.tier) == ("mia", "A")
+    # The tier when the complaint arrives picks its SLA targets and is a list filter.
+    complaint = await open_complaint(complaints, customer, MANAGER)
+    assert complaint["tier"] == "A"
+    listed = (await complaints.get("/v1/complaints?tier=A", headers=ADMIN)).json()["items"]
+    assert [item["id"] for item in listed] == [complaint["id"]]
+
+
+async def test_erasure_drops_personal_text_and_refuses_new_complaints(
+    complaints: httpx.AsyncClient, events: Events
+) -> None:
+    customer = await events.customer()
+    complaint = await open_complaint(complaints, customer, AGENT)
+    cid = str(complaint["id"])
+    await move(complaints, cid, AGENT, "waiting_on_customer", note="call Mr Wang on 138...")
+    await events.send(customer, "customer.erased", {})
+    detail = (await complaints.get(f"/v1/complaints/{cid}", headers=ADMIN)).json()
+    assert detail["description"] is None
+    assert all(entry["note"] is None for entry in detail["history"])
+    again = await complaints.post(
+        "/v1/complaints",
+        json={"customer_id": str(customer), "channel": "phone", "description": "again"},
+        headers=AGENT,
+    )
+    assert again.status_code == 410
