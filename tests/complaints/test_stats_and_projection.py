@@ -12,7 +12,6 @@ from sqlalchemy import update
 
 from services.complaints.models import Complaint, KnownCustomer
 from shared.db import create_engine, session_factory
-
 from tests.complaints.conftest import STEP_FIELDS, Events, move, open_complaint
 from tests.complaints.test_workflow import PATHS
 from tests.conftest import ADMIN, AGENT, ANALYST, MANAGER
