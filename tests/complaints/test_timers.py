@@ -9,6 +9,8 @@ from typing import Any
 
 import httpx
 
+from services.complaints.app import create_app
+from services.complaints.settings import ComplaintsSettings
 from tests.complaints.conftest import (
     WALL_CLOCK_POLICY,
     Events,
@@ -17,7 +19,7 @@ from tests.complaints.conftest import (
     open_complaint,
     use_policy,
 )
-from tests.conftest import ADMIN, AGENT, query
+from tests.conftest import ADMIN, AGENT, eventually, query, running, service_settings
 
 
 def at(value: str) -> dt.datetime:
@@ -163,3 +165,30 @@ async def test_a_paused_complaint_does_not_breach(
     state = await detail(complaints, cid)
     assert state["escalation_level"] == 0 and not state["breached"]
     assert state["sla"]["paused"] and state["respond_by"] is None
+
+
+async def test_a_deadline_passed_while_stopped_fires_at_start(
+    complaints: httpx.AsyncClient, events: Events, complaints_db: str
+) -> None:
+    """Timers live in the database: a service started after a deadline passed acts on it
+    at once (no timer is lost with the process that set it)."""
+    fast: dict[str, Any] = {
+        **WALL_CLOCK_POLICY,
+        "targets": [{**target, "respond_minutes": 0.01} for target in WALL_CLOCK_POLICY["targets"]],
+    }
+    await use_policy(complaints, fast)
+    complaint = await open_complaint(complaints, await events.customer(), AGENT)
+    await asyncio.sleep(1)  # the deadline passes while no timer runs
+    settings = service_settings(
+        ComplaintsSettings,
+        database_url=complaints_db,
+        bootstrap="127.0.0.1:1",
+        prefix="none.",
+        relay_poll_interval_s=5,
+    )
+    async with running(create_app(settings)) as restarted:
+
+        async def escalated() -> bool:
+            return bool((await detail(restarted, str(complaint["id"])))["escalation_level"] == 1)
+
+        await eventually(escalated, timeout=10)
