@@ -98,25 +98,27 @@ def complaint_row(opened: dt.datetime, *, done: list[str], **values: Any) -> dic
     return row
 
 
-async def seed_open(url: str, open_count: int, due: int, window_s: float) -> dict[str, dt.datetime]:
-    """Open complaints: `open_count` whose next alert is minutes ahead, and `due` whose
-    respond deadline falls in the next `window_s` seconds (their warning already done)."""
+async def seed_open(
+    url: str, count: int, *, due_within_s: float | None = None
+) -> dict[str, dt.datetime]:
+    """`count` open complaints: with `due_within_s`, their respond deadline falls in that
+    many seconds from now (their warning already acted on); otherwise their clocks run
+    with the next alert minutes ahead. Returns the deadlines of the due ones."""
     engine = create_engine(url)
     now = dt.datetime.now(dt.UTC)
     deadlines: dict[str, dt.datetime] = {}
     try:
         async with session_factory(engine)() as session, session.begin():
-            session.add(SlaPolicy(version=1, document=POLICY, created_at=now, created_by="bench"))
-            for start in range(0, open_count + due, 10_000):
+            for start in range(0, count, 10_000):
                 rows, entries = [], []
-                for index in range(start, min(start + 10_000, open_count + due)):
-                    if index < open_count:
+                for _ in range(start, min(start + 10_000, count)):
+                    if due_within_s is None:
                         opened = now - dt.timedelta(minutes=random.uniform(0, 40))
                         row = complaint_row(
                             opened, done=[], next_check_at=opened + dt.timedelta(minutes=48)
                         )
                     else:
-                        deadline = now + dt.timedelta(seconds=5 + random.uniform(0, window_s))
+                        deadline = now + dt.timedelta(seconds=2 + random.uniform(0, due_within_s))
                         opened = deadline - dt.timedelta(minutes=60)
                         row = complaint_row(
                             opened, done=["respond:warning"], next_check_at=deadline
@@ -140,6 +142,22 @@ async def seed_open(url: str, open_count: int, due: int, window_s: float) -> dic
     finally:
         await engine.dispose()
     return deadlines
+
+
+async def seed_policy(url: str) -> None:
+    engine = create_engine(url)
+    try:
+        async with session_factory(engine)() as session, session.begin():
+            session.add(
+                SlaPolicy(
+                    version=1,
+                    document=POLICY,
+                    created_at=dt.datetime.now(dt.UTC),
+                    created_by="bench",
+                )
+            )
+    finally:
+        await engine.dispose()
 
 
 async def arrivals(
@@ -198,8 +216,9 @@ async def bench_timers(open_count: int, due: int, window_s: float, backend: str)
     url = await new_database(backend, "complaints_timers", folder)
     try:
         await migrate(url, MIGRATIONS)
+        await seed_policy(url)
         started = time.perf_counter()
-        deadlines = await seed_open(url, open_count, due, window_s)
+        await seed_open(url, open_count)
         seeded_s = time.perf_counter() - started
         prefix = f"bench{uuid.uuid4().hex[:6]}."
         settings = ComplaintsSettings(
@@ -213,6 +232,8 @@ async def bench_timers(open_count: int, due: int, window_s: float, backend: str)
         await ensure_platform_topics(settings)
         app = create_app(settings)
         async with app.router.lifespan_context(app):
+            # Deadlines from now on, with the service (timer, relay, consumer) running.
+            deadlines = await seed_open(url, due, due_within_s=window_s)
             seen = await arrivals(broker, prefix + "complaint.escalated", due, window_s + 60)
         latencies = [seen[cid] - at.timestamp() for cid, at in deadlines.items() if cid in seen]
         base_deadlines = [time.time() + 3 + random.uniform(0, window_s) for _ in range(due)]

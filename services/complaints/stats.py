@@ -1,5 +1,6 @@
-"""Complaint statistics, computed by the database in a few grouped queries (percentiles by
-`percentile_cont` on PostgreSQL; on SQLite from the closed complaints' figures by numpy)."""
+"""Complaint statistics: one scan of the complaints per grouping, every figure an
+aggregate with its own FILTER (percentiles by `percentile_cont` on PostgreSQL; on SQLite
+from the closed complaints' figures, by numpy)."""
 
 from __future__ import annotations
 
@@ -8,12 +9,13 @@ from collections import defaultdict
 from typing import Any
 
 import numpy as np
-from sqlalchemy import ColumnElement, case, func, literal_column, select
+from sqlalchemy import ColumnElement, func, literal_column, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.complaints.models import Complaint
 from services.complaints.repository import RETURN_WINDOW
 from services.complaints.schemas import ComplaintStats, Durations, ReturnRate, StatsGroup
+from services.complaints.workflow import FORWARD, SEVERITIES, WAITING
 from shared.db import utcnow
 
 # The practice's rules of thumb (domain.md): who buys again after a complaint.
@@ -24,6 +26,8 @@ PRACTICE = {
     "return_rate_minor_resolved_quickly": 0.95,
 }
 DURATION_COLUMNS = ("respond_business_s", "respond_wall_s", "resolve_business_s", "resolve_wall_s")
+STATUSES = (*FORWARD, WAITING)
+SPEEDS = {"within_sla": True, "late": False}
 OVERALL = "*overall*"  # the key of the row over every group (never a real group key)
 OVERALL_KEY: Any = literal_column(f"'{OVERALL}'")
 
@@ -53,138 +57,98 @@ async def complaint_stats(
     ):
         if value is not None:
             conditions.append(column == value)
+    postgres = session.get_bind().dialect.name == "postgresql"
+    if postgres:  # the percentiles sort in memory, not on disk
+        await session.execute(text("SET LOCAL work_mem = '128MB'"))
     keys: list[Any] = [OVERALL_KEY]
     if group_by is not None:
         keys.append(getattr(Complaint, group_by))
-    figures: dict[str | None, dict[str, Any]] = defaultdict(dict)
-    for key_column in keys:
-        await _status_counts(session, key_column, conditions, figures)
-        await _closed_figures(session, key_column, conditions, figures)
-        await _return_rates(session, key_column, conditions, figures)
-    groups = [_group(key, values) for key, values in figures.items() if key != OVERALL]
-    groups.sort(key=lambda group: (group.key is None, group.key or ""))
+    groups: dict[str | None, StatsGroup] = {}
+    for key in keys:
+        groups.update(await _scan(session, key, conditions, postgres))
+    overall = groups.pop(OVERALL, None) or _group(None, {}, {})
+    ordered = sorted(groups.values(), key=lambda group: (group.key is None, group.key or ""))
     return ComplaintStats(
         period_from=period_from,
         period_to=period_to,
         group_by=group_by,
-        overall=_group(None, figures.get(OVERALL, {})),
-        groups=groups,
+        overall=overall,
+        groups=ordered,
         practice=PRACTICE,
     )
 
 
-def _grouped(key: Any) -> list[Any]:
-    """GROUP BY terms for a key column (none for the overall row's constant key)."""
-    return [] if key is OVERALL_KEY else [key]
-
-
-async def _status_counts(
-    session: AsyncSession,
-    key: Any,
-    conditions: list[ColumnElement[bool]],
-    figures: dict[str | None, dict[str, Any]],
-) -> None:
-    rows = await session.execute(
-        select(key.label("key"), Complaint.status, func.count())
-        .where(*conditions)
-        .group_by(*_grouped(key), Complaint.status)
+async def _scan(
+    session: AsyncSession, key: Any, conditions: list[ColumnElement[bool]], postgres: bool
+) -> dict[str | None, StatsGroup]:
+    closed = Complaint.closed_at.is_not(None)
+    eligible = closed & (
+        Complaint.returned_at.is_not(None) | (Complaint.closed_at <= utcnow() - RETURN_WINDOW)
     )
-    for group, status, count in rows:
-        figures[group].setdefault("by_status", {})[status] = count
-
-
-async def _closed_figures(
-    session: AsyncSession,
-    key: Any,
-    conditions: list[ColumnElement[bool]],
-    figures: dict[str | None, dict[str, Any]],
-) -> None:
-    closed = [*conditions, Complaint.closed_at.is_not(None)]
-    columns: list[Any] = [
-        key.label("key"),
-        func.count().label("closed"),
-        func.sum(case((Complaint.met_sla.is_(True), 1), else_=0)).label("met"),
-        func.sum(case((Complaint.reopen_count > 0, 1), else_=0)).label("reopened"),
-        func.avg(Complaint.satisfaction).label("satisfaction"),
-    ]
-    postgres = session.get_bind().dialect.name == "postgresql"
+    columns: dict[str, Any] = {
+        "key": key,
+        "closed": func.count().filter(closed),
+        "met": func.count().filter(closed & Complaint.met_sla.is_(True)),
+        "reopened": func.count().filter(closed & (Complaint.reopen_count > 0)),
+        "satisfaction": func.avg(Complaint.satisfaction).filter(closed),
+    }
+    for status in STATUSES:
+        columns[f"status_{status}"] = func.count().filter(Complaint.status == status)
+    for severity in SEVERITIES:
+        for speed, met in SPEEDS.items():
+            bucket = eligible & (Complaint.severity == severity) & (Complaint.met_sla.is_(met))
+            columns[f"eligible_{severity}_{speed}"] = func.count().filter(bucket)
+            columns[f"returned_{severity}_{speed}"] = func.count().filter(
+                bucket & Complaint.returned_at.is_not(None)
+            )
     if postgres:
+        quantiles = literal_column("ARRAY[0.5, 0.9]")
         for name in DURATION_COLUMNS:
-            column = getattr(Complaint, name)
-            columns.append(func.percentile_cont(0.5).within_group(column).label(f"{name}_p50"))
-            columns.append(func.percentile_cont(0.9).within_group(column).label(f"{name}_p90"))
-    rows = await session.execute(select(*columns).where(*closed).group_by(*_grouped(key)))
-    for row in rows.mappings():
-        values = figures[row["key"]]
-        values.update(
-            closed=row["closed"],
-            met=row["met"] or 0,
-            reopened=row["reopened"] or 0,
-            satisfaction=row["satisfaction"],
-        )
-        if postgres:
+            columns[name] = (
+                func.percentile_cont(quantiles)
+                .within_group(getattr(Complaint, name))
+                .filter(closed)
+            )
+    grouped = [] if key is OVERALL_KEY else [key]
+    query = select(*(value.label(name) for name, value in columns.items())).where(*conditions)
+    rows = (await session.execute(query.group_by(*grouped))).mappings().all()
+    durations: dict[str | None, dict[str, tuple[float | None, float | None]]] = defaultdict(dict)
+    if postgres:
+        for row in rows:
             for name in DURATION_COLUMNS:
-                values[name] = (row[f"{name}_p50"], row[f"{name}_p90"])
-    if not postgres:
-        raw = await session.execute(
-            select(
-                key.label("key"), *(getattr(Complaint, name) for name in DURATION_COLUMNS)
-            ).where(*closed)
-        )
-        per_group: dict[str | None, list[Any]] = defaultdict(list)
-        for group, *durations in raw:
-            per_group[group].append(durations)
-        for group, rows_of_group in per_group.items():
-            table = np.array(rows_of_group, dtype=float)
-            for index, name in enumerate(DURATION_COLUMNS):
-                column = table[:, index]
-                column = column[~np.isnan(column)]
-                figures[group][name] = (
-                    (float(np.percentile(column, 50)), float(np.percentile(column, 90)))
-                    if column.size
-                    else (None, None)
-                )
+                pair = row[name] or [None, None]
+                durations[row["key"]][name] = (pair[0], pair[1])
+    else:
+        durations = await _numpy_percentiles(session, key, grouped, [*conditions, closed])
+    return {row["key"]: _group(row["key"], dict(row), durations[row["key"]]) for row in rows}
 
 
-async def _return_rates(
-    session: AsyncSession,
-    key: Any,
-    conditions: list[ColumnElement[bool]],
-    figures: dict[str | None, dict[str, Any]],
-) -> None:
-    """Returned / eligible by group, severity and speed (resolved within the SLA or not)."""
-    window_passed = Complaint.closed_at <= utcnow() - RETURN_WINDOW
-    eligible = [
-        *conditions,
-        Complaint.closed_at.is_not(None),
-        Complaint.returned_at.is_not(None) | window_passed,
-    ]
-    rows = await session.execute(
-        select(
-            key.label("key"),
-            Complaint.severity,
-            Complaint.met_sla,
-            func.count(),
-            func.count(Complaint.returned_at),
-        )
-        .where(*eligible)
-        .group_by(*_grouped(key), Complaint.severity, Complaint.met_sla)
+async def _numpy_percentiles(
+    session: AsyncSession, key: Any, grouped: list[Any], conditions: list[ColumnElement[bool]]
+) -> dict[str | None, dict[str, tuple[float | None, float | None]]]:
+    """Median and 90th percentile of each duration, per group (SQLite has no
+    percentile_cont): the closed complaints' figures read once."""
+    raw = await session.execute(
+        select(key, *(getattr(Complaint, name) for name in DURATION_COLUMNS)).where(*conditions)
     )
-    for group, severity, met_sla, count, returned in rows:
-        values = figures[group]
-        speed = "within_sla" if met_sla else "late"
-        for bucket in (
-            ("all",),
-            ("severity", severity),
-            ("speed", speed),
-        ):
-            totals = values.setdefault("returns", {}).setdefault(bucket, [0, 0])
-            totals[0] += returned
-            totals[1] += count
+    per_group: dict[str | None, list[Any]] = defaultdict(list)
+    for group, *figures in raw:
+        per_group[group if grouped else OVERALL].append(figures)
+    found: dict[str | None, dict[str, tuple[float | None, float | None]]] = defaultdict(dict)
+    for group, rows_of_group in per_group.items():
+        table = np.array(rows_of_group, dtype=float)
+        for index, name in enumerate(DURATION_COLUMNS):
+            column = table[:, index]
+            column = column[~np.isnan(column)]
+            found[group][name] = (
+                (float(np.percentile(column, 50)), float(np.percentile(column, 90)))
+                if column.size
+                else (None, None)
+            )
+    return found
 
 
-def _rate(totals: list[int] | None) -> ReturnRate:
-    returned, eligible = totals or [0, 0]
+def _rate(returned: int, eligible: int) -> ReturnRate:
     return ReturnRate(
         returned=returned,
         eligible=eligible,
@@ -196,11 +160,13 @@ def _hours(seconds: float | None) -> float | None:
     return None if seconds is None else round(float(seconds) / 3600, 3)
 
 
-def _durations(values: dict[str, Any], kind: str) -> Durations:
-    business = values.get(f"{kind}_business_s", (None, None))
-    wall = values.get(f"{kind}_wall_s", (None, None))
+def _durations(
+    closed: int, figures: dict[str, tuple[float | None, float | None]], kind: str
+) -> Durations:
+    business = figures.get(f"{kind}_business_s", (None, None))
+    wall = figures.get(f"{kind}_wall_s", (None, None))
     return Durations(
-        count=values.get("closed", 0),
+        count=closed,
         median_business_hours=_hours(business[0]),
         p90_business_hours=_hours(business[1]),
         median_wall_hours=_hours(wall[0]),
@@ -208,27 +174,44 @@ def _durations(values: dict[str, Any], kind: str) -> Durations:
     )
 
 
-def _group(key: str | None, values: dict[str, Any]) -> StatsGroup:
-    closed = values.get("closed", 0)
-    returns: dict[tuple[str, ...], list[int]] = values.get("returns", {})
-    satisfaction = values.get("satisfaction")
+def _group(
+    key: str | None,
+    row: dict[str, Any],
+    figures: dict[str, tuple[float | None, float | None]],
+) -> StatsGroup:
+    closed = int(row.get("closed") or 0)
+    by_status = {
+        status: int(row[f"status_{status}"]) for status in STATUSES if row.get(f"status_{status}")
+    }
+
+    def counted(kind: str, severity: str | None = None, speed: str | None = None) -> int:
+        return sum(
+            int(row.get(f"{kind}_{s}_{v}") or 0)
+            for s in SEVERITIES
+            for v in SPEEDS
+            if severity in (None, s) and speed in (None, v)
+        )
+
+    satisfaction = row.get("satisfaction")
     return StatsGroup(
-        key=key,
-        opened=sum(values.get("by_status", {}).values()),
-        by_status=values.get("by_status", {}),
+        key=None if key == OVERALL else key,
+        opened=sum(by_status.values()),
+        by_status=by_status,
         closed=closed,
-        respond=_durations(values, "respond"),
-        resolve=_durations(values, "resolve"),
-        sla_compliance=round(values["met"] / closed, 4) if closed else None,
-        reopen_rate=round(values["reopened"] / closed, 4) if closed else None,
+        respond=_durations(closed, figures, "respond"),
+        resolve=_durations(closed, figures, "resolve"),
+        sla_compliance=round(int(row["met"]) / closed, 4) if closed else None,
+        reopen_rate=round(int(row["reopened"]) / closed, 4) if closed else None,
         mean_satisfaction=None if satisfaction is None else round(float(satisfaction), 2),
-        return_rate=_rate(returns.get(("all",))),
+        return_rate=_rate(counted("returned"), counted("eligible")),
         return_rate_by_severity={
-            bucket[1]: _rate(totals)
-            for bucket, totals in returns.items()
-            if bucket[0] == "severity"
+            severity: _rate(counted("returned", severity), counted("eligible", severity))
+            for severity in SEVERITIES
+            if counted("eligible", severity)
         },
         return_rate_by_speed={
-            bucket[1]: _rate(totals) for bucket, totals in returns.items() if bucket[0] == "speed"
+            speed: _rate(counted("returned", speed=speed), counted("eligible", speed=speed))
+            for speed in SPEEDS
+            if counted("eligible", speed=speed)
         },
     )
