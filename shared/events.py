@@ -45,12 +45,16 @@ class CustomerCreated(EventData):
     stage: str | None = None
     account_manager: str | None = None
     birthday: dt.date | None = None
+    birthday_calendar: Literal["gregorian", "lunar"] = "gregorian"
+    key_dates: list[dict[str, Any]] = Field(default_factory=list)
     timezone: str | None = None
     consent: dict[str, str] = Field(default_factory=dict)
 
 
 class CustomerUpdated(EventData):
-    """Only the changed fields (any of CustomerCreated's, and others)."""
+    """Only the changed fields (any of CustomerCreated's, and others); after a change to
+    the key contacts, `contacts`: the whole list (id, name, role, phone, email, birthday,
+    birthday_calendar, decision_maker)."""
 
 
 class CustomerErased(EventData):

@@ -102,7 +102,7 @@ async def _scan(
                 bucket & Complaint.returned_at.is_not(None)
             )
     if postgres:
-        quantiles = literal_column("ARRAY[0.5, 0.9]")
+        quantiles: Any = literal_column("ARRAY[0.5, 0.9]")
         for name in DURATION_COLUMNS:
             columns[name] = (
                 func.percentile_cont(quantiles)

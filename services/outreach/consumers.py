@@ -1,5 +1,78 @@
-"""Outreach's event handlers: `{event type: handler}` (none yet)."""
+"""Outreach's event handlers: `{event type: handler}`."""
 
+from __future__ import annotations
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.outreach.service import outreach_service
 from shared.consumer import EventHandler
+from shared.events import (
+    ComplaintClosed,
+    ComplaintOpened,
+    ComplaintTransitioned,
+    EventData,
+    EventEnvelope,
+    PurchaseRecorded,
+    TierChanged,
+)
 
-HANDLERS: dict[str, EventHandler] = {}
+
+async def on_customer_changed(session: AsyncSession, event: EventEnvelope, data: EventData) -> None:
+    await outreach_service.note_customer(
+        session, event.customer_id, data.model_dump(), event.occurred_at
+    )
+
+
+async def on_customer_erased(session: AsyncSession, event: EventEnvelope, data: EventData) -> None:
+    await outreach_service.erase(session, event.customer_id, event.occurred_at)
+
+
+async def on_tier_changed(session: AsyncSession, event: EventEnvelope, data: EventData) -> None:
+    assert isinstance(data, TierChanged)
+    await outreach_service.note_tier(session, event.customer_id, data.tier, data.changed_at)
+
+
+async def on_purchase_recorded(
+    session: AsyncSession, event: EventEnvelope, data: EventData
+) -> None:
+    assert isinstance(data, PurchaseRecorded)
+    if data.amount >= 0:  # a refund is not a purchase the cycle counts
+        await outreach_service.note_purchase(
+            session, event.customer_id, data.category, data.purchased_at
+        )
+
+
+async def on_complaint_opened(session: AsyncSession, event: EventEnvelope, data: EventData) -> None:
+    assert isinstance(data, ComplaintOpened)
+    await outreach_service.complaint_opened(
+        session, event.customer_id, data.complaint_id, event.occurred_at
+    )
+
+
+async def on_complaint_closed(session: AsyncSession, event: EventEnvelope, data: EventData) -> None:
+    assert isinstance(data, ComplaintClosed)
+    await outreach_service.complaint_closed(
+        session, event.customer_id, data.complaint_id, event.occurred_at
+    )
+
+
+async def on_complaint_transitioned(
+    session: AsyncSession, event: EventEnvelope, data: EventData
+) -> None:
+    assert isinstance(data, ComplaintTransitioned)
+    if data.to_status == "reopened":
+        await outreach_service.complaint_opened(
+            session, event.customer_id, data.complaint_id, event.occurred_at
+        )
+
+
+HANDLERS: dict[str, EventHandler] = {
+    "customer.created": on_customer_changed,
+    "customer.updated": on_customer_changed,
+    "customer.erased": on_customer_erased,
+    "tier.changed": on_tier_changed,
+    "purchase.recorded": on_purchase_recorded,
+    "complaint.opened": on_complaint_opened,
+    "complaint.transitioned": on_complaint_transitioned,
+    "complaint.closed": on_complaint_closed,
+}

@@ -1,5 +1,6 @@
 """Outreach settings: `CRM_OUTREACH_*` for its own fields, `CRM_*` for the platform's."""
 
+from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from shared.settings import ServiceSettings
@@ -10,3 +11,18 @@ class OutreachSettings(ServiceSettings):
 
     service_name: str = "outreach"
     port: int = 8003
+    # The SMS/email gateway: a signed JSON POST per delivery (services/outreach/channels.py).
+    provider_url: str | None = None
+    provider_secret: str = ""
+    provider_timeout_s: float = Field(default=5.0, gt=0, le=120)
+    delivery_max_attempts: int = Field(default=5, ge=1, le=50)
+    delivery_retry_backoff_s: float = Field(default=2.0, gt=0)
+    delivery_lease_s: float = Field(default=30.0, gt=0)
+    delivery_concurrency: int = Field(default=64, ge=1, le=1000)
+    dispatch_batch_size: int = Field(default=200, ge=1, le=10_000)
+    # The dispatcher sleeps until the next due task, but looks again at least this often.
+    dispatch_max_sleep_s: float = Field(default=1.0, gt=0, le=60)
+    # Everyone's contacts are planned again this often (seconds); 0 turns it off.
+    planning_interval_s: float = Field(default=86_400, ge=0)
+    # Whose public holidays the calendar holds (ISO code, from the `holidays` package).
+    holiday_country: str = "CN"

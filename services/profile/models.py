@@ -59,6 +59,9 @@ class Customer(Base):
     relationship_level: Mapped[str] = mapped_column(String(30), default="vendor")
     account_manager: Mapped[str | None] = mapped_column(String(100), index=True)
     birthday: Mapped[dt.date | None] = mapped_column(Date)
+    birthday_calendar: Mapped[str] = mapped_column(
+        String(10), default="gregorian", server_default="gregorian"
+    )
     key_dates: Mapped[list[Any]] = mapped_column(JSON, default=list)
     attributes: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     notes: Mapped[str | None] = mapped_column(Text)
@@ -113,6 +116,9 @@ class Contact(Base):
     phone: Mapped[str | None] = mapped_column(String(40))
     email: Mapped[str | None] = mapped_column(String(254))
     birthday: Mapped[dt.date | None] = mapped_column(Date)
+    birthday_calendar: Mapped[str] = mapped_column(
+        String(10), default="gregorian", server_default="gregorian"
+    )
     decision_maker: Mapped[bool] = mapped_column(default=False)
     notes: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)

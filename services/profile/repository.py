@@ -223,6 +223,12 @@ class RecordRepository:
         )
         return [" ".join(filter(None, row)) for row in rows.all()]
 
+    async def contacts(self, session: AsyncSession, customer_id: uuid.UUID) -> list[Contact]:
+        rows = await session.execute(
+            select(Contact).where(Contact.customer_id == customer_id).order_by(Contact.created_at)
+        )
+        return list(rows.scalars())
+
     async def remove_contact(self, session: AsyncSession, contact: Contact) -> None:
         await session.execute(
             update(Interaction).where(Interaction.contact_id == contact.id).values(contact_id=None)

@@ -30,6 +30,9 @@ Satisfaction = Annotated[int, Field(ge=1, le=5)]
 Notes = Annotated[str, StringConstraints(max_length=4000)]
 Phone = Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^\+?[0-9 ()\-]{5,30}$")]
 PastDate = Annotated[dt.date, Field(ge=dt.date(1850, 1, 1))]
+# The calendar a birthday or key date is celebrated in: a lunar one comes back on the
+# same lunar month and day each year (outreach plans it so).
+CalendarKind = Literal["gregorian", "lunar"]
 
 
 class StrictModel(BaseModel):
@@ -57,6 +60,7 @@ class Supplier(StrictModel):
 class KeyDate(StrictModel):
     label: Label
     date: dt.date
+    calendar: CalendarKind = "gregorian"
 
 
 Attributes = Annotated[dict[str, Any], Field(max_length=50)]
@@ -92,6 +96,7 @@ class CustomerFields(StrictModel):
     relationship_level: RelationshipLevel = "vendor"
     account_manager: Label | None = None
     birthday: PastDate | None = None
+    birthday_calendar: CalendarKind = "gregorian"
     key_dates: Annotated[list[KeyDate], Field(max_length=50)] = Field(default_factory=list)
     attributes: Attributes = Field(default_factory=dict)
     notes: Notes | None = None
@@ -124,6 +129,7 @@ class CustomerPatch(StrictModel):
     relationship_level: RelationshipLevel | None = None
     account_manager: Label | None = None
     birthday: PastDate | None = None
+    birthday_calendar: CalendarKind | None = None
     key_dates: Annotated[list[KeyDate], Field(max_length=50)] | None = None
     attributes: Attributes | None = None
     notes: Notes | None = None
@@ -133,7 +139,7 @@ class CustomerPatch(StrictModel):
 
 
 # Fields that may not be cleared with null.
-REQUIRED_ON_PATCH = frozenset({"name", "kind", "stage", "relationship_level"})
+REQUIRED_ON_PATCH = frozenset({"name", "kind", "stage", "relationship_level", "birthday_calendar"})
 
 
 class CustomerOut(BaseModel):
@@ -155,6 +161,7 @@ class CustomerOut(BaseModel):
     relationship_level: RelationshipLevel
     account_manager: str | None
     birthday: dt.date | None
+    birthday_calendar: CalendarKind
     key_dates: list[KeyDate]
     attributes: dict[str, Any]
     notes: str | None
@@ -185,6 +192,7 @@ class ContactCreate(StrictModel):
     phone: Phone | None = None
     email: EmailStr | None = None
     birthday: PastDate | None = None
+    birthday_calendar: CalendarKind = "gregorian"
     decision_maker: bool = False
     notes: Notes | None = None
 
@@ -199,6 +207,7 @@ class ContactPatch(StrictModel):
     phone: Phone | None = None
     email: EmailStr | None = None
     birthday: PastDate | None = None
+    birthday_calendar: CalendarKind | None = None
     decision_maker: bool | None = None
     notes: Notes | None = None
 
@@ -215,6 +224,7 @@ class ContactOut(BaseModel):
     phone: str | None
     email: str | None
     birthday: dt.date | None
+    birthday_calendar: CalendarKind
     decision_maker: bool
     notes: str | None
     created_at: dt.datetime

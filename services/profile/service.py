@@ -105,6 +105,19 @@ def _json_value(value: Any) -> Any:
     return value
 
 
+# What `customer.updated` says of each key contact (contract: docs/contract.md).
+CONTACT_EVENT_FIELDS = (
+    "id",
+    "name",
+    "role",
+    "phone",
+    "email",
+    "birthday",
+    "birthday_calendar",
+    "decision_maker",
+)
+
+
 def customer_changes_payload(customer: Customer, fields: Sequence[str]) -> dict[str, Any]:
     """The public values of `fields` (as in customer.updated)."""
     payload: dict[str, Any] = {}
@@ -204,6 +217,8 @@ class ProfileService:
                         "stage",
                         "account_manager",
                         "birthday",
+                        "birthday_calendar",
+                        "key_dates",
                         "timezone",
                         "external_ref",
                         "relationship_level",
@@ -382,6 +397,7 @@ class ProfileService:
             "contact_added",
             {"contact_id": str(contact.id), "name": contact.name},
         )
+        await self._announce_contacts(session, customer)
         return contact
 
     async def update_contact(
@@ -396,7 +412,7 @@ class ProfileService:
         customer = await self._writable(session, customer_id, actor)
         contact = await self._contact_of(session, customer, contact_id)
         given = patch.model_dump(include=patch.model_fields_set)
-        for field in ("name", "decision_maker"):
+        for field in ("name", "decision_maker", "birthday_calendar"):
             if field in given and given[field] is None:
                 raise field_error(field, "may not be null")
         changes = {
@@ -418,6 +434,7 @@ class ProfileService:
                 "contact_updated",
                 {"contact_id": str(contact.id), **changes},
             )
+            await self._announce_contacts(session, customer)
         return contact
 
     async def remove_contact(
@@ -435,6 +452,25 @@ class ProfileService:
             customer, await repo.records.contact_names(session, customer.id)
         )
         self._audit(session, customer.id, actor, "contact_removed", {"contact_id": str(contact.id)})
+        await self._announce_contacts(session, customer)
+
+    async def _announce_contacts(self, session: AsyncSession, customer: Customer) -> None:
+        """`customer.updated` with the whole list of key contacts (birthdays and addresses
+        for outreach), after any change to one of them."""
+        contacts = await repo.records.contacts(session, customer.id)
+        await record_event(
+            session,
+            producer=PRODUCER,
+            event_type="customer.updated",
+            customer_id=customer.id,
+            data={
+                "contacts": [
+                    {field: _json_value(getattr(contact, field)) for field in CONTACT_EVENT_FIELDS}
+                    for contact in contacts
+                ]
+            },
+            occurred_at=utcnow(),
+        )
 
     async def _contact_of(
         self, session: AsyncSession, customer: Customer, contact_id: uuid.UUID

@@ -23,7 +23,8 @@ FULL = {
     "stage": "target",
     "relationship_level": "partner",
     "account_manager": "mia",
-    "key_dates": [{"label": "founded", "date": "1995-03-01"}],
+    "key_dates": [{"label": "founded", "date": "1995-03-01", "calendar": "lunar"}],
+    "birthday_calendar": "lunar",
     "attributes": {"plants": 4},
     "notes": "prefers calls before 10am",
     "consent": {"email": "granted"},
@@ -134,3 +135,53 @@ async def test_bad_patches_are_refused_and_change_nothing(
     assert await events(profile_db, "customer.updated") == []
     rows = await query(profile_db, "SELECT count(*) AS n FROM audit_log WHERE action='updated'")
     assert rows[0].n == 0
+
+
+async def test_key_contacts_travel_with_customer_updated(
+    profile: httpx.AsyncClient, profile_db: str
+) -> None:
+    """Outreach plans contacts' birthdays: every change to a contact announces the list."""
+    customer = await create_customer(
+        profile, birthday="1980-02-29", birthday_calendar="lunar", key_dates=FULL["key_dates"]
+    )
+    (created,) = await events(profile_db, "customer.created")
+    assert created["data"]["birthday_calendar"] == "lunar"
+    assert created["data"]["key_dates"] == FULL["key_dates"]
+    added = await profile.post(
+        f"/v1/customers/{customer['id']}/contacts",
+        json={
+            "name": "Li Wei",
+            "phone": "+86 138 0000 0000",
+            "birthday": "1975-08-12",
+            "birthday_calendar": "lunar",
+            "decision_maker": True,
+        },
+        headers=ADMIN,
+    )
+    assert added.status_code == 201, added.text
+    contact_id = added.json()["id"]
+    patched = await profile.patch(
+        f"/v1/customers/{customer['id']}/contacts/{contact_id}",
+        json={"email": "li.wei@example.com"},
+        headers=ADMIN,
+    )
+    assert patched.status_code == 200, patched.text
+    removed = await profile.delete(
+        f"/v1/customers/{customer['id']}/contacts/{contact_id}", headers=ADMIN
+    )
+    assert removed.status_code == 204
+    lists = [e["data"]["contacts"] for e in await events(profile_db, "customer.updated")]
+    assert lists[0] == [
+        {
+            "id": contact_id,
+            "name": "Li Wei",
+            "role": None,
+            "phone": "+86 138 0000 0000",
+            "email": None,
+            "birthday": "1975-08-12",
+            "birthday_calendar": "lunar",
+            "decision_maker": True,
+        }
+    ]
+    assert lists[1][0]["email"] == "li.wei@example.com"
+    assert lists[2] == []

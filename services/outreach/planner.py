@@ -1,0 +1,209 @@
+"""What contacts a customer's plan and calendar ask for over the coming year: a pure
+function of what outreach knows of the customer, the plan of its tier and the calendar.
+
+Each planned contact names its occasion (`birthday:self:2027`, `revisit:2026-12-30`,
+`repurchase:tea:2026-11-02`, ...): the same occasion makes one task, never two, however
+often a customer is planned again.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from services.outreach.occasions import GREGORIAN, local_moment, local_today, next_anniversary
+from services.outreach.schemas import MARKETING, PRIORITY, PlanDocument
+
+HORIZON = dt.timedelta(days=366)
+# With fewer purchases than this in a category, the category's typical cycle is used.
+MIN_OWN_PURCHASES = 3
+DEFAULT_ZONE = "Asia/Shanghai"
+
+
+@dataclass(frozen=True)
+class PlannedTask:
+    kind: str
+    occasion: str
+    channel: str
+    due_at: dt.datetime
+    assignee: str | None
+    basis: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def marketing(self) -> bool:
+        return self.kind in MARKETING
+
+    @property
+    def priority(self) -> int:
+        return PRIORITY[self.kind]
+
+
+@dataclass(frozen=True)
+class CustomerFacts:
+    """What outreach knows of one customer, as planning needs it."""
+
+    timezone: str | None
+    birthday: dt.date | None
+    birthday_calendar: str | None
+    key_dates: Sequence[dict[str, Any]]
+    contacts: Sequence[dict[str, Any]]
+    account_manager: str | None
+    tier: str | None
+
+
+@dataclass(frozen=True)
+class Cycle:
+    """One category's purchases of a customer: count, first and last."""
+
+    category: str
+    purchases: int
+    first_at: dt.datetime
+    last_at: dt.datetime
+
+
+@dataclass(frozen=True)
+class Occasion:
+    """A dated occasion on the calendar: a public holiday, a company date, a club event."""
+
+    on: dt.date
+    kind: str  # holiday | company | club_event
+    name: str
+    tiers: Sequence[str] | None  # None: every tier whose plan sends holiday gifts
+    channel: str | None
+
+
+def assignee_for(plan: PlanDocument, facts: CustomerFacts) -> str | None:
+    if plan.owner == "account_manager":
+        return facts.account_manager
+    if plan.owner == "specialist":
+        return plan.specialist
+    return None
+
+
+def plan_customer(
+    facts: CustomerFacts,
+    plan: PlanDocument,
+    *,
+    now: dt.datetime,
+    cycles: Iterable[Cycle] = (),
+    typical_days: dict[str, float] | None = None,
+    last_revisit: dt.datetime | None = None,
+    last_survey: dt.datetime | None = None,
+    calendar: Iterable[Occasion] = (),
+) -> list[PlannedTask]:
+    """The contacts due in the coming year (and the next revisit, survey and repurchase)."""
+    zone = facts.timezone or DEFAULT_ZONE
+    today = local_today(now, zone)
+    owner = assignee_for(plan, facts)
+    planned: list[PlannedTask] = []
+
+    def add(
+        kind: str, occasion: str, day: dt.date, basis: dict[str, Any], channel: str | None = None
+    ) -> None:
+        due = local_moment(day, plan.send_at, zone)
+        if due < now or due - now > HORIZON:
+            return
+        planned.append(
+            PlannedTask(kind, occasion, channel or plan.channel_for(kind), due, owner, basis)
+        )
+
+    def yearly(kind: str, who: str, born: dt.date, calendar_name: str | None, label: str) -> None:
+        lead = dt.timedelta(days=plan.birthday_lead_days)
+        day = next_anniversary(born, today + lead, calendar_name or GREGORIAN)
+        add(
+            kind,
+            f"{kind}:{who}:{day.year}",
+            day - lead,
+            {"date": day.isoformat(), "of": label, "calendar": calendar_name or GREGORIAN},
+        )
+
+    if facts.birthday is not None:
+        yearly("birthday", "self", facts.birthday, facts.birthday_calendar, "the customer")
+    for index, key_date in enumerate(facts.key_dates):
+        yearly(
+            "key_date",
+            f"self{index}",
+            dt.date.fromisoformat(str(key_date["date"])),
+            key_date.get("calendar"),
+            str(key_date.get("label", "key date")),
+        )
+    for contact in facts.contacts:
+        if contact.get("birthday"):
+            yearly(
+                "birthday",
+                str(contact["id"]),
+                dt.date.fromisoformat(str(contact["birthday"])),
+                contact.get("birthday_calendar"),
+                str(contact.get("name", "a contact")),
+            )
+
+    for kind, every, last in (
+        ("revisit", plan.revisit_days, last_revisit),
+        ("survey", plan.survey_days, last_survey),
+    ):
+        if every:
+            day = max(today, local_today((last or now) + dt.timedelta(days=every), zone))
+            add(kind, f"{kind}:{day.isoformat()}", day, {"every_days": every})
+
+    for cycle in cycles:
+        planned.extend(_repurchase(cycle, plan, facts, owner, zone, now, typical_days or {}))
+
+    for occasion in calendar:
+        invited = plan.holiday_gifts if occasion.tiers is None else facts.tier in occasion.tiers
+        if invited:
+            kind = "holiday" if occasion.kind in ("holiday", "company") else "club_event"
+            add(
+                kind,
+                f"{kind}:{occasion.on.isoformat()}:{occasion.name}",
+                occasion.on,
+                {"occasion": occasion.name, "date": occasion.on.isoformat()},
+                occasion.channel,
+            )
+    return planned
+
+
+def _repurchase(
+    cycle: Cycle,
+    plan: PlanDocument,
+    facts: CustomerFacts,
+    owner: str | None,
+    zone: str,
+    now: dt.datetime,
+    typical_days: dict[str, float],
+) -> list[PlannedTask]:
+    """A reminder a lead time before the predicted next purchase of a category, from the
+    customer's own interval, or the category's typical one when it has too few."""
+    if cycle.purchases >= MIN_OWN_PURCHASES:
+        interval = (cycle.last_at - cycle.first_at).total_seconds() / 86400 / (cycle.purchases - 1)
+        source = "own"
+    elif cycle.category in typical_days:
+        interval = typical_days[cycle.category]
+        source = "category"
+    else:
+        return []
+    if interval < 1:
+        return []
+    predicted = cycle.last_at + dt.timedelta(days=interval)
+    day = local_today(predicted, zone) - dt.timedelta(days=plan.repurchase_lead_days)
+    due = local_moment(day, plan.send_at, zone)
+    if due < now or due - now > HORIZON:
+        return []
+    return [
+        PlannedTask(
+            "repurchase",
+            f"repurchase:{cycle.category}:{cycle.last_at.date().isoformat()}",
+            plan.channel_for("repurchase"),
+            due,
+            owner,
+            {
+                "category": cycle.category,
+                "predicted_at": predicted.isoformat(),
+                "interval_days": round(interval, 1),
+                "from": source,
+                "purchases": cycle.purchases,
+                "last_purchase_at": cycle.last_at.isoformat(),
+            },
+        )
+    ]

@@ -1,0 +1,329 @@
+"""All of outreach's SQL."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import ColumnElement, and_, func, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.outreach.models import (
+    CalendarEntry,
+    ComplaintState,
+    FeedToken,
+    PurchaseCycle,
+    Recipient,
+    ServicePlan,
+    Task,
+)
+from services.outreach.schemas import OPEN_STATUSES
+from shared.access import CustomerAccess
+from shared.db import insert_ignoring_duplicates
+
+DUE_STATUSES = ("pending", "deferred")
+# A category's typical cycle is learned from at most this many of its customers.
+TYPICAL_SAMPLE = 2000
+
+
+@dataclass(frozen=True)
+class TaskFilters:
+    customer_id: uuid.UUID | None = None
+    assignee: str | None = None
+    status: str | None = None
+    kind: str | None = None
+    due_before: dt.datetime | None = None
+    due_after: dt.datetime | None = None
+
+
+def visible_to(access: CustomerAccess) -> ColumnElement[bool] | None:
+    """The tasks a principal may see (None: all): an account manager's customers' tasks,
+    an agent's own worklist."""
+    manager = access.manager_scope
+    if manager is not None:
+        return or_(
+            Task.assignee == manager,
+            Task.customer_id.in_(
+                select(Recipient.customer_id).where(Recipient.account_manager == manager)
+            ),
+        )
+    agent = access.agent_scope
+    if agent is not None:
+        return Task.assignee == agent
+    return None
+
+
+class RecipientRepository:
+    async def get(self, session: AsyncSession, customer_id: uuid.UUID) -> Recipient | None:
+        return await session.get(Recipient, customer_id)
+
+    async def get_or_add(self, session: AsyncSession, customer_id: uuid.UUID) -> Recipient:
+        await insert_ignoring_duplicates(
+            session, Recipient.__table__, {"customer_id": customer_id, "field_times": {}}
+        )
+        recipient = await session.get(Recipient, customer_id, with_for_update=True)
+        assert recipient is not None
+        return recipient
+
+    async def many(
+        self, session: AsyncSession, customer_ids: Sequence[uuid.UUID]
+    ) -> dict[uuid.UUID, Recipient]:
+        rows = await session.execute(
+            select(Recipient).where(Recipient.customer_id.in_(list(customer_ids)))
+        )
+        return {row.customer_id: row for row in rows.scalars()}
+
+    async def all_ids(
+        self, session: AsyncSession, after: uuid.UUID | None, limit: int
+    ) -> list[uuid.UUID]:
+        query = select(Recipient.customer_id).where(Recipient.erased_at.is_(None))
+        if after is not None:
+            query = query.where(Recipient.customer_id > after)
+        rows = await session.execute(query.order_by(Recipient.customer_id).limit(limit))
+        return list(rows.scalars())
+
+
+class ComplaintStateRepository:
+    async def note(
+        self,
+        session: AsyncSession,
+        complaint_id: uuid.UUID,
+        customer_id: uuid.UUID,
+        *,
+        is_open: bool,
+        at: dt.datetime,
+    ) -> None:
+        """The complaint is open (or not) as of `at`, unless a later event said otherwise."""
+        inserted = await insert_ignoring_duplicates(
+            session,
+            ComplaintState.__table__,
+            {
+                "complaint_id": complaint_id,
+                "customer_id": customer_id,
+                "open": is_open,
+                "state_at": at,
+            },
+        )
+        if not inserted:
+            await session.execute(
+                update(ComplaintState)
+                .where(ComplaintState.complaint_id == complaint_id, ComplaintState.state_at <= at)
+                .values(open=is_open, state_at=at)
+            )
+
+    async def customers_with_open(
+        self, session: AsyncSession, customer_ids: Sequence[uuid.UUID]
+    ) -> set[uuid.UUID]:
+        rows = await session.execute(
+            select(ComplaintState.customer_id)
+            .where(ComplaintState.customer_id.in_(list(customer_ids)), ComplaintState.open)
+            .distinct()
+        )
+        return set(rows.scalars())
+
+
+class CycleRepository:
+    async def add_purchase(
+        self, session: AsyncSession, customer_id: uuid.UUID, category: str, at: dt.datetime
+    ) -> None:
+        inserted = await insert_ignoring_duplicates(
+            session,
+            PurchaseCycle.__table__,
+            {
+                "customer_id": customer_id,
+                "category": category,
+                "purchases": 1,
+                "first_at": at,
+                "last_at": at,
+            },
+        )
+        if not inserted:
+            cycle = await session.get(PurchaseCycle, (customer_id, category), with_for_update=True)
+            assert cycle is not None
+            cycle.purchases += 1
+            cycle.first_at = min(cycle.first_at, at)
+            cycle.last_at = max(cycle.last_at, at)
+
+    async def of_customer(
+        self, session: AsyncSession, customer_id: uuid.UUID
+    ) -> list[PurchaseCycle]:
+        rows = await session.execute(
+            select(PurchaseCycle).where(PurchaseCycle.customer_id == customer_id)
+        )
+        return list(rows.scalars())
+
+    async def typical_days(
+        self, session: AsyncSession, categories: Sequence[str], min_purchases: int
+    ) -> dict[str, float]:
+        """Each category's typical interval (days): the median over a sample of the
+        customers who bought it often enough to have their own."""
+        found: dict[str, float] = {}
+        for category in categories:
+            rows = await session.execute(
+                select(PurchaseCycle.first_at, PurchaseCycle.last_at, PurchaseCycle.purchases)
+                .where(
+                    PurchaseCycle.category == category,
+                    PurchaseCycle.purchases >= min_purchases,
+                )
+                .limit(TYPICAL_SAMPLE)
+            )
+            intervals = sorted(
+                (last - first).total_seconds() / 86400 / (count - 1) for first, last, count in rows
+            )
+            if intervals:
+                found[category] = intervals[len(intervals) // 2]
+        return found
+
+
+class TaskRepository:
+    async def get(
+        self, session: AsyncSession, task_id: uuid.UUID, *, lock: bool = False
+    ) -> Task | None:
+        query = select(Task).where(Task.id == task_id)
+        if lock:
+            query = query.with_for_update()
+        return (await session.execute(query)).scalar_one_or_none()
+
+    async def of_customer(self, session: AsyncSession, customer_id: uuid.UUID) -> list[Task]:
+        rows = await session.execute(select(Task).where(Task.customer_id == customer_id))
+        return list(rows.scalars())
+
+    async def open_of(
+        self, session: AsyncSession, customer_id: uuid.UUID, kinds: Sequence[str] | None = None
+    ) -> list[Task]:
+        query = select(Task).where(Task.customer_id == customer_id, Task.status.in_(OPEN_STATUSES))
+        if kinds is not None:
+            query = query.where(Task.kind.in_(list(kinds)))
+        return list((await session.execute(query)).scalars())
+
+    async def held_for_complaint(self, session: AsyncSession, customer_id: uuid.UUID) -> list[Task]:
+        rows = await session.execute(
+            select(Task).where(Task.customer_id == customer_id, Task.status == "held")
+        )
+        return list(rows.scalars())
+
+    async def search(
+        self,
+        session: AsyncSession,
+        filters: TaskFilters,
+        access: CustomerAccess,
+        *,
+        after: tuple[dt.datetime, uuid.UUID] | None,
+        limit: int,
+    ) -> Sequence[Task]:
+        conditions: list[ColumnElement[bool]] = []
+        scope = visible_to(access)
+        if scope is not None:
+            conditions.append(scope)
+        for column, value in (
+            (Task.customer_id, filters.customer_id),
+            (Task.assignee, filters.assignee),
+            (Task.status, filters.status),
+            (Task.kind, filters.kind),
+        ):
+            if value is not None:
+                conditions.append(column == value)
+        if filters.due_before is not None:
+            conditions.append(Task.due_at < filters.due_before)
+        if filters.due_after is not None:
+            conditions.append(Task.due_at >= filters.due_after)
+        if after is not None:
+            when, ident = after
+            conditions.append(or_(Task.due_at > when, and_(Task.due_at == when, Task.id > ident)))
+        rows = await session.execute(
+            select(Task).where(*conditions).order_by(Task.due_at, Task.id).limit(limit)
+        )
+        return rows.scalars().all()
+
+    async def due(self, session: AsyncSession, now: dt.datetime, limit: int) -> list[Task]:
+        """Tasks due by `now`, and deliveries whose lease ran out (their replica stopped),
+        locked; another replica skips them."""
+        query = (
+            select(Task)
+            .where(
+                or_(
+                    and_(Task.status.in_(DUE_STATUSES), Task.due_at <= now),
+                    and_(Task.status == "sending", Task.lease_until <= now),
+                )
+            )
+            .order_by(Task.due_at)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        return list((await session.execute(query)).scalars())
+
+    async def sent_since(
+        self, session: AsyncSession, customer_ids: Sequence[uuid.UUID], since: dt.datetime
+    ) -> dict[uuid.UUID, list[tuple[uuid.UUID, str, bool, dt.datetime, str]]]:
+        """Per customer, the contacts made since `since`: task, channel, marketing, when,
+        kind."""
+        rows = await session.execute(
+            select(
+                Task.customer_id,
+                Task.id,
+                Task.channel,
+                Task.marketing,
+                Task.contacted_at,
+                Task.kind,
+            ).where(Task.customer_id.in_(list(customer_ids)), Task.contacted_at >= since)
+        )
+        found: dict[uuid.UUID, list[tuple[uuid.UUID, str, bool, dt.datetime, str]]] = defaultdict(
+            list
+        )
+        for customer_id, task_id, channel, marketing, at, kind in rows:
+            if at is not None:
+                found[customer_id].append((task_id, channel, marketing, at, kind))
+        return found
+
+    async def next_due(self, session: AsyncSession) -> dt.datetime | None:
+        value: dt.datetime | None = (
+            await session.execute(
+                select(func.min(Task.due_at)).where(Task.status.in_(DUE_STATUSES))
+            )
+        ).scalar_one()
+        return value
+
+
+class PlanRepository:
+    async def get(self, session: AsyncSession, tier: str) -> ServicePlan | None:
+        return await session.get(ServicePlan, tier)
+
+    async def all(self, session: AsyncSession) -> list[ServicePlan]:
+        return list((await session.execute(select(ServicePlan))).scalars())
+
+
+class CalendarRepository:
+    async def between(
+        self, session: AsyncSession, start: dt.date, end: dt.date
+    ) -> list[CalendarEntry]:
+        rows = await session.execute(
+            select(CalendarEntry)
+            .where(CalendarEntry.on >= start, CalendarEntry.on <= end)
+            .order_by(CalendarEntry.on)
+        )
+        return list(rows.scalars())
+
+
+class FeedRepository:
+    async def active(self, session: AsyncSession, digest: str) -> FeedToken | None:
+        token = await session.get(FeedToken, digest)
+        return token if token is not None and token.revoked_at is None else None
+
+    async def revoke_all(self, session: AsyncSession, assignee: str, at: dt.datetime) -> None:
+        await session.execute(
+            update(FeedToken)
+            .where(FeedToken.assignee == assignee, FeedToken.revoked_at.is_(None))
+            .values(revoked_at=at)
+        )
+
+
+recipients = RecipientRepository()
+complaints = ComplaintStateRepository()
+cycles = CycleRepository()
+tasks = TaskRepository()
+plans = PlanRepository()
+calendar = CalendarRepository()
+feeds = FeedRepository()

@@ -1,0 +1,580 @@
+"""Outreach rules: keep the local view of customers, plan each customer's contacts from its
+tier's plan and the calendar, and handle tasks done by hand. Never commits."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import secrets
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+import holidays
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.outreach import repository as repo
+from services.outreach.models import CalendarEntry, FeedToken, Recipient, ServicePlan, Task
+from services.outreach.occasions import local_today
+from services.outreach.planner import (
+    DEFAULT_ZONE,
+    MIN_OWN_PURCHASES,
+    CustomerFacts,
+    Cycle,
+    Occasion,
+    PlannedTask,
+    assignee_for,
+    plan_customer,
+)
+from services.outreach.schemas import (
+    DEFAULT_PLANS,
+    OPEN_STATUSES,
+    TOP_TIER,
+    CalendarCreate,
+    PlanDocument,
+    TaskCompletion,
+    TaskReassign,
+    TaskReschedule,
+)
+from shared.access import CustomerAccess
+from shared.db import utcnow
+from shared.errors import Conflict, Forbidden, InvalidInput, NotFound
+from shared.events import OutreachCompleted, OutreachScheduled
+from shared.outbox import record_event
+
+PRODUCER = "outreach"
+# The customer fields outreach keeps, from customer.created / customer.updated.
+CUSTOMER_FIELDS = (
+    "name",
+    "timezone",
+    "birthday",
+    "birthday_calendar",
+    "key_dates",
+    "contacts",
+    "consent",
+    "account_manager",
+)
+# Kinds the plan and the calendar make (re-planning may move or cancel them); the others
+# come from events (a complaint closed, a tier changed) and are left alone.
+PLANNED_KINDS = frozenset(
+    {"birthday", "key_date", "repurchase", "revisit", "survey", "holiday", "club_event"}
+)
+# Kinds of which one open task is kept until done (their next date counts from it).
+RECURRING = ("revisit", "survey")
+FOLLOW_UP_AFTER = dt.timedelta(days=2)
+
+
+def feed_digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+class OutreachService:
+    def __init__(self, holiday_country: str = "CN") -> None:
+        self.holiday_country = holiday_country
+
+    # ------------------------------------------------------------ plans
+    async def plan_document(self, session: AsyncSession, tier: str | None) -> PlanDocument:
+        """The plan of a tier: its own, else the `*` plan (stored, or the default)."""
+        for key in (tier, "*") if tier else ("*",):
+            assert key is not None
+            row = await repo.plans.get(session, key)
+            if row is not None:
+                return PlanDocument.model_validate(row.document)
+            if key in DEFAULT_PLANS:
+                return DEFAULT_PLANS[key]
+        return DEFAULT_PLANS["*"]
+
+    async def plans(
+        self, session: AsyncSession
+    ) -> list[tuple[str, PlanDocument, ServicePlan | None]]:
+        stored = {row.tier: row for row in await repo.plans.all(session)}
+        tiers = sorted(set(stored) | set(DEFAULT_PLANS), key=lambda t: (t == "*", t))
+        return [
+            (
+                tier,
+                PlanDocument.model_validate(stored[tier].document)
+                if tier in stored
+                else DEFAULT_PLANS[tier],
+                stored.get(tier),
+            )
+            for tier in tiers
+        ]
+
+    async def put_plan(
+        self, session: AsyncSession, tier: str, document: PlanDocument, actor: str
+    ) -> ServicePlan:
+        """Replace a tier's plan; its customers' future tasks follow at the next planning
+        (within the planner's interval, or at once with `POST /v1/planning`)."""
+        row = await repo.plans.get(session, tier)
+        now = utcnow()
+        if row is None:
+            row = ServicePlan(tier=tier, document={}, updated_at=now, updated_by=actor)
+            session.add(row)
+        row.document = document.model_dump(mode="json")
+        row.updated_at, row.updated_by = now, actor
+        await session.flush()
+        return row
+
+    # ------------------------------------------------------------ calendar
+    def public_holidays(self, start: dt.date, end: dt.date) -> list[Occasion]:
+        found = holidays.country_holidays(
+            self.holiday_country, years=range(start.year, end.year + 1)
+        )
+        return [
+            Occasion(on=day, kind="holiday", name=str(name), tiers=None, channel=None)
+            for day, name in sorted(found.items())
+            if start <= day <= end
+        ]
+
+    async def occasions(
+        self, session: AsyncSession, start: dt.date, end: dt.date
+    ) -> list[Occasion]:
+        """Public holidays and the company's own dates and club events in [start, end]."""
+        own = [
+            Occasion(
+                on=entry.on,
+                kind=entry.kind,
+                name=entry.name,
+                tiers=entry.tiers,
+                channel=entry.channel,
+            )
+            for entry in await repo.calendar.between(session, start, end)
+        ]
+        return sorted([*self.public_holidays(start, end), *own], key=lambda o: o.on)
+
+    async def add_calendar_entry(
+        self, session: AsyncSession, body: CalendarCreate, actor: str
+    ) -> CalendarEntry:
+        entry = CalendarEntry(
+            id=uuid.uuid4(),
+            on=body.on,
+            kind=body.kind,
+            name=body.name,
+            tiers=body.tiers,
+            channel=body.channel,
+            created_at=utcnow(),
+            created_by=actor,
+        )
+        session.add(entry)
+        await session.flush()
+        return entry
+
+    # ------------------------------------------------------------ planning
+    async def replan(
+        self,
+        session: AsyncSession,
+        customer_id: uuid.UUID,
+        now: dt.datetime,
+        occasions: Sequence[Occasion] | None = None,
+        typical_days: dict[str, float] | None = None,
+    ) -> int:
+        """Bring a customer's planned tasks in line with its plan and the calendar: new
+        occasions become tasks, pending ones follow the plan (channel, assignee, due), and
+        those no longer asked for are cancelled. The number of tasks created."""
+        recipient = await repo.recipients.get(session, customer_id)
+        if recipient is None or recipient.erased_at is not None:
+            return 0
+        plan = await self.plan_document(session, recipient.tier)
+        existing = await repo.tasks.of_customer(session, customer_id)
+        by_occasion = {task.occasion: task for task in existing}
+        keep_open = {
+            task.kind
+            for task in existing
+            if task.kind in RECURRING and task.status in OPEN_STATUSES
+        }
+        last_done = {
+            kind: max(
+                (t.completed_at for t in existing if t.kind == kind and t.completed_at),
+                default=None,
+            )
+            for kind in RECURRING
+        }
+        cycles = [
+            Cycle(c.category, c.purchases, c.first_at, c.last_at)
+            for c in await repo.cycles.of_customer(session, customer_id)
+        ]
+        if typical_days is None:
+            thin = [c.category for c in cycles if c.purchases < MIN_OWN_PURCHASES]
+            typical_days = await repo.cycles.typical_days(session, thin, MIN_OWN_PURCHASES)
+        if occasions is None:
+            today = local_today(now, recipient.timezone or DEFAULT_ZONE)
+            occasions = await self.occasions(session, today, today + dt.timedelta(days=367))
+        planned = [
+            task
+            for task in plan_customer(
+                self.facts(recipient),
+                plan,
+                now=now,
+                cycles=cycles,
+                typical_days=typical_days,
+                last_revisit=last_done["revisit"],
+                last_survey=last_done["survey"],
+                calendar=occasions,
+            )
+            if task.kind not in keep_open
+        ]
+        created = 0
+        wanted = {task.occasion for task in planned}
+        for task in planned:
+            found = by_occasion.get(task.occasion)
+            if found is None:
+                await self._create(session, customer_id, task, now)
+                created += 1
+            elif found.status == "pending":
+                found.channel, found.assignee, found.due_at = (
+                    task.channel,
+                    task.assignee,
+                    task.due_at,
+                )
+                found.basis = task.basis
+                found.updated_at = now
+        for stale in existing:
+            if (
+                stale.kind in PLANNED_KINDS
+                and stale.kind not in keep_open
+                and stale.occasion not in wanted
+                and stale.status == "pending"
+                and stale.due_at > now
+            ):
+                self.decide(stale, now, "cancelled", "no longer asked for by the plan or calendar")
+                stale.status = "cancelled"
+        await session.flush()
+        return created
+
+    @staticmethod
+    def facts(recipient: Recipient) -> CustomerFacts:
+        return CustomerFacts(
+            timezone=recipient.timezone,
+            birthday=recipient.birthday,
+            birthday_calendar=recipient.birthday_calendar,
+            key_dates=recipient.key_dates or [],
+            contacts=recipient.contacts or [],
+            account_manager=recipient.account_manager,
+            tier=recipient.tier,
+        )
+
+    async def _create(
+        self, session: AsyncSession, customer_id: uuid.UUID, planned: PlannedTask, now: dt.datetime
+    ) -> Task:
+        task = Task(
+            id=uuid.uuid4(),
+            customer_id=customer_id,
+            kind=planned.kind,
+            occasion=planned.occasion,
+            channel=planned.channel,
+            marketing=planned.marketing,
+            priority=planned.priority,
+            due_at=planned.due_at,
+            status="pending",
+            assignee=planned.assignee,
+            basis=planned.basis,
+            decisions=[],
+            attempts=0,
+            created_at=now,
+            updated_at=now,
+        )
+        session.add(task)
+        await record_event(
+            session,
+            producer=PRODUCER,
+            event_type="outreach.scheduled",
+            customer_id=customer_id,
+            data=OutreachScheduled(
+                task_id=task.id,
+                kind=task.kind,
+                channel=task.channel,
+                due_at=task.due_at,
+                assignee=task.assignee,
+                occasion=task.occasion,
+            ),
+            occurred_at=now,
+        )
+        return task
+
+    async def add_event_task(
+        self,
+        session: AsyncSession,
+        recipient: Recipient,
+        kind: str,
+        occasion: str,
+        due_at: dt.datetime,
+        basis: dict[str, Any],
+    ) -> None:
+        """A task an event asks for (a follow-up, a hand-over, a review), once."""
+        if any(
+            t.occasion == occasion
+            for t in await repo.tasks.of_customer(session, recipient.customer_id)
+        ):
+            return
+        plan = await self.plan_document(session, recipient.tier)
+        planned = PlannedTask(
+            kind,
+            occasion,
+            plan.channel_for(kind),
+            due_at,
+            assignee_for(plan, self.facts(recipient)) or recipient.account_manager,
+            basis,
+        )
+        await self._create(session, recipient.customer_id, planned, utcnow())
+
+    # ------------------------------------------------------------ from events
+    async def note_customer(
+        self, session: AsyncSession, customer_id: uuid.UUID, data: dict[str, Any], at: dt.datetime
+    ) -> None:
+        """Take the fields outreach needs, unless a newer event already set them."""
+        recipient = await repo.recipients.get_or_add(session, customer_id)
+        if recipient.erased_at is not None:
+            return
+        times = dict(recipient.field_times or {})
+        for field in CUSTOMER_FIELDS:
+            if field not in data:
+                continue
+            stamp = times.get(field)
+            if stamp is not None and dt.datetime.fromisoformat(stamp) > at:
+                continue
+            value = data[field]
+            if field == "birthday" and value is not None:
+                value = dt.date.fromisoformat(str(value))
+            if field in ("key_dates", "contacts"):
+                value = list(value or [])
+            if field == "consent":
+                value = dict(value or {})
+            setattr(recipient, field, value)
+            times[field] = at.isoformat()
+        recipient.field_times = times
+        await session.flush()
+        await self.replan(session, customer_id, utcnow())
+
+    async def note_tier(
+        self, session: AsyncSession, customer_id: uuid.UUID, tier: str, at: dt.datetime
+    ) -> None:
+        """A new tier: its plan applies to future tasks; entering the top tier asks for a
+        hand-over to a dedicated manager, leaving it for a review."""
+        recipient = await repo.recipients.get_or_add(session, customer_id)
+        times = dict(recipient.field_times or {})
+        stamp = times.get("tier")
+        if recipient.erased_at is not None or (
+            stamp is not None and dt.datetime.fromisoformat(stamp) > at
+        ):
+            return
+        previous = recipient.tier
+        recipient.tier = tier
+        times["tier"] = at.isoformat()
+        recipient.field_times = times
+        await session.flush()
+        now = utcnow()
+        if tier == TOP_TIER and previous != TOP_TIER:
+            await self.add_event_task(
+                session,
+                recipient,
+                "hand_over",
+                f"hand_over:{at.isoformat()}",
+                now,
+                {"from_tier": previous, "to_tier": tier, "why": "assign a dedicated manager"},
+            )
+        elif previous == TOP_TIER and tier != TOP_TIER:
+            await self.add_event_task(
+                session,
+                recipient,
+                "review",
+                f"review:{at.isoformat()}",
+                now,
+                {"from_tier": previous, "to_tier": tier, "why": "the customer left the top tier"},
+            )
+        await self.replan(session, customer_id, now)
+
+    async def note_purchase(
+        self, session: AsyncSession, customer_id: uuid.UUID, category: str | None, at: dt.datetime
+    ) -> None:
+        """A purchase moves the category's predicted next one: the reminder follows."""
+        await repo.cycles.add_purchase(session, customer_id, category or "*", at)
+        await session.flush()
+        await self.replan(session, customer_id, utcnow())
+
+    async def complaint_opened(
+        self,
+        session: AsyncSession,
+        customer_id: uuid.UUID,
+        complaint_id: uuid.UUID,
+        at: dt.datetime,
+    ) -> None:
+        await repo.complaints.note(session, complaint_id, customer_id, is_open=True, at=at)
+
+    async def complaint_closed(
+        self,
+        session: AsyncSession,
+        customer_id: uuid.UUID,
+        complaint_id: uuid.UUID,
+        at: dt.datetime,
+    ) -> None:
+        """Marketing held for the complaint goes again; a follow-up is due two days on."""
+        await repo.complaints.note(session, complaint_id, customer_id, is_open=False, at=at)
+        now = utcnow()
+        if not await repo.complaints.customers_with_open(session, [customer_id]):
+            for task in await repo.tasks.held_for_complaint(session, customer_id):
+                task.status = "pending"
+                task.due_at = max(task.due_at, now)
+                self.decide(task, now, "released", "the customer's complaints are closed")
+        recipient = await repo.recipients.get_or_add(session, customer_id)
+        if recipient.erased_at is None:
+            await self.add_event_task(
+                session,
+                recipient,
+                "complaint_follow_up",
+                f"complaint_follow_up:{complaint_id}",
+                max(at + FOLLOW_UP_AFTER, now),
+                {"complaint_id": str(complaint_id)},
+            )
+        await session.flush()
+
+    async def erase(self, session: AsyncSession, customer_id: uuid.UUID, at: dt.datetime) -> None:
+        """Drop the personal data and cancel every open task of the customer."""
+        recipient = await repo.recipients.get_or_add(session, customer_id)
+        recipient.erased_at = recipient.erased_at or at
+        recipient.name = recipient.birthday = recipient.timezone = None
+        recipient.key_dates, recipient.contacts, recipient.consent = [], [], {}
+        for task in await repo.tasks.of_customer(session, customer_id):
+            task.notes = None
+            if task.status in (*OPEN_STATUSES, "held"):
+                task.status = "cancelled"
+                self.decide(task, at, "cancelled", "the customer was erased")
+        await session.flush()
+
+    # ------------------------------------------------------------ tasks by hand
+    async def visible_task(
+        self,
+        session: AsyncSession,
+        task_id: uuid.UUID,
+        access: CustomerAccess,
+        *,
+        lock: bool = False,
+    ) -> Task:
+        task = await repo.tasks.get(session, task_id, lock=lock)
+        if task is None:
+            raise NotFound(f"No task {task_id}.")
+        if access.agent_scope is not None and task.assignee != access.agent_scope:
+            raise NotFound(f"No task {task_id}.")
+        manager = access.manager_scope
+        if manager is not None and task.assignee != manager:
+            recipient = await repo.recipients.get(session, task.customer_id)
+            if not access.may_see_customer(recipient.account_manager if recipient else None):
+                raise NotFound(f"No task {task_id}.")
+        return task
+
+    async def complete(
+        self,
+        session: AsyncSession,
+        task_id: uuid.UUID,
+        body: TaskCompletion,
+        access: CustomerAccess,
+    ) -> Task:
+        """Record what came of a contact made by hand."""
+        task = await self.visible_task(session, task_id, access, lock=True)
+        if task.channel in ("sms", "email"):
+            raise Conflict(
+                "An automated contact is delivered by the service, not completed by hand."
+            )
+        if task.status not in ("pending", "deferred", "ready", "held"):
+            raise Conflict(f"The task is {task.status}; only an open task can be completed.")
+        now = utcnow()
+        task.status = body.outcome
+        task.outcome = body.outcome
+        task.notes = body.notes
+        task.completed_at = now
+        task.contacted_at = task.contacted_at or now
+        self.decide(task, now, body.outcome, f"completed by {access.principal.user}")
+        await self.announce(session, task, body.outcome, body.notes)
+        await session.flush()
+        return task
+
+    async def reschedule(
+        self,
+        session: AsyncSession,
+        task_id: uuid.UUID,
+        body: TaskReschedule,
+        access: CustomerAccess,
+    ) -> Task:
+        """Snooze or bring forward an open task."""
+        task = await self.visible_task(session, task_id, access, lock=True)
+        if body.due_at.tzinfo is None:
+            raise InvalidInput(
+                "due_at needs a time zone (RFC 3339).",
+                errors=[{"field": "due_at", "message": "no time zone", "type": "timezone"}],
+            )
+        if task.status not in ("pending", "deferred", "ready"):
+            raise Conflict(f"The task is {task.status}; only an open task can be rescheduled.")
+        now = utcnow()
+        task.due_at = body.due_at.astimezone(dt.UTC)
+        task.status = "pending"
+        self.decide(task, now, "rescheduled", body.reason or f"by {access.principal.user}")
+        await session.flush()
+        return task
+
+    async def reassign(
+        self, session: AsyncSession, task_id: uuid.UUID, body: TaskReassign, access: CustomerAccess
+    ) -> Task:
+        task = await self.visible_task(session, task_id, access, lock=True)
+        if task.status not in (*OPEN_STATUSES, "held"):
+            raise Conflict(f"The task is {task.status}; only an open task can be reassigned.")
+        now = utcnow()
+        self.decide(
+            task,
+            now,
+            "reassigned",
+            f"{task.assignee} -> {body.assignee}: {body.reason or ''}".strip(),
+        )
+        task.assignee = body.assignee
+        await session.flush()
+        return task
+
+    # ------------------------------------------------------------ calendar feeds
+    async def new_feed(
+        self, session: AsyncSession, access: CustomerAccess
+    ) -> tuple[str, FeedToken]:
+        """A new secret feed address for the caller's worklist; earlier ones stop working."""
+        if not access.principal.roles & {"admin", "account_manager", "agent"}:
+            raise Forbidden("Calendar feeds are for people with a worklist.")
+        now = utcnow()
+        await repo.feeds.revoke_all(session, access.principal.user, now)
+        token = secrets.token_urlsafe(32)
+        row = FeedToken(
+            digest=feed_digest(token),
+            assignee=access.principal.user,
+            roles=sorted(access.principal.roles),
+            created_at=now,
+        )
+        session.add(row)
+        await session.flush()
+        return token, row
+
+    async def revoke_feed(self, session: AsyncSession, access: CustomerAccess) -> None:
+        await repo.feeds.revoke_all(session, access.principal.user, utcnow())
+
+    # ------------------------------------------------------------ shared
+    @staticmethod
+    def decide(task: Task, at: dt.datetime, decision: str, reason: str) -> None:
+        """Record a decision on the task, with its moment and reason."""
+        task.decisions = [
+            *(task.decisions or []),
+            {"at": at.isoformat(), "decision": decision, "reason": reason},
+        ]
+        task.updated_at = at
+
+    @staticmethod
+    async def announce(session: AsyncSession, task: Task, outcome: str, reason: str | None) -> None:
+        await record_event(
+            session,
+            producer=PRODUCER,
+            event_type="outreach.completed",
+            customer_id=task.customer_id,
+            data=OutreachCompleted(
+                task_id=task.id,
+                kind=task.kind,
+                channel=task.channel,
+                outcome=outcome,
+                reason=reason,
+            ),
+        )
+
+
+outreach_service = OutreachService()
