@@ -28,6 +28,7 @@ from services.outreach.planner import DEFAULT_ZONE
 from services.outreach.schemas import AUTOMATED, CONSENT_OF, PlanDocument, QuietHours
 from services.outreach.service import outreach_service
 
+DISPATCH_GUARD = "dispatch"
 # Contacts that never move for another one on the same day.
 URGENT = frozenset({"complaint_follow_up", "hand_over"})
 Contact = tuple[uuid.UUID, str, bool, dt.datetime, str]  # task, channel, marketing, when, kind
@@ -145,6 +146,7 @@ class Dispatcher:
         """One pass; the number of due tasks seen, and whether events were recorded."""
         async with self.sessions() as session:
             async with session.begin():
+                await repo.guard_writes(session, DISPATCH_GUARD, now)
                 due = await repo.tasks.due(session, now, self.batch_size)
                 claimed = await self._decide(session, due, now) if due else []
             pending = bool(session.info.get("outbox_pending"))
@@ -152,6 +154,7 @@ class Dispatcher:
             results = await self._deliver(claimed)
             async with self.sessions() as session:
                 async with session.begin():
+                    await repo.guard_writes(session, DISPATCH_GUARD, now)
                     await self._record(session, results, now)
                 pending = pending or bool(session.info.get("outbox_pending"))
         return len(due), pending

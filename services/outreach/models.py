@@ -151,6 +151,17 @@ class Task(Base):
     )
 
 
+class WriterGuard(Base):
+    """One row per guarded job. On SQLite (one writer at a time, no SKIP LOCKED) a
+    dispatch transaction writes its row first, so it holds the write lock before it reads
+    the due tasks, and two dispatchers never claim the same task."""
+
+    __tablename__ = "writer_guards"
+
+    name: Mapped[str] = mapped_column(String(40), primary_key=True)
+    taken_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+
+
 class FeedToken(Base):
     """An assignee's secret calendar-feed address (stored as a digest), rotatable and
     revocable: calendar apps cannot send an API key."""

@@ -19,6 +19,7 @@ from services.outreach.models import (
     Recipient,
     ServicePlan,
     Task,
+    WriterGuard,
 )
 from services.outreach.schemas import OPEN_STATUSES
 from shared.access import CustomerAccess
@@ -54,6 +55,15 @@ def visible_to(access: CustomerAccess) -> ColumnElement[bool] | None:
     if agent is not None:
         return Task.assignee == agent
     return None
+
+
+async def guard_writes(session: AsyncSession, name: str, now: dt.datetime) -> None:
+    """On SQLite, take the database's write lock now, before reading (see WriterGuard);
+    PostgreSQL locks the rows it takes (FOR UPDATE SKIP LOCKED) instead."""
+    if session.get_bind().dialect.name == "sqlite":
+        await session.execute(
+            update(WriterGuard).where(WriterGuard.name == name).values(taken_at=now)
+        )
 
 
 class RecipientRepository:

@@ -186,6 +186,7 @@ class TaskOut(BaseModel):
     basis: dict[str, Any]
     decisions: list[Any]
     attempts: int
+    provider_response: dict[str, Any] | None
     outcome: str | None
     notes: str | None
     created_at: dt.datetime
