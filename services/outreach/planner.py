@@ -1,9 +1,10 @@
 """What contacts a customer's plan and calendar ask for over the coming year: a pure
 function of what outreach knows of the customer, the plan of its tier and the calendar.
 
-Each planned contact names its occasion (`birthday:self:2027`, `revisit:2026-12-30`,
-`repurchase:tea:2026-11-02`, ...): the same occasion makes one task, never two, however
-often a customer is planned again.
+Each planned contact names its occasion (`birthday:self:2027`, `repurchase:tea:2026-11-02`,
+`holiday:2027-01-01:New Year's Day`, ...): the same occasion makes one task, never two,
+however often a customer is planned again. (Revisits and surveys recur from the last one
+done: the service numbers them, `revisit:3`, and keeps one open at a time.)
 """
 
 from __future__ import annotations

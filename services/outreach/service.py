@@ -8,6 +8,7 @@ import hashlib
 import secrets
 import uuid
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 import holidays
@@ -213,8 +214,17 @@ class OutreachService:
             )
             if task.kind not in keep_open
         ]
+        owner = assignee_for(plan, self.facts(recipient))
+        for kept in existing:
+            if kept.kind in keep_open and kept.status == "pending":
+                kept.channel, kept.assignee = plan.channel_for(kept.kind), owner
         created = 0
         wanted = {task.occasion for task in planned}
+        for kind in RECURRING:  # the n-th revisit is its own occasion, whatever its date
+            count = sum(1 for t in existing if t.kind == kind)
+            planned = [
+                replace(t, occasion=f"{kind}:{count + 1}") if t.kind == kind else t for t in planned
+            ]
         for task in planned:
             found = by_occasion.get(task.occasion)
             if found is None:
@@ -361,8 +371,13 @@ class OutreachService:
         recipient.tier = tier
         times["tier"] = at.isoformat()
         recipient.field_times = times
-        await session.flush()
         now = utcnow()
+        if tier != previous:  # the new plan's cadence counts from now
+            for task in await repo.tasks.open_of(session, customer_id, RECURRING):
+                if task.status == "pending":
+                    task.status = "cancelled"
+                    self.decide(task, now, "cancelled", f"the tier changed to {tier}")
+        await session.flush()
         if tier == TOP_TIER and previous != TOP_TIER:
             await self.add_event_task(
                 session,

@@ -1,0 +1,307 @@
+"""Planning from events through the API: tasks per plan and tier, hand-over and review on
+tier changes, repurchase reminders that move with purchases, complaints holding marketing
+and asking for a follow-up, erasure, out-of-order events, the worklist, the calendar feed
+and who sees what."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from typing import Any
+
+import httpx
+import icalendar
+
+from tests.conftest import ADMIN, AGENT, ANALYST, MANAGER
+from tests.outreach.conftest import Events, dispatch, due_now, tasks_of
+
+NOW = dt.datetime.now(dt.UTC)
+
+
+def kinds(tasks: list[dict[str, Any]], status: str = "pending") -> dict[str, dict[str, Any]]:
+    return {t["kind"]: t for t in tasks if t["status"] == status}
+
+
+async def test_tasks_follow_the_tier_plan(outreach: httpx.AsyncClient, events: Events) -> None:
+    customer = await events.customer(birthday="1985-07-20", birthday_calendar="lunar")
+    plain = kinds(await tasks_of(outreach, customer))
+    assert set(plain) >= {"birthday", "revisit", "survey"}
+    assert plain["revisit"]["assignee"] is None  # the rest tier: nobody owns the contact
+    assert plain["birthday"]["basis"]["calendar"] == "lunar"
+
+    # Into the top tier: a hand-over task, and the A plan (visits by the account manager).
+    await events.tier(customer, "A")
+    after = await tasks_of(outreach, customer)
+    top = kinds(after)
+    assert top["hand_over"]["assignee"] == "mia"
+    assert top["revisit"]["channel"] == "visit" and top["revisit"]["assignee"] == "mia"
+    assert top["birthday"]["channel"] == "gift"
+    # The old plan's pending revisit was cancelled, not left beside the new one.
+    cancelled = [t for t in after if t["status"] == "cancelled"]
+    assert {t["kind"] for t in cancelled} >= {"revisit"}
+    # Leaving the top tier asks for a review.
+    await events.tier(customer, "B", previous="A")
+    assert "review" in kinds(await tasks_of(outreach, customer))
+
+
+async def test_planning_again_creates_nothing_new(
+    outreach: httpx.AsyncClient, events: Events
+) -> None:
+    customer = await events.customer(birthday="1990-02-28")
+    before = await tasks_of(outreach, customer)
+    again = await outreach.post(f"/v1/planning?customer_id={customer}", headers=ADMIN)
+    assert again.json() == {"created": 0}
+    assert len(await tasks_of(outreach, customer)) == len(before)
+
+
+async def test_repurchase_reminder_moves_with_purchases(
+    outreach: httpx.AsyncClient, events: Events
+) -> None:
+    customer = await events.customer()
+
+    async def bought(days_ago: float) -> None:
+        await events.send(
+            customer,
+            "purchase.recorded",
+            {
+                "purchase_id": str(uuid.uuid4()),
+                "amount": "120.00",
+                "currency": "CNY",
+                "quantity": "1",
+                "category": "formula",
+                "purchased_at": (NOW - dt.timedelta(days=days_ago)).isoformat(),
+            },
+        )
+
+    for days_ago in (41, 21):  # two purchases: not yet a cycle of its own
+        await bought(days_ago)
+    assert "repurchase" not in kinds(await tasks_of(outreach, customer))
+    await bought(1.5)  # every ~20 days: next about 18 days from now
+    reminder = kinds(await tasks_of(outreach, customer))["repurchase"]
+    basis = reminder["basis"]
+    assert basis["from"] == "own" and basis["purchases"] == 3
+    assert 19 <= basis["interval_days"] <= 20.5
+    assert reminder["due_at"] < basis["predicted_at"].replace("+00:00", "Z")
+    # A purchase before the reminder: it is cancelled, and the next one follows the new
+    # last purchase.
+    await bought(0.1)
+    tasks = await tasks_of(outreach, customer)
+    assert reminder["id"] in {t["id"] for t in tasks if t["status"] == "cancelled"}
+    moved = kinds(tasks)["repurchase"]
+    assert moved["basis"]["purchases"] == 4
+    assert moved["basis"]["last_purchase_at"] > basis["last_purchase_at"]
+    # A refund is not a purchase.
+    await events.send(
+        customer,
+        "purchase.recorded",
+        {
+            "purchase_id": str(uuid.uuid4()),
+            "amount": "-120.00",
+            "currency": "CNY",
+            "quantity": "1",
+            "category": "formula",
+            "purchased_at": NOW.isoformat(),
+        },
+    )
+    assert kinds(await tasks_of(outreach, customer))["repurchase"]["id"] == moved["id"]
+
+
+async def test_an_open_complaint_holds_marketing_and_its_closing_asks_for_a_follow_up(
+    outreach: httpx.AsyncClient, events: Events, outreach_db: str
+) -> None:
+    customer = await events.customer(birthday="1980-06-01")
+    birthday = kinds(await tasks_of(outreach, customer))["birthday"]
+    complaint = str(uuid.uuid4())
+    opened = {
+        "complaint_id": complaint,
+        "severity": "major",
+        "owner": "ann",
+        "respond_by": NOW.isoformat(),
+        "resolve_by": NOW.isoformat(),
+    }
+    await events.send(customer, "complaint.opened", opened)
+    await due_now(outreach, birthday["id"])
+    await dispatch(outreach_db, None)
+    held = next(t for t in await tasks_of(outreach, customer) if t["id"] == birthday["id"])
+    assert held["status"] == "held" and "complaint" in held["decisions"][-1]["reason"]
+
+    closed = {"complaint_id": complaint, "resolution_hours": 5.0, "satisfaction": 4}
+    await events.send(customer, "complaint.closed", closed)
+    tasks = await tasks_of(outreach, customer)
+    released = next(t for t in tasks if t["id"] == birthday["id"])
+    assert released["status"] == "pending" and released["decisions"][-1]["decision"] == "released"
+    follow_up = kinds(tasks)["complaint_follow_up"]
+    assert follow_up["basis"]["complaint_id"] == complaint and not follow_up["marketing"]
+    # The same closing again (a replay) asks for nothing more.
+    await events.send(customer, "complaint.closed", closed)
+    assert [t["kind"] for t in await tasks_of(outreach, customer)].count("complaint_follow_up") == 1
+    # A late complaint.opened (sent before the closing, arriving after) holds nothing.
+    await events.send(customer, "complaint.opened", opened, NOW - dt.timedelta(minutes=5))
+    await dispatch(outreach_db, None)
+    assert (
+        next(t for t in await tasks_of(outreach, customer) if t["id"] == birthday["id"])["status"]
+        != "held"
+    )
+
+
+async def test_older_customer_events_never_overwrite_newer_ones(
+    outreach: httpx.AsyncClient, events: Events
+) -> None:
+    customer = uuid.uuid4()
+    await events.send(customer, "customer.updated", {"timezone": "America/New_York"}, NOW)
+    await events.send(
+        customer,
+        "customer.created",
+        {"name": "x", "kind": "person", "timezone": "Asia/Shanghai", "birthday": "1970-01-05"},
+        NOW - dt.timedelta(minutes=1),
+    )
+    birthday = kinds(await tasks_of(outreach, customer))["birthday"]
+    # 10:00 in New York (the newer zone), three days before 5 January.
+    due = dt.datetime.fromisoformat(birthday["due_at"].replace("Z", "+00:00"))
+    assert due.astimezone(dt.timezone(dt.timedelta(hours=-5))).hour == 10
+
+
+async def test_erasure_cancels_every_open_task(outreach: httpx.AsyncClient, events: Events) -> None:
+    customer = await events.customer(birthday="1980-06-01")
+    assert kinds(await tasks_of(outreach, customer))
+    await events.send(customer, "customer.erased", {})
+    tasks = await tasks_of(outreach, customer)
+    assert tasks and {t["status"] for t in tasks} == {"cancelled"}
+    assert all(t["decisions"][-1]["reason"] == "the customer was erased" for t in tasks)
+    # Later events about the customer plan nothing again.
+    await events.send(customer, "customer.updated", {"birthday": "1981-01-01"})
+    assert {t["status"] for t in await tasks_of(outreach, customer)} == {"cancelled"}
+
+
+async def test_the_worklist_by_hand(
+    outreach: httpx.AsyncClient, events: Events, outreach_db: str
+) -> None:
+    customer = await events.customer()
+    await events.tier(customer, "A")
+    pending = kinds(await tasks_of(outreach, customer))
+    hand_over, revisit = pending["hand_over"], pending["revisit"]
+    await due_now(outreach, revisit["id"])
+    await dispatch(outreach_db, None)
+    # The hand-over is urgent and goes first; the revisit moves to tomorrow.
+    worklist = await outreach.get("/v1/tasks?assignee=mia&status=ready", headers=MANAGER)
+    assert [t["id"] for t in worklist.json()["items"]] == [hand_over["id"]]
+    moved = next(t for t in await tasks_of(outreach, customer) if t["id"] == revisit["id"])
+    assert moved["status"] == "deferred"
+    assert moved["decisions"][-1]["reason"] == "one contact a day: hand_over went first"
+    snoozed = await outreach.post(
+        f"/v1/tasks/{revisit['id']}/reschedule",
+        json={"due_at": (NOW + dt.timedelta(days=2)).isoformat(), "reason": "customer away"},
+        headers=MANAGER,
+    )
+    assert snoozed.status_code == 200 and snoozed.json()["status"] == "pending"
+    naive = await outreach.post(
+        f"/v1/tasks/{revisit['id']}/reschedule",
+        json={"due_at": "2026-12-01T10:00:00"},
+        headers=MANAGER,
+    )
+    assert naive.status_code == 422
+    reassigned = await outreach.post(
+        f"/v1/tasks/{hand_over['id']}/reassign",
+        json={"assignee": "max", "reason": "Max takes the key account"},
+        headers=MANAGER,
+    )
+    assert reassigned.status_code == 200 and reassigned.json()["assignee"] == "max"
+    done = await outreach.post(
+        f"/v1/tasks/{revisit['id']}/complete",
+        json={"outcome": "done", "notes": "visited the plant; happy with deliveries"},
+        headers=MANAGER,
+    )
+    assert done.status_code == 200 and done.json()["status"] == "done"
+    again = await outreach.post(
+        f"/v1/tasks/{revisit['id']}/complete", json={"outcome": "done"}, headers=MANAGER
+    )
+    assert again.status_code == 409
+    # The next revisit counts from the one done.
+    await outreach.post(f"/v1/planning?customer_id={customer}", headers=ADMIN)
+    following = kinds(await tasks_of(outreach, customer))["revisit"]
+    assert following["id"] != revisit["id"]
+    due = dt.datetime.fromisoformat(following["due_at"].replace("Z", "+00:00"))
+    assert dt.timedelta(days=29) <= due - NOW <= dt.timedelta(days=31)
+
+
+async def test_who_sees_which_tasks(outreach: httpx.AsyncClient, events: Events) -> None:
+    mine = await events.customer(account_manager="mia")
+    theirs = await events.customer(account_manager="max")
+    listed = (await outreach.get("/v1/tasks?limit=500", headers=MANAGER)).json()["items"]
+    assert {t["customer_id"] for t in listed} == {str(mine)}
+    other_task = (await tasks_of(outreach, theirs))[0]
+    assert (await outreach.get(f"/v1/tasks/{other_task['id']}", headers=MANAGER)).status_code == 404
+    completed = await outreach.post(
+        f"/v1/tasks/{other_task['id']}/complete", json={"outcome": "done"}, headers=MANAGER
+    )
+    assert completed.status_code == 404
+    # Agents see their own worklist only; analysts read but do not work tasks.
+    assert (await outreach.get("/v1/tasks", headers=AGENT)).json()["items"] == []
+    assert (await outreach.get("/v1/tasks", headers=ANALYST)).status_code == 200
+    refused = await outreach.post(
+        f"/v1/tasks/{other_task['id']}/complete", json={"outcome": "done"}, headers=ANALYST
+    )
+    assert refused.status_code == 403
+    plan = (await outreach.get("/v1/plans/A", headers=MANAGER)).json()["document"]
+    assert (await outreach.put("/v1/plans/A", json=plan, headers=MANAGER)).status_code == 403
+
+
+async def test_plans_and_calendar_validation(outreach: httpx.AsyncClient) -> None:
+    listed = (await outreach.get("/v1/plans", headers=ANALYST)).json()
+    assert [p["tier"] for p in listed][:2] == ["A", "B"] and listed[-1]["tier"] == "*"
+    for bad in (
+        {"owner": "specialist"},
+        {"revisit_days": 0},
+        {"channels": {"birthday": "carrier-pigeon"}},
+        {"budget": [{"channel": "sms", "max": -1, "window_days": 7}]},
+        {"unknown": 1},
+    ):
+        response = await outreach.put("/v1/plans/C", json=bad, headers=ADMIN)
+        assert response.status_code == 422, bad
+        assert response.headers["content-type"] == "application/problem+json"
+    assert (await outreach.get("/v1/plans/C", headers=ADMIN)).json()["updated_at"] is None
+    holidays = (
+        await outreach.get("/v1/calendar?from=2026-09-25&to=2026-10-10", headers=ADMIN)
+    ).json()
+    assert {"National Day"} <= {entry["name"] for entry in holidays}
+    bad_range = await outreach.get("/v1/calendar?from=2026-10-10&to=2026-09-25", headers=ADMIN)
+    assert bad_range.status_code == 422
+
+
+async def test_club_events_invite_by_tier(outreach: httpx.AsyncClient, events: Events) -> None:
+    gold, other = await events.customer(), await events.customer()
+    await events.tier(gold, "A")
+    await events.tier(other, "C")
+    day = (NOW + dt.timedelta(days=20)).date().isoformat()
+    created = await outreach.post(
+        "/v1/calendar",
+        json={"on": day, "kind": "club_event", "name": "Spring gala", "tiers": ["A"]},
+        headers=ANALYST,
+    )
+    assert created.status_code == 201, created.text
+    for customer in (gold, other):
+        await outreach.post(f"/v1/planning?customer_id={customer}", headers=ADMIN)
+    assert kinds(await tasks_of(outreach, gold))["club_event"]["basis"]["occasion"] == "Spring gala"
+    assert "club_event" not in kinds(await tasks_of(outreach, other))
+
+
+async def test_the_calendar_feed(outreach: httpx.AsyncClient, events: Events) -> None:
+    customer = await events.customer()
+    await events.tier(customer, "A")
+    created = await outreach.post("/v1/feeds", headers=MANAGER)
+    assert created.status_code == 201
+    url = created.json()["url"]
+    path = url[url.index("/v1/") :]
+    feed = await outreach.get(path)  # no API key: the secret address is the credential
+    assert feed.status_code == 200 and feed.headers["content-type"].startswith("text/calendar")
+    calendar = icalendar.Calendar.from_ical(feed.content)
+    summaries = [str(event["summary"]) for event in calendar.walk("VEVENT")]
+    assert "hand over (visit)" in summaries and any(s.startswith("revisit") for s in summaries)
+    assert b"138" not in feed.content and b"example.com" not in feed.content  # no contact details
+    # Rotating the address stops the old one; revoking stops all.
+    rotated = (await outreach.post("/v1/feeds", headers=MANAGER)).json()["url"]
+    assert (await outreach.get(path)).status_code == 401
+    new_path = rotated[rotated.index("/v1/") :]
+    assert (await outreach.get(new_path)).status_code == 200
+    assert (await outreach.delete("/v1/feeds", headers=MANAGER)).status_code == 204
+    assert (await outreach.get(new_path)).status_code == 401
