@@ -23,6 +23,9 @@ from fastapi import FastAPI
 from shared.broker import EmbeddedBroker
 from shared.db import migrate
 from shared.settings import ServiceSettings
+from tests.provider import provider
+
+__all__ = ["provider"]  # the stand-in SMS/email gateway, a fixture for every test
 
 PG_HOST = os.environ.get("CRM_TEST_PG_HOST", "127.0.0.1")
 PG_PORT = int(os.environ.get("CRM_TEST_PG_PORT", "5432"))

@@ -1,93 +1,30 @@
-"""Outreach under test: the app over ASGI, customers fed through the real handlers, the
-dispatcher driven by hand, and a real local HTTP server standing in for the SMS/email
-provider (one path answers, one times out, one fails then succeeds; each counts what it
-sent by idempotency key, as a real gateway would)."""
+"""Outreach under test: the app over ASGI, customers fed through the real handlers, and
+the dispatcher driven by hand against the local provider (tests/provider.py)."""
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
-import socket
 import uuid
-from collections import Counter
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 import pytest
-import uvicorn
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import JSONResponse
-from starlette.routing import Route
 
 from services.outreach.app import create_app
-from services.outreach.channels import SIGNATURE_HEADER, HttpProvider, sign
+from services.outreach.channels import HttpProvider
 from services.outreach.consumers import HANDLERS
 from services.outreach.dispatcher import Dispatcher
 from services.outreach.settings import OutreachSettings
 from shared.db import create_engine, session_factory
 from shared.events import EventEnvelope, parse_data
 from tests.conftest import ADMIN, DatabaseFactory, running, service_settings
+from tests.provider import SECRET, FakeProvider
 
-SECRET = "provider-shared-secret"
+__all__ = ["SECRET", "FakeProvider"]
+
 # Plans without quiet hours, so tests do not depend on the hour they run at.
 ALWAYS_OPEN: dict[str, Any] = {"quiet_hours": {"start": "00:00", "end": "00:00"}}
-
-
-@dataclass
-class FakeProvider:
-    """What the gateway saw: every request, and the messages it sent (once per key)."""
-
-    url: str = ""
-    requests: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
-    sent: Counter[str] = field(default_factory=Counter)
-    bad_signatures: int = 0
-    failed_once: set[str] = field(default_factory=set)
-
-    async def handle(self, request: Request) -> JSONResponse:
-        body = await request.body()
-        key = request.headers.get("Idempotency-Key", "")
-        if request.headers.get(SIGNATURE_HEADER) != sign(SECRET, body):
-            self.bad_signatures += 1
-            return JSONResponse({"error": "bad signature"}, status_code=401)
-        mode = request.path_params["mode"]
-        self.requests.append((key, await request.json()))
-        if mode == "slow":
-            await asyncio.sleep(5)
-        if mode == "flaky" and key not in self.failed_once:
-            self.failed_once.add(key)
-            return JSONResponse({"error": "try later"}, status_code=503)
-        if mode == "refuse":
-            return JSONResponse({"error": "unknown number"}, status_code=422)
-        if key not in self.sent:  # a retried request is recognised, not sent again
-            self.sent[key] += 1
-        return JSONResponse({"message_id": f"m-{key}", "duplicate": len(self.requests) > 1})
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-@pytest.fixture
-async def provider() -> AsyncIterator[FakeProvider]:
-    fake = FakeProvider()
-    app = Starlette(routes=[Route("/{mode}", fake.handle, methods=["POST"])])
-    port = _free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
-    )
-    task = asyncio.create_task(server.serve())
-    while not server.started:
-        await asyncio.sleep(0.02)
-    fake.url = f"http://127.0.0.1:{port}"
-    yield fake
-    server.should_exit = True
-    await task
 
 
 @pytest.fixture
