@@ -260,8 +260,9 @@ class Dispatcher:
         claimed_at: dt.datetime,
     ) -> None:
         now = dt.datetime.now(dt.UTC)
+        claimed = await repo.tasks.many(session, [task_id for task_id, _ in results], lock=True)
         for task_id, result in results:
-            task = await repo.tasks.get(session, task_id, lock=True)
+            task = claimed.get(task_id)
             # Someone else recorded it (its lease ran out and another replica sent it).
             if task is None or task.status != "sending" or task.contacted_at != claimed_at:
                 continue

@@ -197,6 +197,14 @@ class TaskRepository:
             query = query.with_for_update()
         return (await session.execute(query)).scalar_one_or_none()
 
+    async def many(
+        self, session: AsyncSession, task_ids: Sequence[uuid.UUID], *, lock: bool = False
+    ) -> dict[uuid.UUID, Task]:
+        query = select(Task).where(Task.id.in_(list(task_ids)))
+        if lock:
+            query = query.with_for_update()
+        return {task.id: task for task in (await session.execute(query)).scalars()}
+
     async def of_customer(self, session: AsyncSession, customer_id: uuid.UUID) -> list[Task]:
         rows = await session.execute(select(Task).where(Task.customer_id == customer_id))
         return list(rows.scalars())

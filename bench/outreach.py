@@ -1,0 +1,315 @@
+"""Outreach benchmarks: dispatch rate with two replicas, and due moment -> delivery.
+
+    python -m bench.outreach dispatch [--tasks 20000 --replicas 2]
+    python -m bench.outreach latency  [--pending 100000 --due 1000 --window 20]
+
+Both run on PostgreSQL against the stand-in gateway (bench/provider.py) in a process of
+its own, which counts requests and distinct idempotency keys (sent twice = a key seen
+twice). `dispatch` seeds due SMS tasks and runs the replicas as separate processes until
+everything is delivered; the baseline, in the same run, is a bare httpx loop posting the
+same number of messages to the same gateway with the same concurrency. `latency` seeds
+pending tasks far ahead plus some due in the next seconds, runs the service's scheduler,
+and measures each due moment to the gateway's first sight of the message.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import json
+import multiprocessing
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+
+from bench.common import ROOT, append_results, drop_database, machine, new_database
+from services.outreach.app import create_app
+from services.outreach.channels import HttpProvider
+from services.outreach.dispatcher import Dispatcher
+from services.outreach.settings import OutreachSettings
+from shared.db import create_engine, migrate, session_factory
+
+MIGRATIONS = ROOT / "services" / "outreach" / "migrations"
+PORT = 8911
+GATEWAY = f"http://127.0.0.1:{PORT}"
+KEYS = {"bench-admin-key-0123456789abcdef": {"roles": ["admin"], "user": "bench"}}
+OPEN_ALL_DAY = {"quiet_hours": {"start": "00:00", "end": "00:00"}}
+CONCURRENCY = 64
+
+
+def start_gateway() -> subprocess.Popen[bytes]:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "bench.provider", "--port", str(PORT)], cwd=ROOT
+    )
+    for _ in range(100):
+        try:
+            httpx.get(f"{GATEWAY}/stats", timeout=0.5)
+            return process
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    raise RuntimeError("the gateway did not start")
+
+
+def gateway_stats() -> dict[str, Any]:
+    stats: dict[str, Any] = httpx.get(f"{GATEWAY}/stats", timeout=30).json()
+    return stats
+
+
+def pg_dsn(url: str) -> str:
+    return url.replace("postgresql+asyncpg", "postgresql")
+
+
+async def seed_plan(url: str) -> None:
+    """Every tier's plan without quiet hours (the benchmark runs at any hour)."""
+    conn = await asyncpg.connect(pg_dsn(url))
+    try:
+        await conn.execute(
+            "INSERT INTO service_plans (tier, document, updated_at, updated_by) "
+            "VALUES ('*', $1, now(), 'bench')",
+            json.dumps(OPEN_ALL_DAY),
+        )
+    finally:
+        await conn.close()
+
+
+async def seed(url: str, due: list[dt.datetime]) -> list[uuid.UUID]:
+    """A customer per task (SMS consent, a phone number) and an SMS revisit due at each
+    moment. Returns the task ids."""
+    conn = await asyncpg.connect(pg_dsn(url))
+    now = dt.datetime.now(dt.UTC)
+    ids = [uuid.uuid4() for _ in due]
+    try:
+        for start in range(0, len(due), 50_000):
+            chunk = range(start, min(start + 50_000, len(due)))
+            customers = [uuid.uuid4() for _ in chunk]
+            await conn.copy_records_to_table(
+                "recipients",
+                columns=[
+                    "customer_id",
+                    "timezone",
+                    "key_dates",
+                    "contacts",
+                    "consent",
+                    "field_times",
+                ],
+                records=[
+                    (
+                        customer,
+                        "Asia/Shanghai",
+                        "[]",
+                        json.dumps([{"id": "c", "phone": "+86 138 0000 0000"}]),
+                        '{"sms": "granted"}',
+                        "{}",
+                    )
+                    for customer in customers
+                ],
+            )
+            await conn.copy_records_to_table(
+                "tasks",
+                columns=[
+                    "id",
+                    "customer_id",
+                    "kind",
+                    "occasion",
+                    "channel",
+                    "marketing",
+                    "priority",
+                    "due_at",
+                    "status",
+                    "basis",
+                    "decisions",
+                    "attempts",
+                    "created_at",
+                    "updated_at",
+                ],
+                records=[
+                    (
+                        ids[index],
+                        customer,
+                        "revisit",
+                        "revisit:1",
+                        "sms",
+                        False,
+                        7,
+                        due[index],
+                        "pending",
+                        "{}",
+                        "[]",
+                        0,
+                        now,
+                        now,
+                    )
+                    for index, customer in zip(chunk, customers, strict=True)
+                ],
+            )
+        await conn.execute("ANALYZE tasks; ANALYZE recipients")
+    finally:
+        await conn.close()
+    return ids
+
+
+def replica(url: str) -> None:
+    """One dispatcher process: passes until nothing has been due for two passes."""
+
+    async def run() -> None:
+        engine = create_engine(url)
+        limits = httpx.Limits(max_connections=CONCURRENCY)
+        async with httpx.AsyncClient(limits=limits) as client:
+            dispatcher = Dispatcher(
+                session_factory(engine),
+                HttpProvider(f"{GATEWAY}/send", "secret", 10.0, client),
+                batch_size=500,
+                concurrency=CONCURRENCY,
+            )
+            idle = 0
+            while idle < 2:
+                seen, _ = await dispatcher.run_once(dt.datetime.now(dt.UTC))
+                idle = idle + 1 if seen == 0 else 0
+                if seen == 0:
+                    await asyncio.sleep(0.2)
+        await engine.dispose()
+
+    asyncio.run(run())
+
+
+async def bare_loop(count: int) -> float:
+    """The baseline: post `count` messages with the same concurrency, nothing else."""
+    limits = httpx.Limits(max_connections=CONCURRENCY)
+    gate = asyncio.Semaphore(CONCURRENCY)
+    async with httpx.AsyncClient(limits=limits) as client:
+
+        async def one(index: int) -> None:
+            async with gate:
+                await client.post(
+                    f"{GATEWAY}/send",
+                    content=b'{"to": "+86 138 0000 0000"}',
+                    headers={"Idempotency-Key": f"bare-{index}"},
+                )
+
+        began = time.perf_counter()
+        await asyncio.gather(*(one(i) for i in range(count)))
+        return time.perf_counter() - began
+
+
+async def bench_dispatch(tasks: int, replicas: int) -> None:
+    url = await new_database("postgresql", "outreach_dispatch", Path(tempfile.mkdtemp()))
+    gateway = start_gateway()
+    try:
+        await migrate(url, MIGRATIONS)
+        await seed_plan(url)
+        now = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1)
+        await seed(url, [now] * tasks)
+        context = multiprocessing.get_context("spawn")
+        processes = [context.Process(target=replica, args=(url,)) for _ in range(replicas)]
+        began = time.perf_counter()
+        for process in processes:
+            process.start()
+        while gateway_stats()["unique"] < tasks and any(p.is_alive() for p in processes):
+            await asyncio.sleep(0.05)
+        elapsed = time.perf_counter() - began
+        for process in processes:
+            process.join()
+        ours = gateway_stats()
+        httpx.post(f"{GATEWAY}/reset", timeout=10)
+        bare = await bare_loop(tasks)
+        conn = await asyncpg.connect(pg_dsn(url))
+        sent = await conn.fetchval("SELECT count(*) FROM tasks WHERE status = 'sent'")
+        await conn.close()
+    finally:
+        gateway.terminate()
+        await drop_database(url)
+    rate, bare_rate = tasks / elapsed, tasks / bare
+    append_results(
+        f"## Outreach: dispatching due SMS with {replicas} replicas ({dt.date.today()}, "
+        "postgresql)\n\n"
+        f"Machine: {machine()}. `python -m bench.outreach dispatch --tasks {tasks} "
+        f"--replicas {replicas}`: {tasks:,} due SMS tasks, each replica a process of its "
+        "own (guardrails, claim, signed POST with its idempotency key, record, "
+        "outreach.completed in the outbox), the gateway a third process on the same 2 "
+        "cores.\n\n"
+        "| | seconds | deliveries/s | requests at the gateway | distinct keys | tasks sent |\n"
+        "|---|---|---|---|---|---|\n"
+        f"| dispatcher, {replicas} replicas | {elapsed:.1f} | {rate:,.0f} | "
+        f"{ours['requests']:,} | {ours['unique']:,} | {sent:,} |\n"
+        f"| baseline: bare httpx loop | {bare:.1f} | {bare_rate:,.0f} | {tasks:,} | "
+        f"{tasks:,} | - |\n\n"
+        f"Ratio to the bare loop: {rate / bare_rate:.2f}. Sent twice: "
+        f"{ours['requests'] - ours['unique']} (requests beyond distinct keys).\n"
+    )
+
+
+async def bench_latency(pending: int, due: int, window: float) -> None:
+    url = await new_database("postgresql", "outreach_latency", Path(tempfile.mkdtemp()))
+    gateway = start_gateway()
+    try:
+        await migrate(url, MIGRATIONS)
+        await seed_plan(url)
+        far = dt.datetime.now(dt.UTC) + dt.timedelta(days=1)
+        await seed(url, [far + dt.timedelta(seconds=i) for i in range(pending)])
+        settings = OutreachSettings(
+            database_url=url,
+            api_keys=KEYS,
+            log_json=False,
+            kafka_bootstrap="127.0.0.1:1",
+            provider_url=f"{GATEWAY}/send",
+            planning_interval_s=0,
+        )
+        app = create_app(settings)
+        async with app.router.lifespan_context(app):
+            start = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=3)
+            moments = [start + dt.timedelta(seconds=window * i / due) for i in range(due)]
+            ids = await seed(url, moments)  # added while the service runs
+            deadline = time.time() + window + 60
+            while gateway_stats()["unique"] < due and time.time() < deadline:
+                await asyncio.sleep(0.25)
+            seen = gateway_stats()["first_seen"]
+    finally:
+        gateway.terminate()
+        await drop_database(url)
+    latencies = sorted(
+        seen[str(task_id)] - moment.timestamp()
+        for task_id, moment in zip(ids, moments, strict=True)
+        if str(task_id) in seen
+    )
+    p99 = latencies[min(len(latencies) - 1, round(0.99 * (len(latencies) - 1)))]
+    append_results(
+        f"## Outreach: due moment -> delivery with {pending:,} pending tasks "
+        f"({dt.date.today()}, postgresql)\n\n"
+        f"Machine: {machine()}. `python -m bench.outreach latency --pending {pending} "
+        f"--due {due} --window {window:g}`: the service's scheduler in-process, "
+        f"{due:,} SMS tasks due evenly over {window:g} s, the gateway in a process of its "
+        "own.\n\n"
+        "| delivered | p50 ms | p99 ms | max ms |\n|---|---|---|---|\n"
+        f"| {len(latencies)}/{due} | {statistics.median(latencies) * 1000:.0f} | "
+        f"{p99 * 1000:.0f} | {latencies[-1] * 1000:.0f} |\n"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    sub = parser.add_subparsers(dest="what", required=True)
+    dispatch = sub.add_parser("dispatch")
+    dispatch.add_argument("--tasks", type=int, default=20_000)
+    dispatch.add_argument("--replicas", type=int, default=2)
+    latency = sub.add_parser("latency")
+    latency.add_argument("--pending", type=int, default=100_000)
+    latency.add_argument("--due", type=int, default=1_000)
+    latency.add_argument("--window", type=float, default=20.0)
+    args = parser.parse_args()
+    if args.what == "dispatch":
+        asyncio.run(bench_dispatch(args.tasks, args.replicas))
+    else:
+        asyncio.run(bench_latency(args.pending, args.due, args.window))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,62 @@
+"""A stand-in SMS gateway for benchmarks, run as its own process:
+
+    python -m bench.provider --port 8900
+
+POST /send counts every request and every distinct Idempotency-Key (what a real gateway
+would send once), with the moment it first saw each; GET /stats returns the counts and
+those moments (epoch seconds), so a benchmark measures due moment -> delivery.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+first_seen: dict[str, float] = {}
+counts = {"requests": 0}
+
+
+async def send(request: Request) -> JSONResponse:
+    await request.body()
+    key = request.headers.get("Idempotency-Key", "")
+    counts["requests"] += 1
+    first_seen.setdefault(key, time.time())
+    return JSONResponse({"message_id": key})
+
+
+async def stats(_: Request) -> JSONResponse:
+    return JSONResponse(
+        {"requests": counts["requests"], "unique": len(first_seen), "first_seen": first_seen}
+    )
+
+
+async def reset(_: Request) -> JSONResponse:
+    first_seen.clear()
+    counts["requests"] = 0
+    return JSONResponse({})
+
+
+app = Starlette(
+    routes=[
+        Route("/send", send, methods=["POST"]),
+        Route("/stats", stats),
+        Route("/reset", reset, methods=["POST"]),
+    ]
+)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--port", type=int, default=8900)
+    args = parser.parse_args()
+    uvicorn.run(app, host="127.0.0.1", port=args.port, log_level="warning", access_log=False)
+
+
+if __name__ == "__main__":
+    main()
