@@ -2,6 +2,7 @@
 
     python -m bench.outreach dispatch [--tasks 20000 --replicas 2]
     python -m bench.outreach latency  [--pending 100000 --due 1000 --window 20]
+    python -m bench.outreach planning [--customers 1000000]
 
 Both run on PostgreSQL against the stand-in gateway (bench/provider.py) in a process of
 its own, which counts requests and distinct idempotency keys (sent twice = a key seen
@@ -9,7 +10,10 @@ twice). `dispatch` seeds due SMS tasks and runs the replicas as separate process
 everything is delivered; the baseline, in the same run, is a bare httpx loop posting the
 same number of messages to the same gateway with the same concurrency. `latency` seeds
 pending tasks far ahead plus some due in the next seconds, runs the service's scheduler,
-and measures each due moment to the gateway's first sight of the message.
+and measures each due moment to the gateway's first sight of the message. `planning`
+seeds customers (birthdays, a tenth lunar; contacts' birthdays; purchase cycles; tiers)
+and plans a year of their contacts as the scheduled planner does, beside reading the same
+customers alone.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import asyncio
 import datetime as dt
 import json
 import multiprocessing
+import random
 import statistics
 import subprocess
 import sys
@@ -32,7 +37,8 @@ import asyncpg
 import httpx
 
 from bench.common import ROOT, append_results, drop_database, machine, new_database
-from services.outreach.app import create_app
+from services.outreach import repository as repo
+from services.outreach.app import PLANNING_BATCH, create_app, plan_everyone
 from services.outreach.channels import HttpProvider
 from services.outreach.dispatcher import Dispatcher
 from services.outreach.settings import OutreachSettings
@@ -294,6 +300,130 @@ async def bench_latency(pending: int, due: int, window: float) -> None:
     )
 
 
+async def seed_customers(url: str, count: int) -> None:
+    """Customers as events would have left them: a birthday each (a tenth lunar), a third
+    with a contact's birthday, half with a purchase cycle, tiers A 5%, B 15%, else C."""
+    rng = random.Random(7)
+    conn = await asyncpg.connect(pg_dsn(url))
+    now = dt.datetime.now(dt.UTC)
+    try:
+        for start in range(0, count, 100_000):
+            recipients, cycles = [], []
+            for _ in range(min(100_000, count - start)):
+                customer = uuid.uuid4()
+                born = dt.date(1950, 1, 1) + dt.timedelta(days=rng.randrange(20_000))
+                contacts = (
+                    [
+                        {
+                            "id": "c1",
+                            "name": "Li",
+                            "birthday": (born + dt.timedelta(days=400)).isoformat(),
+                        }
+                    ]
+                    if rng.random() < 0.3
+                    else []
+                )
+                draw = rng.random()
+                tier = "A" if draw < 0.05 else "B" if draw < 0.2 else "C"
+                recipients.append(
+                    (
+                        customer,
+                        "Asia/Shanghai",
+                        born,
+                        "lunar" if rng.random() < 0.1 else None,
+                        "[]",
+                        json.dumps(contacts),
+                        '{"sms": "granted"}',
+                        "mia",
+                        tier,
+                        "{}",
+                    )
+                )
+                if rng.random() < 0.5:
+                    last = now - dt.timedelta(days=rng.uniform(0, 20))
+                    cycles.append((customer, "formula", 4, last - dt.timedelta(days=60), last))
+            await conn.copy_records_to_table(
+                "recipients",
+                columns=[
+                    "customer_id",
+                    "timezone",
+                    "birthday",
+                    "birthday_calendar",
+                    "key_dates",
+                    "contacts",
+                    "consent",
+                    "account_manager",
+                    "tier",
+                    "field_times",
+                ],
+                records=recipients,
+            )
+            await conn.copy_records_to_table(
+                "purchase_cycles",
+                columns=["customer_id", "category", "purchases", "first_at", "last_at"],
+                records=cycles,
+            )
+        await conn.execute("ANALYZE recipients; ANALYZE purchase_cycles")
+    finally:
+        await conn.close()
+
+
+async def bench_planning(customers: int) -> None:
+    url = await new_database("postgresql", "outreach_planning", Path(tempfile.mkdtemp()))
+    try:
+        await migrate(url, MIGRATIONS)
+        began = time.perf_counter()
+        await seed_customers(url, customers)
+        seeded = time.perf_counter() - began
+        settings = OutreachSettings(
+            database_url=url, api_keys=KEYS, log_json=False, run_background=False
+        )
+        app = create_app(settings)
+        async with app.router.lifespan_context(app):
+            runtime = app.state.runtime
+            began = time.perf_counter()
+            read = 0
+            after = None
+            while True:  # the baseline: read every customer, plan nothing
+                async with runtime.sessions() as session:
+                    batch = await repo.recipients.all_ids(session, after, PLANNING_BATCH)
+                    read += len(await repo.recipients.many(session, batch))
+                if len(batch) < PLANNING_BATCH:
+                    break
+                after = batch[-1]
+            reading = time.perf_counter() - began
+            began = time.perf_counter()
+            created = await plan_everyone(runtime)
+            planning = time.perf_counter() - began
+            began = time.perf_counter()
+            again = await plan_everyone(runtime)
+            replanning = time.perf_counter() - began
+        conn = await asyncpg.connect(pg_dsn(url))
+        kinds = await conn.fetch(
+            "SELECT kind, count(*) AS n FROM tasks GROUP BY kind ORDER BY 2 DESC"
+        )
+        events = await conn.fetchval("SELECT count(*) FROM outbox")
+        await conn.close()
+    finally:
+        await drop_database(url)
+    per_kind = ", ".join(f"{row['kind']} {row['n']:,}" for row in kinds)
+    append_results(
+        f"## Outreach: planning a year of contacts for {customers:,} customers "
+        f"({dt.date.today()}, postgresql)\n\n"
+        f"Machine: {machine()}. `python -m bench.outreach planning --customers {customers}` "
+        f"(seeded by COPY in {seeded:.0f} s). The scheduled planner's own code "
+        "(`plan_everyone`: batches of 2,000 customers, each read in four queries, planned by "
+        "`plan_customer`, written by COPY with its `outreach.scheduled` events).\n\n"
+        "| run | seconds | tasks created | customers/s |\n|---|---|---|---|\n"
+        f"| first planning | {planning:.1f} | {created:,} | {customers / planning:,.0f} |\n"
+        f"| planning again (nothing new) | {replanning:.1f} | {again:,} | "
+        f"{customers / replanning:,.0f} |\n"
+        f"| baseline: reading the customers alone | {reading:.1f} | - | "
+        f"{read / reading:,.0f} |\n\n"
+        f"Tasks: {per_kind}; outbox rows: {events:,}.\n"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     sub = parser.add_subparsers(dest="what", required=True)
@@ -304,11 +434,15 @@ def main() -> None:
     latency.add_argument("--pending", type=int, default=100_000)
     latency.add_argument("--due", type=int, default=1_000)
     latency.add_argument("--window", type=float, default=20.0)
+    planning = sub.add_parser("planning")
+    planning.add_argument("--customers", type=int, default=1_000_000)
     args = parser.parse_args()
     if args.what == "dispatch":
         asyncio.run(bench_dispatch(args.tasks, args.replicas))
-    else:
+    elif args.what == "latency":
         asyncio.run(bench_latency(args.pending, args.due, args.window))
+    else:
+        asyncio.run(bench_planning(args.customers))
 
 
 if __name__ == "__main__":

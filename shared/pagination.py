@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import base64
 import binascii
+import datetime as dt
 import json
+import uuid
 from typing import Annotated, Any, Generic, TypeVar
 
 from fastapi import Query
@@ -50,3 +52,14 @@ def decode_cursor(cursor: str, parts: int) -> list[str]:
             errors=[{"field": "cursor", "message": "malformed cursor", "type": "cursor"}],
         )
     return key
+
+
+def decode_time_key(cursor: str | None) -> tuple[dt.datetime, uuid.UUID] | None:
+    """The (time, id) sort key inside a cursor made by `encode_cursor(time, id)`."""
+    if cursor is None:
+        return None
+    when, ident = decode_cursor(cursor, 2)
+    try:
+        return dt.datetime.fromisoformat(when), uuid.UUID(ident)
+    except ValueError as exc:
+        raise InvalidInput("The cursor is not one this service issued.") from exc

@@ -8,6 +8,7 @@ consumer groups. Every database test runs on both backends; set CRM_REQUIRE_POST
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import os
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -239,6 +240,60 @@ async def read_topic(broker: EmbeddedBroker, topic: str, expected: int) -> list[
     finally:
         await consumer.stop()
     return found
+
+
+class EventSender:
+    """Sends events through a service's handlers, each in a transaction of its own, as its
+    consumer would (tests of a service's reactions without the broker)."""
+
+    def __init__(self, url: str, handlers: dict[str, Any]) -> None:
+        self.url = url
+        self.handlers = handlers
+
+    async def send(
+        self,
+        customer_id: uuid.UUID,
+        event_type: str,
+        data: dict[str, Any],
+        occurred_at: dt.datetime | None = None,
+    ) -> None:
+        from shared.db import create_engine, session_factory
+        from shared.events import EventEnvelope, parse_data
+
+        event = EventEnvelope(
+            id=uuid.uuid4(),
+            type=event_type,
+            producer="test",
+            customer_id=customer_id,
+            occurred_at=occurred_at or dt.datetime.now(dt.UTC),
+            data=data,
+        )
+        engine = create_engine(self.url)
+        try:
+            async with session_factory(engine)() as session, session.begin():
+                await self.handlers[event.type](session, event, parse_data(event))
+        finally:
+            await engine.dispose()
+
+    async def tier(
+        self,
+        customer_id: uuid.UUID,
+        tier: str,
+        previous: str | None = None,
+        at: dt.datetime | None = None,
+    ) -> None:
+        """tiering's `tier.changed` for the customer."""
+        await self.send(
+            customer_id,
+            "tier.changed",
+            {
+                "previous_tier": previous,
+                "tier": tier,
+                "policy_id": str(uuid.uuid4()),
+                "policy_version": 1,
+                "changed_at": (at or dt.datetime.now(dt.UTC)).isoformat(),
+            },
+        )
 
 
 async def query(url: str, sql: str, **params: Any) -> list[Any]:

@@ -7,6 +7,7 @@ import uuid
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Response
+from pydantic import AwareDatetime
 
 from services.complaints import sla
 from services.complaints.models import Complaint, ComplaintEntry
@@ -32,9 +33,8 @@ from services.complaints.workflow import Severity, Status, allowed_moves
 from shared.access import CustomerAccess, access_of
 from shared.app import SessionDep
 from shared.auth import Principal, require_roles
-from shared.errors import InvalidInput
 from shared.idempotency import IdempotencyKey, idempotent
-from shared.pagination import Cursor, Limit, Page, decode_cursor, encode_cursor
+from shared.pagination import Cursor, Limit, Page, decode_time_key, encode_cursor
 
 router = APIRouter(tags=["complaints"])
 
@@ -150,13 +150,7 @@ async def list_complaints(
     """Complaints, newest first, filtered by status, severity, owner, assignee, customer,
     tier (when the complaint arrived) and breach."""
     access = access_of(principal)
-    after = None
-    if cursor is not None:
-        when, ident = decode_cursor(cursor, 2)
-        try:
-            after = (dt.datetime.fromisoformat(when), uuid.UUID(ident))
-        except ValueError as exc:
-            raise InvalidInput("The cursor is not one this service issued.") from exc
+    after = decode_time_key(cursor)
     filters = ComplaintFilters(
         status=status,
         severity=severity,
@@ -180,8 +174,8 @@ async def list_complaints(
 async def stats(
     session: SessionDep,
     _: Analyst,
-    period_from: Annotated[dt.datetime | None, Query(alias="from")] = None,
-    period_to: Annotated[dt.datetime | None, Query(alias="to")] = None,
+    period_from: Annotated[AwareDatetime | None, Query(alias="from")] = None,
+    period_to: Annotated[AwareDatetime | None, Query(alias="to")] = None,
     severity: Severity | None = None,
     category: Annotated[str | None, Query(min_length=1, max_length=100)] = None,
     tier: Annotated[str | None, Query(min_length=1, max_length=40)] = None,
@@ -192,12 +186,6 @@ async def stats(
     and wall hours), SLA compliance, reopen rate, satisfaction, and the return rate
     (complainants who bought again within 90 days of closure), for complaints opened in
     the period."""
-    for name, value in (("from", period_from), ("to", period_to)):
-        if value is not None and value.tzinfo is None:
-            raise InvalidInput(
-                f"'{name}' needs a time zone (RFC 3339, e.g. 2026-11-01T00:00:00Z).",
-                errors=[{"field": name, "message": "no time zone", "type": "timezone"}],
-            )
     return await complaint_stats(
         session,
         period_from=period_from,

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
-import logging
+import datetime as dt
 from pathlib import Path
 
 from fastapi import FastAPI
@@ -16,8 +15,7 @@ from services.complaints.settings import ComplaintsSettings
 from shared.app import ServiceDefinition, ServiceRuntime, create_service_app
 from shared.db import utcnow
 from shared.outbox import PENDING_FLAG
-
-log = logging.getLogger("crm.complaints.timer")
+from shared.scheduling import run_when_due
 
 
 async def fire_due_timers(runtime: ServiceRuntime) -> int:
@@ -34,28 +32,22 @@ async def fire_due_timers(runtime: ServiceRuntime) -> int:
 
 async def sla_timer(runtime: ServiceRuntime) -> None:
     """Durable SLA timers: each complaint keeps the next moment its clock changes state in
-    the database; this sleeps until the earliest one (looking again at least every
-    `timer_max_sleep_s`), so a deadline fires within seconds and a restart loses none."""
+    the database; this sleeps until the earliest one, so a deadline fires within seconds
+    and a restart loses none."""
     settings = runtime.settings
     assert isinstance(settings, ComplaintsSettings)
-    backoff = settings.timer_max_sleep_s
-    while True:
-        try:
-            if await fire_due_timers(runtime) >= settings.timer_batch_size:
-                continue  # more are due: no sleep
-            async with runtime.sessions() as session:
-                next_at = await repo.complaints.next_check(session)
-            delay = settings.timer_max_sleep_s
-            if next_at is not None:
-                delay = min(delay, max((next_at - utcnow()).total_seconds(), 0.0))
-            backoff = settings.timer_max_sleep_s
-            await asyncio.sleep(delay)
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("SLA timer pass failed; trying again in %.1f s", backoff)
-            await asyncio.sleep(backoff)
-            backoff = min(backoff * 2, 30.0)
+
+    async def next_check() -> dt.datetime | None:
+        async with runtime.sessions() as session:
+            return await repo.complaints.next_check(session)
+
+    await run_when_due(
+        "SLA timer",
+        lambda: fire_due_timers(runtime),
+        next_check,
+        batch_size=settings.timer_batch_size,
+        max_sleep_s=settings.timer_max_sleep_s,
+    )
 
 
 DEFINITION = ServiceDefinition(

@@ -8,6 +8,7 @@ from typing import Annotated
 
 import icalendar
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
+from pydantic import AwareDatetime
 
 from services.outreach import repository as repo
 from services.outreach.models import Task
@@ -31,7 +32,7 @@ from shared.app import SessionDep
 from shared.auth import Principal, require_roles
 from shared.db import utcnow
 from shared.errors import InvalidInput, Unauthorized
-from shared.pagination import Cursor, Limit, Page, decode_cursor, encode_cursor
+from shared.pagination import Cursor, Limit, Page, decode_time_key, encode_cursor
 
 router = APIRouter(tags=["outreach"])
 
@@ -49,15 +50,6 @@ def present(task: Task, access: CustomerAccess) -> TaskOut:
         out.notes = None
         out.basis = {k: v for k, v in out.basis.items() if k != "of"}
     return out
-
-
-def _aware(name: str, value: dt.datetime | None) -> dt.datetime | None:
-    if value is not None and value.tzinfo is None:
-        raise InvalidInput(
-            f"'{name}' needs a time zone (RFC 3339).",
-            errors=[{"field": name, "message": "no time zone", "type": "timezone"}],
-        )
-    return value
 
 
 # ------------------------------------------------------------------ plans
@@ -155,28 +147,22 @@ async def list_tasks(
     assignee: Annotated[str | None, Query(min_length=1, max_length=100)] = None,
     status: TaskStatus | None = None,
     kind: Kind | None = None,
-    due_before: dt.datetime | None = None,
-    due_after: dt.datetime | None = None,
+    due_before: AwareDatetime | None = None,
+    due_after: AwareDatetime | None = None,
     cursor: Cursor = None,
     limit: Limit = 50,
 ) -> Page[TaskOut]:
     """Tasks by due moment: an assignee's worklist (`?assignee=...&status=ready`), a
     customer's contacts, a window (`due_after`, `due_before`)."""
     access = access_of(principal)
-    after = None
-    if cursor is not None:
-        when, ident = decode_cursor(cursor, 2)
-        try:
-            after = (dt.datetime.fromisoformat(when), uuid.UUID(ident))
-        except ValueError as exc:
-            raise InvalidInput("The cursor is not one this service issued.") from exc
+    after = decode_time_key(cursor)
     filters = TaskFilters(
         customer_id=customer_id,
         assignee=assignee,
         status=status,
         kind=kind,
-        due_before=_aware("due_before", due_before),
-        due_after=_aware("due_after", due_after),
+        due_before=due_before,
+        due_after=due_after,
     )
     rows = await repo.tasks.search(session, filters, access, after=after, limit=limit + 1)
     items = [present(row, access) for row in rows[:limit]]

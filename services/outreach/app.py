@@ -15,13 +15,15 @@ from services.outreach.api import router
 from services.outreach.channels import HttpProvider
 from services.outreach.consumers import HANDLERS
 from services.outreach.dispatcher import Dispatcher
+from services.outreach.planner import MIN_OWN_PURCHASES
 from services.outreach.service import outreach_service
 from services.outreach.settings import OutreachSettings
 from shared.app import ServiceDefinition, ServiceRuntime, create_service_app
 from shared.db import utcnow
+from shared.scheduling import run_when_due
 
 log = logging.getLogger("crm.outreach")
-PLANNING_BATCH = 500
+PLANNING_BATCH = 2000
 
 
 def dispatcher_for(runtime: ServiceRuntime, client: httpx.AsyncClient | None) -> Dispatcher:
@@ -46,49 +48,52 @@ def dispatcher_for(runtime: ServiceRuntime, client: httpx.AsyncClient | None) ->
 
 
 async def dispatch_due_tasks(runtime: ServiceRuntime) -> None:
-    """The scheduler: sleep until the next due task (looking again at least every
-    `dispatch_max_sleep_s`), then dispatch what is due; a restart loses nothing."""
+    """The scheduler: dispatch what is due, then sleep until the next due task; a restart
+    loses nothing (due tasks live in the database)."""
     settings = runtime.settings
     assert isinstance(settings, OutreachSettings)
     limits = httpx.Limits(max_connections=settings.delivery_concurrency)
     async with httpx.AsyncClient(limits=limits) as client:
         dispatcher = dispatcher_for(runtime, client)
-        backoff = settings.dispatch_max_sleep_s
-        while True:
-            try:
-                seen, recorded = await dispatcher.run_once(utcnow())
-                if recorded:
-                    runtime.relay.wake()
-                if seen >= settings.dispatch_batch_size:
-                    continue
-                async with runtime.sessions() as session:
-                    next_at = await repo.tasks.next_due(session)
-                delay = settings.dispatch_max_sleep_s
-                if next_at is not None:
-                    delay = min(delay, max((next_at - utcnow()).total_seconds(), 0.0))
-                backoff = settings.dispatch_max_sleep_s
-                await asyncio.sleep(delay)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("dispatch pass failed; trying again in %.1f s", backoff)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 30.0)
+
+        async def dispatch() -> int:
+            seen, recorded = await dispatcher.run_once(utcnow())
+            if recorded:
+                runtime.relay.wake()
+            return seen
+
+        async def next_due() -> dt.datetime | None:
+            async with runtime.sessions() as session:
+                return await repo.tasks.next_due(session)
+
+        await run_when_due(
+            "dispatcher",
+            dispatch,
+            next_due,
+            batch_size=settings.dispatch_batch_size,
+            max_sleep_s=settings.dispatch_max_sleep_s,
+        )
 
 
 async def plan_everyone(runtime: ServiceRuntime) -> int:
-    """Plan every known customer again (next year's birthdays, new holidays, plan changes)."""
+    """Plan every known customer again (next year's birthdays, new holidays, plan changes),
+    a batch per transaction; the calendar and the categories' cycles are read once."""
     created = 0
     after = None
+    now = utcnow()
+    async with runtime.sessions() as session:
+        occasions = await outreach_service.occasions(
+            session, now.date() - dt.timedelta(days=1), now.date() + dt.timedelta(days=368)
+        )
+        typical_days = await repo.cycles.typical_days(
+            session, await repo.cycles.categories(session), MIN_OWN_PURCHASES
+        )
     while True:
         async with runtime.sessions() as session, session.begin():
             batch = await repo.recipients.all_ids(session, after, PLANNING_BATCH)
-            now = utcnow()
-            occasions = await outreach_service.occasions(
-                session, now.date() - dt.timedelta(days=1), now.date() + dt.timedelta(days=368)
+            created += await outreach_service.plan_customers(
+                session, batch, now, occasions, typical_days
             )
-            for customer_id in batch:
-                created += await outreach_service.replan(session, customer_id, now, occasions)
         runtime.relay.wake()
         if len(batch) < PLANNING_BATCH:
             return created

@@ -7,6 +7,7 @@ import uuid
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import ColumnElement, and_, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -21,6 +22,7 @@ from services.outreach.models import (
     Task,
     WriterGuard,
 )
+from services.outreach.planner import Cycle
 from services.outreach.schemas import OPEN_STATUSES
 from shared.access import CustomerAccess
 from shared.db import insert_ignoring_duplicates
@@ -157,12 +159,25 @@ class CycleRepository:
             cycle.first_at = min(cycle.first_at, at)
             cycle.last_at = max(cycle.last_at, at)
 
-    async def of_customer(
-        self, session: AsyncSession, customer_id: uuid.UUID
-    ) -> list[PurchaseCycle]:
+    async def of_customers(
+        self, session: AsyncSession, customer_ids: Sequence[uuid.UUID]
+    ) -> dict[uuid.UUID, list[Cycle]]:
         rows = await session.execute(
-            select(PurchaseCycle).where(PurchaseCycle.customer_id == customer_id)
+            select(
+                PurchaseCycle.customer_id,
+                PurchaseCycle.category,
+                PurchaseCycle.purchases,
+                PurchaseCycle.first_at,
+                PurchaseCycle.last_at,
+            ).where(PurchaseCycle.customer_id.in_(list(customer_ids)))
         )
+        found: dict[uuid.UUID, list[Cycle]] = defaultdict(list)
+        for customer_id, category, purchases, first_at, last_at in rows:
+            found[customer_id].append(Cycle(category, purchases, first_at, last_at))
+        return found
+
+    async def categories(self, session: AsyncSession) -> list[str]:
+        rows = await session.execute(select(PurchaseCycle.category).distinct())
         return list(rows.scalars())
 
     async def typical_days(
@@ -204,6 +219,28 @@ class TaskRepository:
         if lock:
             query = query.with_for_update()
         return {task.id: task for task in (await session.execute(query)).scalars()}
+
+    async def planning_view(
+        self, session: AsyncSession, customer_ids: Sequence[uuid.UUID]
+    ) -> dict[uuid.UUID, list[Any]]:
+        """Per customer, what planning needs of each of its tasks (rows, not objects)."""
+        rows = await session.execute(
+            select(
+                Task.customer_id,
+                Task.id,
+                Task.kind,
+                Task.occasion,
+                Task.status,
+                Task.channel,
+                Task.assignee,
+                Task.due_at,
+                Task.completed_at,
+            ).where(Task.customer_id.in_(list(customer_ids)))
+        )
+        found: dict[uuid.UUID, list[Any]] = defaultdict(list)
+        for row in rows:
+            found[row.customer_id].append(row)
+        return found
 
     async def of_customer(self, session: AsyncSession, customer_id: uuid.UUID) -> list[Task]:
         rows = await session.execute(select(Task).where(Task.customer_id == customer_id))

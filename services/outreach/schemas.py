@@ -6,7 +6,14 @@ import datetime as dt
 import uuid
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    model_validator,
+)
 
 from shared.fields import Label
 
@@ -202,7 +209,9 @@ class TaskCompletion(_Strict):
 
 
 class TaskReschedule(_Strict):
-    due_at: dt.datetime = Field(description="RFC 3339 with a zone, e.g. 2026-12-01T10:00:00+08:00")
+    due_at: AwareDatetime = Field(
+        description="RFC 3339 with a zone, e.g. 2026-12-01T10:00:00+08:00"
+    )
     reason: Annotated[str, StringConstraints(strip_whitespace=True, max_length=500)] | None = None
 
 

@@ -12,13 +12,12 @@ from dataclasses import replace
 from typing import Any
 
 import holidays
+from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.outreach import repository as repo
 from services.outreach.models import CalendarEntry, FeedToken, Recipient, ServicePlan, Task
-from services.outreach.occasions import local_today
 from services.outreach.planner import (
-    DEFAULT_ZONE,
     MIN_OWN_PURCHASES,
     CustomerFacts,
     Cycle,
@@ -38,10 +37,10 @@ from services.outreach.schemas import (
     TaskReschedule,
 )
 from shared.access import CustomerAccess
-from shared.db import utcnow
-from shared.errors import Conflict, Forbidden, InvalidInput, NotFound
+from shared.db import bulk_insert, utcnow
+from shared.errors import Conflict, Forbidden, NotFound
 from shared.events import OutreachCompleted, OutreachScheduled
-from shared.outbox import record_event
+from shared.outbox import outbox_row, record_event, record_events
 
 PRODUCER = "outreach"
 # The customer fields outreach keeps, from customer.created / customer.updated.
@@ -118,12 +117,20 @@ class OutreachService:
 
     # ------------------------------------------------------------ calendar
     def public_holidays(self, start: dt.date, end: dt.date) -> list[Occasion]:
+        """Each public holiday once a year, on its first day (a week off is one occasion;
+        days off moved around it are not holidays of their own)."""
         found = holidays.country_holidays(
             self.holiday_country, years=range(start.year, end.year + 1)
         )
+        firsts: dict[tuple[str, int], dt.date] = {}
+        for day, name in sorted(found.items()):
+            label = str(name)
+            if label.startswith("Day off") or "(observed)" in label:
+                continue
+            firsts.setdefault((label, day.year), day)
         return [
-            Occasion(on=day, kind="holiday", name=str(name), tiers=None, channel=None)
-            for day, name in sorted(found.items())
+            Occasion(on=day, kind="holiday", name=name, tiers=None, channel=None)
+            for (name, _), day in sorted(firsts.items(), key=lambda item: item[1])
             if start <= day <= end
         ]
 
@@ -161,28 +168,75 @@ class OutreachService:
         return entry
 
     # ------------------------------------------------------------ planning
-    async def replan(
+    async def replan(self, session: AsyncSession, customer_id: uuid.UUID, now: dt.datetime) -> int:
+        """Plan one customer (after an event about it, or on request)."""
+        return await self.plan_customers(session, [customer_id], now)
+
+    async def plan_customers(
         self,
         session: AsyncSession,
-        customer_id: uuid.UUID,
+        customer_ids: Sequence[uuid.UUID],
         now: dt.datetime,
         occasions: Sequence[Occasion] | None = None,
         typical_days: dict[str, float] | None = None,
     ) -> int:
-        """Bring a customer's planned tasks in line with its plan and the calendar: new
-        occasions become tasks, pending ones follow the plan (channel, assignee, due), and
-        those no longer asked for are cancelled. The number of tasks created."""
-        recipient = await repo.recipients.get(session, customer_id)
-        if recipient is None or recipient.erased_at is not None:
+        """Bring customers' planned tasks in line with their plans and the calendar: new
+        occasions become tasks (and `outreach.scheduled`), pending ones follow the plan
+        (channel, assignee, due), and those no longer asked for are cancelled. A batch
+        is read in a few queries and written in bulk. The number of tasks created."""
+        live = [
+            r
+            for r in (await repo.recipients.many(session, customer_ids)).values()
+            if r.erased_at is None
+        ]
+        if not live:
             return 0
-        plan = await self.plan_document(session, recipient.tier)
-        existing = await repo.tasks.of_customer(session, customer_id)
-        by_occasion = {task.occasion: task for task in existing}
-        keep_open = {
-            task.kind
-            for task in existing
-            if task.kind in RECURRING and task.status in OPEN_STATUSES
-        }
+        ids = [r.customer_id for r in live]
+        plans = {tier: await self.plan_document(session, tier) for tier in {r.tier for r in live}}
+        existing = await repo.tasks.planning_view(session, ids)
+        cycles = await repo.cycles.of_customers(session, ids)
+        if typical_days is None:
+            thin = {c.category for found in cycles.values() for c in found}
+            typical_days = await repo.cycles.typical_days(session, sorted(thin), MIN_OWN_PURCHASES)
+        if occasions is None:
+            occasions = await self.occasions(
+                session, now.date() - dt.timedelta(days=1), now.date() + dt.timedelta(days=368)
+            )
+        created: list[tuple[uuid.UUID, PlannedTask]] = []
+        changed: list[dict[str, Any]] = []
+        stale: list[uuid.UUID] = []
+        for recipient in live:
+            mine = existing.get(recipient.customer_id, [])
+            plan = plans[recipient.tier]
+            new, updates, cancels = self._reconcile(
+                recipient,
+                plan,
+                mine,
+                now,
+                occasions,
+                cycles.get(recipient.customer_id, []),
+                typical_days,
+            )
+            created.extend((recipient.customer_id, task) for task in new)
+            changed.extend(updates)
+            stale.extend(cancels)
+        await self._write_plans(session, created, changed, stale, now)
+        return len(created)
+
+    def _reconcile(
+        self,
+        recipient: Recipient,
+        plan: PlanDocument,
+        existing: Sequence[Any],
+        now: dt.datetime,
+        occasions: Sequence[Occasion],
+        cycles: Sequence[Cycle],
+        typical_days: dict[str, float],
+    ) -> tuple[list[PlannedTask], list[dict[str, Any]], list[uuid.UUID]]:
+        """What to create, change and cancel for one customer, from its planned contacts
+        and the tasks it has."""
+        facts = self.facts(recipient)
+        keep_open = {t.kind for t in existing if t.kind in RECURRING and t.status in OPEN_STATUSES}
         last_done = {
             kind: max(
                 (t.completed_at for t in existing if t.kind == kind and t.completed_at),
@@ -190,20 +244,10 @@ class OutreachService:
             )
             for kind in RECURRING
         }
-        cycles = [
-            Cycle(c.category, c.purchases, c.first_at, c.last_at)
-            for c in await repo.cycles.of_customer(session, customer_id)
-        ]
-        if typical_days is None:
-            thin = [c.category for c in cycles if c.purchases < MIN_OWN_PURCHASES]
-            typical_days = await repo.cycles.typical_days(session, thin, MIN_OWN_PURCHASES)
-        if occasions is None:
-            today = local_today(now, recipient.timezone or DEFAULT_ZONE)
-            occasions = await self.occasions(session, today, today + dt.timedelta(days=367))
         planned = [
             task
             for task in plan_customer(
-                self.facts(recipient),
+                facts,
                 plan,
                 now=now,
                 cycles=cycles,
@@ -214,42 +258,116 @@ class OutreachService:
             )
             if task.kind not in keep_open
         ]
-        owner = assignee_for(plan, self.facts(recipient))
-        for kept in existing:
-            if kept.kind in keep_open and kept.status == "pending":
-                kept.channel, kept.assignee = plan.channel_for(kept.kind), owner
-        created = 0
-        wanted = {task.occasion for task in planned}
         for kind in RECURRING:  # the n-th revisit is its own occasion, whatever its date
             count = sum(1 for t in existing if t.kind == kind)
             planned = [
                 replace(t, occasion=f"{kind}:{count + 1}") if t.kind == kind else t for t in planned
             ]
+        by_occasion = {t.occasion: t for t in existing}
+        owner = assignee_for(plan, facts)
+        new: list[PlannedTask] = []
+        updates: list[dict[str, Any]] = []
         for task in planned:
             found = by_occasion.get(task.occasion)
             if found is None:
-                await self._create(session, customer_id, task, now)
-                created += 1
-            elif found.status == "pending":
-                found.channel, found.assignee, found.due_at = (
-                    task.channel,
-                    task.assignee,
-                    task.due_at,
-                )
-                found.basis = task.basis
-                found.updated_at = now
-        for stale in existing:
-            if (
-                stale.kind in PLANNED_KINDS
-                and stale.kind not in keep_open
-                and stale.occasion not in wanted
-                and stale.status == "pending"
-                and stale.due_at > now
+                new.append(task)
+            elif found.status == "pending" and (found.channel, found.assignee, found.due_at) != (
+                task.channel,
+                task.assignee,
+                task.due_at,
             ):
-                self.decide(stale, now, "cancelled", "no longer asked for by the plan or calendar")
-                stale.status = "cancelled"
+                updates.append(
+                    {
+                        "id": found.id,
+                        "channel": task.channel,
+                        "assignee": task.assignee,
+                        "due_at": task.due_at,
+                        "basis": task.basis,
+                        "updated_at": now,
+                    }
+                )
+        for kept in existing:
+            if (
+                kept.kind in keep_open
+                and kept.status == "pending"
+                and (kept.channel, kept.assignee) != (plan.channel_for(kept.kind), owner)
+            ):
+                updates.append(
+                    {
+                        "id": kept.id,
+                        "channel": plan.channel_for(kept.kind),
+                        "assignee": owner,
+                        "updated_at": now,
+                    }
+                )
+        wanted = {task.occasion for task in planned}
+        cancels = [
+            t.id
+            for t in existing
+            if t.kind in PLANNED_KINDS
+            and t.kind not in keep_open
+            and t.occasion not in wanted
+            and t.status == "pending"
+            and t.due_at > now
+        ]
+        return new, updates, cancels
+
+    async def _write_plans(
+        self,
+        session: AsyncSession,
+        created: list[tuple[uuid.UUID, PlannedTask]],
+        changed: list[dict[str, Any]],
+        stale: list[uuid.UUID],
+        now: dt.datetime,
+    ) -> None:
+        rows, events = [], []
+        for customer_id, planned in created:
+            task_id = uuid.uuid4()
+            rows.append(
+                {
+                    "id": task_id,
+                    "customer_id": customer_id,
+                    "kind": planned.kind,
+                    "occasion": planned.occasion,
+                    "channel": planned.channel,
+                    "marketing": planned.marketing,
+                    "priority": planned.priority,
+                    "due_at": planned.due_at,
+                    "status": "pending",
+                    "assignee": planned.assignee,
+                    "basis": planned.basis,
+                    "decisions": [],
+                    "attempts": 0,
+                    "created_at": now,
+                    "updated_at": now,
+                }
+            )
+            events.append(
+                outbox_row(
+                    producer=PRODUCER,
+                    event_type="outreach.scheduled",
+                    customer_id=customer_id,
+                    data={},
+                    occurred_at=now,
+                    created_at=now,
+                    validated_json={
+                        "task_id": task_id,
+                        "kind": planned.kind,
+                        "channel": planned.channel,
+                        "due_at": planned.due_at,
+                        "assignee": planned.assignee,
+                        "occasion": planned.occasion,
+                    },
+                )
+            )
+        await bulk_insert(session, Task.__table__, rows)
+        await record_events(session, events)
+        if changed:
+            await session.execute(update(Task), changed)
+        for task in (await repo.tasks.many(session, stale)).values():
+            task.status = "cancelled"
+            self.decide(task, now, "cancelled", "no longer asked for by the plan or calendar")
         await session.flush()
-        return created
 
     @staticmethod
     def facts(recipient: Recipient) -> CustomerFacts:
@@ -511,11 +629,6 @@ class OutreachService:
     ) -> Task:
         """Snooze or bring forward an open task."""
         task = await self.visible_task(session, task_id, access, lock=True)
-        if body.due_at.tzinfo is None:
-            raise InvalidInput(
-                "due_at needs a time zone (RFC 3339).",
-                errors=[{"field": "due_at", "message": "no time zone", "type": "timezone"}],
-            )
         if task.status not in ("pending", "deferred", "ready"):
             raise Conflict(f"The task is {task.status}; only an open task can be rescheduled.")
         now = utcnow()

@@ -51,7 +51,7 @@ from shared.events import (
     TierChanged,
 )
 from shared.outbox import record_event
-from shared.pagination import decode_cursor
+from shared.pagination import decode_time_key
 
 PRODUCER = "profile"
 # The column each kind of customer record is listed (and paged) by.
@@ -77,17 +77,6 @@ def field_error(field: str, message: str) -> InvalidInput:
     return InvalidInput(
         f"{field}: {message}", errors=[{"field": field, "message": message, "type": "value"}]
     )
-
-
-def after_key(cursor: str | None) -> tuple[dt.datetime, uuid.UUID] | None:
-    """The (time, id) sort key inside a cursor."""
-    if cursor is None:
-        return None
-    when, ident = decode_cursor(cursor, 2)
-    try:
-        return dt.datetime.fromisoformat(when), uuid.UUID(ident)
-    except ValueError as exc:
-        raise InvalidInput("The cursor is not one this service issued.") from exc
 
 
 def scoped_to_own(principal: Principal) -> bool:
@@ -356,7 +345,7 @@ class ProfileService:
                 return []
             filters = {**filters, "account_manager": actor.user}
         return await repo.customers.search(
-            session, filters=filters, text=text, after=after_key(cursor), limit=limit
+            session, filters=filters, text=text, after=decode_time_key(cursor), limit=limit
         )
 
     async def stage_history(
@@ -666,7 +655,7 @@ class ProfileService:
             model,
             getattr(model, RECORD_TIME[model]),
             customer_id,
-            after=after_key(cursor),
+            after=decode_time_key(cursor),
             since=since,
             until=until,
             limit=limit,

@@ -16,8 +16,7 @@ from services.complaints.consumers import HANDLERS
 from services.complaints.service import complaints_service
 from services.complaints.settings import ComplaintsSettings
 from shared.db import create_engine, session_factory
-from shared.events import EventEnvelope, parse_data
-from tests.conftest import ADMIN, DatabaseFactory, running, service_settings
+from tests.conftest import ADMIN, DatabaseFactory, EventSender, running, service_settings
 
 # Around the clock, one-hour respond and eight-hour resolve targets, a two-rung ladder.
 WALL_CLOCK_POLICY: dict[str, Any] = {
@@ -50,33 +49,11 @@ async def complaints(complaints_db: str) -> AsyncIterator[httpx.AsyncClient]:
         yield client
 
 
-class Events:
+class Events(EventSender):
     """Sends events through complaints' handlers, as the consumer would."""
 
     def __init__(self, url: str) -> None:
-        self.url = url
-
-    async def send(
-        self,
-        customer_id: uuid.UUID,
-        event_type: str,
-        data: dict[str, Any],
-        occurred_at: dt.datetime | None = None,
-    ) -> None:
-        event = EventEnvelope(
-            id=uuid.uuid4(),
-            type=event_type,
-            producer="profile",
-            customer_id=customer_id,
-            occurred_at=occurred_at or dt.datetime.now(dt.UTC),
-            data=data,
-        )
-        engine = create_engine(self.url)
-        try:
-            async with session_factory(engine)() as session, session.begin():
-                await HANDLERS[event.type](session, event, parse_data(event))
-        finally:
-            await engine.dispose()
+        super().__init__(url, HANDLERS)
 
     async def customer(self, account_manager: str = "mia", tier: str | None = None) -> uuid.UUID:
         customer_id = uuid.uuid4()
@@ -88,19 +65,6 @@ class Events:
         if tier is not None:
             await self.tier(customer_id, tier)
         return customer_id
-
-    async def tier(self, customer_id: uuid.UUID, tier: str, at: dt.datetime | None = None) -> None:
-        await self.send(
-            customer_id,
-            "tier.changed",
-            {
-                "previous_tier": None,
-                "tier": tier,
-                "policy_id": str(uuid.uuid4()),
-                "policy_version": 1,
-                "changed_at": (at or dt.datetime.now(dt.UTC)).isoformat(),
-            },
-        )
 
     async def purchase(self, customer_id: uuid.UUID, when: dt.datetime, amount: str = "10") -> None:
         await self.send(

@@ -17,8 +17,7 @@ from services.outreach.consumers import HANDLERS
 from services.outreach.dispatcher import Dispatcher
 from services.outreach.settings import OutreachSettings
 from shared.db import create_engine, session_factory
-from shared.events import EventEnvelope, parse_data
-from tests.conftest import ADMIN, DatabaseFactory, running, service_settings
+from tests.conftest import ADMIN, DatabaseFactory, EventSender, running, service_settings
 from tests.provider import SECRET, FakeProvider
 
 __all__ = ["SECRET", "FakeProvider"]
@@ -51,33 +50,11 @@ async def outreach(outreach_db: str) -> AsyncIterator[httpx.AsyncClient]:
         yield client
 
 
-class Events:
-    """Sends events through outreach's handlers, as the consumer would."""
+class Events(EventSender):
+    """Sends events through outreach' handlers, as the consumer would."""
 
     def __init__(self, url: str) -> None:
-        self.url = url
-
-    async def send(
-        self,
-        customer_id: uuid.UUID,
-        event_type: str,
-        data: dict[str, Any],
-        occurred_at: dt.datetime | None = None,
-    ) -> None:
-        event = EventEnvelope(
-            id=uuid.uuid4(),
-            type=event_type,
-            producer="profile",
-            customer_id=customer_id,
-            occurred_at=occurred_at or dt.datetime.now(dt.UTC),
-            data=data,
-        )
-        engine = create_engine(self.url)
-        try:
-            async with session_factory(engine)() as session, session.begin():
-                await HANDLERS[event.type](session, event, parse_data(event))
-        finally:
-            await engine.dispose()
+        super().__init__(url, HANDLERS)
 
     async def customer(self, **fields: Any) -> uuid.UUID:
         customer_id = uuid.uuid4()
@@ -107,19 +84,6 @@ class Events:
             },
         )
         return customer_id
-
-    async def tier(self, customer_id: uuid.UUID, tier: str, previous: str | None = None) -> None:
-        await self.send(
-            customer_id,
-            "tier.changed",
-            {
-                "previous_tier": previous,
-                "tier": tier,
-                "policy_id": str(uuid.uuid4()),
-                "policy_version": 1,
-                "changed_at": dt.datetime.now(dt.UTC).isoformat(),
-            },
-        )
 
 
 @pytest.fixture
