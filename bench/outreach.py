@@ -220,7 +220,7 @@ async def bench_dispatch(tasks: int, replicas: int) -> None:
         for process in processes:
             process.start()
         while gateway_stats()["unique"] < tasks and any(p.is_alive() for p in processes):
-            await asyncio.sleep(0.05)
+            await asyncio.sleep(0.25)
         elapsed = time.perf_counter() - began
         for process in processes:
             process.join()
@@ -277,7 +277,7 @@ async def bench_latency(pending: int, due: int, window: float) -> None:
             deadline = time.time() + window + 60
             while gateway_stats()["unique"] < due and time.time() < deadline:
                 await asyncio.sleep(0.25)
-            seen = gateway_stats()["first_seen"]
+            seen = httpx.get(f"{GATEWAY}/moments", timeout=30).json()
     finally:
         gateway.terminate()
         await drop_database(url)

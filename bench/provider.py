@@ -3,8 +3,8 @@
     python -m bench.provider --port 8900
 
 POST /send counts every request and every distinct Idempotency-Key (what a real gateway
-would send once), with the moment it first saw each; GET /stats returns the counts and
-those moments (epoch seconds), so a benchmark measures due moment -> delivery.
+would send once), with the moment it first saw each; GET /stats returns the counts,
+GET /moments those moments (epoch seconds), so a benchmark measures due moment -> delivery.
 """
 
 from __future__ import annotations
@@ -31,9 +31,11 @@ async def send(request: Request) -> JSONResponse:
 
 
 async def stats(_: Request) -> JSONResponse:
-    return JSONResponse(
-        {"requests": counts["requests"], "unique": len(first_seen), "first_seen": first_seen}
-    )
+    return JSONResponse({"requests": counts["requests"], "unique": len(first_seen)})
+
+
+async def moments(_: Request) -> JSONResponse:
+    return JSONResponse(first_seen)
 
 
 async def reset(_: Request) -> JSONResponse:
@@ -46,6 +48,7 @@ app = Starlette(
     routes=[
         Route("/send", send, methods=["POST"]),
         Route("/stats", stats),
+        Route("/moments", moments),
         Route("/reset", reset, methods=["POST"]),
     ]
 )

@@ -96,6 +96,12 @@ class Complaint(Base):
     resolve_business_s: Mapped[float | None]
     resolve_wall_s: Mapped[float | None]
     met_sla: Mapped[bool | None]
+    # The same durations as histogram buckets (services/complaints/stats.py), so the
+    # statistics count a million complaints instead of sorting them.
+    respond_business_bucket: Mapped[int | None] = mapped_column(SmallInteger)
+    respond_wall_bucket: Mapped[int | None] = mapped_column(SmallInteger)
+    resolve_business_bucket: Mapped[int | None] = mapped_column(SmallInteger)
+    resolve_wall_bucket: Mapped[int | None] = mapped_column(SmallInteger)
     # The first purchase after closure (the customer came back), from purchase.recorded.
     returned_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
 

@@ -13,6 +13,7 @@ from sqlalchemy.orm import object_session
 
 from services.complaints import repository as repo
 from services.complaints import sla
+from services.complaints.histogram import DURATION_COLUMNS, bucket_of
 from services.complaints.models import Complaint, ComplaintEntry, KnownCustomer, SlaPolicy
 from services.complaints.repository import ComplaintFilters
 from services.complaints.schemas import (
@@ -520,6 +521,8 @@ class ComplaintsService:
         complaint.met_sla = not any(cycle.breached for cycle in clock.cycles) and not (
             clock.respond_breached
         )
+        for name in DURATION_COLUMNS:
+            setattr(complaint, f"{name[:-2]}_bucket", bucket_of(getattr(complaint, name)))
         complaint.returned_at = None
         await record_event(
             session,

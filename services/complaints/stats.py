@@ -1,6 +1,7 @@
 """Complaint statistics: one scan of the complaints per grouping, every figure an
-aggregate with its own FILTER (percentiles by `percentile_cont` on PostgreSQL; on SQLite
-from the closed complaints' figures, by numpy)."""
+aggregate with its own FILTER. Percentiles: on PostgreSQL from histogram counts made in
+one more scan (GROUPING SETS over the duration buckets, within about 2.5%); on SQLite,
+exact, from the closed complaints' figures by numpy."""
 
 from __future__ import annotations
 
@@ -9,9 +10,10 @@ from collections import defaultdict
 from typing import Any
 
 import numpy as np
-from sqlalchemy import ColumnElement, func, literal_column, select, text
+from sqlalchemy import ColumnElement, func, literal_column, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.complaints.histogram import DURATION_COLUMNS, percentile
 from services.complaints.models import Complaint
 from services.complaints.repository import RETURN_WINDOW
 from services.complaints.schemas import ComplaintStats, Durations, ReturnRate, StatsGroup
@@ -25,7 +27,6 @@ PRACTICE = {
     "return_rate_major_resolved_quickly": 0.52,
     "return_rate_minor_resolved_quickly": 0.95,
 }
-DURATION_COLUMNS = ("respond_business_s", "respond_wall_s", "resolve_business_s", "resolve_wall_s")
 STATUSES = (*FORWARD, WAITING)
 SPEEDS = {"within_sla": True, "late": False}
 OVERALL = "*overall*"  # the key of the row over every group (never a real group key)
@@ -58,8 +59,6 @@ async def complaint_stats(
         if value is not None:
             conditions.append(column == value)
     postgres = session.get_bind().dialect.name == "postgresql"
-    if postgres:  # the percentiles sort in memory, not on disk
-        await session.execute(text("SET LOCAL work_mem = '128MB'"))
     keys: list[Any] = [OVERALL_KEY]
     if group_by is not None:
         keys.append(getattr(Complaint, group_by))
@@ -101,26 +100,47 @@ async def _scan(
             columns[f"returned_{severity}_{speed}"] = func.count().filter(
                 bucket & Complaint.returned_at.is_not(None)
             )
-    if postgres:
-        quantiles: Any = literal_column("ARRAY[0.5, 0.9]")
-        for name in DURATION_COLUMNS:
-            columns[name] = (
-                func.percentile_cont(quantiles)
-                .within_group(getattr(Complaint, name))
-                .filter(closed)
-            )
     grouped = [] if key is OVERALL_KEY else [key]
     query = select(*(value.label(name) for name, value in columns.items())).where(*conditions)
     rows = (await session.execute(query.group_by(*grouped))).mappings().all()
-    durations: dict[str | None, dict[str, tuple[float | None, float | None]]] = defaultdict(dict)
     if postgres:
-        for row in rows:
-            for name in DURATION_COLUMNS:
-                pair = row[name] or [None, None]
-                durations[row["key"]][name] = (pair[0], pair[1])
+        durations = await _histogram_percentiles(session, key, grouped, [*conditions, closed])
     else:
         durations = await _numpy_percentiles(session, key, grouped, [*conditions, closed])
     return {row["key"]: _group(row["key"], dict(row), durations[row["key"]]) for row in rows}
+
+
+async def _histogram_percentiles(
+    session: AsyncSession, key: Any, grouped: list[Any], conditions: list[ColumnElement[bool]]
+) -> dict[str | None, dict[str, tuple[float | None, float | None]]]:
+    """Median and 90th percentile of each duration, per group, from the counts of their
+    buckets: one scan, one hash aggregate per measure (GROUPING SETS)."""
+    buckets = [getattr(Complaint, f"{name[:-2]}_bucket") for name in DURATION_COLUMNS]
+    sets = [tuple_(*grouped, bucket) for bucket in buckets]
+    rows = await session.execute(
+        select(
+            key.label("key"),
+            func.grouping(*buckets).label("which"),
+            *buckets,
+            func.count().label("n"),
+        )
+        .where(*conditions)
+        .group_by(func.grouping_sets(*sets))
+    )
+    counts: dict[str | None, dict[str, dict[int, int]]] = defaultdict(lambda: defaultdict(dict))
+    for row in rows:
+        # GROUPING(...) has a bit set for each bucket column left out of the row's set.
+        index = next(i for i in range(len(buckets)) if not row.which >> (len(buckets) - 1 - i) & 1)
+        value = row[2 + index]
+        if value is not None:
+            counts[row.key if grouped else OVERALL][DURATION_COLUMNS[index]][value] = row.n
+    return {
+        group: {
+            name: (percentile(by_name.get(name, {}), 0.5), percentile(by_name.get(name, {}), 0.9))
+            for name in DURATION_COLUMNS
+        }
+        for group, by_name in counts.items()
+    }
 
 
 async def _numpy_percentiles(
