@@ -33,6 +33,7 @@ from sqlalchemy import text
 
 from bench.common import ROOT, append_results, drop_database, machine, new_database
 from services.complaints.app import create_app
+from services.complaints.histogram import DURATION_COLUMNS, bucket_of
 from services.complaints.models import Complaint, ComplaintEntry, SlaPolicy
 from services.complaints.settings import ComplaintsSettings
 from shared.broker import EmbeddedBroker
@@ -93,6 +94,7 @@ def complaint_row(opened: dt.datetime, *, done: list[str], **values: Any) -> dic
         "resolve_wall_s": None,
         "met_sla": None,
         "returned_at": None,
+        **{f"{name[:-2]}_bucket": None for name in DURATION_COLUMNS},
     }
     row.update(values)
     return row
@@ -285,6 +287,8 @@ async def seed_closed(url: str, count: int) -> None:
                     returned_at=opened + dt.timedelta(days=10) if random.random() < 0.5 else None,
                 )
                 row["alerts_done"] = "[]"
+                for name in DURATION_COLUMNS:
+                    row[f"{name[:-2]}_bucket"] = bucket_of(row[name])
                 records.append(tuple(row[name] for name in names))
             await conn.copy_records_to_table("complaints", records=records, columns=names)
         await conn.execute("ANALYZE complaints")

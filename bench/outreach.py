@@ -39,7 +39,7 @@ import httpx
 from bench.common import ROOT, append_results, drop_database, machine, new_database
 from services.outreach import repository as repo
 from services.outreach.app import PLANNING_BATCH, create_app, plan_everyone
-from services.outreach.channels import HttpProvider
+from services.outreach.channels import ClientPool, HttpProvider
 from services.outreach.dispatcher import Dispatcher
 from services.outreach.settings import OutreachSettings
 from shared.db import create_engine, migrate, session_factory
@@ -168,11 +168,10 @@ def replica(url: str) -> None:
 
     async def run() -> None:
         engine = create_engine(url)
-        limits = httpx.Limits(max_connections=CONCURRENCY)
-        async with httpx.AsyncClient(limits=limits) as client:
+        async with ClientPool(CONCURRENCY) as clients:
             dispatcher = Dispatcher(
                 session_factory(engine),
-                HttpProvider(f"{GATEWAY}/send", "secret", 10.0, client),
+                HttpProvider(f"{GATEWAY}/send", "secret", 10.0, clients),
                 batch_size=500,
                 concurrency=CONCURRENCY,
             )

@@ -7,12 +7,11 @@ import datetime as dt
 import logging
 from pathlib import Path
 
-import httpx
 from fastapi import FastAPI
 
 from services.outreach import repository as repo
 from services.outreach.api import router
-from services.outreach.channels import HttpProvider
+from services.outreach.channels import ClientPool, HttpProvider
 from services.outreach.consumers import HANDLERS
 from services.outreach.dispatcher import Dispatcher
 from services.outreach.planner import MIN_OWN_PURCHASES
@@ -26,14 +25,14 @@ log = logging.getLogger("crm.outreach")
 PLANNING_BATCH = 2000
 
 
-def dispatcher_for(runtime: ServiceRuntime, client: httpx.AsyncClient | None) -> Dispatcher:
+def dispatcher_for(runtime: ServiceRuntime, clients: ClientPool | None) -> Dispatcher:
     settings = runtime.settings
     assert isinstance(settings, OutreachSettings)
     provider = (
         HttpProvider(
-            settings.provider_url, settings.provider_secret, settings.provider_timeout_s, client
+            settings.provider_url, settings.provider_secret, settings.provider_timeout_s, clients
         )
-        if settings.provider_url and client is not None
+        if settings.provider_url and clients is not None
         else None
     )
     return Dispatcher(
@@ -52,9 +51,8 @@ async def dispatch_due_tasks(runtime: ServiceRuntime) -> None:
     loses nothing (due tasks live in the database)."""
     settings = runtime.settings
     assert isinstance(settings, OutreachSettings)
-    limits = httpx.Limits(max_connections=settings.delivery_concurrency)
-    async with httpx.AsyncClient(limits=limits) as client:
-        dispatcher = dispatcher_for(runtime, client)
+    async with ClientPool(settings.delivery_concurrency) as clients:
+        dispatcher = dispatcher_for(runtime, clients)
 
         async def dispatch() -> int:
             seen, recorded = await dispatcher.run_once(utcnow())

@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from services.outreach.app import create_app
-from services.outreach.channels import HttpProvider
+from services.outreach.channels import ClientPool, HttpProvider
 from services.outreach.consumers import HANDLERS
 from services.outreach.dispatcher import Dispatcher
 from services.outreach.settings import OutreachSettings
@@ -102,10 +102,10 @@ async def dispatch(
     """One dispatcher pass (a replica of its own: its own engine and HTTP client)."""
     engine = create_engine(url)
     try:
-        async with httpx.AsyncClient() as client:
+        async with ClientPool(4) as clients:
             dispatcher = Dispatcher(
                 session_factory(engine),
-                HttpProvider(provider_url, SECRET, timeout_s, client) if provider_url else None,
+                HttpProvider(provider_url, SECRET, timeout_s, clients) if provider_url else None,
                 **options,
             )
             seen, _ = await dispatcher.run_once(now or dt.datetime.now(dt.UTC))

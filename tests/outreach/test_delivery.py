@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 
 from services.outreach import repository as repo
-from services.outreach.channels import HttpProvider
+from services.outreach.channels import ClientPool, HttpProvider
 from services.outreach.dispatcher import Dispatcher
 from shared.db import create_engine, session_factory
 from tests.conftest import ADMIN, query
@@ -137,9 +137,9 @@ async def test_a_restart_between_sending_and_recording_does_not_send_twice(
     _, revisit = await revisit_by_sms(outreach, events)
     now = dt.datetime.now(dt.UTC)
     engine = create_engine(outreach_db)
-    async with httpx.AsyncClient() as client:
+    async with ClientPool(2) as clients:
         crashed = Dispatcher(
-            session_factory(engine), HttpProvider(f"{provider.url}/ok", SECRET, 2.0, client)
+            session_factory(engine), HttpProvider(f"{provider.url}/ok", SECRET, 2.0, clients)
         )
         async with crashed.sessions() as session, session.begin():
             due = await repo.tasks.due(session, now, 10)
