@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import ssl
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,7 +41,12 @@ class ClientPool:
     clients kept their rate."""
 
     def __init__(self, size: int) -> None:
-        self._all = [httpx.AsyncClient(limits=httpx.Limits(max_connections=1)) for _ in range(size)]
+        # One TLS context for all: one per client costs ~70 ms each, on the event loop.
+        tls = ssl.create_default_context()
+        self._all = [
+            httpx.AsyncClient(limits=httpx.Limits(max_connections=1), verify=tls)
+            for _ in range(size)
+        ]
         self._idle: asyncio.Queue[httpx.AsyncClient] = asyncio.Queue()
         for client in self._all:
             self._idle.put_nowait(client)
