@@ -9,7 +9,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import ColumnElement, Select, or_
 
 from shared.auth import ADMIN, Principal
 
@@ -54,6 +58,37 @@ class CustomerAccess:
         """True when a customer managed by `account_manager` is within view."""
         scope = self.manager_scope
         return scope is None or scope == account_manager
+
+    def may_see_work(self, people: Iterable[str | None], account_manager: str | None) -> bool:
+        """Work about a customer (a complaint, a task) that `people` own or do: an agent
+        sees it when one of them; an account manager when one of them or when the
+        customer is theirs; everyone else sees it."""
+        agent = self.agent_scope
+        if agent is not None:
+            return agent in people
+        manager = self.manager_scope
+        if manager is not None:
+            return manager in people or account_manager == manager
+        return True
+
+    def work_condition(
+        self,
+        people: Sequence[Any],
+        customer_id: Any,
+        customers_of: Callable[[str], Select[Any]],
+    ) -> ColumnElement[bool] | None:
+        """`may_see_work` as a SQL condition for lists (None: no limit); `customers_of`
+        selects the ids of an account manager's customers (the service's projection)."""
+        agent = self.agent_scope
+        if agent is not None:
+            return or_(*(column == agent for column in people))
+        manager = self.manager_scope
+        if manager is not None:
+            return or_(
+                *(column == manager for column in people),
+                customer_id.in_(customers_of(manager)),
+            )
+        return None
 
 
 def access_of(principal: Principal) -> CustomerAccess:

@@ -40,15 +40,13 @@ class ComplaintFilters:
 
 def visible_to(access: CustomerAccess) -> ColumnElement[bool] | None:
     """The complaints a principal may see, as a condition (None: all of them)."""
-    manager = access.manager_scope
-    if manager is not None:
-        return Complaint.customer_id.in_(
-            select(KnownCustomer.customer_id).where(KnownCustomer.account_manager == manager)
-        )
-    agent = access.agent_scope
-    if agent is not None:
-        return or_(Complaint.owner == agent, Complaint.assignee == agent)
-    return None
+    return access.work_condition(
+        [Complaint.owner, Complaint.assignee],
+        Complaint.customer_id,
+        lambda manager: select(KnownCustomer.customer_id).where(
+            KnownCustomer.account_manager == manager
+        ),
+    )
 
 
 class ComplaintRepository:

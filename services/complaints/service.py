@@ -392,13 +392,12 @@ class ComplaintsService:
         complaint = await repo.complaints.get(session, complaint_id, lock=lock)
         if complaint is None:
             raise NotFound(f"No complaint {complaint_id}.")
-        agent = access.agent_scope
-        if agent is not None and agent not in (complaint.owner, complaint.assignee):
-            raise NotFound(f"No complaint {complaint_id}.")
+        manager = None
         if access.manager_scope is not None:
             customer = await repo.customers.get(session, complaint.customer_id)
-            if not access.may_see_customer(customer.account_manager if customer else None):
-                raise NotFound(f"No complaint {complaint_id}.")
+            manager = customer.account_manager if customer else None
+        if not access.may_see_work((complaint.owner, complaint.assignee), manager):
+            raise NotFound(f"No complaint {complaint_id}.")
         return complaint
 
     @staticmethod

@@ -43,20 +43,13 @@ class TaskFilters:
 
 
 def visible_to(access: CustomerAccess) -> ColumnElement[bool] | None:
-    """The tasks a principal may see (None: all): an account manager's customers' tasks,
-    an agent's own worklist."""
-    manager = access.manager_scope
-    if manager is not None:
-        return or_(
-            Task.assignee == manager,
-            Task.customer_id.in_(
-                select(Recipient.customer_id).where(Recipient.account_manager == manager)
-            ),
-        )
-    agent = access.agent_scope
-    if agent is not None:
-        return Task.assignee == agent
-    return None
+    """The tasks a principal may see (None: all): an agent's own worklist; an account
+    manager's, and its customers' tasks."""
+    return access.work_condition(
+        [Task.assignee],
+        Task.customer_id,
+        lambda manager: select(Recipient.customer_id).where(Recipient.account_manager == manager),
+    )
 
 
 async def guard_writes(session: AsyncSession, name: str, now: dt.datetime) -> None:

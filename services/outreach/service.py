@@ -585,13 +585,12 @@ class OutreachService:
         task = await repo.tasks.get(session, task_id, lock=lock)
         if task is None:
             raise NotFound(f"No task {task_id}.")
-        if access.agent_scope is not None and task.assignee != access.agent_scope:
-            raise NotFound(f"No task {task_id}.")
-        manager = access.manager_scope
-        if manager is not None and task.assignee != manager:
+        manager = None
+        if access.manager_scope is not None:
             recipient = await repo.recipients.get(session, task.customer_id)
-            if not access.may_see_customer(recipient.account_manager if recipient else None):
-                raise NotFound(f"No task {task_id}.")
+            manager = recipient.account_manager if recipient else None
+        if not access.may_see_work((task.assignee,), manager):
+            raise NotFound(f"No task {task_id}.")
         return task
 
     async def complete(
