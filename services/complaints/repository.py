@@ -41,7 +41,7 @@ class ComplaintFilters:
 def visible_to(access: CustomerAccess) -> ColumnElement[bool] | None:
     """The complaints a principal may see, as a condition (None: all of them)."""
     return access.work_condition(
-        [Complaint.owner, Complaint.assignee],
+        [Complaint.owner, Complaint.assignee, Complaint.received_by],
         Complaint.customer_id,
         lambda manager: select(KnownCustomer.customer_id).where(
             KnownCustomer.account_manager == manager

@@ -396,7 +396,8 @@ class ComplaintsService:
         if access.manager_scope is not None:
             customer = await repo.customers.get(session, complaint.customer_id)
             manager = customer.account_manager if customer else None
-        if not access.may_see_work((complaint.owner, complaint.assignee), manager):
+        people = (complaint.owner, complaint.assignee, complaint.received_by)
+        if not access.may_see_work(people, manager):
             raise NotFound(f"No complaint {complaint_id}.")
         return complaint
 

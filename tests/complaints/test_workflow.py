@@ -152,8 +152,13 @@ async def test_first_contact_owner_and_hand_over(
     assert hand_over["actor"] == "ann" and hand_over["note"] == "Ann moves to the Shanghai office"
     assert hand_over["details"] == {"from": "ann", "to": "bob"}
     assert detail["received_by"] == "ann"
-    # Ann no longer owns nor works on it: she no longer sees it.
-    assert (await complaints.get(f"/v1/complaints/{cid}", headers=AGENT)).status_code == 404
+    # Ann received it: she still sees it, but no longer owns it.
+    seen_by_ann = await complaints.get(f"/v1/complaints/{cid}", headers=AGENT)
+    assert seen_by_ann.status_code == 200 and seen_by_ann.json()["owner"] == "bob"
+    again = await complaints.post(
+        f"/v1/complaints/{cid}/hand-over", json={"to": "ann", "reason": "back"}, headers=AGENT
+    )
+    assert again.status_code == 403
 
 
 async def test_bad_input_changes_nothing(complaints: httpx.AsyncClient, events: Events) -> None:
