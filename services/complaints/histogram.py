@@ -1,6 +1,7 @@
 """Durations as log-scale histogram buckets: each bucket is 5% wider than the one before,
-so a percentile read from the counts is within about 2.5% of the exact one, and a million
-complaints are counted (one pass) rather than sorted (a sort per measure)."""
+so a percentile read from the counts of many durations is within about 2.5% of the exact
+one (with few, it lies in the buckets around its rank), and a million complaints are
+counted (one pass) rather than sorted (a sort per measure)."""
 
 from __future__ import annotations
 
@@ -36,6 +37,6 @@ def percentile(counts: Mapping[int, int], share: float) -> float | None:
         count = counts[bucket]
         if seen + count > rank:
             low, high = bucket_bounds(bucket)
-            return low + (high - low) * ((rank - seen + 0.5) / count)
+            return low + (high - low) * min(1.0, (rank - seen + 0.5) / count)
         seen += count
     return bucket_bounds(max(counts))[1]
