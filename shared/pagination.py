@@ -11,6 +11,7 @@ import binascii
 import datetime as dt
 import json
 import uuid
+from collections.abc import Callable, Sequence
 from typing import Annotated, Any, Generic, TypeVar
 
 from fastapi import Query
@@ -29,6 +30,19 @@ Cursor = Annotated[
 class Page(BaseModel, Generic[T]):
     items: list[T]
     next_cursor: str | None
+
+
+Out = TypeVar("Out", bound=BaseModel)
+
+
+def page_of(
+    rows: Sequence[Any], limit: int, convert: Callable[[Any], Out], key: Callable[[Any], Any]
+) -> Page[Out]:
+    """A page from `limit + 1` rows: the extra row only says that there is more; the
+    cursor is the sort key of the last row shown."""
+    items = [convert(row) for row in rows[:limit]]
+    more = len(rows) > limit
+    return Page(items=items, next_cursor=encode_cursor(*key(rows[limit - 1])) if more else None)
 
 
 def encode_cursor(*key: Any) -> str:

@@ -32,7 +32,7 @@ from shared.app import SessionDep
 from shared.auth import Principal, require_roles
 from shared.db import utcnow
 from shared.errors import InvalidInput, Unauthorized
-from shared.pagination import Cursor, Limit, Page, decode_time_key, encode_cursor
+from shared.pagination import Cursor, Limit, Page, decode_time_key, page_of
 
 router = APIRouter(tags=["outreach"])
 
@@ -165,11 +165,8 @@ async def list_tasks(
         due_after=due_after,
     )
     rows = await repo.tasks.search(session, filters, access, after=after, limit=limit + 1)
-    items = [present(row, access) for row in rows[:limit]]
-    last = rows[limit - 1] if len(rows) > limit else None
-    return Page(
-        items=items,
-        next_cursor=encode_cursor(last.due_at.isoformat(), last.id) if last else None,
+    return page_of(
+        rows, limit, lambda row: present(row, access), lambda t: (t.due_at.isoformat(), t.id)
     )
 
 

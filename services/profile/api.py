@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Callable, Sequence
 from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
@@ -40,7 +39,7 @@ from shared.app import SessionDep, SettingsDep, runtime_of
 from shared.auth import Principal, require_roles
 from shared.errors import InvalidInput
 from shared.idempotency import IdempotencyKey, idempotent
-from shared.pagination import Cursor, Limit, Page, decode_cursor, encode_cursor
+from shared.pagination import Cursor, Limit, Page, decode_cursor, page_of
 
 router = APIRouter()
 
@@ -67,15 +66,6 @@ def present(customer: Customer) -> CustomerOut:
             solvency_notes=customer.credit_notes,
         ),
     )
-
-
-def page_of(
-    rows: Sequence[Any], limit: int, convert: Callable[[Any], Out], key: Callable[[Any], Any]
-) -> Page[Out]:
-    """A page from `limit + 1` rows: the extra row only says that there is more."""
-    items = [convert(row) for row in rows[:limit]]
-    more = len(rows) > limit
-    return Page(items=items, next_cursor=encode_cursor(*key(rows[limit - 1])) if more else None)
 
 
 async def records_page(
