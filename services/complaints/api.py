@@ -34,7 +34,7 @@ from shared.access import CustomerAccess, access_of
 from shared.app import SessionDep
 from shared.auth import Principal, require_roles
 from shared.idempotency import IdempotencyKey, idempotent
-from shared.pagination import Cursor, Limit, Page, decode_time_key, encode_cursor
+from shared.pagination import Cursor, Limit, Page, decode_time_key, page_of
 
 router = APIRouter(tags=["complaints"])
 
@@ -161,12 +161,8 @@ async def list_complaints(
         breached=breached,
     )
     rows = await complaints_service.search(session, filters, access, after=after, limit=limit + 1)
-    items = [present(row, access) for row in rows[:limit]]
-    more = len(rows) > limit
-    last = rows[limit - 1] if more else None
-    return Page(
-        items=items,
-        next_cursor=encode_cursor(last.opened_at.isoformat(), last.id) if last else None,
+    return page_of(
+        rows, limit, lambda row: present(row, access), lambda c: (c.opened_at.isoformat(), c.id)
     )
 
 
@@ -214,8 +210,9 @@ async def transition(
 ) -> ComplaintDetail:
     """Move the complaint on (409 names the allowed moves when this one is not)."""
     access = access_of(principal)
-    await complaints_service.transition(session, complaint_id, body, access)
-    complaint, history, clock = await complaints_service.get(session, complaint_id, access)
+    complaint, history, clock = await complaints_service.transition(
+        session, complaint_id, body, access
+    )
     return _detail(complaint, history, clock, access)
 
 

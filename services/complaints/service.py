@@ -152,8 +152,9 @@ class ComplaintsService:
         complaint_id: uuid.UUID,
         body: TransitionCreate,
         access: CustomerAccess,
-    ) -> Complaint:
-        """Move the complaint to `body.to`; 409 naming the allowed moves otherwise."""
+    ) -> tuple[Complaint, list[ComplaintEntry], sla.Clock]:
+        """Move the complaint to `body.to` (409 naming the allowed moves otherwise); the
+        complaint, its history and its clock as they now are."""
         complaint = await self._visible(session, complaint_id, access, lock=True)
         moves = allowed_moves(complaint.status, complaint.paused_from)
         if body.to not in moves:
@@ -191,7 +192,7 @@ class ComplaintsService:
         if complaint.status == "confirmed":
             await self._close(session, complaint, clock, now)
         await session.flush()
-        return complaint
+        return complaint, history, clock
 
     async def hand_over(
         self, session: AsyncSession, complaint_id: uuid.UUID, body: HandOver, access: CustomerAccess
