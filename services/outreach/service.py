@@ -4,6 +4,7 @@ tier's plan and the calendar, and handle tasks done by hand. Never commits."""
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import secrets
 import uuid
@@ -64,6 +65,23 @@ RECURRING = ("revisit", "survey")
 FOLLOW_UP_AFTER = dt.timedelta(days=2)
 
 
+@functools.lru_cache(maxsize=32)
+def _first_days_of_holidays(country: str, first_year: int, last_year: int) -> tuple[Occasion, ...]:
+    """Built once per country and years: every customer event plans with them, and
+    building a country's holidays costs milliseconds."""
+    found = holidays.country_holidays(country, years=range(first_year, last_year + 1))
+    firsts: dict[tuple[str, int], dt.date] = {}
+    for day, name in sorted(found.items()):
+        label = str(name)
+        if label.startswith("Day off") or "(observed)" in label:
+            continue
+        firsts.setdefault((label, day.year), day)
+    return tuple(
+        Occasion(on=day, kind="holiday", name=name, tiers=None, channel=None)
+        for (name, _), day in sorted(firsts.items(), key=lambda item: item[1])
+    )
+
+
 def feed_digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
@@ -119,19 +137,10 @@ class OutreachService:
     def public_holidays(self, start: dt.date, end: dt.date) -> list[Occasion]:
         """Each public holiday once a year, on its first day (a week off is one occasion;
         days off moved around it are not holidays of their own)."""
-        found = holidays.country_holidays(
-            self.holiday_country, years=range(start.year, end.year + 1)
-        )
-        firsts: dict[tuple[str, int], dt.date] = {}
-        for day, name in sorted(found.items()):
-            label = str(name)
-            if label.startswith("Day off") or "(observed)" in label:
-                continue
-            firsts.setdefault((label, day.year), day)
         return [
-            Occasion(on=day, kind="holiday", name=name, tiers=None, channel=None)
-            for (name, _), day in sorted(firsts.items(), key=lambda item: item[1])
-            if start <= day <= end
+            occasion
+            for occasion in _first_days_of_holidays(self.holiday_country, start.year, end.year)
+            if start <= occasion.on <= end
         ]
 
     async def occasions(
