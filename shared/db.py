@@ -203,16 +203,31 @@ async def insert_ignoring_duplicates(
 ) -> bool:
     """INSERT a row unless its key exists; True when it was inserted (SQLite and PostgreSQL)."""
     dialect = session.get_bind().dialect.name
+    stmt = dialect_insert(dialect, table).values(**values).on_conflict_do_nothing()
+    result = await session.execute(stmt)
+    return bool(getattr(result, "rowcount", 0) == 1)
+
+
+def dialect_insert(dialect: str, table: Any) -> Any:
+    """The INSERT of `dialect` (sqlite or postgresql), which has ON CONFLICT clauses."""
     if dialect == "postgresql":
         from sqlalchemy.dialects.postgresql import insert as pg_insert
 
-        stmt: Any = pg_insert(table).values(**values).on_conflict_do_nothing()
-    else:
-        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+        return pg_insert(table)
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-        stmt = sqlite_insert(table).values(**values).on_conflict_do_nothing()
-    result = await session.execute(stmt)
-    return bool(getattr(result, "rowcount", 0) == 1)
+    return sqlite_insert(table)
+
+
+def upsert_from_select(dialect: str, table: Any, query: Any, key: Sequence[str]) -> Any:
+    """INSERT ... SELECT that replaces the rows whose `key` exists (both databases; on
+    SQLite the SELECT needs a WHERE clause, which `query` must have)."""
+    names = [column.name for column in query.selected_columns]
+    stmt = dialect_insert(dialect, table).from_select(names, query)
+    return stmt.on_conflict_do_update(
+        index_elements=list(key),
+        set_={name: stmt.excluded[name] for name in names if name not in key},
+    )
 
 
 async def bulk_insert(session: AsyncSession, table: Any, rows: list[dict[str, Any]]) -> None:

@@ -8,23 +8,70 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, func, or_, select, update
+from sqlalchemy import ColumnElement, Select, and_, case, event, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session, UOWTransaction
 
 from services.complaints.models import (
     Complaint,
     ComplaintEntry,
+    ComplaintFigures,
     Escalation,
     KnownCustomer,
     SlaPolicy,
 )
 from services.complaints.sla import Step
+from services.complaints.workflow import SEVERITIES, STATUSES
 from shared.access import CustomerAccess
-from shared.db import insert_ignoring_duplicates
+from shared.db import insert_ignoring_duplicates, upsert_from_select
 
 # History entries that move the status (the SLA clock is computed from these).
 STATUS_ACTIONS = ("opened", "transition")
 RETURN_WINDOW = dt.timedelta(days=90)
+
+
+def figures_of(condition: ColumnElement[bool]) -> Select[Any]:
+    """The `complaint_figures` rows of the complaints that meet `condition`."""
+    return select(
+        Complaint.id.label("complaint_id"),
+        Complaint.opened_at,
+        case({name: code for code, name in enumerate(STATUSES)}, value=Complaint.status).label(
+            "status"
+        ),
+        case({name: code for code, name in enumerate(SEVERITIES)}, value=Complaint.severity).label(
+            "severity"
+        ),
+        Complaint.category,
+        Complaint.tier,
+        Complaint.owner,
+        Complaint.closed_at,
+        Complaint.met_sla,
+        (Complaint.reopen_count > 0).label("reopened"),
+        Complaint.returned_at.is_not(None).label("returned"),
+        Complaint.satisfaction,
+        Complaint.respond_business_bucket,
+        Complaint.respond_wall_bucket,
+        Complaint.resolve_business_bucket,
+        Complaint.resolve_wall_bucket,
+    ).where(condition)
+
+
+def refresh_figures(dialect: str, condition: ColumnElement[bool]) -> Any:
+    """The statement that brings `complaint_figures` in step with the complaints that
+    meet `condition` (`true()` for all of them)."""
+    return upsert_from_select(
+        dialect, ComplaintFigures.__table__, figures_of(condition), ["complaint_id"]
+    )
+
+
+@event.listens_for(Session, "after_flush")
+def sync_figures(session: Session, _: UOWTransaction) -> None:
+    """Every flush that adds or changes complaints refreshes their figures in the same
+    transaction, so no write path can leave the statistics behind."""
+    ids = [row.id for row in (*session.new, *session.dirty) if isinstance(row, Complaint)]
+    if ids:
+        connection = session.connection()
+        connection.execute(refresh_figures(connection.dialect.name, Complaint.id.in_(ids)))
 
 
 @dataclass(frozen=True)
@@ -156,17 +203,27 @@ class ComplaintRepository:
     ) -> None:
         """A purchase within 90 days after a closure marks that complaint's customer as
         having come back (the earliest such purchase is kept)."""
-        await session.execute(
-            update(Complaint)
-            .where(
-                Complaint.customer_id == customer_id,
-                Complaint.closed_at.is_not(None),
-                Complaint.closed_at < purchased_at,
-                Complaint.closed_at >= purchased_at - RETURN_WINDOW,
-                or_(Complaint.returned_at.is_(None), Complaint.returned_at > purchased_at),
+        returned = (
+            (
+                await session.execute(
+                    update(Complaint)
+                    .where(
+                        Complaint.customer_id == customer_id,
+                        Complaint.closed_at.is_not(None),
+                        Complaint.closed_at < purchased_at,
+                        Complaint.closed_at >= purchased_at - RETURN_WINDOW,
+                        or_(Complaint.returned_at.is_(None), Complaint.returned_at > purchased_at),
+                    )
+                    .values(returned_at=purchased_at)
+                    .returning(Complaint.id)
+                )
             )
-            .values(returned_at=purchased_at)
+            .scalars()
+            .all()
         )
+        if returned:
+            dialect = session.get_bind().dialect.name
+            await session.execute(refresh_figures(dialect, Complaint.id.in_(returned)))
 
     async def erase_customer(self, session: AsyncSession, customer_id: uuid.UUID) -> None:
         """Drop what complaints say about a person; keep the figures."""

@@ -1,23 +1,25 @@
-"""Complaint statistics: one scan of the complaints per grouping, every figure an
-aggregate with its own FILTER. Percentiles: on PostgreSQL from histogram counts made in
-one more scan (GROUPING SETS over the duration buckets, within about 2.5%); on SQLite,
-exact, from the closed complaints' figures by numpy."""
+"""Complaint statistics from `complaint_figures`, the narrow row kept per complaint: one
+grouped count over a few codes and flags gives every count and rate, folded here per
+group and overall. Percentiles: on PostgreSQL from the counts of duration buckets (two
+more grouped counts, within about 2.5%); on SQLite, exact, from the closed complaints'
+durations by numpy."""
 
 from __future__ import annotations
 
 import datetime as dt
 from collections import defaultdict
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
-from sqlalchemy import ColumnElement, func, literal_column, select, tuple_
+from sqlalchemy import ColumnElement, case, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.complaints.histogram import DURATION_COLUMNS, percentile
-from services.complaints.models import Complaint
+from services.complaints.models import Complaint, ComplaintFigures
 from services.complaints.repository import RETURN_WINDOW
 from services.complaints.schemas import ComplaintStats, Durations, ReturnRate, StatsGroup
-from services.complaints.workflow import FORWARD, SEVERITIES, WAITING
+from services.complaints.workflow import SEVERITIES, STATUSES
 from shared.db import utcnow
 
 # The practice's rules of thumb (domain.md): who buys again after a complaint.
@@ -27,10 +29,11 @@ PRACTICE = {
     "return_rate_major_resolved_quickly": 0.52,
     "return_rate_minor_resolved_quickly": 0.95,
 }
-STATUSES = (*FORWARD, WAITING)
 SPEEDS = {"within_sla": True, "late": False}
-OVERALL = "*overall*"  # the key of the row over every group (never a real group key)
-OVERALL_KEY: Any = literal_column(f"'{OVERALL}'")
+OVERALL = "*overall*"  # the key of the figures over every group (never a real group key)
+# A closed complaint's return is judged once it came back or its window has passed.
+OPEN, CLOSED_RECENTLY, CLOSED_LONG_AGO = 0, 1, 2
+Percentiles = dict[str, tuple[float | None, float | None]]
 
 
 async def complaint_stats(
@@ -45,26 +48,27 @@ async def complaint_stats(
     group_by: str | None,
 ) -> ComplaintStats:
     """Statistics of the complaints opened in the period, overall and per group."""
+    filters = {"severity": severity, "category": category, "tier": tier, "owner": owner}
+    figures = ComplaintFigures.__table__.c
     conditions: list[ColumnElement[bool]] = []
     if period_from is not None:
-        conditions.append(Complaint.opened_at >= period_from)
+        conditions.append(figures.opened_at >= period_from)
     if period_to is not None:
-        conditions.append(Complaint.opened_at < period_to)
-    for column, value in (
-        (Complaint.severity, severity),
-        (Complaint.category, category),
-        (Complaint.tier, tier),
-        (Complaint.owner, owner),
-    ):
+        conditions.append(figures.opened_at < period_to)
+    for name, value in filters.items():
         if value is not None:
-            conditions.append(column == value)
-    postgres = session.get_bind().dialect.name == "postgresql"
-    keys: list[Any] = [OVERALL_KEY]
-    if group_by is not None:
-        keys.append(getattr(Complaint, group_by))
-    groups: dict[str | None, StatsGroup] = {}
-    for key in keys:
-        groups.update(await _scan(session, key, conditions, postgres))
+            code: Any = SEVERITIES.index(value) if name == "severity" else value
+            conditions.append(figures[name] == code)
+    key = figures[group_by] if group_by is not None else None
+    counts = await _counts(session, key, conditions)
+    if session.get_bind().dialect.name == "postgresql":
+        durations = await _histogram_percentiles(session, key, conditions)
+    else:
+        durations = await _numpy_percentiles(session, group_by, period_from, period_to, filters)
+    groups = {
+        group: _group(_key_name(group_by, group), row, durations.get(group, {}))
+        for group, row in counts.items()
+    }
     overall = groups.pop(OVERALL, None) or _group(None, {}, {})
     ordered = sorted(groups.values(), key=lambda group: (group.key is None, group.key or ""))
     return ComplaintStats(
@@ -72,68 +76,100 @@ async def complaint_stats(
         period_to=period_to,
         group_by=group_by,
         overall=overall,
-        groups=ordered,
+        groups=ordered if group_by is not None else [],
         practice=PRACTICE,
     )
 
 
-async def _scan(
-    session: AsyncSession, key: Any, conditions: list[ColumnElement[bool]], postgres: bool
-) -> dict[str | None, StatsGroup]:
-    closed = Complaint.closed_at.is_not(None)
-    eligible = closed & (
-        Complaint.returned_at.is_not(None) | (Complaint.closed_at <= utcnow() - RETURN_WINDOW)
+def _key_name(group_by: str | None, group: Any) -> str | None:
+    """A group's key as the API names it (severities are kept as codes)."""
+    if group == OVERALL or group is None:
+        return None
+    return SEVERITIES[group] if group_by == "severity" else str(group)
+
+
+async def _counts(
+    session: AsyncSession, key: Any, conditions: list[ColumnElement[bool]]
+) -> dict[Any, dict[str, Any]]:
+    """Every count and sum the figures need, per group and overall, from one grouped
+    count over the codes and flags (a few hundred rows however many complaints)."""
+    figures = ComplaintFigures.__table__.c
+    closure = case(
+        (figures.closed_at.is_(None), OPEN),
+        (figures.closed_at > utcnow() - RETURN_WINDOW, CLOSED_RECENTLY),
+        else_=CLOSED_LONG_AGO,
+    ).label("closure")
+    flags = [figures.status, figures.severity, figures.met_sla, figures.reopened, figures.returned]
+    keys = [key, *flags, closure] if key is not None else [*flags, closure]
+    rows = await session.execute(
+        select(
+            *keys,
+            func.count().label("n"),
+            func.coalesce(func.sum(figures.satisfaction), 0).label("satisfaction_sum"),
+            func.count(figures.satisfaction).label("satisfaction_n"),
+        )
+        .where(*conditions)
+        .group_by(*keys)
     )
-    columns: dict[str, Any] = {
-        "key": key,
-        "closed": func.count().filter(closed),
-        "met": func.count().filter(closed & Complaint.met_sla.is_(True)),
-        "reopened": func.count().filter(closed & (Complaint.reopen_count > 0)),
-        "satisfaction": func.avg(Complaint.satisfaction).filter(closed),
-    }
-    for status in STATUSES:
-        columns[f"status_{status}"] = func.count().filter(Complaint.status == status)
-    for severity in SEVERITIES:
-        for speed, met in SPEEDS.items():
-            bucket = eligible & (Complaint.severity == severity) & (Complaint.met_sla.is_(met))
-            columns[f"eligible_{severity}_{speed}"] = func.count().filter(bucket)
-            columns[f"returned_{severity}_{speed}"] = func.count().filter(
-                bucket & Complaint.returned_at.is_not(None)
-            )
-    grouped = [] if key is OVERALL_KEY else [key]
-    query = select(*(value.label(name) for name, value in columns.items())).where(*conditions)
-    rows = (await session.execute(query.group_by(*grouped))).mappings().all()
-    if postgres:
-        durations = await _histogram_percentiles(session, key, grouped, [*conditions, closed])
-    else:
-        durations = await _numpy_percentiles(session, key, grouped, [*conditions, closed])
-    return {row["key"]: _group(row["key"], dict(row), durations[row["key"]]) for row in rows}
+    totals: dict[Any, dict[str, Any]] = defaultdict(lambda: defaultdict(int))
+    for row in rows:
+        status, severity, met, reopened, returned = (row[i + (key is not None)] for i in range(5))
+        tallies = [totals[OVERALL]] + ([totals[row[0]]] if key is not None else [])
+        for tally in tallies:
+            _tally(tally, row, STATUSES[status], SEVERITIES[severity], met, reopened, returned)
+    return totals
+
+
+def _tally(
+    tally: dict[str, Any],
+    row: Any,
+    status: str,
+    severity: str,
+    met: bool | None,
+    reopened: bool,
+    returned: bool,
+) -> None:
+    n = int(row.n)
+    tally[f"status_{status}"] += n
+    if row.closure == OPEN:
+        return
+    tally["closed"] += n
+    tally["met"] += n if met else 0
+    tally["reopened"] += n if reopened else 0
+    tally["satisfaction_sum"] += int(row.satisfaction_sum)
+    tally["satisfaction_n"] += int(row.satisfaction_n)
+    if returned or row.closure == CLOSED_LONG_AGO:
+        speed = "within_sla" if met else "late"
+        tally[f"eligible_{severity}_{speed}"] += n
+        tally[f"returned_{severity}_{speed}"] += n if returned else 0
 
 
 async def _histogram_percentiles(
-    session: AsyncSession, key: Any, grouped: list[Any], conditions: list[ColumnElement[bool]]
-) -> dict[str | None, dict[str, tuple[float | None, float | None]]]:
-    """Median and 90th percentile of each duration, per group, from the counts of their
-    buckets: one scan, one hash aggregate per measure (GROUPING SETS)."""
-    buckets = [getattr(Complaint, f"{name[:-2]}_bucket") for name in DURATION_COLUMNS]
-    sets = [tuple_(*grouped, bucket) for bucket in buckets]
-    rows = await session.execute(
-        select(
-            key.label("key"),
-            func.grouping(*buckets).label("which"),
-            *buckets,
-            func.count().label("n"),
-        )
-        .where(*conditions)
-        .group_by(func.grouping_sets(*sets))
+    session: AsyncSession, key: Any, conditions: list[ColumnElement[bool]]
+) -> dict[Any, Percentiles]:
+    """Median and 90th percentile of each duration, per group and overall, from the
+    counts of their buckets: two grouped counts, each over a pair of bucket columns."""
+    figures = ComplaintFigures.__table__.c
+    counts: dict[Any, dict[str, dict[int, int]]] = defaultdict(
+        lambda: defaultdict(lambda: defaultdict(int))
     )
-    counts: dict[str | None, dict[str, dict[int, int]]] = defaultdict(lambda: defaultdict(dict))
-    for row in rows:
-        # GROUPING(...) has a bit set for each bucket column left out of the row's set.
-        index = next(i for i in range(len(buckets)) if not row.which >> (len(buckets) - 1 - i) & 1)
-        value = row[2 + index]
-        if value is not None:
-            counts[row.key if grouped else OVERALL][DURATION_COLUMNS[index]][value] = row.n
+    for kind in ("respond", "resolve"):
+        names = (f"{kind}_business_s", f"{kind}_wall_s")
+        buckets = [figures[f"{name[:-2]}_bucket"] for name in names]
+        keys = [key, *buckets] if key is not None else buckets
+        rows = await session.execute(
+            select(*keys, func.count().label("n"))
+            .where(*conditions, figures.closed_at.is_not(None))
+            .group_by(*keys)
+        )
+        for row in rows:
+            groups = [OVERALL] + ([row[0]] if key is not None else [])
+            for index, name in enumerate(names):
+                bucket = row[index + (key is not None)]
+                if bucket is None:
+                    continue
+                for group in groups:
+                    counts[group][name][bucket] += row.n
     return {
         group: {
             name: (percentile(by_name.get(name, {}), 0.5), percentile(by_name.get(name, {}), 0.9))
@@ -144,27 +180,48 @@ async def _histogram_percentiles(
 
 
 async def _numpy_percentiles(
-    session: AsyncSession, key: Any, grouped: list[Any], conditions: list[ColumnElement[bool]]
-) -> dict[str | None, dict[str, tuple[float | None, float | None]]]:
-    """Median and 90th percentile of each duration, per group (SQLite has no
-    percentile_cont): the closed complaints' figures read once."""
+    session: AsyncSession,
+    group_by: str | None,
+    period_from: dt.datetime | None,
+    period_to: dt.datetime | None,
+    filters: dict[str, str | None],
+) -> dict[Any, Percentiles]:
+    """Median and 90th percentile of each duration, per group and overall (SQLite has no
+    percentile_cont): the closed complaints' exact durations read once."""
+    conditions: list[ColumnElement[bool]] = [Complaint.closed_at.is_not(None)]
+    if period_from is not None:
+        conditions.append(Complaint.opened_at >= period_from)
+    if period_to is not None:
+        conditions.append(Complaint.opened_at < period_to)
+    for name, value in filters.items():
+        if value is not None:
+            conditions.append(getattr(Complaint, name) == value)
+    key = getattr(Complaint, group_by) if group_by is not None else None
+    columns = [getattr(Complaint, name) for name in DURATION_COLUMNS]
     raw = await session.execute(
-        select(key, *(getattr(Complaint, name) for name in DURATION_COLUMNS)).where(*conditions)
+        select(*([key] if key is not None else []), *columns).where(*conditions)
     )
-    per_group: dict[str | None, list[Any]] = defaultdict(list)
-    for group, *figures in raw:
-        per_group[group if grouped else OVERALL].append(figures)
-    found: dict[str | None, dict[str, tuple[float | None, float | None]]] = defaultdict(dict)
-    for group, rows_of_group in per_group.items():
-        table = np.array(rows_of_group, dtype=float)
-        for index, name in enumerate(DURATION_COLUMNS):
-            column = table[:, index]
-            column = column[~np.isnan(column)]
-            found[group][name] = (
-                (float(np.percentile(column, 50)), float(np.percentile(column, 90)))
-                if column.size
-                else (None, None)
-            )
+    per_group: dict[Any, list[Any]] = defaultdict(list)
+    for row in raw:
+        figures = list(row[-len(DURATION_COLUMNS) :])
+        per_group[OVERALL].append(figures)
+        if key is not None:
+            group = row[0]
+            per_group[SEVERITIES.index(group) if group_by == "severity" else group].append(figures)
+    return {group: _exact(rows) for group, rows in per_group.items()}
+
+
+def _exact(rows: Iterable[list[Any]]) -> Percentiles:
+    table = np.array(list(rows), dtype=float)
+    found: Percentiles = {}
+    for index, name in enumerate(DURATION_COLUMNS):
+        column = table[:, index]
+        column = column[~np.isnan(column)]
+        found[name] = (
+            (float(np.percentile(column, 50)), float(np.percentile(column, 90)))
+            if column.size
+            else (None, None)
+        )
     return found
 
 
@@ -180,9 +237,7 @@ def _hours(seconds: float | None) -> float | None:
     return None if seconds is None else round(float(seconds) / 3600, 3)
 
 
-def _durations(
-    closed: int, figures: dict[str, tuple[float | None, float | None]], kind: str
-) -> Durations:
+def _durations(closed: int, figures: Percentiles, kind: str) -> Durations:
     business = figures.get(f"{kind}_business_s", (None, None))
     wall = figures.get(f"{kind}_wall_s", (None, None))
     return Durations(
@@ -194,11 +249,7 @@ def _durations(
     )
 
 
-def _group(
-    key: str | None,
-    row: dict[str, Any],
-    figures: dict[str, tuple[float | None, float | None]],
-) -> StatsGroup:
+def _group(key: str | None, row: dict[str, Any], figures: Percentiles) -> StatsGroup:
     closed = int(row.get("closed") or 0)
     by_status = {
         status: int(row[f"status_{status}"]) for status in STATUSES if row.get(f"status_{status}")
@@ -212,9 +263,9 @@ def _group(
             if severity in (None, s) and speed in (None, v)
         )
 
-    satisfaction = row.get("satisfaction")
+    rated = int(row.get("satisfaction_n") or 0)
     return StatsGroup(
-        key=None if key == OVERALL else key,
+        key=key,
         opened=sum(by_status.values()),
         by_status=by_status,
         closed=closed,
@@ -222,7 +273,7 @@ def _group(
         resolve=_durations(closed, figures, "resolve"),
         sla_compliance=round(int(row["met"]) / closed, 4) if closed else None,
         reopen_rate=round(int(row["reopened"]) / closed, 4) if closed else None,
-        mean_satisfaction=None if satisfaction is None else round(float(satisfaction), 2),
+        mean_satisfaction=round(row["satisfaction_sum"] / rated, 2) if rated else None,
         return_rate=_rate(counted("returned"), counted("eligible")),
         return_rate_by_severity={
             severity: _rate(counted("returned", severity), counted("eligible", severity))

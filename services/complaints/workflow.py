@@ -3,7 +3,7 @@ up, confirm), with a pause for waiting on the customer and a reopen after confir
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, get_args
 
 Status = Literal[
     "received",
@@ -18,6 +18,7 @@ Status = Literal[
 Severity = Literal["minor", "major", "critical"]
 SEVERITIES: tuple[Severity, ...] = ("minor", "major", "critical")
 WAITING: Status = "waiting_on_customer"
+STATUSES: tuple[Status, ...] = get_args(Status)
 
 # The next steps of each status, in the order of the work.
 FORWARD: dict[str, tuple[Status, ...]] = {

@@ -8,9 +8,10 @@ import uuid
 from typing import Any
 
 import httpx
-from sqlalchemy import update
+from sqlalchemy import select, true, update
 
-from services.complaints.models import Complaint, KnownCustomer
+from services.complaints.models import Complaint, ComplaintFigures, KnownCustomer
+from services.complaints.repository import figures_of, refresh_figures
 from shared.db import create_engine, session_factory
 from tests.complaints.conftest import STEP_FIELDS, Events, move, open_complaint
 from tests.complaints.test_workflow import PATHS
@@ -40,11 +41,10 @@ async def set_closed_at(url: str, complaint_id: str, when: dt.datetime) -> None:
     engine = create_engine(url)
     try:
         async with engine.begin() as conn:
-            await conn.execute(
-                update(Complaint)
-                .where(Complaint.id == uuid.UUID(complaint_id))
-                .values(closed_at=when)
-            )
+            moved = Complaint.id == uuid.UUID(complaint_id)
+            await conn.execute(update(Complaint).where(moved).values(closed_at=when))
+            # Written behind the service's back, so its figures are refreshed here.
+            await conn.execute(refresh_figures(conn.dialect.name, moved))
     finally:
         await engine.dispose()
 
@@ -176,3 +176,48 @@ async def test_erasure_drops_personal_text_and_refuses_new_complaints(
         headers=AGENT,
     )
     assert again.status_code == 410
+
+
+async def figures_tables(url: str) -> tuple[list[Any], list[Any]]:
+    """complaint_figures as the service kept it, and as recomputed from the complaints."""
+    engine = create_engine(url)
+    try:
+        async with engine.connect() as conn:
+            kept = (await conn.execute(select(ComplaintFigures.__table__))).all()
+            again = (await conn.execute(figures_of(true()))).all()
+    finally:
+        await engine.dispose()
+    return sorted(kept), sorted(again)
+
+
+async def test_the_figures_follow_every_change(
+    complaints: httpx.AsyncClient, events: Events, complaints_db: str
+) -> None:
+    """The statistics' narrow rows equal a recomputation from the complaints after opening,
+    judging (severity and category), a hand-over, closing, a return and a reopen."""
+    customer, closed = await closed_complaint(
+        complaints, events, complaints_db, severity="major", satisfaction=4
+    )
+    await events.purchase(customer, NOW + dt.timedelta(days=1))  # came back
+    other = await open_complaint(complaints, await events.customer(), AGENT)
+    moved = await move(
+        complaints, str(other["id"]), AGENT, "judged", severity="critical", category="billing"
+    )
+    assert moved.status_code == 200, moved.text
+    handed = await complaints.post(
+        f"/v1/complaints/{other['id']}/hand-over",
+        json={"to": "bob", "reason": "shift"},
+        headers=AGENT,
+    )
+    assert handed.status_code == 200, handed.text
+    kept, again = await figures_tables(complaints_db)
+    assert len(kept) == 2 and kept == again
+    by_id = {row.complaint_id: row for row in kept}
+    assert by_id[uuid.UUID(closed)].returned and by_id[uuid.UUID(closed)].satisfaction == 4
+    assert by_id[uuid.UUID(other["id"])].owner == "bob"
+    assert by_id[uuid.UUID(other["id"])].category == "billing"
+    assert (await move(complaints, closed, AGENT, "reopened")).status_code == 200
+    kept, again = await figures_tables(complaints_db)
+    assert kept == again
+    reopened = next(row for row in kept if row.complaint_id == uuid.UUID(closed))
+    assert reopened.reopened and reopened.closed_at is None
