@@ -113,23 +113,21 @@ class Complaint(Base):
 
 
 class ComplaintFigures(Base):
-    """What the statistics count of one complaint, in a narrow row (status and severity as
-    codes, flags, duration buckets): a scan of a million of these costs a third of one of
-    the complaints themselves. Kept in step by `repository.sync_figures` at every flush."""
+    """What the statistics count of one complaint, in a narrow row (one code for what it
+    is counted by, duration buckets): a scan of a million of these costs a fraction of one
+    of the complaints themselves. Kept in step by `repository.sync_figures` at every flush."""
 
     __tablename__ = "complaint_figures"
 
     complaint_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
     opened_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
-    status: Mapped[int] = mapped_column(SmallInteger)  # index in workflow.STATUSES
-    severity: Mapped[int] = mapped_column(SmallInteger)  # index in workflow.SEVERITIES
+    # Status, severity, SLA met, reopened and came back as one code (repository.tally_of).
+    tally: Mapped[int] = mapped_column(SmallInteger)
+    severity: Mapped[str] = mapped_column(String(10))
     category: Mapped[str | None] = mapped_column(String(100))
     tier: Mapped[str | None] = mapped_column(String(40))
     owner: Mapped[str] = mapped_column(String(100))
     closed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
-    met_sla: Mapped[bool | None]
-    reopened: Mapped[bool]
-    returned: Mapped[bool]
     satisfaction: Mapped[int | None] = mapped_column(SmallInteger)
     respond_business_bucket: Mapped[int | None] = mapped_column(SmallInteger)
     respond_wall_bucket: Mapped[int | None] = mapped_column(SmallInteger)

@@ -1,7 +1,7 @@
 """Complaint statistics from `complaint_figures`, the narrow row kept per complaint: one
-grouped count over a few codes and flags gives every count and rate, folded here per
-group and overall. Percentiles: on PostgreSQL from the counts of duration buckets (two
-more grouped counts, within about 2.5%); on SQLite, exact, from the closed complaints'
+grouped count by its tally code gives every count and rate, folded here per group and
+overall. Percentiles: on PostgreSQL from the counts of duration buckets (a grouped count
+per duration, within about 2.5%); on SQLite, exact, from the closed complaints'
 durations by numpy."""
 
 from __future__ import annotations
@@ -12,12 +12,12 @@ from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
-from sqlalchemy import ColumnElement, case, func, select
+from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.complaints.histogram import DURATION_COLUMNS, percentile
 from services.complaints.models import Complaint, ComplaintFigures
-from services.complaints.repository import RETURN_WINDOW
+from services.complaints.repository import RETURN_WINDOW, Tally, tally_of
 from services.complaints.schemas import ComplaintStats, Durations, ReturnRate, StatsGroup
 from services.complaints.workflow import SEVERITIES, STATUSES
 from shared.db import utcnow
@@ -57,8 +57,7 @@ async def complaint_stats(
         conditions.append(figures.opened_at < period_to)
     for name, value in filters.items():
         if value is not None:
-            code: Any = SEVERITIES.index(value) if name == "severity" else value
-            conditions.append(figures[name] == code)
+            conditions.append(figures[name] == value)
     key = figures[group_by] if group_by is not None else None
     counts = await _counts(session, key, conditions)
     if session.get_bind().dialect.name == "postgresql":
@@ -66,7 +65,7 @@ async def complaint_stats(
     else:
         durations = await _numpy_percentiles(session, group_by, period_from, period_to, filters)
     groups = {
-        group: _group(_key_name(group_by, group), row, durations.get(group, {}))
+        group: _group(_key_name(group), row, durations.get(group, {}))
         for group, row in counts.items()
     }
     overall = groups.pop(OVERALL, None) or _group(None, {}, {})
@@ -81,26 +80,20 @@ async def complaint_stats(
     )
 
 
-def _key_name(group_by: str | None, group: Any) -> str | None:
-    """A group's key as the API names it (severities are kept as codes)."""
-    if group == OVERALL or group is None:
-        return None
-    return SEVERITIES[group] if group_by == "severity" else str(group)
+def _key_name(group: Any) -> str | None:
+    return None if group == OVERALL else group
 
 
 async def _counts(
     session: AsyncSession, key: Any, conditions: list[ColumnElement[bool]]
 ) -> dict[Any, dict[str, Any]]:
     """Every count and sum the figures need, per group and overall, from one grouped
-    count over the codes and flags (a few hundred rows however many complaints)."""
+    count by the tally code and whether the return window has passed (a few hundred rows
+    however many complaints)."""
     figures = ComplaintFigures.__table__.c
-    closure = case(
-        (figures.closed_at.is_(None), OPEN),
-        (figures.closed_at > utcnow() - RETURN_WINDOW, CLOSED_RECENTLY),
-        else_=CLOSED_LONG_AGO,
-    ).label("closure")
-    flags = [figures.status, figures.severity, figures.met_sla, figures.reopened, figures.returned]
-    keys = [key, *flags, closure] if key is not None else [*flags, closure]
+    # NULL while open; true once the return window after closure has passed.
+    window_passed = (figures.closed_at <= utcnow() - RETURN_WINDOW).label("window_passed")
+    keys = [figures.tally, window_passed] + ([key] if key is not None else [])
     rows = await session.execute(
         select(
             *keys,
@@ -113,63 +106,48 @@ async def _counts(
     )
     totals: dict[Any, dict[str, Any]] = defaultdict(lambda: defaultdict(int))
     for row in rows:
-        status, severity, met, reopened, returned = (row[i + (key is not None)] for i in range(5))
-        tallies = [totals[OVERALL]] + ([totals[row[0]]] if key is not None else [])
-        for tally in tallies:
-            _tally(tally, row, STATUSES[status], SEVERITIES[severity], met, reopened, returned)
+        tally = tally_of(row.tally)
+        for group in (OVERALL, row[2]) if key is not None else (OVERALL,):
+            _add(totals[group], row, tally)
     return totals
 
 
-def _tally(
-    tally: dict[str, Any],
-    row: Any,
-    status: str,
-    severity: str,
-    met: bool | None,
-    reopened: bool,
-    returned: bool,
-) -> None:
+def _add(totals: dict[str, Any], row: Any, tally: Tally) -> None:
     n = int(row.n)
-    tally[f"status_{status}"] += n
-    if row.closure == OPEN:
+    totals[f"status_{tally.status}"] += n
+    if row.window_passed is None:  # still open
         return
-    tally["closed"] += n
-    tally["met"] += n if met else 0
-    tally["reopened"] += n if reopened else 0
-    tally["satisfaction_sum"] += int(row.satisfaction_sum)
-    tally["satisfaction_n"] += int(row.satisfaction_n)
-    if returned or row.closure == CLOSED_LONG_AGO:
-        speed = "within_sla" if met else "late"
-        tally[f"eligible_{severity}_{speed}"] += n
-        tally[f"returned_{severity}_{speed}"] += n if returned else 0
+    totals["closed"] += n
+    totals["met"] += n if tally.met_sla else 0
+    totals["reopened"] += n if tally.reopened else 0
+    totals["satisfaction_sum"] += int(row.satisfaction_sum)
+    totals["satisfaction_n"] += int(row.satisfaction_n)
+    if tally.returned or row.window_passed:
+        speed = "within_sla" if tally.met_sla else "late"
+        totals[f"eligible_{tally.severity}_{speed}"] += n
+        totals[f"returned_{tally.severity}_{speed}"] += n if tally.returned else 0
 
 
 async def _histogram_percentiles(
     session: AsyncSession, key: Any, conditions: list[ColumnElement[bool]]
 ) -> dict[Any, Percentiles]:
     """Median and 90th percentile of each duration, per group and overall, from the
-    counts of their buckets: two grouped counts, each over a pair of bucket columns."""
+    counts of their buckets: a grouped count per duration (a bucket is set once closed)."""
     figures = ComplaintFigures.__table__.c
     counts: dict[Any, dict[str, dict[int, int]]] = defaultdict(
         lambda: defaultdict(lambda: defaultdict(int))
     )
-    for kind in ("respond", "resolve"):
-        names = (f"{kind}_business_s", f"{kind}_wall_s")
-        buckets = [figures[f"{name[:-2]}_bucket"] for name in names]
-        keys = [key, *buckets] if key is not None else buckets
+    for name in DURATION_COLUMNS:
+        bucket = figures[f"{name[:-2]}_bucket"]
+        keys = [bucket] + ([key] if key is not None else [])
         rows = await session.execute(
             select(*keys, func.count().label("n"))
-            .where(*conditions, figures.closed_at.is_not(None))
+            .where(*conditions, bucket.is_not(None))
             .group_by(*keys)
         )
         for row in rows:
-            groups = [OVERALL] + ([row[0]] if key is not None else [])
-            for index, name in enumerate(names):
-                bucket = row[index + (key is not None)]
-                if bucket is None:
-                    continue
-                for group in groups:
-                    counts[group][name][bucket] += row.n
+            for group in (OVERALL, row[1]) if key is not None else (OVERALL,):
+                counts[group][name][row[0]] += row.n
     return {
         group: {
             name: (percentile(by_name.get(name, {}), 0.5), percentile(by_name.get(name, {}), 0.9))
@@ -206,8 +184,7 @@ async def _numpy_percentiles(
         figures = list(row[-len(DURATION_COLUMNS) :])
         per_group[OVERALL].append(figures)
         if key is not None:
-            group = row[0]
-            per_group[SEVERITIES.index(group) if group_by == "severity" else group].append(figures)
+            per_group[row[0]].append(figures)
     return {group: _exact(rows) for group, rows in per_group.items()}
 
 

@@ -8,7 +8,7 @@ import uuid
 from sqlalchemy import select, text, true
 
 from services.complaints.models import ComplaintFigures
-from services.complaints.repository import figures_of
+from services.complaints.repository import Tally, figures_of, tally_of
 from shared.db import create_engine, migrate
 from tests.conftest import DatabaseFactory, migrations_dir
 
@@ -51,5 +51,5 @@ async def test_existing_complaints_get_their_figures(new_database: DatabaseFacto
     await engine.dispose()
     assert len(kept) == 2 and kept == again
     closed_row = next(row for row in kept if row.closed_at is not None)
-    assert (closed_row.status, closed_row.severity, closed_row.reopened) == (5, 1, True)
-    assert closed_row.resolve_wall_bucket == 70 and closed_row.met_sla is True
+    assert tally_of(closed_row.tally) == Tally("confirmed", "major", True, True, False)
+    assert closed_row.resolve_wall_bucket == 70

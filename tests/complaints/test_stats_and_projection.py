@@ -11,7 +11,7 @@ import httpx
 from sqlalchemy import select, true, update
 
 from services.complaints.models import Complaint, ComplaintFigures, KnownCustomer
-from services.complaints.repository import figures_of, refresh_figures
+from services.complaints.repository import figures_of, refresh_figures, tally_of
 from shared.db import create_engine, session_factory
 from tests.complaints.conftest import STEP_FIELDS, Events, move, open_complaint
 from tests.complaints.test_workflow import PATHS
@@ -213,11 +213,13 @@ async def test_the_figures_follow_every_change(
     kept, again = await figures_tables(complaints_db)
     assert len(kept) == 2 and kept == again
     by_id = {row.complaint_id: row for row in kept}
-    assert by_id[uuid.UUID(closed)].returned and by_id[uuid.UUID(closed)].satisfaction == 4
+    closed_tally = tally_of(by_id[uuid.UUID(closed)].tally)
+    assert closed_tally.returned and closed_tally.status == "confirmed"
+    assert by_id[uuid.UUID(closed)].satisfaction == 4
     assert by_id[uuid.UUID(other["id"])].owner == "bob"
     assert by_id[uuid.UUID(other["id"])].category == "billing"
     assert (await move(complaints, closed, AGENT, "reopened")).status_code == 200
     kept, again = await figures_tables(complaints_db)
     assert kept == again
     reopened = next(row for row in kept if row.complaint_id == uuid.UUID(closed))
-    assert reopened.reopened and reopened.closed_at is None
+    assert tally_of(reopened.tally).reopened and reopened.closed_at is None

@@ -34,20 +34,26 @@ def _code(column: str, names: tuple[str, ...]) -> str:
     return f"CASE {column} {whens} END"
 
 
+# repository.tally_of as of this revision: status + 8 severity + 24 met + 72 reopened + 144 back.
+TALLY = (
+    f"({_code('status', STATUSES)}) + 8 * ({_code('severity', SEVERITIES)}) "
+    "+ 24 * (CASE WHEN met_sla IS NULL THEN 2 WHEN met_sla THEN 1 ELSE 0 END) "
+    "+ 72 * (CASE WHEN reopen_count > 0 THEN 1 ELSE 0 END) "
+    "+ 144 * (CASE WHEN returned_at IS NOT NULL THEN 1 ELSE 0 END)"
+)
+
+
 def upgrade() -> None:
     op.create_table(
         "complaint_figures",
         sa.Column("complaint_id", sa.Uuid(), nullable=False),
         sa.Column("opened_at", sa.DateTime(timezone=True), nullable=False),
-        sa.Column("status", sa.SmallInteger(), nullable=False),
-        sa.Column("severity", sa.SmallInteger(), nullable=False),
+        sa.Column("tally", sa.SmallInteger(), nullable=False),
+        sa.Column("severity", sa.String(length=10), nullable=False),
         sa.Column("category", sa.String(length=100), nullable=True),
         sa.Column("tier", sa.String(length=40), nullable=True),
         sa.Column("owner", sa.String(length=100), nullable=False),
         sa.Column("closed_at", sa.DateTime(timezone=True), nullable=True),
-        sa.Column("met_sla", sa.Boolean(), nullable=True),
-        sa.Column("reopened", sa.Boolean(), nullable=False),
-        sa.Column("returned", sa.Boolean(), nullable=False),
         sa.Column("satisfaction", sa.SmallInteger(), nullable=True),
         sa.Column("respond_business_bucket", sa.SmallInteger(), nullable=True),
         sa.Column("respond_wall_bucket", sa.SmallInteger(), nullable=True),
@@ -56,12 +62,10 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("complaint_id", name=op.f("pk_complaint_figures")),
     )
     op.execute(
-        "INSERT INTO complaint_figures (complaint_id, opened_at, status, severity, category, "
-        "tier, owner, closed_at, met_sla, reopened, returned, satisfaction, "
-        "respond_business_bucket, respond_wall_bucket, resolve_business_bucket, "
-        "resolve_wall_bucket) "
-        f"SELECT id, opened_at, {_code('status', STATUSES)}, {_code('severity', SEVERITIES)}, "
-        "category, tier, owner, closed_at, met_sla, reopen_count > 0, returned_at IS NOT NULL, "
+        "INSERT INTO complaint_figures (complaint_id, opened_at, tally, severity, category, "
+        "tier, owner, closed_at, satisfaction, respond_business_bucket, respond_wall_bucket, "
+        "resolve_business_bucket, resolve_wall_bucket) "
+        f"SELECT id, opened_at, {TALLY}, severity, category, tier, owner, closed_at, "
         "satisfaction, respond_business_bucket, respond_wall_bucket, resolve_business_bucket, "
         "resolve_wall_bucket FROM complaints"
     )
