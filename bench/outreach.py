@@ -1,6 +1,6 @@
 """Outreach benchmarks: dispatch rate with two replicas, and due moment -> delivery.
 
-    python -m bench.outreach dispatch [--tasks 20000 --replicas 2]
+    python -m bench.outreach dispatch [--tasks 20000 --replicas 2 --batch 1]
     python -m bench.outreach latency  [--pending 100000 --due 1000 --window 20]
     python -m bench.outreach planning [--customers 1000000]
 
@@ -8,7 +8,9 @@ Both run on PostgreSQL against the stand-in gateway (bench/provider.py) in a pro
 its own, which counts requests and distinct idempotency keys (sent twice = a key seen
 twice). `dispatch` seeds due SMS tasks and runs the replicas as separate processes until
 everything is delivered; the baseline, in the same run, is a bare httpx loop posting the
-same number of messages to the same gateway with the same concurrency. `latency` seeds
+same number of messages to the same gateway with the same concurrency (with `--batch N`,
+the replicas post N messages a request to the gateway's batch endpoint, and a second bare
+loop posts the same batches). `latency` seeds
 pending tasks far ahead plus some due in the next seconds, runs the service's scheduler,
 and measures each due moment to the gateway's first sight of the message. `planning`
 seeds customers (birthdays, a tenth lunar; contacts' birthdays; purchase cycles; tiers)
@@ -163,15 +165,16 @@ async def seed(url: str, due: list[dt.datetime]) -> list[uuid.UUID]:
     return ids
 
 
-def replica(url: str) -> None:
+def replica(url: str, batch: int) -> None:
     """One dispatcher process: passes until nothing has been due for two passes."""
 
     async def run() -> None:
         engine = create_engine(url)
+        path = "/send-batch" if batch > 1 else "/send"
         async with ClientPool(CONCURRENCY) as clients:
             dispatcher = Dispatcher(
                 session_factory(engine),
-                HttpProvider(f"{GATEWAY}/send", "secret", 10.0, clients),
+                HttpProvider(f"{GATEWAY}{path}", "secret", 10.0, clients, batch),
                 batch_size=500,
                 concurrency=CONCURRENCY,
             )
@@ -186,8 +189,9 @@ def replica(url: str) -> None:
     asyncio.run(run())
 
 
-async def bare_loop(count: int) -> float:
-    """The baseline: post `count` messages with the same concurrency, nothing else."""
+async def bare_loop(count: int, batch: int = 1) -> float:
+    """The baseline: post `count` messages with the same concurrency, nothing else (one a
+    request, or `batch` a request to the batch endpoint)."""
     limits = httpx.Limits(max_connections=CONCURRENCY)
     gate = asyncio.Semaphore(CONCURRENCY)
     async with httpx.AsyncClient(limits=limits) as client:
@@ -200,12 +204,23 @@ async def bare_loop(count: int) -> float:
                     headers={"Idempotency-Key": f"bare-{index}"},
                 )
 
+        async def many(start: int) -> None:
+            messages = [
+                {"idempotency_key": f"bare-{index}", "to": "+86 138 0000 0000"}
+                for index in range(start, min(start + batch, count))
+            ]
+            async with gate:
+                await client.post(f"{GATEWAY}/send-batch", json={"messages": messages})
+
         began = time.perf_counter()
-        await asyncio.gather(*(one(i) for i in range(count)))
+        if batch > 1:
+            await asyncio.gather(*(many(start) for start in range(0, count, batch)))
+        else:
+            await asyncio.gather(*(one(i) for i in range(count)))
         return time.perf_counter() - began
 
 
-async def bench_dispatch(tasks: int, replicas: int) -> None:
+async def bench_dispatch(tasks: int, replicas: int, batch: int) -> None:
     url = await new_database("postgresql", "outreach_dispatch", Path(tempfile.mkdtemp()))
     gateway = start_gateway()
     try:
@@ -214,7 +229,7 @@ async def bench_dispatch(tasks: int, replicas: int) -> None:
         now = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1)
         await seed(url, [now] * tasks)
         context = multiprocessing.get_context("spawn")
-        processes = [context.Process(target=replica, args=(url,)) for _ in range(replicas)]
+        processes = [context.Process(target=replica, args=(url, batch)) for _ in range(replicas)]
         began = time.perf_counter()
         for process in processes:
             process.start()
@@ -226,6 +241,8 @@ async def bench_dispatch(tasks: int, replicas: int) -> None:
         ours = gateway_stats()
         httpx.post(f"{GATEWAY}/reset", timeout=10)
         bare = await bare_loop(tasks)
+        httpx.post(f"{GATEWAY}/reset", timeout=10)
+        bare_batches = await bare_loop(tasks, batch) if batch > 1 else None
         conn = await asyncpg.connect(pg_dsn(url))
         sent = await conn.fetchval("SELECT count(*) FROM tasks WHERE status = 'sent'")
         await conn.close()
@@ -233,21 +250,31 @@ async def bench_dispatch(tasks: int, replicas: int) -> None:
         gateway.terminate()
         await drop_database(url)
     rate, bare_rate = tasks / elapsed, tasks / bare
+    per_request = f"{batch} messages a request" if batch > 1 else "one message a request"
+    batched_row = (
+        f"| baseline: bare httpx loop, {batch} a request | {bare_batches:.1f} | "
+        f"{tasks / bare_batches:,.0f} | {tasks:,} | {tasks:,} | - |\n"
+        if bare_batches is not None
+        else ""
+    )
     append_results(
-        f"## Outreach: dispatching due SMS with {replicas} replicas ({dt.date.today()}, "
-        "postgresql)\n\n"
+        f"## Outreach: dispatching due SMS with {replicas} replicas, {per_request} "
+        f"({dt.date.today()}, postgresql)\n\n"
         f"Machine: {machine()}. `python -m bench.outreach dispatch --tasks {tasks} "
-        f"--replicas {replicas}`: {tasks:,} due SMS tasks, each replica a process of its "
-        "own (guardrails, claim, signed POST with its idempotency key, record, "
-        "outreach.completed in the outbox), the gateway a third process on the same 2 "
-        "cores.\n\n"
-        "| | seconds | deliveries/s | requests at the gateway | distinct keys | tasks sent |\n"
+        f"--replicas {replicas} --batch {batch}`: {tasks:,} due SMS tasks, each replica a "
+        "process of its own (guardrails, claim, signed POST with the idempotency keys, "
+        "record, outreach.completed in the outbox), the gateway a third process on the "
+        "same 2 cores.\n\n"
+        "| | seconds | deliveries/s | messages at the gateway | distinct keys | tasks sent |\n"
         "|---|---|---|---|---|---|\n"
         f"| dispatcher, {replicas} replicas | {elapsed:.1f} | {rate:,.0f} | "
         f"{ours['requests']:,} | {ours['unique']:,} | {sent:,} |\n"
-        f"| baseline: bare httpx loop | {bare:.1f} | {bare_rate:,.0f} | {tasks:,} | "
-        f"{tasks:,} | - |\n\n"
-        f"Ratio to the bare loop: {rate / bare_rate:.2f}. Sent twice: "
+        f"| baseline: bare httpx loop, one a request | {bare:.1f} | {bare_rate:,.0f} | "
+        f"{tasks:,} | {tasks:,} | - |\n"
+        f"{batched_row}\n"
+        f"Ratio to the bare one-a-request loop: {rate / bare_rate:.2f}"
+        + (f"; to the bare batch loop: {bare_batches / elapsed:.2f}" if bare_batches else "")
+        + ". Sent twice: "
         f"{ours['requests'] - ours['unique']} (requests beyond distinct keys).\n"
     )
 
@@ -429,6 +456,7 @@ def main() -> None:
     dispatch = sub.add_parser("dispatch")
     dispatch.add_argument("--tasks", type=int, default=20_000)
     dispatch.add_argument("--replicas", type=int, default=2)
+    dispatch.add_argument("--batch", type=int, default=1)
     latency = sub.add_parser("latency")
     latency.add_argument("--pending", type=int, default=100_000)
     latency.add_argument("--due", type=int, default=1_000)
@@ -437,7 +465,7 @@ def main() -> None:
     planning.add_argument("--customers", type=int, default=1_000_000)
     args = parser.parse_args()
     if args.what == "dispatch":
-        asyncio.run(bench_dispatch(args.tasks, args.replicas))
+        asyncio.run(bench_dispatch(args.tasks, args.replicas, args.batch))
     elif args.what == "latency":
         asyncio.run(bench_latency(args.pending, args.due, args.window))
     else:

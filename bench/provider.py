@@ -3,7 +3,8 @@
     python -m bench.provider --port 8900
 
 POST /send counts every request and every distinct Idempotency-Key (what a real gateway
-would send once), with the moment it first saw each; GET /stats returns the counts,
+would send once), with the moment it first saw each; POST /send-batch does the same for
+each message of a batch (`requests` then counts messages); GET /stats returns the counts,
 GET /moments those moments (epoch seconds), so a benchmark measures due moment -> delivery.
 """
 
@@ -30,6 +31,19 @@ async def send(request: Request) -> JSONResponse:
     return JSONResponse({"message_id": key})
 
 
+async def send_batch(request: Request) -> JSONResponse:
+    """The batch endpoint: each message counted by its own idempotency key."""
+    messages = (await request.json())["messages"]
+    counts["requests"] += len(messages)
+    now = time.time()
+    results = []
+    for message in messages:
+        key = message["idempotency_key"]
+        first_seen.setdefault(key, now)
+        results.append({"idempotency_key": key, "status": "sent", "message_id": key})
+    return JSONResponse({"results": results})
+
+
 async def stats(_: Request) -> JSONResponse:
     return JSONResponse({"requests": counts["requests"], "unique": len(first_seen)})
 
@@ -47,6 +61,7 @@ async def reset(_: Request) -> JSONResponse:
 app = Starlette(
     routes=[
         Route("/send", send, methods=["POST"]),
+        Route("/send-batch", send_batch, methods=["POST"]),
         Route("/stats", stats),
         Route("/moments", moments),
         Route("/reset", reset, methods=["POST"]),

@@ -30,7 +30,11 @@ def dispatcher_for(runtime: ServiceRuntime, clients: ClientPool | None) -> Dispa
     assert isinstance(settings, OutreachSettings)
     provider = (
         HttpProvider(
-            settings.provider_url, settings.provider_secret, settings.provider_timeout_s, clients
+            settings.provider_url,
+            settings.provider_secret,
+            settings.provider_timeout_s,
+            clients,
+            settings.provider_batch_size,
         )
         if settings.provider_url and clients is not None
         else None

@@ -247,11 +247,23 @@ class Dispatcher:
 
         async def one(
             task_id: uuid.UUID, message: dict[str, Any]
-        ) -> tuple[uuid.UUID, DeliveryResult]:
+        ) -> list[tuple[uuid.UUID, DeliveryResult]]:
             async with gate:
-                return task_id, await provider.deliver(str(task_id), message)
+                return [(task_id, await provider.deliver(str(task_id), message))]
 
-        return list(await asyncio.gather(*(one(t, m) for t, m in claimed)))
+        async def many(
+            batch: list[tuple[uuid.UUID, dict[str, Any]]],
+        ) -> list[tuple[uuid.UUID, DeliveryResult]]:
+            async with gate:
+                results = await provider.deliver_batch([(str(t), m) for t, m in batch])
+                return list(zip([t for t, _ in batch], results, strict=True))
+
+        size = provider.batch_size
+        if size > 1:
+            sent = [many(claimed[at : at + size]) for at in range(0, len(claimed), size)]
+        else:
+            sent = [one(task_id, message) for task_id, message in claimed]
+        return [result for results in await asyncio.gather(*sent) for result in results]
 
     async def _record(
         self,
@@ -281,8 +293,8 @@ class Dispatcher:
                     task,
                     now,
                     "retry",
-                    f"provider: {result.status_code or result.detail}; "
-                    f"again at {retry_at.isoformat()}",
+                    f"provider: {result.status_code or 'no answer'} {result.detail}"[:300]
+                    + f"; again at {retry_at.isoformat()}",
                 )
             else:
                 reason = f"provider refused: {result.status_code} {result.detail}"[:500]

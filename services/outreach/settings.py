@@ -15,6 +15,8 @@ class OutreachSettings(ServiceSettings):
     provider_url: str | None = None
     provider_secret: str = ""
     provider_timeout_s: float = Field(default=5.0, gt=0, le=120)
+    # Messages per request; over 1 for a gateway with a batch endpoint (docs/contract.md).
+    provider_batch_size: int = Field(default=1, ge=1, le=1000)
     delivery_max_attempts: int = Field(default=5, ge=1, le=50)
     delivery_retry_backoff_s: float = Field(default=2.0, gt=0)
     delivery_lease_s: float = Field(default=30.0, gt=0)

@@ -97,15 +97,21 @@ async def dispatch(
     now: dt.datetime | None = None,
     *,
     timeout_s: float = 2.0,
+    provider_batch: int = 1,
     **options: Any,
 ) -> int:
     """One dispatcher pass (a replica of its own: its own engine and HTTP client)."""
     engine = create_engine(url)
     try:
         async with ClientPool(4) as clients:
+            provider = (
+                HttpProvider(provider_url, SECRET, timeout_s, clients, provider_batch)
+                if provider_url
+                else None
+            )
             dispatcher = Dispatcher(
                 session_factory(engine),
-                HttpProvider(provider_url, SECRET, timeout_s, clients) if provider_url else None,
+                provider,
                 **options,
             )
             seen, _ = await dispatcher.run_once(now or dt.datetime.now(dt.UTC))

@@ -181,3 +181,48 @@ async def test_no_provider_configured_fails_with_the_reason(
     failed = await task(outreach, revisit["id"])
     assert failed["status"] == "failed"
     assert "CRM_OUTREACH_PROVIDER_URL" in failed["decisions"][-1]["reason"]
+
+
+async def test_a_batch_endpoint_sends_each_message_once_with_its_own_answer(
+    outreach: httpx.AsyncClient, events: Events, outreach_db: str, provider: FakeProvider
+) -> None:
+    revisits = [(await revisit_by_sms(outreach, events))[1] for _ in range(5)]
+    assert await dispatch(outreach_db, f"{provider.url}/batch/ok", provider_batch=2) == 5
+    assert provider.batches == 3 and provider.bad_signatures == 0  # 2 + 2 + 1
+    assert provider.sent == {r["id"]: 1 for r in revisits}
+    for revisit in revisits:
+        sent = await task(outreach, revisit["id"])
+        assert sent["status"] == "sent" and sent["provider_response"]["message_id"]
+    assert [e["outcome"] for e in await completed_events(outreach_db)] == ["sent"] * 5
+
+
+async def test_a_batch_answer_refusing_one_and_forgetting_another(
+    outreach: httpx.AsyncClient, events: Events, outreach_db: str, provider: FakeProvider
+) -> None:
+    """One message refused stays refused; one left out of the answer is tried again with
+    its key, and the gateway, which had sent it, does not send it twice."""
+    revisits = [(await revisit_by_sms(outreach, events))[1] for _ in range(3)]
+    await dispatch(outreach_db, f"{provider.url}/batch/mixed", provider_batch=10)
+    ((refused_key, _), (forgotten_key, _), _) = provider.requests
+    refused = await task(outreach, refused_key)
+    assert refused["status"] == "failed" and "barred" in refused["decisions"][-1]["reason"]
+    forgotten = await task(outreach, forgotten_key)
+    assert forgotten["status"] == "deferred" and "not in the answer" in str(forgotten["decisions"])
+    retry_at = dt.datetime.fromisoformat(forgotten["due_at"].replace("Z", "+00:00"))
+    assert (
+        await dispatch(outreach_db, f"{provider.url}/batch/mixed", retry_at, provider_batch=10) == 1
+    )
+    assert (await task(outreach, forgotten_key))["status"] == "sent"
+    assert provider.sent == {r["id"]: 1 for r in revisits if r["id"] != refused_key}
+
+
+async def test_a_batch_refused_whole_is_retried_whole(
+    outreach: httpx.AsyncClient, events: Events, outreach_db: str, provider: FakeProvider
+) -> None:
+    revisits = [(await revisit_by_sms(outreach, events))[1] for _ in range(2)]
+    await dispatch(outreach_db, f"{provider.url}/batch/down", provider_batch=10)
+    waiting = [await task(outreach, r["id"]) for r in revisits]
+    assert {t["status"] for t in waiting} == {"deferred"} and provider.sent == {}
+    retry_at = max(dt.datetime.fromisoformat(t["due_at"].replace("Z", "+00:00")) for t in waiting)
+    assert await dispatch(outreach_db, f"{provider.url}/batch/ok", retry_at, provider_batch=10) == 2
+    assert provider.sent == {r["id"]: 1 for r in revisits}
