@@ -220,6 +220,10 @@ class TierAssignment(Base):
     rank: Mapped[int | None]
     customers: Mapped[int | None]
     cumulative_share: Mapped[float | None]
+    # A placement after events: the band edge the value was compared with (stored units),
+    # and the moment of the ranking that edge comes from.
+    cutoff: Mapped[int | None] = mapped_column(BigInteger)
+    ranking_as_of: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     # Per rule of the policy: its figure (decimal text), and the rules that held.
     rule_values: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     rules_fired: Mapped[list[Any] | None] = mapped_column(JSON)
@@ -241,6 +245,23 @@ class TierAssignment(Base):
 
 # The history as a table, for the column-wise writers and readers (ranking, feed).
 HISTORY: Table = TierAssignment.__table__  # type: ignore[assignment]
+
+
+class RankingRun(Base):
+    """A full ranking's band edges: per band of its policy, the smallest metric value
+    (stored units) inside it, or None when the band was empty. Customers touched by
+    events are placed against the latest one until the next ranking."""
+
+    __tablename__ = "rankings"
+
+    id: Mapped[int] = mapped_column(_SERIAL, primary_key=True, autoincrement=True)
+    policy_id: Mapped[uuid.UUID] = mapped_column(Uuid)
+    as_of: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    ranked_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    customers: Mapped[int]
+    cutoffs: Mapped[list[Any]] = mapped_column(JSON)
+
+    __table_args__ = (Index("ix_rankings_policy_as_of", "policy_id", "as_of"),)
 
 
 class FeedCursor(Base):

@@ -967,14 +967,47 @@ def apply_rules(band_tier: str, fired: list[int], policy: PolicyDocument) -> str
     return moves[-1][1] if moves else band_tier
 
 
+def band_cutoffs(bands: Bands, band_count: int) -> list[int | None]:
+    """Per band, the smallest metric value inside it (None for an empty band): where a
+    customer touched by events is placed until the next ranking."""
+    cutoffs: list[int | None] = []
+    for index in range(band_count):
+        inside = bands.value[(bands.band == index) & (bands.value > 0)]
+        cutoffs.append(int(inside.min()) if inside.size else None)
+    return cutoffs
+
+
+@dataclass(frozen=True)
+class Placement:
+    """The band edges of the latest full ranking, and its moment."""
+
+    cutoffs: list[int | None]
+    as_of: dt.datetime
+
+    def band_of(self, value: int, policy: PolicyDocument) -> tuple[str, int | None]:
+        """The band a metric value falls in, and the edge it was compared with (for the
+        rest, the lowest band's)."""
+        names = [tier.name for tier in policy.bands.tiers]
+        if value > 0:
+            for name, cutoff in zip(names, self.cutoffs, strict=False):
+                if cutoff is not None and value >= cutoff:
+                    return name, cutoff
+        lowest = next((cutoff for cutoff in reversed(self.cutoffs) if cutoff is not None), None)
+        return policy.bands.rest, lowest
+
+
 @dataclass
 class Reassessment:
-    """One customer's rule outcome and per-customer scores, between two re-ranks."""
+    """One customer's rule outcome and per-customer scores, between two re-ranks; with a
+    placement, also its band, metric value and the cut-off it was compared with."""
 
     tier: str | None
     fired: list[int]
     rule_values: dict[str, Decimal]
     scores: dict[str, Any]
+    band_tier: str | None = None
+    value: int | None = None
+    cutoff: int | None = None
 
 
 async def reassess(
@@ -982,13 +1015,15 @@ async def reassess(
     policy: PolicyDocument,
     customers: Sequence[tuple[CustomerAggregate, str | None]],
     as_of: dt.datetime,
+    placement: Placement | None = None,
 ) -> dict[uuid.UUID, Reassessment]:
     """Rules and the scores that depend only on the customer (value matrix, thermometer,
-    churn) for these customers, each with its band (the last re-rank's, which stays), by
-    the re-rank's own functions over all of them at once. Customers not known by `as_of`
-    are left out."""
+    churn) for these customers, by the re-rank's own functions over all of them at once;
+    each in the band `placement` puts its metric value in (without one, the band it
+    has). Customers not known by `as_of` are left out."""
     figures = await load_figures(session, policy, as_of, [row for row, _ in customers])
     bands = {row.key: band for row, band in customers}
+    values = figures.window_sum(policy.bands.metric, policy.bands.window_days)
     sums = [rule_sums(rule, figures) for rule in policy.rules]
     holds = [rule_holds(rule, found) for rule, found in zip(policy.rules, sums, strict=True)]
     found_scores = customer_scores(figures)
@@ -996,19 +1031,25 @@ async def reassess(
     outcomes: dict[uuid.UUID, Reassessment] = {}
     for i, key in enumerate(figures.customers["key"].tolist()):
         fired = [index for index, held in enumerate(holds) if held[i]]
-        values = {
+        rule_figures = {
             rule.name: rule_value(rule, {name: int(column[i]) for name, column in found.items()})
             for rule, found in zip(policy.rules, sums, strict=True)
         }
-        band_tier = bands[key]
+        band_tier, cutoff, value = bands[key], None, None
+        if placement is not None:
+            value = int(values[i])
+            band_tier, cutoff = placement.band_of(value, policy)
         outcomes[as_uuid(figures.customers["customer_id"][i])] = Reassessment(
             tier=apply_rules(band_tier, fired, policy) if band_tier is not None else None,
             fired=fired,
-            rule_values=values,
+            rule_values=rule_figures,
             scores={
                 name: stored[name][i]
                 for name in ("value_segment", "thermometer", "churn_risk", "at_risk")
             },
+            band_tier=band_tier,
+            value=value,
+            cutoff=cutoff,
         )
     return outcomes
 
@@ -1022,6 +1063,8 @@ def explain_assignment(
         return dict(row["scores"] or {}), list(row["reasons"])
     rule_values = {name: Decimal(value) for name, value in (row["rule_values"] or {}).items()}
     fired = list(row["rules_fired"] or [])
+    if row.get("ranking_as_of") is not None:  # placed against a ranking's band edges
+        return _explain_placement(row, rule_values, fired, policy)
     if row["value"] is None:  # a change after events with no assignment to take a band from
         figures = {
             "band_tier": row["band_tier"],
@@ -1044,6 +1087,46 @@ def explain_assignment(
         method_scores=method_scores(row),
     )
     return scores(customer, policy), explain(customer, policy)
+
+
+def _explain_placement(
+    row: Mapping[Any, Any],
+    rule_values: dict[str, Decimal],
+    fired: list[int],
+    policy: PolicyDocument,
+) -> tuple[dict[str, Any], list[str]]:
+    """A band given after events: the value against the edge of the latest ranking."""
+    bands = policy.bands
+    metric, band = METRIC_TEXT[bands.metric], row["band_tier"]
+    value = in_units(row["value"], bands.metric)
+    cutoff = None if row["cutoff"] is None else in_units(row["cutoff"], bands.metric)
+    ranking = f"the ranking of {row['ranking_as_of']:%Y-%m-%d %H:%M} UTC"
+    window = f"over the last {bands.window_days} days"
+    if row["value"] <= 0:
+        reason = f"{band}: no {metric} {window}"
+    elif band == bands.rest:
+        reason = (
+            f"{band}: {metric} of {value} {window} is below every band's cut-off (the "
+            f"lowest is {cutoff}) of {ranking}"
+            if cutoff is not None
+            else f"{band}: {metric} of {value} {window}; {ranking} had no customer in a band"
+        )
+    else:
+        reason = (
+            f"{band}: {metric} of {value} {window} is at or above the {band} cut-off {cutoff} "
+            f"of {ranking}"
+        )
+    figures = {
+        "metric": bands.metric,
+        "window_days": bands.window_days,
+        "value": str(value),
+        "cutoff": None if cutoff is None else str(cutoff),
+        "ranking_as_of": row["ranking_as_of"].isoformat(),
+        "band_tier": band,
+        "rules": {name: str(figure) for name, figure in rule_values.items()},
+        **method_scores(row),
+    }
+    return figures, [reason, *rule_reasons(band, fired, rule_values, policy)]
 
 
 def scores(customer: RankedCustomer, policy: PolicyDocument) -> dict[str, Any]:

@@ -6,7 +6,7 @@ import datetime as dt
 import uuid
 from collections.abc import Sequence
 
-from sqlalchemy import RowMapping, func, select
+from sqlalchemy import RowMapping, delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.tiering.models import (
@@ -16,6 +16,7 @@ from services.tiering.models import (
     CustomerAggregate,
     CustomerScore,
     DailyActivity,
+    RankingRun,
     TierPolicy,
     Touch,
 )
@@ -201,9 +202,41 @@ class HistoryRepository:
         return (await session.execute(query)).mappings().all()
 
 
+class RankingRepository:
+    async def latest(self, session: AsyncSession, policy_id: uuid.UUID) -> RankingRun | None:
+        """The policy's ranking of the latest moment (a back-test of an earlier moment,
+        ranked later, does not replace it)."""
+        found = await session.scalars(
+            select(RankingRun)
+            .where(RankingRun.policy_id == policy_id)
+            .order_by(RankingRun.as_of.desc(), RankingRun.id.desc())
+            .limit(1)
+        )
+        return found.first()
+
+    async def add(self, session: AsyncSession, ranking: RankingRun) -> None:
+        session.add(ranking)
+        await session.flush()
+
+    async def prune(self, session: AsyncSession, policy_id: uuid.UUID, keep: int) -> None:
+        """Drop the policy's rankings but the `keep` latest."""
+        latest = (
+            select(RankingRun.id)
+            .where(RankingRun.policy_id == policy_id)
+            .order_by(RankingRun.as_of.desc(), RankingRun.id.desc())
+            .limit(keep)
+        )
+        await session.execute(
+            delete(RankingRun).where(
+                RankingRun.policy_id == policy_id, RankingRun.id.not_in(latest)
+            )
+        )
+
+
 aggregates = AggregateRepository()
 scores = ScoreRepository()
 touches = TouchRepository()
 complaints = ComplaintRepository()
 policies = PolicyRepository()
 history = HistoryRepository()
+rankings = RankingRepository()

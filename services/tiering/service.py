@@ -19,13 +19,16 @@ from services.tiering.models import (
     Complaint,
     CustomerAggregate,
     CustomerScore,
+    RankingRun,
     TierPolicy,
     Touch,
     epoch_day,
 )
 from services.tiering.ranking import (
+    Placement,
     Ranking,
     Reassessment,
+    band_cutoffs,
     explain_assignment,
     in_units,
     method_scores,
@@ -64,6 +67,10 @@ PRODUCER = "tiering"
 # order, which the tier.changed feed relies on (see feed.py).
 TIER_WRITER_LOCK = 0x7131_2A4B
 SAMPLE_MOVERS = 20
+# Below this many customers, events re-rank everyone (milliseconds) instead of placing the
+# touched customers against the latest ranking's band edges.
+FULL_RANKING_BELOW = 1000
+RANKINGS_KEPT = 48
 CHANGES_PER_WRITE = 250_000  # a re-rank writes tier changes in chunks: memory stays flat
 # What a change after events copies from the customer's current assignment (its band,
 # which only a re-rank moves), and from its stored scores.
@@ -214,49 +221,62 @@ class TieringService:
         aggregates = await repo.aggregates.get_many(session, customer_ids)
         if not aggregates:
             return
+        ranking = await repo.rankings.latest(session, policy.id)
+        if ranking is None or ranking.customers < FULL_RANKING_BELOW:
+            # No ranking yet, or a small one: ranking everyone again is as quick and exact.
+            await self.recompute(session, None)
+            return
         stored = await repo.scores.get_or_create_many(session, [row.key for row in aggregates])
         document = PolicyDocument.model_validate(policy.document)
         now = utcnow()
+        placement = Placement(ranking.cutoffs, ranking.as_of)
         outcomes = await reassess(
-            session, document, [(row, stored[row.key].band_tier) for row in aggregates], now
+            session,
+            document,
+            [(row, stored[row.key].band_tier) for row in aggregates],
+            now,
+            placement,
         )
         changes: list[dict[str, Any]] = []
         for aggregate in aggregates:
             outcome = outcomes.get(aggregate.customer_id)
             if outcome is not None:
-                change = await self._apply_reassessment(
-                    session, document, aggregate, stored[aggregate.key], outcome
+                change = self._apply_reassessment(
+                    document, aggregate, stored[aggregate.key], outcome
                 )
                 if change is not None:
                     changes.append(change)
         await session.flush()
         if changes:
-            columns = {name: object_column([row[name] for row in changes]) for name in changes[0]}
+            columns: dict[str, Any] = {
+                name: object_column([row[name] for row in changes]) for name in changes[0]
+            }
+            columns["ranking_as_of"] = placement.as_of  # one moment for all (a scalar)
             await self._record_tier_changes(session, policy, columns, len(changes), now, now)
 
     @staticmethod
-    async def _apply_reassessment(
-        session: AsyncSession,
+    def _apply_reassessment(
         document: PolicyDocument,
         aggregate: CustomerAggregate,
         stored: CustomerScore,
         outcome: Reassessment,
     ) -> dict[str, Any] | None:
-        """Store the customer's new scores; its tier change (history figures), if the
-        rules moved it. The band figures are those of its current assignment."""
+        """Store the customer's new scores and band; its tier change (history figures), if
+        its band or the rules moved it: the value against the ranking's cut-off (the
+        ranking's moment is added by the caller, one for all)."""
         for name, value in outcome.scores.items():
             setattr(stored, name, value)
+        stored.band_tier = outcome.band_tier
         if outcome.tier is None or outcome.tier == stored.tier:
             return None
-        entries = await repo.history.for_customer(session, aggregate.key, limit=1)
-        band = {name: getattr(entries[0], name) if entries else None for name in BAND_FIGURES}
         change = {
             "customer_id": aggregate.customer_id,
             "customer_key": aggregate.key,
             "previous_tier": stored.tier,
             "tier": outcome.tier,
-            **band,
-            "band_tier": stored.band_tier,
+            "value": outcome.value,
+            "cutoff": outcome.cutoff,
+            "band_tier": outcome.band_tier,
             "rule_values": {k: str(v) for k, v in outcome.rule_values.items()}
             if document.rules
             else None,
@@ -350,11 +370,36 @@ class TieringService:
         moment = as_of or utcnow()
         ranking = await rank(session, document, moment, store_scores=True)
         now = utcnow()
+        await self._keep_band_edges(session, policy, ranking, moment, now)
         for start in range(0, len(ranking.movers), CHANGES_PER_WRITE):
             stop = min(start + CHANGES_PER_WRITE, len(ranking.movers))
             columns = ranking.history_columns(start, stop)
             await self._record_tier_changes(session, policy, columns, stop - start, moment, now)
         return self._outcome(policy, document, moment, ranking)
+
+    @staticmethod
+    async def _keep_band_edges(
+        session: AsyncSession,
+        policy: TierPolicy,
+        ranking: Ranking,
+        as_of: dt.datetime,
+        now: dt.datetime,
+    ) -> None:
+        """Keep the ranking's band edges for placing customers after events; the policy's
+        older rankings beyond the last few go."""
+        bands = ranking.scored.bands
+        band_count = len(ranking.scored.figures.policy.bands.tiers)
+        await repo.rankings.add(
+            session,
+            RankingRun(
+                policy_id=policy.id,
+                as_of=as_of,
+                ranked_at=now,
+                customers=ranking.customers,
+                cutoffs=band_cutoffs(bands, band_count),
+            ),
+        )
+        await repo.rankings.prune(session, policy.id, RANKINGS_KEPT)
 
     @staticmethod
     async def _record_tier_changes(
