@@ -17,6 +17,7 @@ from services.tiering.schemas import (
     TierView,
 )
 from services.tiering.service import tiering_service
+from shared.access import access_of
 from shared.app import SessionDep
 from shared.auth import Principal, require_roles
 from shared.errors import InvalidInput
@@ -39,21 +40,24 @@ class CustomerTier(BaseModel):
 
 
 @router.get("/customers/{customer_id}/tier", response_model=TierView, tags=["tiers"])
-async def get_customer_tier(customer_id: uuid.UUID, session: SessionDep, _: Reader) -> TierView:
+async def get_customer_tier(
+    customer_id: uuid.UUID, session: SessionDep, principal: Reader
+) -> TierView:
     """The customer's tier, scores, reasons, history and aggregates."""
-    return await tiering_service.tier_view(session, customer_id)
+    return await tiering_service.tier_view(session, customer_id, access_of(principal))
 
 
 @router.get("/customers", response_model=Page[CustomerTier], tags=["tiers"])
 async def list_customers(
     session: SessionDep,
-    _: Reader,
+    principal: Reader,
     tier: Annotated[str | None, Query(min_length=1, max_length=40)] = None,
     at_risk: bool | None = None,
     cursor: Cursor = None,
     limit: Limit = 50,
 ) -> Page[CustomerTier]:
-    """Customers by tier and/or churn flag (`?tier=A&at_risk=true`)."""
+    """Customers by tier and/or churn flag (`?tier=A&at_risk=true`); an account manager
+    sees their own customers alone."""
     after = None
     if cursor is not None:
         (last,) = decode_cursor(cursor, 1)
@@ -62,7 +66,12 @@ async def list_customers(
         except ValueError as exc:
             raise InvalidInput("The cursor is not one this service issued.") from exc
     rows = await tiering_service.list_customers(
-        session, tier=tier, at_risk=at_risk, after=after, limit=limit + 1
+        session,
+        tier=tier,
+        at_risk=at_risk,
+        after=after,
+        limit=limit + 1,
+        access=access_of(principal),
     )
     items = [
         CustomerTier(

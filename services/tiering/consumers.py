@@ -42,6 +42,11 @@ async def on_customer_changed(session: AsyncSession, event: EventEnvelope, data:
         await tiering_service.note_relationship(
             session, event.customer_id, level, event.occurred_at
         )
+    fields = data.model_dump()
+    if "account_manager" in fields:
+        await tiering_service.note_account_manager(
+            session, event.customer_id, fields["account_manager"], event.occurred_at
+        )
 
 
 async def on_interaction_logged(

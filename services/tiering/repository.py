@@ -72,10 +72,13 @@ class AggregateRepository:
         at_risk: bool | None,
         after: uuid.UUID | None,
         limit: int,
+        manager: str | None = None,
     ) -> Sequence[tuple[CustomerAggregate, CustomerScore | None]]:
         query = select(CustomerAggregate, CustomerScore).outerjoin(
             CustomerScore, CustomerScore.key == CustomerAggregate.key
         )
+        if manager is not None:  # an account manager sees their own customers alone
+            query = query.where(CustomerAggregate.account_manager == manager)
         if tier is not None:
             query = query.where(CustomerScore.tier == tier)
         if at_risk is not None:

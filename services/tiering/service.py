@@ -49,6 +49,7 @@ from services.tiering.schemas import (
     TierSummary,
     TierView,
 )
+from shared.access import CustomerAccess
 from shared.columnar import insert_columns, object_column, random_uuid_column
 from shared.db import utcnow
 from shared.errors import Conflict, NotFound
@@ -119,6 +120,15 @@ class TieringService:
         """Keep the relationship level (vendor, partner, strategic alliance) for the thermometer."""
         aggregate = await repo.aggregates.get_or_create(session, customer_id, at)
         aggregate.relationship_level = level
+        await session.flush()
+
+    async def note_account_manager(
+        self, session: AsyncSession, customer_id: uuid.UUID, manager: str | None, at: dt.datetime
+    ) -> None:
+        """Whose customer it is, unless a newer event already said (any arrival order)."""
+        aggregate = await repo.aggregates.get_or_create(session, customer_id, at)
+        if aggregate.account_manager_at is None or aggregate.account_manager_at <= at:
+            aggregate.account_manager, aggregate.account_manager_at = manager, at
         await session.flush()
 
     async def record_touch(
@@ -486,10 +496,13 @@ class TieringService:
         )
 
     # ------------------------------------------------------------ views
-    async def tier_view(self, session: AsyncSession, customer_id: uuid.UUID) -> TierView:
-        """The customer's tier, scores, reasons, history and aggregates."""
+    async def tier_view(
+        self, session: AsyncSession, customer_id: uuid.UUID, access: CustomerAccess
+    ) -> TierView:
+        """The customer's tier, scores, reasons, history and aggregates (a customer out of
+        the principal's view is not found, as on profile)."""
         aggregate = await repo.aggregates.get(session, customer_id)
-        if aggregate is None:
+        if aggregate is None or not access.may_see_customer(aggregate.account_manager):
             raise NotFound(f"Tiering knows no customer {customer_id}.")
         entries = await repo.history.for_customer(session, aggregate.key)
         row = await repo.scores.get(session, aggregate.key)
@@ -571,11 +584,17 @@ class TieringService:
         at_risk: bool | None,
         after: uuid.UUID | None,
         limit: int,
+        access: CustomerAccess,
     ) -> list[tuple[CustomerAggregate, CustomerScore | None, list[str]]]:
-        """Customers by tier and/or churn flag, as of the last re-rank, with their scores
-        and the reasons for their tier."""
+        """The customers within the principal's view by tier and/or churn flag, with their
+        scores and the reasons for their tier."""
         found = await repo.aggregates.search(
-            session, tier=tier, at_risk=at_risk, after=after, limit=limit
+            session,
+            tier=tier,
+            at_risk=at_risk,
+            after=after,
+            limit=limit,
+            manager=access.manager_scope,
         )
         latest = await repo.history.latest(session, [aggregate.key for aggregate, _ in found])
         explained = await self._explain(session, list(latest.values()))

@@ -11,12 +11,15 @@ from sqlalchemy import text
 
 from services.tiering import repository as repo
 from services.tiering.service import TieringService
+from shared.access import access_of
+from shared.auth import Principal
 from shared.db import create_engine, migrate, session_factory
 from tests.conftest import DatabaseFactory, migrations_dir
 from tests.tiering.conftest import announced
 from tests.tiering.test_customer_keys import _downgrade, _rows
 
 BEFORE_FIGURES = "5d2e8b4c1a90"
+ADMIN_PRINCIPAL = Principal("admin", frozenset({"admin"}))
 LEGACY_SCORES = {
     "metric": "revenue",
     "window_days": 365,
@@ -78,7 +81,7 @@ async def test_old_history_rows_keep_their_words_and_give_their_figures(
     assert await announced(url) == []
     engine = create_engine(url)
     async with session_factory(engine)() as session:
-        view = await TieringService().tier_view(session, customer)
+        view = await TieringService().tier_view(session, customer, access_of(ADMIN_PRINCIPAL))
     await engine.dispose()
     assert view.reasons == ["A: the words of an older version"]
     assert view.history[0].scores == LEGACY_SCORES
