@@ -50,14 +50,7 @@ async def complaint_stats(
     """Statistics of the complaints opened in the period, overall and per group."""
     filters = {"severity": severity, "category": category, "tier": tier, "owner": owner}
     figures = ComplaintFigures.__table__.c
-    conditions: list[ColumnElement[bool]] = []
-    if period_from is not None:
-        conditions.append(figures.opened_at >= period_from)
-    if period_to is not None:
-        conditions.append(figures.opened_at < period_to)
-    for name, value in filters.items():
-        if value is not None:
-            conditions.append(figures[name] == value)
+    conditions = _selected(figures, period_from, period_to, filters)
     key = figures[group_by] if group_by is not None else None
     counts = await _counts(session, key, conditions)
     if session.get_bind().dialect.name == "postgresql":
@@ -78,6 +71,23 @@ async def complaint_stats(
         groups=ordered if group_by is not None else [],
         practice=PRACTICE,
     )
+
+
+def _selected(
+    columns: Any,
+    period_from: dt.datetime | None,
+    period_to: dt.datetime | None,
+    filters: dict[str, str | None],
+) -> list[ColumnElement[bool]]:
+    """The conditions for complaints opened in the period with the filters' values, on a
+    table with those columns (the figures, or the complaints themselves)."""
+    conditions: list[ColumnElement[bool]] = []
+    if period_from is not None:
+        conditions.append(columns.opened_at >= period_from)
+    if period_to is not None:
+        conditions.append(columns.opened_at < period_to)
+    conditions += [columns[name] == value for name, value in filters.items() if value is not None]
+    return conditions
 
 
 def _key_name(group: Any) -> str | None:
@@ -166,15 +176,12 @@ async def _numpy_percentiles(
 ) -> dict[Any, Percentiles]:
     """Median and 90th percentile of each duration, per group and overall (SQLite has no
     percentile_cont): the closed complaints' exact durations read once."""
-    conditions: list[ColumnElement[bool]] = [Complaint.closed_at.is_not(None)]
-    if period_from is not None:
-        conditions.append(Complaint.opened_at >= period_from)
-    if period_to is not None:
-        conditions.append(Complaint.opened_at < period_to)
-    for name, value in filters.items():
-        if value is not None:
-            conditions.append(getattr(Complaint, name) == value)
-    key = getattr(Complaint, group_by) if group_by is not None else None
+    complaints = Complaint.__table__.c
+    conditions = [
+        complaints.closed_at.is_not(None),
+        *_selected(complaints, period_from, period_to, filters),
+    ]
+    key = complaints[group_by] if group_by is not None else None
     columns = [getattr(Complaint, name) for name in DURATION_COLUMNS]
     raw = await session.execute(
         select(*([key] if key is not None else []), *columns).where(*conditions)
