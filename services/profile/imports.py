@@ -499,9 +499,6 @@ class PurchaseImporter(CsvImporter):
         if data.currency != base_currency:
             report.reject(line, "currency", f"must be the base currency {base_currency}")
             return None
-        if data.amount == 0:
-            report.reject(line, "amount", "must not be zero")
-            return None
         if customer_id is not None:
             try:
                 uuid.UUID(customer_id)

@@ -255,7 +255,10 @@ class ConsentOut(BaseModel):
 
 
 class PurchaseCreate(StrictModel):
-    amount: Money = Field(description="Decimal string in the base currency; negative for a refund.")
+    amount: Money = Field(
+        description="Decimal string in the base currency; zero for a free item, negative "
+        "for a refund."
+    )
     currency: CurrencyCode
     quantity: Quantity = Decimal(1)
     unit: ShortLabel | None = None

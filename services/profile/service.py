@@ -532,8 +532,6 @@ class ProfileService:
         """Record a purchase and announce it (`purchase.recorded`)."""
         customer = await self._writable(session, customer_id, actor)
         self._check_currency(data.currency, base_currency)
-        if data.amount == 0:
-            raise field_error("amount", "must not be zero")
         await self._refuse_known_external_id(session, Purchase, customer.id, data.external_id)
         purchase = Purchase(
             id=uuid.uuid4(), customer_id=customer.id, created_at=utcnow(), **data.model_dump()

@@ -190,21 +190,26 @@ class TieringService:
     async def apply_purchase(
         self, session: AsyncSession, customer_id: uuid.UUID, purchase: PurchaseRecorded
     ) -> None:
-        """Fold one purchase into the customer's lifetime and daily aggregates."""
+        """Fold one purchase into the customer's lifetime and daily aggregates. A refund
+        (negative amount) lowers revenue and quantity but is not a purchase: it moves
+        neither the count nor the purchase dates (recency, frequency, cycles); a free
+        item (zero) is one."""
         when = purchase.purchased_at
+        bought = purchase.amount >= 0
         aggregate = await repo.aggregates.get_or_create(session, customer_id, when)
         aggregate.revenue = (aggregate.revenue or Decimal(0)) + purchase.amount
         aggregate.quantity = (aggregate.quantity or Decimal(0)) + purchase.quantity
-        aggregate.purchase_count = (aggregate.purchase_count or 0) + 1
-        if aggregate.first_purchase_at is None or when < aggregate.first_purchase_at:
-            aggregate.first_purchase_at = when
-        if aggregate.last_purchase_at is None or when > aggregate.last_purchase_at:
-            aggregate.last_purchase_at = when
+        if bought:
+            aggregate.purchase_count = (aggregate.purchase_count or 0) + 1
+            if aggregate.first_purchase_at is None or when < aggregate.first_purchase_at:
+                aggregate.first_purchase_at = when
+            if aggregate.last_purchase_at is None or when > aggregate.last_purchase_at:
+                aggregate.last_purchase_at = when
         aggregate.updated_at = utcnow()
         day = await repo.aggregates.day(session, aggregate.key, epoch_day(when))
         day.revenue = (day.revenue or Decimal(0)) + purchase.amount
         day.quantity = (day.quantity or Decimal(0)) + purchase.quantity
-        day.purchases = (day.purchases or 0) + 1
+        day.purchases = (day.purchases or 0) + (1 if bought else 0)
         await session.flush()
 
     async def apply_payment(

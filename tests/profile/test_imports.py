@@ -8,6 +8,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import AsyncIterator
+from decimal import Decimal
 from pathlib import Path
 
 import httpx
@@ -236,3 +237,26 @@ def test_imported_purchase_event_is_the_models_own_dump(
         mode="json"
     )
     assert orjson.loads(event_json(purchase_event_json(purchase_id, data))) == expected
+
+
+async def test_free_items_are_purchases_through_the_api_and_the_import(
+    profile: httpx.AsyncClient, profile_db: str
+) -> None:
+    """A zero amount is a real purchase (a free item, a sample): accepted and announced."""
+    customer = await create_customer(profile, external_ref="FREE-1")
+    posted = await profile.post(
+        f"/v1/customers/{customer['id']}/purchases",
+        json={"amount": "0", "currency": "CNY", "purchased_at": "2026-11-01T08:30:00Z"},
+        headers=ADMIN,
+    )
+    assert posted.status_code == 201, posted.text
+    text = (
+        "customer_ref,customer_id,external_id,amount,currency,quantity,category,purchased_at\n"
+        "FREE-1,,SAMPLE-1,0.00,CNY,3,samples,2026-11-02T08:00:00Z\n"
+    )
+    report = (
+        await profile.post("/v1/imports/purchases", content=text.encode(), headers=CSV)
+    ).json()
+    assert (report["accepted"], report["rejected"]) == (1, 0), report
+    amounts = [e["data"]["amount"] for e in await events(profile_db, "purchase.recorded")]
+    assert len(amounts) == 2 and all(Decimal(str(amount)) == 0 for amount in amounts)

@@ -36,7 +36,7 @@ def purchase(amount: str, when: str, quantity: str = "1") -> dict[str, object]:
     }
 
 
-async def test_aggregates_fold_purchases_in_any_order_and_refunds(
+async def test_aggregates_fold_purchases_in_any_order_refunds_and_free_items(
     broker: EmbeddedBroker, new_database: DatabaseFactory, topic_prefix: str
 ) -> None:
     url = await new_database("tiering")
@@ -48,6 +48,7 @@ async def test_aggregates_fold_purchases_in_any_order_and_refunds(
         envelope(customer, "purchase.recorded", purchase("100.10", "2026-05-02T00:00:00Z", "2")),
         envelope(customer, "purchase.recorded", purchase("50.00", "2026-03-01T00:00:00Z")),
         envelope(customer, "purchase.recorded", purchase("-20.05", "2026-06-01T00:00:00Z")),
+        envelope(customer, "purchase.recorded", purchase("0", "2026-04-01T00:00:00Z")),  # free
     ]
     for event in events:
         async with sessions() as session, session.begin():
@@ -63,10 +64,11 @@ async def test_aggregates_fold_purchases_in_any_order_and_refunds(
         assert view["tier"] is None and view["history"] == []
         aggregates = view["aggregates"]
         assert Decimal(aggregates["revenue"]) == Decimal("130.05")
-        assert Decimal(aggregates["quantity"]) == Decimal(4)
-        assert aggregates["purchase_count"] == 3
+        assert Decimal(aggregates["quantity"]) == Decimal(5)
+        # The refund lowers revenue but is no purchase: neither counted nor the latest.
+        assert aggregates["purchase_count"] == 3  # 100.10, 50.00 and the free item
         assert aggregates["first_purchase_at"].startswith("2026-03-01")
-        assert aggregates["last_purchase_at"].startswith("2026-06-01")
+        assert aggregates["last_purchase_at"].startswith("2026-05-02")
 
         unknown = await client.get(f"/v1/customers/{uuid.uuid4()}/tier", headers=ADMIN)
         assert unknown.status_code == 404
