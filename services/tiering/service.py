@@ -73,9 +73,7 @@ SAMPLE_MOVERS = 20
 FULL_RANKING_BELOW = 1000
 RANKINGS_KEPT = 48
 CHANGES_PER_WRITE = 250_000  # a re-rank writes tier changes in chunks: memory stays flat
-# What a change after events copies from the customer's current assignment (its band,
-# which only a re-rank moves), and from its stored scores.
-BAND_FIGURES = ("value", "rank", "customers", "cumulative_share")
+# What a change after events copies from the customer's stored scores.
 HISTORY_SCORES = tuple(name for name in SCORE_FIELDS if name != "band_tier")
 
 
