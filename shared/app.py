@@ -27,6 +27,7 @@ from shared.consumer import BatchHook, EventConsumer, EventHandler
 from shared.db import create_engine, ping, session_factory
 from shared.errors import install_error_handlers, problem_response
 from shared.kafka import ensure_platform_topics
+from shared.limits import BodyLimitMiddleware, reject_unknown_query
 from shared.observability import Metrics, RequestContextMiddleware
 from shared.outbox import PENDING_FLAG, EventSource, OutboxRelay
 from shared.settings import ServiceSettings
@@ -52,6 +53,8 @@ class ServiceDefinition:
     background: Sequence[Callable[[ServiceRuntime], Coroutine[Any, Any, None]]] = ()
     # Where the relay finds events besides the outbox table (a table that is its own outbox).
     event_sources: Sequence[EventSource] = ()
+    # Routes that stream large bodies (CSV imports): they take `max_upload_bytes`.
+    upload_paths: Sequence[str] = ()
 
 
 @dataclass
@@ -209,6 +212,7 @@ def create_service_app(definition: ServiceDefinition, settings: ServiceSettings)
         description=definition.description,
         version="1.0.0",
         lifespan=lifespan,
+        dependencies=[Depends(reject_unknown_query)],
     )
     app.state.keyring = KeyRing(settings.api_keys)
     app.state.settings = settings
@@ -224,5 +228,11 @@ def create_service_app(definition: ServiceDefinition, settings: ServiceSettings)
             allow_headers=["*"],
             expose_headers=["ETag", "X-Correlation-ID", "Idempotent-Replayed"],
         )
+    app.add_middleware(
+        BodyLimitMiddleware,
+        max_body_bytes=settings.max_body_bytes,
+        max_upload_bytes=settings.max_upload_bytes,
+        upload_paths=definition.upload_paths,
+    )
     app.add_middleware(RequestContextMiddleware, metrics=metrics)
     return app

@@ -108,10 +108,27 @@ def _field_name(loc: tuple[Any, ...] | list[Any]) -> str:
     return ".".join(parts)
 
 
+def _malformed_json(err: dict[str, Any]) -> dict[str, Any]:
+    """FastAPI reports a body that does not parse at `("body", <offset>)`: name the body
+    and say where, in words."""
+    loc = err.get("loc", ())
+    offset = loc[1] if len(loc) > 1 and isinstance(loc[1], int) else None
+    reason = str((err.get("ctx") or {}).get("error", "not valid JSON"))
+    where = f" at character {offset + 1}" if offset is not None else ""
+    return {
+        "field": "body",
+        "in": "body",
+        "message": f"The body is not valid JSON: {reason}{where}.",
+        "type": "json_invalid",
+    }
+
+
 def validation_errors(raw: list[Any]) -> list[dict[str, Any]]:
-    """Pydantic errors as `{field, message, type}` items."""
+    """Pydantic errors as `{field, in, message, type}` items."""
     return [
-        {
+        _malformed_json(err)
+        if err.get("type") == "json_invalid"
+        else {
             "field": _field_name(err.get("loc", ())),
             "in": str(err.get("loc", ("body",))[0]) if err.get("loc") else "body",
             "message": err.get("msg", "invalid"),
@@ -119,6 +136,15 @@ def validation_errors(raw: list[Any]) -> list[dict[str, Any]]:
         }
         for err in raw
     ]
+
+
+# Statuses Starlette raises itself (routing, body limits): their problem code and title.
+HTTP_PROBLEMS = {
+    404: ("not-found", "Not found"),
+    405: ("method-not-allowed", "Method not allowed"),
+    413: ("too-large", "Request body too large"),
+    415: ("unsupported-media-type", "Unsupported media type"),
+}
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -134,23 +160,24 @@ def install_error_handlers(app: FastAPI) -> None:
     async def on_validation(_: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)
         errors = validation_errors(list(exc.errors()))
+        malformed = next((e for e in errors if e["type"] == "json_invalid"), None)
         fields = ", ".join(sorted({e["field"] for e in errors})) or "request"
         return problem_response(
             422,
             "Invalid input",
-            f"Invalid value for: {fields}",
+            malformed["message"] if malformed else f"Invalid value for: {fields}",
             code="validation-error",
             errors=errors,
         )
 
     async def on_http(_: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StarletteHTTPException)
-        title = {404: "Not found", 405: "Method not allowed"}.get(exc.status_code, "HTTP error")
+        code, title = HTTP_PROBLEMS.get(exc.status_code, (f"http-{exc.status_code}", "HTTP error"))
         return problem_response(
             exc.status_code,
             title,
             str(exc.detail),
-            code=f"http-{exc.status_code}",
+            code=code,
             headers=dict(exc.headers) if exc.headers else None,
         )
 

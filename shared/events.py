@@ -10,11 +10,15 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 Channel = Literal["sms", "email", "phone", "letter"]
+# Visible ASCII, at most 64 characters: what every store of it (headers, history
+# columns) can hold; the HTTP edge applies the same rule to `X-Correlation-ID`.
+CORRELATION_ID_PATTERN = r"^[!-~]{1,64}$"
+CorrelationId = Annotated[str, StringConstraints(pattern=CORRELATION_ID_PATTERN)]
 ConsentState = Literal["granted", "withdrawn"]
 
 
@@ -29,7 +33,7 @@ class EventEnvelope(BaseModel):
     occurred_at: dt.datetime
     producer: str
     customer_id: uuid.UUID
-    correlation_id: str | None = None
+    correlation_id: CorrelationId | None = None
     data: dict[str, Any] = Field(default_factory=dict)
 
 

@@ -41,8 +41,25 @@ async def idempotent(
     request: BaseModel,
     response: Response,
     create: Callable[[], Awaitable[BaseModel]],
+    location: str | None = None,
 ) -> Any:
-    """Run `create` once per (scope, key); a repeat gets the stored JSON result."""
+    """Run `create` once per (scope, key); a repeat gets the stored JSON result. With a
+    `location` template (`/v1/customers/{id}`, filled from the result), both answers
+    carry the created resource's `Location`."""
+    result = await _once(session, scope, key, request, response, create)
+    if location is not None:
+        response.headers["Location"] = location.format(**result)
+    return result
+
+
+async def _once(
+    session: AsyncSession,
+    scope: str,
+    key: str | None,
+    request: BaseModel,
+    response: Response,
+    create: Callable[[], Awaitable[BaseModel]],
+) -> Any:
     if key is None:
         return (await create()).model_dump(mode="json")
     request_hash = hashlib.sha256(request.model_dump_json().encode()).hexdigest()

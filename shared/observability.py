@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 import time
 import uuid
@@ -18,7 +19,11 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from shared.errors import problem_response
+from shared.events import CORRELATION_ID_PATTERN
+
 CORRELATION_HEADER = "x-correlation-id"
+_VALID_CORRELATION_ID = re.compile(CORRELATION_ID_PATTERN)
 correlation_id: ContextVar[str | None] = ContextVar("correlation_id", default=None)
 
 
@@ -130,8 +135,25 @@ class RequestContextMiddleware:
         incoming = None
         for name, value in scope.get("headers", []):
             if name == CORRELATION_HEADER.encode():
-                incoming = value.decode("latin-1")[:128]
+                incoming = value.decode("latin-1")
                 break
+        if incoming is not None and not _VALID_CORRELATION_ID.match(incoming):
+            response = problem_response(
+                422,
+                "Invalid input",
+                "X-Correlation-ID must be 1 to 64 visible ASCII characters.",
+                code="validation-error",
+                errors=[
+                    {
+                        "field": "X-Correlation-ID",
+                        "in": "header",
+                        "message": "1 to 64 visible ASCII characters",
+                        "type": "string_pattern_mismatch",
+                    }
+                ],
+            )
+            await response(scope, receive, send)
+            return
         cid = incoming or uuid.uuid4().hex
         token = correlation_id.set(cid)
         status = 500

@@ -80,6 +80,15 @@ class ServiceSettings(BaseSettings):
     relay_max_backoff_s: float = Field(default=5.0, gt=0)
     outbox_retention_hours: float = Field(default=72, ge=0)
 
+    # Request bodies: JSON routes take at most `max_body_bytes`; the streamed CSV imports
+    # (a service's `upload_paths`) at most `max_upload_bytes`.
+    max_body_bytes: int = Field(
+        default=1_048_576, ge=1024, validation_alias=_platform("max_body_bytes")
+    )
+    max_upload_bytes: int = Field(
+        default=1_073_741_824, ge=1024, validation_alias=_platform("max_upload_bytes")
+    )
+
     run_background: bool = True  # relay and consumers; off for a web-only replica
 
     @field_validator("api_keys", mode="before")

@@ -7,7 +7,6 @@ import uuid
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Response
-from pydantic import AwareDatetime
 
 from services.complaints import sla
 from services.complaints.models import Complaint, ComplaintEntry
@@ -33,6 +32,7 @@ from services.complaints.workflow import Severity, Status, allowed_moves
 from shared.access import CustomerAccess, access_of
 from shared.app import SessionDep
 from shared.auth import Principal, require_roles
+from shared.fields import Timestamp
 from shared.idempotency import IdempotencyKey, idempotent
 from shared.pagination import Cursor, Limit, Page, decode_time_key, page_of
 
@@ -128,8 +128,8 @@ async def open_complaint(
         request=body,
         response=response,
         create=create,
+        location="/v1/complaints/{id}",
     )
-    response.headers["Location"] = f"/v1/complaints/{result['id']}"
     return ComplaintOut.model_validate(result)
 
 
@@ -170,8 +170,8 @@ async def list_complaints(
 async def stats(
     session: SessionDep,
     _: Analyst,
-    period_from: Annotated[AwareDatetime | None, Query(alias="from")] = None,
-    period_to: Annotated[AwareDatetime | None, Query(alias="to")] = None,
+    period_from: Annotated[Timestamp | None, Query(alias="from")] = None,
+    period_to: Annotated[Timestamp | None, Query(alias="to")] = None,
     severity: Severity | None = None,
     category: Annotated[str | None, Query(min_length=1, max_length=100)] = None,
     tier: Annotated[str | None, Query(min_length=1, max_length=40)] = None,

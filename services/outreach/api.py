@@ -8,7 +8,6 @@ from typing import Annotated
 
 import icalendar
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
-from pydantic import AwareDatetime
 
 from services.outreach import repository as repo
 from services.outreach.models import Task
@@ -32,6 +31,7 @@ from shared.app import SessionDep
 from shared.auth import Principal, require_roles
 from shared.db import utcnow
 from shared.errors import InvalidInput, Unauthorized
+from shared.fields import Timestamp
 from shared.pagination import Cursor, Limit, Page, decode_time_key, page_of
 
 router = APIRouter(tags=["outreach"])
@@ -147,8 +147,8 @@ async def list_tasks(
     assignee: Annotated[str | None, Query(min_length=1, max_length=100)] = None,
     status: TaskStatus | None = None,
     kind: Kind | None = None,
-    due_before: AwareDatetime | None = None,
-    due_after: AwareDatetime | None = None,
+    due_before: Timestamp | None = None,
+    due_after: Timestamp | None = None,
     cursor: Cursor = None,
     limit: Limit = 50,
 ) -> Page[TaskOut]:
@@ -206,11 +206,14 @@ async def reassign_task(
 
 # ------------------------------------------------------------------ calendar feeds
 @router.post("/feeds", status_code=201, response_model=FeedOut, tags=["feeds"])
-async def new_feed(session: SessionDep, principal: Worker, request: Request) -> FeedOut:
+async def new_feed(
+    session: SessionDep, principal: Worker, request: Request, response: Response
+) -> FeedOut:
     """A secret iCalendar address of your worklist for your calendar app (it replaces
     any earlier one)."""
     token, row = await outreach_service.new_feed(session, access_of(principal))
     url = str(request.url_for("worklist_feed", token=token))
+    response.headers["Location"] = url
     return FeedOut(url=url, assignee=row.assignee, created_at=row.created_at)
 
 

@@ -7,7 +7,6 @@ import uuid
 from typing import Annotated, Any, Literal
 
 from pydantic import (
-    AwareDatetime,
     BaseModel,
     ConfigDict,
     Field,
@@ -15,7 +14,7 @@ from pydantic import (
     model_validator,
 )
 
-from shared.fields import Label
+from shared.fields import Label, Timestamp
 
 UserName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
 Channel = Literal["sms", "email", "phone", "visit", "letter", "gift"]
@@ -209,9 +208,7 @@ class TaskCompletion(_Strict):
 
 
 class TaskReschedule(_Strict):
-    due_at: AwareDatetime = Field(
-        description="RFC 3339 with a zone, e.g. 2026-12-01T10:00:00+08:00"
-    )
+    due_at: Timestamp = Field(description="RFC 3339 with a zone, e.g. 2026-12-01T10:00:00+08:00")
     reason: Annotated[str, StringConstraints(strip_whitespace=True, max_length=500)] | None = None
 
 

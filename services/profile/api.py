@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import uuid
 from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
-from pydantic import AwareDatetime, BaseModel
+from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.profile.imports import IMPORTERS, ImportReport
@@ -38,6 +37,7 @@ from services.profile.service import RECORD_TIME, profile_service
 from shared.app import SessionDep, SettingsDep, runtime_of
 from shared.auth import Principal, require_roles
 from shared.errors import InvalidInput
+from shared.fields import Timestamp
 from shared.idempotency import IdempotencyKey, idempotent
 from shared.pagination import Cursor, Limit, Page, decode_cursor, page_of
 
@@ -77,8 +77,8 @@ async def records_page(
     *,
     cursor: str | None,
     limit: int,
-    since: dt.datetime | None = None,
-    until: dt.datetime | None = None,
+    since: Timestamp | None = None,
+    until: Timestamp | None = None,
 ) -> Page[Out]:
     """A page of one kind of customer record, in the order of its time column."""
     rows = await profile_service.list_records(
@@ -124,6 +124,7 @@ async def create_customer(
         request=body,
         response=response,
         create=create,
+        location="/v1/customers/{id}",
     )
 
 
@@ -131,6 +132,7 @@ async def create_customer(
 async def list_customers(
     session: SessionDep,
     principal: Reader,
+    external_ref: FilterText = None,
     stage: FilterText = None,
     region: FilterText = None,
     industry: FilterText = None,
@@ -143,10 +145,12 @@ async def list_customers(
     cursor: Cursor = None,
     limit: Limit = 50,
 ) -> Page[CustomerOut]:
-    """List customers, filtered by any of the fields and by free text over names and contacts."""
+    """List customers, filtered by any of the fields (`external_ref`: the one customer of a
+    reference) and by free text over names and contacts."""
     filters = {
         name: value
         for name, value in {
+            "external_ref": external_ref,
             "stage": stage,
             "region": region,
             "industry": industry,
@@ -371,8 +375,8 @@ async def list_purchases(
     customer_id: uuid.UUID,
     session: SessionDep,
     principal: Reader,
-    since: Annotated[AwareDatetime | None, Query(alias="from")] = None,
-    until: Annotated[AwareDatetime | None, Query(alias="to")] = None,
+    since: Annotated[Timestamp | None, Query(alias="from")] = None,
+    until: Annotated[Timestamp | None, Query(alias="to")] = None,
     cursor: Cursor = None,
     limit: Limit = 50,
 ) -> Page[PurchaseOut]:
@@ -430,8 +434,8 @@ async def list_payments(
     customer_id: uuid.UUID,
     session: SessionDep,
     principal: Reader,
-    since: Annotated[AwareDatetime | None, Query(alias="from")] = None,
-    until: Annotated[AwareDatetime | None, Query(alias="to")] = None,
+    since: Annotated[Timestamp | None, Query(alias="from")] = None,
+    until: Annotated[Timestamp | None, Query(alias="to")] = None,
     cursor: Cursor = None,
     limit: Limit = 50,
 ) -> Page[PaymentOut]:
@@ -488,8 +492,8 @@ async def list_interactions(
     customer_id: uuid.UUID,
     session: SessionDep,
     principal: Reader,
-    since: Annotated[AwareDatetime | None, Query(alias="from")] = None,
-    until: Annotated[AwareDatetime | None, Query(alias="to")] = None,
+    since: Annotated[Timestamp | None, Query(alias="from")] = None,
+    until: Annotated[Timestamp | None, Query(alias="to")] = None,
     cursor: Cursor = None,
     limit: Limit = 50,
 ) -> Page[InteractionOut]:

@@ -19,6 +19,7 @@ DEFINITION = ServiceDefinition(
     routers=[router],
     handlers=HANDLERS,
     migrations_dir=Path(__file__).parent / "migrations",
+    upload_paths=("/v1/imports/customers", "/v1/imports/purchases"),
 )
 
 

@@ -115,6 +115,10 @@ class ImportReport(BaseModel):
             self.errors_truncated = True
 
 
+# Stands for a line longer than a record may be, which is never held whole.
+OVERLONG_LINE = "\x00overlong"
+
+
 async def csv_records(chunks: AsyncIterator[bytes]) -> AsyncIterator[tuple[int, list[str]]]:
     """(line number, fields) for each CSV record, read incrementally from byte chunks.
 
@@ -133,19 +137,27 @@ async def csv_records(chunks: AsyncIterator[bytes]) -> AsyncIterator[tuple[int, 
 
     async def lines() -> AsyncIterator[str]:
         nonlocal pending
+        overlong = False  # the line being read is over the limit: drop it to its end
         async for chunk in chunks:
             pending += decoder.decode(chunk)
             *complete, pending = pending.split("\n")
             for line in complete:
-                yield line
+                yield OVERLONG_LINE if overlong else line
+                overlong = False
+            if len(pending) > MAX_RECORD_CHARS:
+                pending, overlong = "", True
         pending += decoder.decode(b"", final=True)
-        if pending:
-            yield pending
+        if pending or overlong:
+            yield OVERLONG_LINE if overlong else pending
 
     async for line in lines():
         line_number += 1
         if not record:
             record_start = line_number
+        if line == OVERLONG_LINE:
+            yield record_start, ["\x00oversize"]
+            record, quotes = [], 0
+            continue
         record.append(line.removesuffix("\r"))
         quotes += line.count('"')
         if quotes % 2 == 1 and sum(map(len, record)) < MAX_RECORD_CHARS:

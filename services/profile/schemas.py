@@ -19,6 +19,7 @@ from shared.fields import (
     Quantity,
     ShortLabel,
     TimeZoneName,
+    free_json_problem,
 )
 
 Kind = Literal["company", "person"]
@@ -71,6 +72,9 @@ def _small_attributes(value: dict[str, Any] | None) -> dict[str, Any] | None:
         for key, item in value.items():
             if len(key) > 100:
                 raise ValueError("attribute names are at most 100 characters")
+            problem = free_json_problem(item)
+            if problem:
+                raise ValueError(f"attribute {key!r} {problem}")
             if len(str(item)) > 1000:
                 raise ValueError(f"attribute {key!r} is over 1000 characters")
     return value

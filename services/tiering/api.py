@@ -5,8 +5,8 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Depends, Query
-from pydantic import AwareDatetime, BaseModel
+from fastapi import APIRouter, Body, Depends, Query, Response
+from pydantic import BaseModel
 
 from services.tiering.schemas import (
     AsOf,
@@ -21,6 +21,7 @@ from shared.access import access_of
 from shared.app import SessionDep
 from shared.auth import Principal, require_roles
 from shared.errors import InvalidInput
+from shared.fields import Timestamp
 from shared.pagination import Cursor, Limit, Page, decode_cursor, encode_cursor
 
 router = APIRouter()
@@ -89,7 +90,7 @@ async def list_customers(
 
 @router.get("/tiers/summary", response_model=TierSummary, tags=["tiers"])
 async def tier_summary(
-    session: SessionDep, _: Reader, as_of: AwareDatetime | None = None
+    session: SessionDep, _: Reader, as_of: Timestamp | None = None
 ) -> TierSummary:
     """Per tier the customers, share of revenue and collection ratio; and the share of
     revenue made by the top 20% of customers (the 80/20 on your own data)."""
@@ -117,9 +118,12 @@ async def list_policies(
 
 
 @router.post("/policies", status_code=201, response_model=PolicyOut, tags=["policies"])
-async def create_policy(body: PolicyCreate, session: SessionDep, principal: Analyst) -> PolicyOut:
+async def create_policy(
+    body: PolicyCreate, session: SessionDep, principal: Analyst, response: Response
+) -> PolicyOut:
     """Write a policy (a draft: the next version under its name); activate it to apply it."""
     policy = await tiering_service.create_policy(session, body, principal.user)
+    response.headers["Location"] = f"/v1/policies/{policy.id}"
     return PolicyOut.model_validate(policy)
 
 

@@ -8,7 +8,9 @@ from decimal import Decimal
 from functools import cached_property
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+
+from shared.fields import Timestamp
 
 TierName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=40)]
 WindowDays = Annotated[int, Field(ge=1, le=3660)]
@@ -197,7 +199,7 @@ class PolicyOut(BaseModel):
 
 
 class AsOf(StrictModel):
-    as_of: AwareDatetime | None = Field(
+    as_of: Timestamp | None = Field(
         default=None, description="Rank as if it were this moment, seeing only history up to it."
     )
 

@@ -66,6 +66,11 @@ async def test_health_endpoints_are_open(profile: httpx.AsyncClient) -> None:
     assert "crm_http_requests_total" in metrics.text
 
 
+DEEP: Any = []
+for _ in range(253):
+    DEEP = [DEEP]
+
+
 @pytest.mark.parametrize(
     ("body", "field"),
     [
@@ -78,6 +83,11 @@ async def test_health_endpoints_are_open(profile: httpx.AsyncClient) -> None:
         ({"name": "Acme", "kind": "company", "consent": {"sms": "maybe"}}, "consent.sms"),
         ({"name": "Acme", "kind": "company", "tier": "A"}, "tier"),
         ({"name": 42, "kind": "company"}, "name"),
+        # Free-form attributes: within JSON's safe integers, finite, at most 5 levels deep.
+        ({"name": "A", "kind": "company", "attributes": {"a": 18446744073709551616}}, "attributes"),
+        ({"name": "A", "kind": "company", "attributes": {"a": -(2**53)}}, "attributes"),
+        ({"name": "A", "kind": "company", "attributes": {"a": DEEP}}, "attributes"),
+        ({"name": "A", "kind": "company", "attributes": {"a": [[[[[[1]]]]]]}}, "attributes"),
     ],
 )
 async def test_bad_customer_is_422_naming_the_field_and_writes_nothing(
@@ -99,6 +109,31 @@ async def test_malformed_json_is_422_not_500(profile: httpx.AsyncClient) -> None
     )
     assert response.status_code == 422
     assert response.headers["content-type"] == "application/problem+json"
+    not_finite = await profile.post(
+        "/v1/customers",
+        content=b'{"name": "A", "kind": "company", "attributes": {"a": NaN}}',
+        headers={**ADMIN, "content-type": "application/json"},
+    )
+    assert not_finite.status_code == 422, not_finite.text
+
+
+async def test_attributes_within_the_bounds_are_kept(profile: httpx.AsyncClient) -> None:
+    attributes = {"big": 2**53 - 1, "nested": [[[[{"x": 1.5}]]]], "none": None}
+    created = await profile.post(
+        "/v1/customers",
+        json={"name": "A", "kind": "company", "attributes": attributes},
+        headers=ADMIN,
+    )
+    assert created.status_code == 201, created.text
+    read = await profile.get(created.headers["location"], headers=ADMIN)
+    assert read.json()["attributes"] == attributes
+
+
+async def test_external_ref_is_a_filter(profile: httpx.AsyncClient) -> None:
+    wanted = await new_customer(profile, external_ref="ACME-1")
+    await new_customer(profile, external_ref="ACME-2")
+    found = await profile.get("/v1/customers", params={"external_ref": "ACME-1"}, headers=ADMIN)
+    assert [item["id"] for item in found.json()["items"]] == [wanted["id"]]
 
 
 @pytest.mark.parametrize(
@@ -166,6 +201,8 @@ async def test_idempotency_key_returns_first_result_and_emits_once(
     again = await profile.post("/v1/customers", json=body, headers=headers)
     assert first.status_code == again.status_code == 201
     assert first.json() == again.json()
+    assert first.headers["location"] == again.headers["location"]
+    assert first.headers["location"] == f"/v1/customers/{first.json()['id']}"
     assert again.headers.get("Idempotent-Replayed") == "true"
     counts = await table_counts(profile_db)
     assert counts["customers"] == 1 and counts["outbox"] == 1

@@ -15,11 +15,14 @@ import httpx
 import orjson
 import pytest
 
+from services.profile.app import create_app
 from services.profile.imports import purchase_event_json
 from services.profile.schemas import PurchaseCreate
+from services.profile.settings import ProfileSettings
+from shared.broker import EmbeddedBroker
 from shared.events import PurchaseRecorded
 from shared.outbox import event_json
-from tests.conftest import ADMIN, API_KEYS, MANAGER
+from tests.conftest import ADMIN, API_KEYS, MANAGER, running, service_settings
 from tests.profile.helpers import create_customer, events, query
 
 CSV = {**ADMIN, "content-type": "text/csv"}
@@ -164,6 +167,47 @@ async def test_bad_files_are_refused_whole_and_write_nothing(
         headers={**MANAGER, "content-type": "text/csv"},
     )
     assert denied.status_code == 403
+
+
+async def test_an_endless_line_is_one_rejected_row_and_never_held_whole(
+    profile: httpx.AsyncClient, profile_db: str
+) -> None:
+    async def body() -> AsyncIterator[bytes]:
+        yield b"external_ref,name,kind\nOK-1,Fine,company\nLONG,"
+        for _ in range(40):  # 2.5 MiB without a newline: over the 64 KiB a record may be
+            yield b"x" * 65536
+        yield b",company\nOK-2,Also fine,company"
+
+    response = await profile.post("/v1/imports/customers", content=body(), headers=CSV)
+    report = response.json()
+    assert (report["rows"], report["accepted"], report["rejected"]) == (3, 2, 1), report
+    assert report["errors"] == [{"line": 3, "field": "*", "reason": "record is over 64 KiB"}]
+
+
+async def test_an_upload_may_be_larger_than_a_json_body(
+    broker: EmbeddedBroker, profile_db: str, topic_prefix: str
+) -> None:
+    settings = service_settings(
+        ProfileSettings,
+        database_url=profile_db,
+        bootstrap=broker.bootstrap,
+        prefix=topic_prefix,
+        max_body_bytes=4096,
+        max_upload_bytes=1_000_000,
+    )
+    rows = "".join(f"R-{n},Customer {n},company\n" for n in range(500))
+    csv = f"external_ref,name,kind\n{rows}".encode()
+    assert 4096 < len(csv) < 1_000_000
+    async with running(create_app(settings)) as client:
+        imported = await client.post("/v1/imports/customers", content=csv, headers=CSV)
+        assert imported.status_code == 200, imported.text
+        assert imported.json()["accepted"] == 500
+        too_big = await client.post("/v1/imports/customers", content=csv * 200, headers=CSV)
+        assert too_big.status_code == 413
+        json_body = await client.post(
+            "/v1/customers", json={"name": "x" * 5000, "kind": "company"}, headers=ADMIN
+        )
+        assert json_body.status_code == 413
 
 
 async def test_large_upload_is_streamed_in_batches(
