@@ -29,6 +29,7 @@ from shared.errors import install_error_handlers, problem_response
 from shared.kafka import ensure_platform_topics
 from shared.limits import BodyLimitMiddleware, reject_unknown_query
 from shared.observability import Metrics, RequestContextMiddleware
+from shared.openapi import install_openapi
 from shared.outbox import PENDING_FLAG, EventSource, OutboxRelay
 from shared.settings import ServiceSettings
 
@@ -213,7 +214,10 @@ def create_service_app(definition: ServiceDefinition, settings: ServiceSettings)
         version="1.0.0",
         lifespan=lifespan,
         dependencies=[Depends(reject_unknown_query)],
+        docs_url=None,
+        redoc_url=None,
     )
+    install_openapi(app)
     app.state.keyring = KeyRing(settings.api_keys)
     app.state.settings = settings
     install_error_handlers(app)

@@ -11,12 +11,20 @@ import hmac
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from fastapi import Request
+from fastapi import Request, Security
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from shared.errors import Forbidden, Unauthorized
 from shared.settings import ApiKeyGrant
 
 ADMIN = "admin"
+# Declares the scheme in each service's OpenAPI (the Authorize button of /docs); the
+# check itself is `authenticate`, so a missing key is our problem+json 401.
+BEARER = HTTPBearer(
+    scheme_name="apiKey",
+    description="An API key from CRM_API_KEYS, sent as `Authorization: Bearer <key>`.",
+    auto_error=False,
+)
 
 
 @dataclass(frozen=True)
@@ -65,7 +73,10 @@ def require_roles(*roles: str) -> Callable[[Request], Awaitable[Principal]]:
     """A dependency admitting keys with any of `roles` (admin is always admitted)."""
     wanted = frozenset(roles)
 
-    async def dependency(request: Request) -> Principal:
+    async def dependency(
+        request: Request,
+        _: HTTPAuthorizationCredentials | None = Security(BEARER),
+    ) -> Principal:
         principal = authenticate(request)
         if not principal.has_any(wanted):
             raise Forbidden(f"This needs one of the roles: {', '.join(sorted(wanted | {ADMIN}))}.")

@@ -34,6 +34,7 @@ from shared.app import SessionDep
 from shared.auth import Principal, require_roles
 from shared.fields import Timestamp
 from shared.idempotency import IdempotencyKey, idempotent
+from shared.openapi import problems
 from shared.pagination import Cursor, Limit, Page, decode_time_key, page_of
 
 router = APIRouter(tags=["complaints"])
@@ -107,7 +108,9 @@ def _detail(
     )
 
 
-@router.post("/complaints", status_code=201, response_model=ComplaintOut)
+@router.post(
+    "/complaints", status_code=201, responses=problems(409, 410), response_model=ComplaintOut
+)
 async def open_complaint(
     body: ComplaintCreate,
     session: SessionDep,
@@ -204,7 +207,11 @@ async def get_complaint(
     return _detail(complaint, history, clock, access)
 
 
-@router.post("/complaints/{complaint_id}/transitions", response_model=ComplaintDetail)
+@router.post(
+    "/complaints/{complaint_id}/transitions",
+    responses=problems(409),
+    response_model=ComplaintDetail,
+)
 async def transition(
     complaint_id: uuid.UUID, body: TransitionCreate, session: SessionDep, principal: Worker
 ) -> ComplaintDetail:
@@ -216,7 +223,9 @@ async def transition(
     return _detail(complaint, history, clock, access)
 
 
-@router.post("/complaints/{complaint_id}/hand-over", response_model=ComplaintOut)
+@router.post(
+    "/complaints/{complaint_id}/hand-over", responses=problems(409), response_model=ComplaintOut
+)
 async def hand_over(
     complaint_id: uuid.UUID, body: HandOver, session: SessionDep, principal: Worker
 ) -> ComplaintOut:
@@ -225,7 +234,9 @@ async def hand_over(
     return present(await complaints_service.hand_over(session, complaint_id, body, access), access)
 
 
-@router.post("/complaints/{complaint_id}/assignment", response_model=ComplaintOut)
+@router.post(
+    "/complaints/{complaint_id}/assignment", responses=problems(409), response_model=ComplaintOut
+)
 async def assign(
     complaint_id: uuid.UUID, body: Assignment, session: SessionDep, principal: Worker
 ) -> ComplaintOut:

@@ -32,6 +32,7 @@ from shared.auth import Principal, require_roles
 from shared.db import utcnow
 from shared.errors import InvalidInput, Unauthorized
 from shared.fields import Timestamp
+from shared.openapi import problems
 from shared.pagination import Cursor, Limit, Page, decode_time_key, page_of
 
 router = APIRouter(tags=["outreach"])
@@ -177,7 +178,9 @@ async def get_task(task_id: uuid.UUID, session: SessionDep, principal: Reader) -
     return present(await outreach_service.visible_task(session, task_id, access), access)
 
 
-@router.post("/tasks/{task_id}/complete", response_model=TaskOut, tags=["tasks"])
+@router.post(
+    "/tasks/{task_id}/complete", responses=problems(409), response_model=TaskOut, tags=["tasks"]
+)
 async def complete_task(
     task_id: uuid.UUID, body: TaskCompletion, session: SessionDep, principal: Worker
 ) -> TaskOut:
@@ -186,7 +189,9 @@ async def complete_task(
     return present(await outreach_service.complete(session, task_id, body, access), access)
 
 
-@router.post("/tasks/{task_id}/reschedule", response_model=TaskOut, tags=["tasks"])
+@router.post(
+    "/tasks/{task_id}/reschedule", responses=problems(409), response_model=TaskOut, tags=["tasks"]
+)
 async def reschedule_task(
     task_id: uuid.UUID, body: TaskReschedule, session: SessionDep, principal: Worker
 ) -> TaskOut:
@@ -195,7 +200,9 @@ async def reschedule_task(
     return present(await outreach_service.reschedule(session, task_id, body, access), access)
 
 
-@router.post("/tasks/{task_id}/reassign", response_model=TaskOut, tags=["tasks"])
+@router.post(
+    "/tasks/{task_id}/reassign", responses=problems(409), response_model=TaskOut, tags=["tasks"]
+)
 async def reassign_task(
     task_id: uuid.UUID, body: TaskReassign, session: SessionDep, principal: Worker
 ) -> TaskOut:
@@ -227,7 +234,7 @@ async def revoke_feed(session: SessionDep, principal: Worker) -> None:
     "/feeds/{token}.ics",
     name="worklist_feed",
     response_class=Response,
-    responses={200: {"content": {ICS: {}}}},
+    responses={200: {"content": {ICS: {}}}, **problems(401)},
     tags=["feeds"],
 )
 async def worklist_feed(

@@ -39,6 +39,7 @@ from shared.auth import Principal, require_roles
 from shared.errors import InvalidInput
 from shared.fields import Timestamp
 from shared.idempotency import IdempotencyKey, idempotent
+from shared.openapi import problems
 from shared.pagination import Cursor, Limit, Page, decode_cursor, page_of
 
 router = APIRouter()
@@ -48,7 +49,15 @@ ContactReader = Annotated[Principal, Depends(require_roles("account_manager", "a
 Writer = Annotated[Principal, Depends(require_roles("account_manager"))]
 Admin = Annotated[Principal, Depends(require_roles())]
 FilterText = Annotated[str | None, Query(max_length=100)]
-IfMatch = Annotated[str | None, Header(alias="If-Match", max_length=200)]
+IfMatch = Annotated[
+    str | None,
+    Header(
+        alias="If-Match",
+        max_length=200,
+        description="Required on changes: the ETag of the version read (428 without it, "
+        "412 when it is no longer current).",
+    ),
+]
 Out = TypeVar("Out", bound=BaseModel)
 
 
@@ -102,7 +111,13 @@ def with_etag(response: Response, customer: Customer) -> None:
 
 
 # ---------------------------------------------------------------- customers
-@router.post("/customers", status_code=201, response_model=CustomerOut, tags=["customers"])
+@router.post(
+    "/customers",
+    responses=problems(409),
+    status_code=201,
+    response_model=CustomerOut,
+    tags=["customers"],
+)
 async def create_customer(
     body: CustomerCreate,
     session: SessionDep,
@@ -168,7 +183,12 @@ async def list_customers(
     return page_of(rows, limit, present, lambda c: (c.created_at.isoformat(), c.id))
 
 
-@router.get("/customers/{customer_id}", response_model=CustomerDetail, tags=["customers"])
+@router.get(
+    "/customers/{customer_id}",
+    responses=problems(410),
+    response_model=CustomerDetail,
+    tags=["customers"],
+)
 async def get_customer(
     customer_id: uuid.UUID, session: SessionDep, principal: Reader, response: Response
 ) -> CustomerDetail:
@@ -182,7 +202,12 @@ async def get_customer(
     )
 
 
-@router.patch("/customers/{customer_id}", response_model=CustomerOut, tags=["customers"])
+@router.patch(
+    "/customers/{customer_id}",
+    responses=problems(409, 410, 412, 428),
+    response_model=CustomerOut,
+    tags=["customers"],
+)
 async def update_customer(
     customer_id: uuid.UUID,
     body: CustomerPatch,
@@ -199,14 +224,19 @@ async def update_customer(
     return present(customer)
 
 
-@router.delete("/customers/{customer_id}", status_code=204, tags=["customers"])
+@router.delete(
+    "/customers/{customer_id}", responses=problems(410), status_code=204, tags=["customers"]
+)
 async def erase_customer(customer_id: uuid.UUID, session: SessionDep, principal: Admin) -> None:
     """Erase the customer's personal data, keeping anonymous amounts; emits `customer.erased`."""
     await profile_service.erase_customer(session, customer_id, principal)
 
 
 @router.get(
-    "/customers/{customer_id}/audit", response_model=Page[AuditEntryOut], tags=["customers"]
+    "/customers/{customer_id}/audit",
+    responses=problems(410),
+    response_model=Page[AuditEntryOut],
+    tags=["customers"],
 )
 async def get_audit_trail(
     customer_id: uuid.UUID,
@@ -228,7 +258,12 @@ async def get_audit_trail(
     return page_of(rows, limit, AuditEntryOut.model_validate, lambda entry: (entry.id,))
 
 
-@router.get("/customers/{customer_id}/referrals", response_model=ReferralsOut, tags=["customers"])
+@router.get(
+    "/customers/{customer_id}/referrals",
+    responses=problems(410),
+    response_model=ReferralsOut,
+    tags=["customers"],
+)
 async def get_referrals(
     customer_id: uuid.UUID, session: SessionDep, principal: Reader
 ) -> ReferralsOut:
@@ -241,6 +276,7 @@ async def get_referrals(
 # ---------------------------------------------------------------- contacts and consent
 @router.post(
     "/customers/{customer_id}/contacts",
+    responses=problems(409, 410),
     status_code=201,
     response_model=ContactOut,
     tags=["contacts"],
@@ -270,7 +306,10 @@ async def add_contact(
 
 
 @router.patch(
-    "/customers/{customer_id}/contacts/{contact_id}", response_model=ContactOut, tags=["contacts"]
+    "/customers/{customer_id}/contacts/{contact_id}",
+    responses=problems(410),
+    response_model=ContactOut,
+    tags=["contacts"],
 )
 async def update_contact(
     customer_id: uuid.UUID,
@@ -286,7 +325,12 @@ async def update_contact(
     return ContactOut.model_validate(contact)
 
 
-@router.delete("/customers/{customer_id}/contacts/{contact_id}", status_code=204, tags=["contacts"])
+@router.delete(
+    "/customers/{customer_id}/contacts/{contact_id}",
+    responses=problems(410),
+    status_code=204,
+    tags=["contacts"],
+)
 async def remove_contact(
     customer_id: uuid.UUID, contact_id: uuid.UUID, session: SessionDep, principal: Writer
 ) -> None:
@@ -294,7 +338,12 @@ async def remove_contact(
     await profile_service.remove_contact(session, customer_id, contact_id, principal)
 
 
-@router.get("/customers/{customer_id}/contacts", response_model=Page[ContactOut], tags=["contacts"])
+@router.get(
+    "/customers/{customer_id}/contacts",
+    responses=problems(410),
+    response_model=Page[ContactOut],
+    tags=["contacts"],
+)
 async def list_contacts(
     customer_id: uuid.UUID,
     session: SessionDep,
@@ -308,7 +357,12 @@ async def list_contacts(
     )
 
 
-@router.put("/customers/{customer_id}/consent", response_model=ConsentOut, tags=["contacts"])
+@router.put(
+    "/customers/{customer_id}/consent",
+    responses=problems(410),
+    response_model=ConsentOut,
+    tags=["contacts"],
+)
 async def set_consent(
     customer_id: uuid.UUID, body: ConsentUpdate, session: SessionDep, principal: Writer
 ) -> ConsentOut:
@@ -322,7 +376,12 @@ async def set_consent(
     )
 
 
-@router.get("/customers/{customer_id}/consent", response_model=ConsentOut, tags=["contacts"])
+@router.get(
+    "/customers/{customer_id}/consent",
+    responses=problems(410),
+    response_model=ConsentOut,
+    tags=["contacts"],
+)
 async def get_consent(customer_id: uuid.UUID, session: SessionDep, principal: Reader) -> ConsentOut:
     """Current consent per channel and every decision behind it."""
     customer = await profile_service.get_customer(session, customer_id, principal)
@@ -337,6 +396,7 @@ async def get_consent(customer_id: uuid.UUID, session: SessionDep, principal: Re
 # ---------------------------------------------------------------- purchases, payments, interactions
 @router.post(
     "/customers/{customer_id}/purchases",
+    responses=problems(409, 410),
     status_code=201,
     response_model=PurchaseOut,
     tags=["purchases"],
@@ -369,7 +429,10 @@ async def record_purchase(
 
 
 @router.get(
-    "/customers/{customer_id}/purchases", response_model=Page[PurchaseOut], tags=["purchases"]
+    "/customers/{customer_id}/purchases",
+    responses=problems(410),
+    response_model=Page[PurchaseOut],
+    tags=["purchases"],
 )
 async def list_purchases(
     customer_id: uuid.UUID,
@@ -396,6 +459,7 @@ async def list_purchases(
 
 @router.post(
     "/customers/{customer_id}/payments",
+    responses=problems(409, 410),
     status_code=201,
     response_model=PaymentOut,
     tags=["purchases"],
@@ -428,7 +492,10 @@ async def record_payment(
 
 
 @router.get(
-    "/customers/{customer_id}/payments", response_model=Page[PaymentOut], tags=["purchases"]
+    "/customers/{customer_id}/payments",
+    responses=problems(410),
+    response_model=Page[PaymentOut],
+    tags=["purchases"],
 )
 async def list_payments(
     customer_id: uuid.UUID,
@@ -455,6 +522,7 @@ async def list_payments(
 
 @router.post(
     "/customers/{customer_id}/interactions",
+    responses=problems(409, 410),
     status_code=201,
     response_model=InteractionOut,
     tags=["interactions"],
@@ -485,6 +553,7 @@ async def log_interaction(
 
 @router.get(
     "/customers/{customer_id}/interactions",
+    responses=problems(410),
     response_model=Page[InteractionOut],
     tags=["interactions"],
 )

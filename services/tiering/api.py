@@ -22,6 +22,7 @@ from shared.app import SessionDep
 from shared.auth import Principal, require_roles
 from shared.errors import InvalidInput
 from shared.fields import Timestamp
+from shared.openapi import problems
 from shared.pagination import Cursor, Limit, Page, decode_cursor, encode_cursor
 
 router = APIRouter()
@@ -133,7 +134,12 @@ async def get_policy(policy_id: uuid.UUID, session: SessionDep, _: Reader) -> Po
     return PolicyOut.model_validate(await tiering_service.get_policy(session, policy_id))
 
 
-@router.post("/policies/{policy_id}/activate", response_model=RankingOutcome, tags=["policies"])
+@router.post(
+    "/policies/{policy_id}/activate",
+    responses=problems(409),
+    response_model=RankingOutcome,
+    tags=["policies"],
+)
 async def activate_policy(
     policy_id: uuid.UUID, session: SessionDep, _: Admin, body: OptionalAsOf = None
 ) -> RankingOutcome:
@@ -141,7 +147,12 @@ async def activate_policy(
     return await tiering_service.activate_policy(session, policy_id, body.as_of if body else None)
 
 
-@router.post("/policies/{policy_id}/simulate", response_model=RankingOutcome, tags=["policies"])
+@router.post(
+    "/policies/{policy_id}/simulate",
+    responses=problems(409),
+    response_model=RankingOutcome,
+    tags=["policies"],
+)
 async def simulate_policy(
     policy_id: uuid.UUID, session: SessionDep, _: Analyst, body: OptionalAsOf = None
 ) -> RankingOutcome:
@@ -149,7 +160,9 @@ async def simulate_policy(
     return await tiering_service.simulate(session, policy_id, body.as_of if body else None)
 
 
-@router.post("/recompute", response_model=RankingOutcome, tags=["policies"])
+@router.post(
+    "/recompute", responses=problems(409), response_model=RankingOutcome, tags=["policies"]
+)
 async def recompute(session: SessionDep, _: Admin, body: OptionalAsOf = None) -> RankingOutcome:
     """Re-rank everyone under the active policy now (or as of a moment)."""
     return await tiering_service.recompute(session, body.as_of if body else None)
