@@ -70,6 +70,14 @@ class ServiceRuntime:
     consumer: EventConsumer | None
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     kafka_probe: AIOKafkaClient | None = None
+    broker_state: str = "unknown"  # as the last check found it
+
+    async def check_broker(self) -> str:
+        """Probe the broker briefly, record what was found (state and metric), return it."""
+        up = await self.broker_reachable(timeout_s=0.5)
+        self.broker_state = "ok" if up else "unreachable"
+        self.metrics.broker_up.set(1 if up else 0)
+        return self.broker_state
 
     async def broker_reachable(self, timeout_s: float = 2.0) -> bool:
         """True when cluster metadata can be fetched from the broker within the timeout."""
@@ -130,13 +138,21 @@ def _health_router() -> APIRouter:
     router = APIRouter(tags=["health"])
 
     @router.get("/healthz", summary="The process is alive")
-    async def healthz() -> dict[str, str]:
-        """Always 200 while the process answers."""
-        return {"status": "ok"}
+    async def healthz(request: Request) -> dict[str, str]:
+        """Always 200 while the process answers; `broker` is the broker's state as the
+        last readiness check found it (a liveness probe must not wait on the broker)."""
+        return {"status": "ok", "broker": runtime_of(request).broker_state}
 
-    @router.get("/readyz", summary="Database and broker are reachable", response_model=None)
+    @router.get(
+        "/readyz",
+        summary="The service's own database answers",
+        response_model=None,
+        responses={503: {"description": "The database does not answer."}},
+    )
     async def readyz(request: Request) -> Response | dict[str, object]:
-        """200 when the database and the broker answer; 503 (problem+json) otherwise."""
+        """200 while the service's database answers, 503 (problem+json) otherwise. The
+        broker's state is reported, not required: while Kafka is down the outbox keeps
+        every write for the relay, so the service goes on serving."""
         runtime = runtime_of(request)
         checks: dict[str, str] = {}
         try:
@@ -144,13 +160,12 @@ def _health_router() -> APIRouter:
             checks["database"] = "ok"
         except Exception as exc:
             checks["database"] = f"unreachable: {type(exc).__name__}"
-        checks["broker"] = "ok" if await runtime.broker_reachable() else "unreachable"
-        if any(value != "ok" for value in checks.values()):
-            failing = ", ".join(name for name, value in checks.items() if value != "ok")
+        checks["broker"] = await runtime.check_broker()
+        if checks["database"] != "ok":
             return problem_response(
                 503,
                 "Not ready",
-                f"Unreachable: {failing}",
+                f"The database is {checks['database']}.",
                 code="not-ready",
                 errors=[{"field": name, "message": value} for name, value in checks.items()],
             )

@@ -12,6 +12,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 PROBLEM_JSON = "application/problem+json"
 PROBLEM_BASE = "https://crm.example/problems/"
@@ -147,6 +148,21 @@ HTTP_PROBLEMS = {
 }
 
 
+# What FastAPI raises (as a 400) when a JSON body cannot even be decoded as text.
+UNREADABLE_BODY = "There was an error parsing the body"
+
+
+def _methods_at(request: Request) -> set[str]:
+    """Every method some route serves at this path (Starlette's own 405 names only the
+    first route that matched the path, and FastAPI has one route per method)."""
+    methods: set[str] = set()
+    for route in request.app.routes:
+        match, _ = route.matches(request.scope)
+        if match != Match.NONE:
+            methods |= set(getattr(route, "methods", None) or ())
+    return methods
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Render every error, expected or not, as problem+json."""
 
@@ -170,15 +186,22 @@ def install_error_handlers(app: FastAPI) -> None:
             errors=errors,
         )
 
-    async def on_http(_: Request, exc: Exception) -> JSONResponse:
+    async def on_http(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StarletteHTTPException)
+        if exc.status_code == 400 and exc.detail == UNREADABLE_BODY:
+            return problem_response(
+                422,
+                "Invalid input",
+                "The body is not valid JSON: it is not UTF-8 text.",
+                code="validation-error",
+                errors=[_malformed_json({"ctx": {"error": "not UTF-8 text"}})],
+            )
+        headers = dict(exc.headers) if exc.headers else {}
+        if exc.status_code == 405:
+            headers["Allow"] = ", ".join(sorted(_methods_at(request)))
         code, title = HTTP_PROBLEMS.get(exc.status_code, (f"http-{exc.status_code}", "HTTP error"))
         return problem_response(
-            exc.status_code,
-            title,
-            str(exc.detail),
-            code=code,
-            headers=dict(exc.headers) if exc.headers else None,
+            exc.status_code, title, str(exc.detail), code=code, headers=headers or None
         )
 
     async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:

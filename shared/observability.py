@@ -112,6 +112,11 @@ class Metrics:
             ["topic", "outcome"],
             registry=self.registry,
         ).labels
+        self.broker_up = Gauge(
+            "crm_broker_up",
+            "1 when the broker answered the last readiness check, 0 when it did not",
+            registry=self.registry,
+        )
         self.service_info = Gauge(
             "crm_service_info",
             "constant 1, labelled with the service",

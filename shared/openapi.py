@@ -50,7 +50,7 @@ PROBLEM_SCHEMA: dict[str, Any] = {
             "type": "array",
             "items": {
                 "type": "object",
-                "required": ["field", "in", "message", "type"],
+                "required": ["field", "message", "type"],
                 "properties": {
                     "field": {"type": "string"},
                     "in": {"type": "string", "enum": ["body", "query", "path", "header"]},
