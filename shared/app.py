@@ -232,7 +232,7 @@ def create_service_app(definition: ServiceDefinition, settings: ServiceSettings)
         docs_url=None,
         redoc_url=None,
     )
-    install_openapi(app)
+    install_openapi(app, settings.base_currency)
     app.state.keyring = KeyRing(settings.api_keys)
     app.state.settings = settings
     install_error_handlers(app)

@@ -9,7 +9,14 @@ from decimal import Decimal
 from typing import Annotated, Any
 from zoneinfo import available_timezones
 
-from pydantic import AfterValidator, AwareDatetime, BeforeValidator, Field, StringConstraints
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BeforeValidator,
+    Field,
+    StringConstraints,
+    WithJsonSchema,
+)
 
 # Money: a decimal string in the base currency, at most 2 decimal places.
 Money = Annotated[
@@ -33,7 +40,34 @@ def _known_zone(value: str) -> str:
     return value
 
 
-TimeZoneName = Annotated[str, AfterValidator(_known_zone)]
+# Named in the OpenAPI document as components (`shared.openapi` puts a reference where
+# this marker stands): the zone list is long and the base currency is a setting.
+COMPONENT = "x-crm-component"
+TimeZoneName = Annotated[
+    str,
+    AfterValidator(_known_zone),
+    WithJsonSchema({"type": "string", COMPONENT: "TimeZoneName"}),
+]
+BaseCurrency = Annotated[
+    CurrencyCode, WithJsonSchema({"type": "string", COMPONENT: "BaseCurrency"})
+]
+
+
+def openapi_components(base_currency: str) -> dict[str, dict[str, Any]]:
+    return {
+        "TimeZoneName": {
+            "type": "string",
+            "description": "An IANA time zone name.",
+            "enum": sorted(_ZONES),
+            "examples": ["Asia/Shanghai"],
+        },
+        "BaseCurrency": {
+            "type": "string",
+            "description": "The base currency (CRM_BASE_CURRENCY): amounts are in it alone.",
+            "enum": [base_currency],
+        },
+    }
+
 
 # Clocks drift; anything later than this past "now" is a typo, not a sale.
 FUTURE_TOLERANCE = dt.timedelta(hours=24)
@@ -95,3 +129,45 @@ def free_json_problem(value: Any, depth: int = 0) -> str | None:
                 return problem
         return None
     return "holds a value that is not JSON"
+
+
+# A calendar day as ISO 8601 `YYYY-MM-DD` only (a bare number would be read as seconds
+# since 1970), and a local time of day as `HH:MM[:SS]` (JSON Schema's `time` format
+# demands a UTC offset, which a wall-clock time in a customer's own zone has not).
+_ISO_DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_LOCAL_TIME_PATTERN = r"^([01]\d|2[0-3]):[0-5]\d(:[0-5]\d(\.\d{1,6})?)?$"
+
+
+def _iso_day_text(value: Any) -> Any:
+    if isinstance(value, dt.date) and not isinstance(value, dt.datetime):
+        return value
+    if not isinstance(value, str) or not _ISO_DAY.match(value):
+        raise ValueError("must be a date written YYYY-MM-DD")
+    return value
+
+
+def _local_time_text(value: Any) -> Any:
+    if isinstance(value, dt.time):
+        return value
+    if not isinstance(value, str) or not re.match(_LOCAL_TIME_PATTERN, value):
+        raise ValueError("must be a time of day written HH:MM or HH:MM:SS")
+    return value
+
+
+Day = Annotated[dt.date, BeforeValidator(_iso_day_text)]
+LocalTime = Annotated[
+    dt.time,
+    BeforeValidator(_local_time_text),
+    WithJsonSchema({"type": "string", "pattern": _LOCAL_TIME_PATTERN, "examples": ["08:00"]}),
+]
+
+
+def _not_a_boolean(value: Any) -> Any:
+    if isinstance(value, bool):
+        raise ValueError("must be a number, not true or false")
+    return value
+
+
+# Numbers in request bodies: JSON's true and false are not 1 and 0.
+JsonInt = Annotated[int, BeforeValidator(_not_a_boolean)]
+JsonFloat = Annotated[float, BeforeValidator(_not_a_boolean)]

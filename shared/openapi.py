@@ -20,6 +20,7 @@ from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 
 from shared.errors import PROBLEM_JSON
+from shared.fields import COMPONENT, openapi_components
 
 ASSETS = Path(fastapi_offline.__file__).parent / "static"
 ASSETS_URL = "/docs-assets"
@@ -90,7 +91,19 @@ def _complete(operation: dict[str, Any], path: str) -> None:
             response["content"] = {PROBLEM_JSON: {"schema": PROBLEM_REF}}
 
 
-def install_openapi(app: FastAPI) -> None:
+def _refer_to_components(node: Any) -> None:
+    """Replace each schema marked with `COMPONENT` by a reference to that component."""
+    children = node.values() if isinstance(node, dict) else node if isinstance(node, list) else ()
+    for child in children:
+        if isinstance(child, dict) and COMPONENT in child:
+            name = child[COMPONENT]
+            child.clear()
+            child["$ref"] = f"#/components/schemas/{name}"
+        else:
+            _refer_to_components(child)
+
+
+def install_openapi(app: FastAPI, base_currency: str) -> None:
     """Replace the app's schema builder and its /docs and /redoc pages."""
 
     def openapi() -> dict[str, Any]:
@@ -108,6 +121,8 @@ def install_openapi(app: FastAPI) -> None:
             schemas.pop("HTTPValidationError", None)
             schemas.pop("ValidationError", None)
             schemas["Problem"] = PROBLEM_SCHEMA
+            schemas.update(openapi_components(base_currency))
+            _refer_to_components(document)
             app.openapi_schema = document
         return app.openapi_schema
 

@@ -7,18 +7,18 @@ import uuid
 from typing import Annotated, Any, Literal
 
 import holidays
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StringConstraints, model_validator
 
 from services.complaints import sla
 from services.complaints.workflow import SEVERITIES, Severity, Status
-from shared.fields import Label, TimeZoneName
+from shared.fields import Day, JsonFloat, JsonInt, Label, LocalTime, TimeZoneName
 
 UserName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
 Note = Annotated[str, StringConstraints(strip_whitespace=True, max_length=4000)]
 Channel = Literal["phone", "email", "sms", "visit", "letter", "web", "social", "other"]
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 WEEKDAYS: tuple[Weekday, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
-Minutes = Annotated[float, Field(gt=0, le=525_600, examples=[240])]
+Minutes = Annotated[JsonFloat, Field(gt=0, le=525_600, examples=[240])]
 
 
 class _Strict(BaseModel):
@@ -41,15 +41,15 @@ class CalendarDocument(_Strict):
     its make-up working days) and the company's closed days."""
 
     timezone: TimeZoneName = "Asia/Shanghai"
-    hours: dict[Weekday, list[tuple[dt.time, dt.time]]] = Field(
+    hours: dict[Weekday, list[tuple[LocalTime, LocalTime]]] = Field(
         examples=[{day: [["09:00", "12:00"], ["13:00", "18:00"]] for day in WEEKDAYS[:5]}]
     )
     country: Annotated[str, StringConstraints(pattern=r"^[A-Z]{2}$")] | None = Field(
         default=None, description="ISO country code of the public holidays (e.g. CN)."
     )
     subdivision: Annotated[str, StringConstraints(max_length=10)] | None = None
-    closed_days: list[dt.date] = Field(default_factory=list, max_length=1000)
-    extra_working_days: list[dt.date] = Field(default_factory=list, max_length=1000)
+    closed_days: list[Day] = Field(default_factory=list, max_length=1000)
+    extra_working_days: list[Day] = Field(default_factory=list, max_length=1000)
 
     @model_validator(mode="after")
     def _workable(self) -> CalendarDocument:
@@ -94,9 +94,9 @@ class SlaPolicyDocument(_Strict):
 
     targets: list[SlaTarget] = Field(min_length=1, max_length=500)
     business_calendar: CalendarDocument | None = None
-    warning_at: float = Field(default=0.8, gt=0, lt=1)
+    warning_at: JsonFloat = Field(default=0.8, gt=0, lt=1)
     escalation: list[EscalationLevel] = Field(default_factory=list, max_length=10)
-    reopen_below: int = Field(default=3, ge=1, le=5)
+    reopen_below: JsonInt = Field(default=3, ge=1, le=5)
 
     @model_validator(mode="after")
     def _every_severity_covered(self) -> SlaPolicyDocument:
@@ -125,7 +125,7 @@ class SlaPolicyDocument(_Strict):
         return self.business_calendar.calendar()
 
 
-def _office_hours() -> dict[Weekday, list[tuple[dt.time, dt.time]]]:
+def _office_hours() -> dict[Weekday, list[tuple[LocalTime, LocalTime]]]:
     return {day: [(dt.time(9), dt.time(18))] for day in WEEKDAYS[:5]}
 
 
@@ -146,7 +146,7 @@ DEFAULT_POLICY = SlaPolicyDocument(
 
 
 class SlaPolicyOut(BaseModel):
-    version: int
+    version: JsonInt
     document: SlaPolicyDocument
     created_at: dt.datetime
     created_by: str
@@ -196,7 +196,7 @@ class TransitionCreate(_Strict):
     category: Label | None = None
     remedy: Note | None = None
     remedy_by: UserName | None = None
-    satisfaction: int | None = Field(default=None, ge=1, le=5)
+    satisfaction: JsonInt | None = Field(default=None, ge=1, le=5)
 
     model_config = ConfigDict(
         extra="forbid",
@@ -234,18 +234,18 @@ class CycleOut(BaseModel):
     started_at: dt.datetime
     ended_at: dt.datetime | None
     resolve_by: dt.datetime | None
-    breached: bool
-    business_hours: float
-    wall_hours: float
+    breached: StrictBool
+    business_hours: JsonFloat
+    wall_hours: JsonFloat
 
 
 class SlaOut(BaseModel):
     respond_by: dt.datetime | None
     responded_at: dt.datetime | None
-    respond_breached: bool
+    respond_breached: StrictBool
     resolve_by: dt.datetime | None
-    resolve_breached: bool
-    paused: bool
+    resolve_breached: StrictBool
+    paused: StrictBool
     cycles: list[CycleOut]
 
 
@@ -264,15 +264,15 @@ class ComplaintOut(BaseModel):
     remedy: str | None
     remedy_by: str | None
     customer_told: str | None
-    satisfaction: int | None
-    escalation_level: int
-    reopen_count: int
+    satisfaction: JsonInt | None
+    escalation_level: JsonInt
+    reopen_count: JsonInt
     opened_at: dt.datetime
     updated_at: dt.datetime
     closed_at: dt.datetime | None
     respond_by: dt.datetime | None
     resolve_by: dt.datetime | None
-    breached: bool
+    breached: StrictBool
     allowed_moves: list[str]
 
 
@@ -285,32 +285,32 @@ class ComplaintDetail(ComplaintOut):
 class Durations(BaseModel):
     """Hours to respond or resolve, over the complaints that got there."""
 
-    count: int
-    median_business_hours: float | None
-    p90_business_hours: float | None
-    median_wall_hours: float | None
-    p90_wall_hours: float | None
+    count: JsonInt
+    median_business_hours: JsonFloat | None
+    p90_business_hours: JsonFloat | None
+    median_wall_hours: JsonFloat | None
+    p90_wall_hours: JsonFloat | None
 
 
 class ReturnRate(BaseModel):
     """Complainants who bought again within 90 days of closure, over the closed complaints
     whose 90 days have passed (or who already came back)."""
 
-    returned: int
-    eligible: int
-    rate: float | None
+    returned: JsonInt
+    eligible: JsonInt
+    rate: JsonFloat | None
 
 
 class StatsGroup(BaseModel):
     key: str | None
-    opened: int
+    opened: JsonInt
     by_status: dict[str, int]
-    closed: int
+    closed: JsonInt
     respond: Durations
     resolve: Durations
-    sla_compliance: float | None
-    reopen_rate: float | None
-    mean_satisfaction: float | None
+    sla_compliance: JsonFloat | None
+    reopen_rate: JsonFloat | None
+    mean_satisfaction: JsonFloat | None
     return_rate: ReturnRate
     return_rate_by_severity: dict[str, ReturnRate]
     return_rate_by_speed: dict[str, ReturnRate]

@@ -31,7 +31,7 @@ from shared.app import SessionDep
 from shared.auth import Principal, require_roles
 from shared.db import utcnow
 from shared.errors import InvalidInput, Unauthorized
-from shared.fields import Timestamp
+from shared.fields import Day, Timestamp
 from shared.openapi import problems
 from shared.pagination import Cursor, Limit, Page, decode_time_key, page_of
 
@@ -94,8 +94,8 @@ async def put_plan(
 async def get_calendar(
     session: SessionDep,
     _: Reader,
-    start: Annotated[dt.date | None, Query(alias="from")] = None,
-    end: Annotated[dt.date | None, Query(alias="to")] = None,
+    start: Annotated[Day | None, Query(alias="from")] = None,
+    end: Annotated[Day | None, Query(alias="to")] = None,
 ) -> list[CalendarEntryOut]:
     """Public holidays and the company's dates and club events (default: the next year)."""
     first = start or utcnow().date()

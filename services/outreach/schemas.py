@@ -10,11 +10,12 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    StrictBool,
     StringConstraints,
     model_validator,
 )
 
-from shared.fields import Label, Timestamp
+from shared.fields import Day, JsonInt, Label, LocalTime, Timestamp
 
 UserName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
 Channel = Literal["sms", "email", "phone", "visit", "letter", "gift"]
@@ -65,16 +66,16 @@ class Budget(_Strict):
     """At most `max` marketing contacts on `channel` in any `window_days` days."""
 
     channel: Channel
-    max: int = Field(ge=0, le=1000)
-    window_days: int = Field(ge=1, le=365)
+    max: JsonInt = Field(ge=0, le=1000)
+    window_days: JsonInt = Field(ge=1, le=365)
 
 
 class QuietHours(_Strict):
     """No automated contact between `start` and `end`, customer's local time (may span
     midnight); held until `end`, never dropped."""
 
-    start: dt.time = dt.time(21)
-    end: dt.time = dt.time(8)
+    start: LocalTime = dt.time(21)
+    end: LocalTime = dt.time(8)
 
 
 class PlanDocument(_Strict):
@@ -84,13 +85,15 @@ class PlanDocument(_Strict):
     specialist: UserName | None = Field(
         default=None, description="Who serves the tier when the owner is `specialist`."
     )
-    revisit_days: int | None = Field(default=None, ge=1, le=730)
-    survey_days: int | None = Field(default=None, ge=1, le=730)
-    holiday_gifts: bool = False
+    revisit_days: JsonInt | None = Field(default=None, ge=1, le=730)
+    survey_days: JsonInt | None = Field(default=None, ge=1, le=730)
+    holiday_gifts: StrictBool = False
     channels: dict[Kind, Channel] = Field(default_factory=dict)
-    birthday_lead_days: int = Field(default=3, ge=0, le=60)
-    repurchase_lead_days: int = Field(default=3, ge=0, le=60)
-    send_at: dt.time = Field(default=dt.time(10), description="Local time of day a contact is due.")
+    birthday_lead_days: JsonInt = Field(default=3, ge=0, le=60)
+    repurchase_lead_days: JsonInt = Field(default=3, ge=0, le=60)
+    send_at: LocalTime = Field(
+        default=dt.time(10), description="Local time of day a contact is due."
+    )
     quiet_hours: QuietHours = Field(default_factory=QuietHours)
     budget: list[Budget] = Field(default_factory=list, max_length=10)
 
@@ -160,7 +163,7 @@ class PlanOut(BaseModel):
 class CalendarCreate(_Strict):
     """A company date or a club event; customers of the invited tiers get a task."""
 
-    on: dt.date
+    on: Day
     kind: Literal["company", "club_event"]
     name: Label
     tiers: list[Annotated[str, StringConstraints(min_length=1, max_length=40)]] = Field(
@@ -171,7 +174,7 @@ class CalendarCreate(_Strict):
 
 class CalendarEntryOut(BaseModel):
     id: uuid.UUID | None
-    on: dt.date
+    on: Day
     kind: str
     name: str
     tiers: list[str]
@@ -184,14 +187,14 @@ class TaskOut(BaseModel):
     kind: str
     occasion: str
     channel: str
-    marketing: bool
-    priority: int
+    marketing: StrictBool
+    priority: JsonInt
     due_at: dt.datetime
     status: str
     assignee: str | None
     basis: dict[str, Any]
     decisions: list[Any]
-    attempts: int
+    attempts: JsonInt
     provider_response: dict[str, Any] | None
     outcome: str | None
     notes: str | None

@@ -7,11 +7,21 @@ import uuid
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    EmailStr,
+    Field,
+    StrictBool,
+    StringConstraints,
+    field_validator,
+)
 
 from shared.events import Channel, ConsentState
 from shared.fields import (
-    CurrencyCode,
+    BaseCurrency,
+    Day,
+    JsonInt,
     Label,
     Money,
     Name,
@@ -27,10 +37,10 @@ Stage = Literal["potential", "target", "cooperating", "lapsed"]
 RelationshipLevel = Literal["vendor", "partner", "strategic_alliance"]
 Source = Literal["yellow_pages", "media", "exhibition", "industry_association", "referral", "other"]
 InteractionKind = Literal["visit", "call", "meeting", "event", "gift", "survey"]
-Satisfaction = Annotated[int, Field(ge=1, le=5)]
+Satisfaction = Annotated[JsonInt, Field(ge=1, le=5)]
 Notes = Annotated[str, StringConstraints(max_length=4000)]
 Phone = Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^\+?[0-9 ()\-]{5,30}$")]
-PastDate = Annotated[dt.date, Field(ge=dt.date(1850, 1, 1))]
+PastDate = Annotated[Day, Field(ge=dt.date(1850, 1, 1))]
 # The calendar a birthday or key date is celebrated in: a lunar one comes back on the
 # same lunar month and day each year (outreach plans it so).
 CalendarKind = Literal["gregorian", "lunar"]
@@ -40,7 +50,7 @@ class StrictModel(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-def _not_future(value: dt.date | None) -> dt.date | None:
+def _not_future(value: Day | None) -> Day | None:
     if value is not None and value > dt.datetime.now(dt.UTC).date():
         raise ValueError("lies in the future")
     return value
@@ -60,7 +70,7 @@ class Supplier(StrictModel):
 
 class KeyDate(StrictModel):
     label: Label
-    date: dt.date
+    date: Day
     calendar: CalendarKind = "gregorian"
 
 
@@ -89,7 +99,7 @@ class CustomerFields(StrictModel):
     industry: Label | None = None
     region: Label | None = None
     size: Annotated[str, StringConstraints(strip_whitespace=True, max_length=50)] | None = None
-    years_in_business: Annotated[int, Field(ge=0, le=1000)] | None = None
+    years_in_business: Annotated[JsonInt, Field(ge=0, le=1000)] | None = None
     industry_standing: Label | None = None
     timezone: TimeZoneName | None = None
     credit: Credit | None = None
@@ -122,7 +132,7 @@ class CustomerPatch(StrictModel):
     industry: Label | None = None
     region: Label | None = None
     size: Annotated[str, StringConstraints(strip_whitespace=True, max_length=50)] | None = None
-    years_in_business: Annotated[int, Field(ge=0, le=1000)] | None = None
+    years_in_business: Annotated[JsonInt, Field(ge=0, le=1000)] | None = None
     industry_standing: Label | None = None
     timezone: TimeZoneName | None = None
     credit: Credit | None = None
@@ -154,7 +164,7 @@ class CustomerOut(BaseModel):
     industry: str | None
     region: str | None
     size: str | None
-    years_in_business: int | None
+    years_in_business: JsonInt | None
     industry_standing: str | None
     timezone: str | None
     credit: Credit
@@ -164,7 +174,7 @@ class CustomerOut(BaseModel):
     stage: Stage
     relationship_level: RelationshipLevel
     account_manager: str | None
-    birthday: dt.date | None
+    birthday: Day | None
     birthday_calendar: CalendarKind
     key_dates: list[KeyDate]
     attributes: dict[str, Any]
@@ -173,7 +183,7 @@ class CustomerOut(BaseModel):
     tier: str | None
     created_at: dt.datetime
     updated_at: dt.datetime
-    version: int
+    version: JsonInt
 
 
 class StageChangeOut(BaseModel):
@@ -197,7 +207,7 @@ class ContactCreate(StrictModel):
     email: EmailStr | None = None
     birthday: PastDate | None = None
     birthday_calendar: CalendarKind = "gregorian"
-    decision_maker: bool = False
+    decision_maker: StrictBool = False
     notes: Notes | None = None
 
     _check_birthday = field_validator("birthday")(_not_future)
@@ -212,7 +222,7 @@ class ContactPatch(StrictModel):
     email: EmailStr | None = None
     birthday: PastDate | None = None
     birthday_calendar: CalendarKind | None = None
-    decision_maker: bool | None = None
+    decision_maker: StrictBool | None = None
     notes: Notes | None = None
 
     _check_birthday = field_validator("birthday")(_not_future)
@@ -227,9 +237,9 @@ class ContactOut(BaseModel):
     role: str | None
     phone: str | None
     email: str | None
-    birthday: dt.date | None
+    birthday: Day | None
     birthday_calendar: CalendarKind
-    decision_maker: bool
+    decision_maker: StrictBool
     notes: str | None
     created_at: dt.datetime
 
@@ -263,7 +273,7 @@ class PurchaseCreate(StrictModel):
         description="Decimal string in the base currency; zero for a free item, negative "
         "for a refund."
     )
-    currency: CurrencyCode
+    currency: BaseCurrency
     quantity: Quantity = Decimal(1)
     unit: ShortLabel | None = None
     category: Label | None = None
@@ -290,7 +300,7 @@ class PurchaseOut(BaseModel):
 
 class PaymentCreate(StrictModel):
     amount: Annotated[Money, Field(gt=0)]
-    currency: CurrencyCode
+    currency: BaseCurrency
     received_at: PastTimestamp
     purchase_id: uuid.UUID | None = None
     method: ShortLabel | None = None
@@ -329,7 +339,7 @@ class InteractionOut(BaseModel):
     at: dt.datetime
     by: str
     contact_id: uuid.UUID | None
-    satisfaction: int | None
+    satisfaction: JsonInt | None
     notes: str | None
     created_at: dt.datetime
 
@@ -347,15 +357,15 @@ class ReferralOut(BaseModel):
     customer_id: uuid.UUID
     name: str | None
     referred_by: uuid.UUID
-    depth: int
+    depth: JsonInt
     revenue: Decimal
-    purchase_count: int
+    purchase_count: JsonInt
 
 
 class ReferralsOut(BaseModel):
     customer_id: uuid.UUID
-    direct: int
-    total: int
+    direct: JsonInt
+    total: JsonInt
     revenue: Decimal = Field(
         description="What everyone referred, directly or further down, bought."
     )

@@ -8,12 +8,12 @@ from decimal import Decimal
 from functools import cached_property
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StringConstraints, model_validator
 
-from shared.fields import Timestamp
+from shared.fields import JsonFloat, JsonInt, Timestamp
 
 TierName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=40)]
-WindowDays = Annotated[int, Field(ge=1, le=3660)]
+WindowDays = Annotated[JsonInt, Field(ge=1, le=3660)]
 BandMetric = Literal["revenue", "quantity", "collected"]
 RuleMetric = Literal[
     "revenue",
@@ -31,7 +31,7 @@ class StrictModel(BaseModel):
 
 class BandTier(StrictModel):
     name: TierName
-    share: Annotated[float, Field(gt=0, le=1)]
+    share: Annotated[JsonFloat, Field(gt=0, le=1)]
 
 
 class Bands(StrictModel):
@@ -66,7 +66,7 @@ class Rule(StrictModel):
     name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
     metric: RuleMetric
     window_days: WindowDays = 90
-    working_days_per_month: Annotated[int, Field(ge=1, le=31)] = 26
+    working_days_per_month: Annotated[JsonInt, Field(ge=1, le=31)] = 26
     op: Literal[">", ">=", "<", "<="]
     value: Annotated[Decimal, Field(allow_inf_nan=False, max_digits=20, decimal_places=6)]
     min_tier: TierName | None = None
@@ -92,7 +92,7 @@ class ValueMatrix(StrictModel):
 
     window_days: WindowDays = 365
     sales_threshold: Annotated[Decimal, Field(ge=0, max_digits=15, decimal_places=2)]
-    collection_threshold: Annotated[float, Field(ge=0, le=1)] = 0.8
+    collection_threshold: Annotated[JsonFloat, Field(ge=0, le=1)] = 0.8
 
 
 class Thermometer(StrictModel):
@@ -101,10 +101,10 @@ class Thermometer(StrictModel):
     trusted < 75 <= ally."""
 
     window_days: WindowDays = 180
-    touches_for_full_frequency: Annotated[int, Field(ge=1, le=1000)] = 12
+    touches_for_full_frequency: Annotated[JsonInt, Field(ge=1, le=1000)] = 12
 
 
-Weight = Annotated[float, Field(ge=0, le=1)]
+Weight = Annotated[JsonFloat, Field(ge=0, le=1)]
 
 
 class Churn(StrictModel):
@@ -116,7 +116,7 @@ class Churn(StrictModel):
     recent_days: WindowDays = 90
     history_days: WindowDays = 730
     silence_days: WindowDays = 90
-    threshold: Annotated[float, Field(gt=0, le=1)] = 0.5
+    threshold: Annotated[JsonFloat, Field(gt=0, le=1)] = 0.5
     weight_rate_drop: Weight = 0.35
     weight_overdue: Weight = 0.35
     weight_complaints: Weight = 0.15
@@ -190,7 +190,7 @@ class PolicyOut(BaseModel):
 
     id: uuid.UUID
     name: str
-    version: int
+    version: JsonInt
     status: Literal["draft", "active", "retired"]
     document: PolicyDocument
     created_by: str
@@ -208,7 +208,7 @@ class Aggregates(BaseModel):
     revenue: Decimal
     quantity: Decimal
     collected: Decimal
-    purchase_count: int
+    purchase_count: JsonInt
     first_purchase_at: dt.datetime | None
     last_purchase_at: dt.datetime | None
 
@@ -219,7 +219,7 @@ class TierHistoryEntry(BaseModel):
     tier: str
     previous_tier: str | None
     policy_id: uuid.UUID
-    policy_version: int
+    policy_version: JsonInt
     reasons: list[str]
     scores: dict[str, Any]
     as_of: dt.datetime
@@ -229,7 +229,7 @@ class TierHistoryEntry(BaseModel):
 class TierView(BaseModel):
     customer_id: uuid.UUID
     tier: str | None
-    at_risk: bool
+    at_risk: StrictBool
     scores: dict[str, Any]
     reasons: list[str]
     history: list[TierHistoryEntry]
@@ -245,18 +245,18 @@ class Mover(BaseModel):
 
 class TierFigures(BaseModel):
     tier: str
-    customers: int
-    revenue_share: float
+    customers: JsonInt
+    revenue_share: JsonFloat
 
 
 class RankingOutcome(BaseModel):
     """What a re-rank did (recompute) or would do (simulate)."""
 
     policy_id: uuid.UUID
-    policy_version: int
+    policy_version: JsonInt
     as_of: dt.datetime
-    customers: int
-    changed: int
+    customers: JsonInt
+    changed: JsonInt
     tiers: list[TierFigures]
     moves: dict[str, int] = Field(description='Counts per "from->to" (from "none" when new).')
     sample: list[Mover]
@@ -264,19 +264,19 @@ class RankingOutcome(BaseModel):
 
 class SummaryTier(BaseModel):
     tier: str
-    customers: int
+    customers: JsonInt
     revenue: Decimal
-    revenue_share: float
-    collection_ratio: float | None
+    revenue_share: JsonFloat
+    collection_ratio: JsonFloat | None
 
 
 class TierSummary(BaseModel):
     policy_id: uuid.UUID
-    policy_version: int
-    window_days: int
+    policy_version: JsonInt
+    window_days: JsonInt
     as_of: dt.datetime
     total_revenue: Decimal
-    top_20_percent_revenue_share: float = Field(
+    top_20_percent_revenue_share: JsonFloat = Field(
         description="Share of revenue made by the top 20% of customers: the 80/20 made visible."
     )
     tiers: list[SummaryTier]
