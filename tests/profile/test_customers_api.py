@@ -57,7 +57,7 @@ async def test_key_without_the_role_is_403_and_writes_nothing(
 
 
 async def test_health_endpoints_are_open(profile: httpx.AsyncClient) -> None:
-    assert (await profile.get("/healthz")).json() == {"status": "ok"}
+    assert (await profile.get("/healthz")).json() == {"status": "ok", "broker": "unknown"}
     ready = await profile.get("/readyz")
     assert ready.status_code == 200, ready.text
     assert ready.json()["checks"] == {"database": "ok", "broker": "ok"}

@@ -1,7 +1,8 @@
 """schemathesis (all checks: server errors, status codes, content types and bodies as
 documented, negative data rejected, stateful sequences) over each service's OpenAPI,
-the service served over real HTTP. Bounded examples and a fixed seed keep it quick and
-repeatable; a failure prints schemathesis's own report with the curl to reproduce it."""
+the services served over real HTTP. Bounded examples and a fixed seed keep it quick and
+repeatable; the four run side by side. A failure prints schemathesis's own report, with
+the curl to reproduce it."""
 
 from __future__ import annotations
 
@@ -11,7 +12,6 @@ import time
 from pathlib import Path
 
 import httpx
-import pytest
 
 from shared.broker import free_port
 from tests.conftest import ADMIN_KEY
@@ -22,52 +22,69 @@ SCHEMATHESIS = Path(sys.executable).parent / "schemathesis"
 EXAMPLES = 10
 
 
-@pytest.mark.parametrize("name", sorted(APPS))
-def test_schemathesis_finds_nothing(name: str, tmp_path: Path) -> None:
+def _serve(name: str, folder: Path) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
     server = subprocess.Popen(
-        [sys.executable, "-m", "tests.shared.serve", name, str(port), str(tmp_path)],
+        [sys.executable, "-m", "tests.shared.serve", name, str(port), str(folder)],
         cwd=ROOT,
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
     )
+    return server, f"http://127.0.0.1:{port}"
+
+
+def _wait_until_up(server: subprocess.Popen[bytes], base: str) -> None:
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        assert server.poll() is None and time.monotonic() < deadline, f"{base} did not start"
+        time.sleep(0.2)
+
+
+def _schemathesis(base: str, folder: Path) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [
+            str(SCHEMATHESIS),
+            "--config-file",
+            str(ROOT / "tests" / "schemathesis.toml"),
+            "run",
+            f"{base}/openapi.json",
+            "--checks",
+            "all",
+            "--max-examples",
+            str(EXAMPLES),
+            "--seed",
+            "1",
+            "--generation-database",
+            "none",
+            "--exclude-path",
+            "/readyz",  # the broker is not started here: readiness has its own tests
+            "-H",
+            f"Authorization: Bearer {ADMIN_KEY}",
+        ],
+        cwd=folder,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def test_schemathesis_finds_nothing_on_any_service(tmp_path: Path) -> None:
+    servers = {name: _serve(name, tmp_path / name) for name in sorted(APPS)}
     try:
-        base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert server.poll() is None and time.monotonic() < deadline, "server did not start"
-            time.sleep(0.2)
-        run = subprocess.run(
-            [
-                str(SCHEMATHESIS),
-                "--config-file",
-                str(ROOT / "tests" / "schemathesis.toml"),
-                "run",
-                f"{base}/openapi.json",
-                "--checks",
-                "all",
-                "--max-examples",
-                str(EXAMPLES),
-                "--seed",
-                "1",
-                "--generation-database",
-                "none",
-                "--exclude-path",
-                "/readyz",  # the broker is not started here: readiness has its own tests
-                "-H",
-                f"Authorization: Bearer {ADMIN_KEY}",
-            ],
-            cwd=tmp_path,
-            capture_output=True,
-            text=True,
-            timeout=600,
+        for server, base in servers.values():
+            _wait_until_up(server, base)
+        runs = {name: _schemathesis(base, tmp_path / name) for name, (_, base) in servers.items()}
+        reports = {name: run.communicate(timeout=900)[0] for name, run in runs.items()}
+        failed = {name: reports[name] for name, run in runs.items() if run.returncode != 0}
+        assert not failed, "\n\n".join(
+            f"===== {name}\n{report[-20000:]}" for name, report in failed.items()
         )
-        assert run.returncode == 0, run.stdout[-20000:] + run.stderr[-5000:]
     finally:
-        server.terminate()
-        server.wait(timeout=10)
+        for server, _ in servers.values():
+            server.terminate()
+            server.wait(timeout=10)
