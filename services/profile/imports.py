@@ -22,6 +22,7 @@ from pydantic import BaseModel, Field, ValidationError
 from sqlalchemy import Table, select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from services.profile import repository as repo
 from services.profile.models import AuditEntry, ConsentChange, Customer, CustomerChange, Purchase
 from services.profile.schemas import CustomerCreate, PurchaseCreate
 from services.profile.service import (
@@ -48,6 +49,7 @@ BATCH_ROWS = 2000
 YIELD_EVERY_ROWS = 8
 MAX_REPORTED_ERRORS = 1000
 MAX_RECORD_CHARS = 65536
+ERASED_REF = "belonged to a customer who was erased: the row is not imported"
 
 CUSTOMER_COLUMNS = frozenset(
     {
@@ -381,6 +383,9 @@ class CustomerImporter(CsvImporter):
             if refs
             else {}
         )
+        erased = await repo.customers.erased_refs(
+            session, [data.external_ref for _, data, _ in valid if data.external_ref]
+        )
         now = utcnow()
         customers: list[dict[str, Any]] = []
         changes: list[dict[str, Any]] = []
@@ -391,6 +396,9 @@ class CustomerImporter(CsvImporter):
             assert data.external_ref is not None
             if data.external_ref in known:
                 report.skipped += 1
+                continue
+            if data.external_ref in erased:
+                report.reject(line, "external_ref", ERASED_REF)
                 continue
             referred_by = None
             if referrer:

@@ -41,6 +41,9 @@ class Customer(Base):
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
     external_ref: Mapped[str | None] = mapped_column(String(100), unique=True)
+    # Once erased: the SHA-256 of the reference the customer had, so that a re-import or a
+    # new customer with it is refused instead of bringing the person back.
+    erased_ref_digest: Mapped[str | None] = mapped_column(String(64), index=True)
     name: Mapped[str | None] = mapped_column(String(200))
     kind: Mapped[str] = mapped_column(String(20))
     industry: Mapped[str | None] = mapped_column(String(100), index=True)

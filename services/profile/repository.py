@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from decimal import Decimal
 from typing import Any, TypeVar
 
@@ -27,6 +28,11 @@ Row = TypeVar("Row", Purchase, Payment, Interaction, Contact)
 MAX_REFERRAL_DEPTH = 10
 
 
+def erased_ref_digest(ref: str) -> str:
+    """One-way: the reference cannot be read back from it."""
+    return hashlib.sha256(ref.encode()).hexdigest()
+
+
 class CustomerRepository:
     async def get(self, session: AsyncSession, customer_id: uuid.UUID) -> Customer | None:
         return await session.get(Customer, customer_id)
@@ -43,6 +49,16 @@ class CustomerRepository:
     async def get_by_external_ref(self, session: AsyncSession, ref: str) -> Customer | None:
         found = await session.execute(select(Customer).where(Customer.external_ref == ref))
         return found.scalar_one_or_none()
+
+    async def erased_refs(self, session: AsyncSession, refs: Iterable[str]) -> set[str]:
+        """Which of these references belonged to a customer since erased."""
+        by_digest = {erased_ref_digest(ref): ref for ref in refs}
+        if not by_digest:
+            return set()
+        found = await session.execute(
+            select(Customer.erased_ref_digest).where(Customer.erased_ref_digest.in_(by_digest))
+        )
+        return {by_digest[digest] for digest in found.scalars() if digest is not None}
 
     async def add(self, session: AsyncSession, customer: Customer) -> Customer:
         session.add(customer)

@@ -156,10 +156,8 @@ class ProfileService:
             if data.account_manager not in (None, actor.user):
                 raise Forbidden("Account managers create customers for themselves only.")
             data = data.model_copy(update={"account_manager": actor.user})
-        if data.external_ref and await repo.customers.get_by_external_ref(
-            session, data.external_ref
-        ):
-            raise Conflict(f"A customer with external_ref {data.external_ref!r} exists.")
+        if data.external_ref:
+            await self._check_new_ref(session, data.external_ref)
         if data.referred_by and await self._live(session, data.referred_by) is None:
             raise field_error("referred_by", "names no known customer")
         now = utcnow()
@@ -253,9 +251,7 @@ class ProfileService:
         ):
             raise Forbidden("Only an admin hands a customer to another account manager.")
         if given.get("external_ref") and given["external_ref"] != customer.external_ref:
-            other = await repo.customers.get_by_external_ref(session, given["external_ref"])
-            if other is not None:
-                raise Conflict(f"A customer with external_ref {given['external_ref']!r} exists.")
+            await self._check_new_ref(session, given["external_ref"])
         if given.get("referred_by") is not None:
             await self._check_referrer(session, customer.id, given["referred_by"])
         before = {field: customer_changes_payload(customer, [field])[field] for field in given}
@@ -308,6 +304,8 @@ class ProfileService:
             await repo.customers.get_for_update(session, customer_id), customer_id, actor
         )
         now = utcnow()
+        if customer.external_ref:
+            customer.erased_ref_digest = repo.erased_ref_digest(customer.external_ref)
         for field in PERSONAL_FIELDS:
             setattr(customer, field, None)
         customer.suppliers = []
@@ -328,6 +326,17 @@ class ProfileService:
             data={},
             occurred_at=now,
         )
+
+    @staticmethod
+    async def _check_new_ref(session: AsyncSession, ref: str) -> None:
+        """409 for a reference another customer has, or an erased customer had."""
+        if await repo.customers.get_by_external_ref(session, ref):
+            raise Conflict(f"A customer with external_ref {ref!r} exists.")
+        if await repo.customers.erased_refs(session, [ref]):
+            raise Conflict(
+                f"external_ref {ref!r} belonged to a customer who was erased: it is not "
+                "used again, so the person is not brought back."
+            )
 
     async def list_customers(
         self,

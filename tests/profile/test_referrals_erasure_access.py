@@ -104,6 +104,53 @@ async def test_erasure_removes_personal_data_and_keeps_amounts(
     assert event["customer_id"] == cid and event["data"] == {}
 
 
+async def test_an_erased_customer_stays_erased_through_re_imports_and_new_records(
+    profile: httpx.AsyncClient, profile_db: str
+) -> None:
+    csv = (
+        b"external_ref,name,kind,birthday\nERP-7,Zhang Wei,person,1980-05-01\nERP-8,Li Na,person,\n"
+    )
+    headers = {**ADMIN, "content-type": "text/csv"}
+    first = (await profile.post("/v1/imports/customers", content=csv, headers=headers)).json()
+    assert first["accepted"] == 2
+    [zhang] = (
+        await profile.get("/v1/customers", params={"external_ref": "ERP-7"}, headers=ADMIN)
+    ).json()["items"]
+    assert (await profile.delete(f"/v1/customers/{zhang['id']}", headers=ADMIN)).status_code == 204
+
+    again = (await profile.post("/v1/imports/customers", content=csv, headers=headers)).json()
+    assert (again["accepted"], again["skipped"], again["rejected"]) == (0, 1, 1)
+    assert again["errors"] == [
+        {
+            "line": 2,
+            "field": "external_ref",
+            "reason": "belonged to a customer who was erased: the row is not imported",
+        }
+    ]
+    created = await profile.post(
+        "/v1/customers",
+        json={"name": "Zhang Wei", "kind": "person", "external_ref": "ERP-7"},
+        headers=ADMIN,
+    )
+    assert created.status_code == 409, created.text
+    assert "erased" in created.json()["detail"]
+    [li] = (
+        await profile.get("/v1/customers", params={"external_ref": "ERP-8"}, headers=ADMIN)
+    ).json()["items"]
+    renamed = await profile.patch(
+        f"/v1/customers/{li['id']}",
+        json={"external_ref": "ERP-7"},
+        headers={**ADMIN, "If-Match": '"1"'},
+    )
+    assert renamed.status_code == 409
+    rows = await query(
+        profile_db, "SELECT name, birthday, external_ref, erased_ref_digest FROM customers"
+    )
+    assert [r.name for r in rows if r.name] == ["Li Na"]
+    digests = [r.erased_ref_digest for r in rows if r.erased_ref_digest]
+    assert len(digests) == 1 and "ERP-7" not in digests[0]  # one-way: the ref is not kept
+
+
 async def test_account_managers_see_and_change_only_their_customers(
     profile: httpx.AsyncClient,
 ) -> None:
