@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: up test lint typecheck unit install migrate bench clean
+.PHONY: up test lint typecheck unit install migrate import bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +20,11 @@ up: $(STAMP)
 
 migrate: $(STAMP)
 	$(BIN)/crm migrate
+
+## Import a CSV into profile: make import KIND=customers FILE=path/to/customers.csv
+import: $(STAMP)
+	@test -n "$(KIND)" -a -n "$(FILE)" || { echo "usage: make import KIND=customers|purchases FILE=path.csv"; exit 2; }
+	$(BIN)/crm import $(KIND) "$(abspath $(FILE))"
 
 ## Lint, type-check and run the whole suite (SQLite and PostgreSQL).
 test: lint typecheck unit

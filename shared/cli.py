@@ -21,13 +21,14 @@ from typing import Annotated, Any
 
 import httpx
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
-from shared.broker import EmbeddedBroker, port_open
+from shared.broker import EmbeddedBroker, die_with_parent, port_open
 from shared.db import migrate as migrate_database
 from shared.kafka import ensure_platform_topics
-from shared.settings import ServiceSettings
+from shared.settings import ServiceSettings, project_data_dir
 
 SERVICES = ("profile", "tiering", "outreach", "complaints")
 
@@ -42,15 +43,50 @@ def service_module(name: str) -> Any:
 
 
 def service_settings(name: str) -> ServiceSettings:
-    """The service's settings as its process will read them from the environment."""
+    """The service's settings as its process will read them from the environment; a bad
+    one stops the command with one line per problem, naming the variable."""
     module = importlib.import_module(f"services.{name}.settings")
     settings_class = next(
         value
         for key, value in vars(module).items()
         if key.endswith("Settings") and value is not ServiceSettings
     )
-    settings: ServiceSettings = settings_class()
+    try:
+        settings: ServiceSettings = settings_class()
+    except ValidationError as exc:
+        prefix = settings_class.model_config.get("env_prefix", "CRM_")
+        for error in exc.errors():
+            field = str(error["loc"][0]) if error.get("loc") else ""
+            variable = _variable_of(settings_class, field, prefix)
+            message = str(error["msg"]).removeprefix("Value error, ")
+            console.print(f"[red]{variable + ': ' if variable else ''}{message}[/]", soft_wrap=True)
+        raise typer.Exit(2) from None
     return settings
+
+
+def _variable_of(settings_class: type[ServiceSettings], field: str, prefix: str) -> str:
+    """The environment variable a settings field is read from (`CRM_...`)."""
+    info = settings_class.model_fields.get(field)
+    if info is None:
+        return ""
+    alias = info.validation_alias
+    choices = getattr(alias, "choices", None)
+    if choices:
+        return str(next((c for c in choices if str(c).startswith("CRM_")), choices[-1]))
+    return f"{prefix}{field}".upper()
+
+
+def use_project_environment(data_dir: Path | None = None) -> tuple[Path, str | None]:
+    """What every command runs with, as `crm up` sets it for its services: the data
+    folder (the project's own by default, whatever the current folder) and the API keys
+    kept in it, unless CRM_API_KEYS is given. The folder, and the admin key to print
+    (None when the keys came from the environment)."""
+    folder = (data_dir or Path(os.environ.get("CRM_DATA_DIR") or project_data_dir())).resolve()
+    folder.mkdir(parents=True, exist_ok=True)
+    os.environ["CRM_DATA_DIR"] = str(folder)
+    api_keys, admin_key = load_or_create_api_keys(folder)
+    os.environ["CRM_API_KEYS"] = api_keys
+    return folder, admin_key
 
 
 def load_or_create_api_keys(data_dir: Path) -> tuple[str, str | None]:
@@ -81,6 +117,7 @@ def migrate(
     ] = None,
 ) -> None:
     """Bring each service's database to the latest schema."""
+    use_project_environment()
     for name in service or SERVICES:
         module = service_module(name)
         settings = service_settings(name)
@@ -117,9 +154,11 @@ def import_file(
     file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True)],
     actor: Annotated[str, typer.Option(help="Recorded as who made the change.")] = "cli",
 ) -> None:
-    """Import a CSV file into profile's database (events follow through the outbox)."""
+    """Import a CSV file into profile's database (events follow through the outbox).
+    Exits 1 when rows were rejected, 2 when the file was refused whole."""
     from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 
+    use_project_environment()
     from shared.db import create_engine, session_factory
 
     importers = importlib.import_module("services.profile.imports").IMPORTERS
@@ -170,6 +209,8 @@ def import_file(
         out.print(f"  line {error.line}: {error.field}: {error.reason}")
     if report.rejected > 20:
         out.print(f"  ... and {report.rejected - 20} more")
+    if report.rejected:
+        raise typer.Exit(1)
 
 
 def _safe_url(url: str) -> str:
@@ -210,8 +251,12 @@ def up(
     ] = None,
     broker_port: Annotated[int, typer.Option(help="Port of the embedded broker.")] = 9092,
     data_dir: Annotated[
-        Path, typer.Option(envvar="CRM_DATA_DIR", help="Where SQLite files and keys live.")
-    ] = Path(".crm"),
+        Path | None,
+        typer.Option(
+            envvar="CRM_DATA_DIR",
+            help="Where SQLite files and keys live (default: the project's .crm folder).",
+        ),
+    ] = None,
     ready_timeout: Annotated[float, typer.Option(help="Seconds to wait for /readyz.")] = 60,
 ) -> None:
     """Start the broker and all four services; Ctrl-C stops everything, broker last.
@@ -219,11 +264,15 @@ def up(
     Database URLs come from CRM_<SERVICE>_DATABASE_URL (SQLite files in the data folder
     by default); ports from CRM_<SERVICE>_PORT (8001-8004 by default).
     """
-    data_dir = data_dir.resolve()
-    data_dir.mkdir(parents=True, exist_ok=True)
-    api_keys, admin_key = load_or_create_api_keys(data_dir)
-    os.environ["CRM_API_KEYS"] = api_keys
-    os.environ["CRM_DATA_DIR"] = str(data_dir)
+    data_dir, admin_key = use_project_environment(data_dir)
+    for name in SERVICES:
+        settings = service_settings(name)
+        if port_open(settings.host, settings.port):
+            console.print(
+                f"[red]port {settings.port} ({name}) is taken[/]: stop what uses it or set "
+                f"CRM_{name.upper()}_PORT"
+            )
+            raise typer.Exit(1)
 
     broker: EmbeddedBroker | None = None
     if kafka is None:
@@ -278,6 +327,7 @@ def up(
                 [sys.executable, "-m", "shared.cli", "serve", name],
                 stdout=log_path.open("ab"),
                 stderr=subprocess.STDOUT,
+                preexec_fn=die_with_parent,
             )
             urls[name] = f"http://{settings.host}:{settings.port}"
         _wait_ready(urls, processes, ready_timeout)

@@ -75,6 +75,12 @@ class PreconditionFailed(ProblemError):
     title = "Precondition failed"
 
 
+class UnsupportedMediaType(ProblemError):
+    status = 415
+    code = "unsupported-media-type"
+    title = "Unsupported media type"
+
+
 class ServiceUnavailable(ProblemError):
     status = 503
     code = "unavailable"

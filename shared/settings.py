@@ -24,6 +24,13 @@ class ApiKeyGrant(BaseModel):
     user: str
 
 
+def project_data_dir() -> Path:
+    """Where the embedded default keeps its databases and keys: the project's own `.crm`
+    when running from a checkout (whatever the current folder), else `./.crm`."""
+    root = Path(__file__).resolve().parents[1]
+    return root / ".crm" if (root / "pyproject.toml").exists() else Path(".crm")
+
+
 def _platform(name: str) -> Any:
     """A field read from the platform-wide `CRM_<NAME>` variable (or its field name)."""
     return AliasChoices(name, f"CRM_{name.upper()}")
@@ -39,7 +46,7 @@ class ServiceSettings(BaseSettings):
     port: int = 8000
     database_url: str = ""
 
-    data_dir: Path = Field(default=Path(".crm"), validation_alias=_platform("data_dir"))
+    data_dir: Path = Field(default_factory=project_data_dir, validation_alias=_platform("data_dir"))
     dev_mode: bool = Field(default=False, validation_alias=_platform("dev_mode"))
     api_keys: dict[str, ApiKeyGrant] = Field(
         default_factory=dict, validation_alias=_platform("api_keys")

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.datastructures import UploadFile
 
 from services.profile.imports import IMPORTERS, ImportReport
 from services.profile.models import Contact, Customer, Interaction, Payment, Purchase
@@ -36,7 +39,7 @@ from services.profile.schemas import (
 from services.profile.service import RECORD_TIME, profile_service
 from shared.app import SessionDep, SettingsDep, runtime_of
 from shared.auth import Principal, require_roles
-from shared.errors import InvalidInput
+from shared.errors import InvalidInput, UnsupportedMediaType
 from shared.fields import Timestamp
 from shared.idempotency import IdempotencyKey, idempotent
 from shared.openapi import problems
@@ -581,27 +584,71 @@ async def list_interactions(
 
 
 # ---------------------------------------------------------------- imports
+CSV_MEDIA_TYPES = frozenset({"text/csv", "application/csv", "text/plain"})
 CSV_BODY = {
     "requestBody": {
         "required": True,
-        "content": {"text/csv": {"schema": {"type": "string", "format": "binary"}}},
+        "content": {
+            "text/csv": {"schema": {"type": "string", "format": "binary"}},
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["file"],
+                    "properties": {"file": {"type": "string", "format": "binary"}},
+                }
+            },
+        },
     }
 }
 
 
+@asynccontextmanager
+async def uploaded_csv(request: Request) -> AsyncIterator[AsyncIterator[bytes]]:
+    """The CSV bytes of an import: the raw body (`text/csv`), or the `file` field of a
+    form upload (`multipart/form-data`, as browsers and `curl -F file=@x.csv` send it,
+    spooled to disk by Starlette, never held in memory)."""
+    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media_type in CSV_MEDIA_TYPES:
+        yield request.stream()
+        return
+    if media_type != "multipart/form-data":
+        raise UnsupportedMediaType(
+            f"Send the CSV as text/csv or as the 'file' field of multipart/form-data, "
+            f"not {media_type or 'a body without a content type'}."
+        )
+    async with request.form(max_files=1, max_fields=10) as form:
+        upload = form.get("file")
+        if not isinstance(upload, UploadFile):
+            raise InvalidInput(
+                "The form has no file field named 'file'.",
+                errors=[{"field": "file", "in": "body", "message": "missing", "type": "missing"}],
+            )
+
+        async def chunks() -> AsyncIterator[bytes]:
+            while chunk := await upload.read(1 << 20):
+                yield chunk
+
+        yield chunks()
+
+
 async def _import(kind: str, request: Request, principal: Principal) -> ImportReport:
     runtime = runtime_of(request)
-    return await IMPORTERS[kind].run(
-        runtime.sessions,
-        request.stream(),
-        actor=principal.user,
-        base_currency=runtime.settings.base_currency,
-        on_commit=runtime.relay.wake,
-    )
+    async with uploaded_csv(request) as chunks:
+        return await IMPORTERS[kind].run(
+            runtime.sessions,
+            chunks,
+            actor=principal.user,
+            base_currency=runtime.settings.base_currency,
+            on_commit=runtime.relay.wake,
+        )
 
 
 @router.post(
-    "/imports/customers", response_model=ImportReport, tags=["imports"], openapi_extra=CSV_BODY
+    "/imports/customers",
+    response_model=ImportReport,
+    tags=["imports"],
+    openapi_extra=CSV_BODY,
+    responses=problems(415),
 )
 async def import_customers(request: Request, principal: Admin) -> ImportReport:
     """Import customers from CSV (streamed; re-importing the same file creates nothing new).
@@ -615,7 +662,11 @@ async def import_customers(request: Request, principal: Admin) -> ImportReport:
 
 
 @router.post(
-    "/imports/purchases", response_model=ImportReport, tags=["imports"], openapi_extra=CSV_BODY
+    "/imports/purchases",
+    response_model=ImportReport,
+    tags=["imports"],
+    openapi_extra=CSV_BODY,
+    responses=problems(415),
 )
 async def import_purchases(request: Request, principal: Admin) -> ImportReport:
     """Import purchases from CSV (streamed; rows keep their own purchased_at).

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -88,3 +89,43 @@ def test_crm_up_serves_all_four_and_stops_cleanly(tmp_path: Path) -> None:
     assert "crm is up" in out and "/docs" in out
     assert "broker stopped" in err
     assert not any(port_open("127.0.0.1", p) for p in [*ports.values(), broker_port])
+
+
+def _crm_up(tmp_path: Path, ports: dict[str, int], broker_port: int) -> subprocess.Popen[str]:
+    env = {key: value for key, value in os.environ.items() if not key.startswith("CRM_")}
+    env.update({f"CRM_{name.upper()}_PORT": str(port) for name, port in ports.items()})
+    return subprocess.Popen(
+        [sys.executable, "-m", "shared.cli", "up", "--broker-port", str(broker_port)],
+        env={**env, "CRM_DATA_DIR": str(tmp_path / "data")},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def test_crm_up_explains_a_taken_port_and_leaves_nothing_behind_when_killed(
+    tmp_path: Path,
+) -> None:
+    ports = {name: free_port() for name in ("profile", "tiering", "outreach", "complaints")}
+    broker_port = free_port()
+    with socket.create_server(("127.0.0.1", ports["tiering"])):
+        refused = _crm_up(tmp_path, ports, broker_port)
+        _, err = refused.communicate(timeout=60)
+    assert refused.returncode == 1
+    assert f"port {ports['tiering']} (tiering) is taken" in err
+    assert "CRM_TIERING_PORT" in err
+    assert not port_open("127.0.0.1", broker_port)
+
+    process = _crm_up(tmp_path, ports, broker_port)
+    try:
+        deadline = time.monotonic() + 90
+        while not all(port_open("127.0.0.1", p) for p in [*ports.values(), broker_port]):
+            assert process.poll() is None and time.monotonic() < deadline, "not up"
+            time.sleep(0.5)
+    finally:
+        process.kill()  # SIGKILL: nothing of crm up runs after this
+        process.communicate(timeout=30)
+    deadline = time.monotonic() + 30
+    while any(port_open("127.0.0.1", p) for p in [*ports.values(), broker_port]):
+        assert time.monotonic() < deadline, "a service or the broker outlived crm up"
+        time.sleep(0.2)

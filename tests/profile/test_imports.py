@@ -22,6 +22,7 @@ from services.profile.settings import ProfileSettings
 from shared.broker import EmbeddedBroker
 from shared.events import PurchaseRecorded
 from shared.outbox import event_json
+from shared.settings import project_data_dir
 from tests.conftest import ADMIN, API_KEYS, MANAGER, running, service_settings
 from tests.profile.helpers import create_customer, events, query
 
@@ -169,6 +170,36 @@ async def test_bad_files_are_refused_whole_and_write_nothing(
     assert denied.status_code == 403
 
 
+async def test_a_form_upload_imports_like_a_raw_body_and_other_types_are_415(
+    profile: httpx.AsyncClient, profile_db: str
+) -> None:
+    form = await profile.post(
+        "/v1/imports/customers",
+        files={"file": ("customers.csv", CUSTOMERS.encode(), "text/csv")},
+        headers=ADMIN,
+    )
+    assert form.status_code == 200, form.text
+    assert (form.json()["accepted"], form.json()["rejected"]) == (2, 4)
+    raw = await profile.post("/v1/imports/customers", content=CUSTOMERS.encode(), headers=CSV)
+    assert (raw.json()["accepted"], raw.json()["skipped"]) == (0, 2)  # the same file again
+    for content_type in ("application/json", "application/x-www-form-urlencoded"):
+        refused = await profile.post(
+            "/v1/imports/customers",
+            content=CUSTOMERS.encode(),
+            headers={**ADMIN, "content-type": content_type},
+        )
+        assert refused.status_code == 415, refused.text
+        assert refused.headers["content-type"] == "application/problem+json"
+    no_file = await profile.post(
+        "/v1/imports/customers",
+        files={"attachment": ("x.csv", b"a,b\n", "text/csv")},
+        headers=ADMIN,
+    )
+    assert no_file.status_code == 422
+    assert no_file.json()["errors"][0]["field"] == "file"
+    assert (await query(profile_db, "SELECT count(*) AS n FROM customers"))[0].n == 2
+
+
 async def test_an_endless_line_is_one_rejected_row_and_never_held_whole(
     profile: httpx.AsyncClient, profile_db: str
 ) -> None:
@@ -244,7 +275,7 @@ def test_cli_import_with_progress(tmp_path: Path, profile_db: str) -> None:
         timeout=120,
         check=False,
     )
-    assert done.returncode == 0, done.stderr
+    assert done.returncode == 1, done.stderr  # rows were rejected
     assert "accepted 2, skipped 0 (already imported), rejected 4" in done.stdout
     assert "line 4: kind" in done.stdout
     again = subprocess.run(
@@ -256,6 +287,49 @@ def test_cli_import_with_progress(tmp_path: Path, profile_db: str) -> None:
         check=False,
     )
     assert "accepted 0, skipped 2" in again.stdout
+
+
+def test_the_cli_runs_from_any_folder_without_extra_variables(tmp_path: Path) -> None:
+    """As after `make up`: no CRM_DEV_MODE, no keys given, started from another folder;
+    the data folder (here given, by default the project's .crm) holds the databases."""
+    elsewhere, data = tmp_path / "somewhere", tmp_path / "data"
+    elsewhere.mkdir()
+    good = elsewhere / "good.csv"
+    good.write_text("external_ref,name,kind\nG-1,Good,company\n", encoding="utf-8")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CRM_")}
+    env["CRM_DATA_DIR"] = str(data)
+
+    def crm(*args: str, **extra: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(Path(sys.executable).parent / "crm"), *args],
+            cwd=elsewhere,
+            env={**env, **extra},
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+
+    assert crm("migrate", "--service", "profile").returncode == 0
+    done = crm("import", "customers", str(good))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "accepted 1" in done.stdout
+    assert (data / "profile.db").exists() and (data / "api-keys.json").exists()
+    bad = crm(
+        "import",
+        "customers",
+        str(good),
+        CRM_API_KEYS='{"short": {"roles": ["admin"], "user": "a"}}',
+    )
+    assert bad.returncode == 2
+    assert "Traceback" not in bad.stderr
+    [line] = [text for text in bad.stderr.splitlines() if text.strip()]
+    assert "CRM_API_KEYS" in line and "16 characters" in line
+
+
+def test_the_default_data_folder_is_the_projects_own() -> None:
+    root = Path(__file__).resolve().parents[2]
+    assert project_data_dir() == root / ".crm"
 
 
 @pytest.mark.parametrize(
