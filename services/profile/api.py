@@ -11,6 +11,7 @@ from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException
 
 from services.profile.imports import IMPORTERS, ImportReport
 from services.profile.models import Contact, Customer, Interaction, Payment, Purchase
@@ -258,7 +259,7 @@ async def get_audit_trail(
     rows = await profile_service.audit_trail(
         session, customer_id, principal, before=before, limit=limit + 1
     )
-    return page_of(rows, limit, AuditEntryOut.model_validate, lambda entry: (entry.id,))
+    return page_of(rows, limit, AuditEntryOut.model_validate, lambda entry: (entry["id"],))
 
 
 @router.get(
@@ -616,7 +617,11 @@ async def uploaded_csv(request: Request) -> AsyncIterator[AsyncIterator[bytes]]:
             f"Send the CSV as text/csv or as the 'file' field of multipart/form-data, "
             f"not {media_type or 'a body without a content type'}."
         )
-    async with request.form(max_files=1, max_fields=10) as form:
+    try:
+        form = await request.form(max_files=1, max_fields=10)
+    except HTTPException as exc:  # Starlette's answer to a form it cannot parse
+        raise InvalidInput(f"The form upload is malformed: {exc.detail}.") from exc
+    try:
         upload = form.get("file")
         if not isinstance(upload, UploadFile):
             raise InvalidInput(
@@ -629,6 +634,8 @@ async def uploaded_csv(request: Request) -> AsyncIterator[AsyncIterator[bytes]]:
                 yield chunk
 
         yield chunks()
+    finally:
+        await form.close()
 
 
 async def _import(kind: str, request: Request, principal: Principal) -> ImportReport:

@@ -73,13 +73,23 @@ class CustomerRepository:
         text: str | None,
         after: tuple[dt.datetime, uuid.UUID] | None,
         limit: int,
+        contact_fields: bool = True,
     ) -> Sequence[Customer]:
+        """`text` matches names, references and (with `contact_fields`) the contacts'
+        names and emails."""
         query: Select[Customer] = select(Customer).where(Customer.erased_at.is_(None))
         for field, value in filters.items():
             query = query.where(getattr(Customer, field) == value)
         if text:
             escaped = text.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-            query = query.where(Customer.search_text.like(f"%{escaped}%", escape="\\"))
+            pattern = f"%{escaped}%"
+            if contact_fields:
+                query = query.where(Customer.search_text.like(pattern, escape="\\"))
+            else:
+                query = query.where(
+                    func.lower(Customer.name).like(pattern, escape="\\")
+                    | func.lower(Customer.external_ref).like(pattern, escape="\\")
+                )
         if after is not None:
             query = query.where(tuple_(Customer.created_at, Customer.id) > tuple_(*after))
         query = query.order_by(Customer.created_at, Customer.id).limit(limit)
@@ -100,8 +110,9 @@ class CustomerRepository:
 
     async def referral_tree(
         self, session: AsyncSession, customer_id: uuid.UUID
-    ) -> list[tuple[uuid.UUID, str | None, uuid.UUID, int, Decimal, int]]:
-        """Everyone referred by the customer, directly or further down, with what they bought."""
+    ) -> list[tuple[uuid.UUID, str | None, uuid.UUID, int, Decimal, int, str | None]]:
+        """Everyone referred by the customer, directly or further down, with what they
+        bought and who manages them."""
         tree = (
             select(
                 Customer.id.label("customer_id"),
@@ -134,16 +145,19 @@ class CustomerRepository:
                 func.min(tree.c.depth),
                 func.coalesce(func.max(spend.c.revenue), 0),
                 func.coalesce(func.max(spend.c.purchases), 0),
+                Customer.account_manager,
             )
             .join(Customer, Customer.id == tree.c.customer_id)
             .outerjoin(spend, spend.c.customer_id == tree.c.customer_id)
-            .group_by(tree.c.customer_id, Customer.name, tree.c.referred_by)
+            .group_by(
+                tree.c.customer_id, Customer.name, tree.c.referred_by, Customer.account_manager
+            )
             .order_by(func.min(tree.c.depth), tree.c.customer_id)
         )
         # The sums keep the column's type, so they come back as exact decimals.
         return [
-            (cid, name, parent, int(depth), Decimal(revenue), int(count))
-            for cid, name, parent, depth, revenue, count in rows.all()
+            (cid, name, parent, int(depth), Decimal(revenue), int(count), manager)
+            for cid, name, parent, depth, revenue, count, manager in rows.all()
         ]
 
 

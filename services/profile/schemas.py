@@ -369,4 +369,7 @@ class ReferralsOut(BaseModel):
     revenue: Decimal = Field(
         description="What everyone referred, directly or further down, bought."
     )
+    hidden: JsonInt = Field(
+        0, description="Referred customers left out of the list: not the caller's to see."
+    )
     referrals: list[ReferralOut]

@@ -32,7 +32,8 @@ from services.profile.schemas import (
     PaymentCreate,
     PurchaseCreate,
 )
-from shared.auth import ADMIN, Principal
+from shared.access import CustomerAccess, access_of
+from shared.auth import Principal
 from shared.db import utcnow
 from shared.errors import (
     Conflict,
@@ -61,7 +62,6 @@ RECORD_TIME: dict[type[Any], str] = {
     Payment: "received_at",
     Interaction: "at",
 }
-ACCOUNT_MANAGER = "account_manager"
 TRACKED_STAGES = ("stage", "relationship_level")
 # Customer fields that are personal data: cleared on erasure.
 PERSONAL_FIELDS = ("name", "birthday", "notes", "credit_notes", "external_ref")
@@ -80,8 +80,31 @@ def field_error(field: str, message: str) -> InvalidInput:
 
 
 def scoped_to_own(principal: Principal) -> bool:
-    """Account managers see and change only the customers assigned to them."""
-    return ACCOUNT_MANAGER in principal.roles and ADMIN not in principal.roles
+    """Account managers see and change only the customers assigned to them (the shared
+    rule of `shared.access`)."""
+    return access_of(principal).manager_scope is not None
+
+
+# Audit actions about contact people: their details are not for analysts.
+CONTACT_ACTIONS = frozenset({"contact_added", "contact_updated", "contact_removed"})
+REDACTED = "[redacted]"
+
+
+def redacted_for(access: CustomerAccess, entry: AuditEntry) -> dict[str, Any]:
+    """An audit entry as `access` may read it: a contact change keeps only which contact
+    changed and which fields, for a key that may not see personal details."""
+    changes = dict(entry.changes or {})
+    if entry.action in CONTACT_ACTIONS and not access.sees_personal_details:
+        changes = {
+            key: value if key == "contact_id" else REDACTED for key, value in changes.items()
+        }
+    return {
+        "id": entry.id,
+        "actor": entry.actor,
+        "action": entry.action,
+        "changes": changes,
+        "at": entry.at,
+    }
 
 
 def _json_value(value: Any) -> Any:
@@ -354,7 +377,12 @@ class ProfileService:
                 return []
             filters = {**filters, "account_manager": actor.user}
         return await repo.customers.search(
-            session, filters=filters, text=text, after=decode_time_key(cursor), limit=limit
+            session,
+            filters=filters,
+            text=text,
+            after=decode_time_key(cursor),
+            limit=limit,
+            contact_fields=access_of(actor).sees_personal_details,
         )
 
     async def stage_history(
@@ -370,10 +398,12 @@ class ProfileService:
         *,
         before: int | None,
         limit: int,
-    ) -> Sequence[AuditEntry]:
-        """Who changed what, newest first."""
+    ) -> list[dict[str, Any]]:
+        """Who changed what, newest first (contact details redacted for analysts)."""
         await self.get_customer(session, customer_id, actor)
-        return await repo.history.audit(session, customer_id, before=before, limit=limit)
+        access = access_of(actor)
+        entries = await repo.history.audit(session, customer_id, before=before, limit=limit)
+        return [redacted_for(access, entry) for entry in entries]
 
     # ------------------------------------------------------------ contacts and consent
     async def add_contact(
@@ -672,14 +702,19 @@ class ProfileService:
     async def referrals(
         self, session: AsyncSession, customer_id: uuid.UUID, actor: Principal
     ) -> dict[str, Any]:
-        """Whom the customer brought in, directly and further down, and what they bought."""
+        """Whom the customer brought in, directly and further down, and what they bought.
+        The counts and revenue are the whole network's (what the customer is worth as a
+        referrer); the people listed are only those the caller may see."""
         await self.get_customer(session, customer_id, actor)
         rows = await repo.customers.referral_tree(session, customer_id)
+        access = access_of(actor)
+        shown = [row for row in rows if access.may_see_customer(row[6])]
         return {
             "customer_id": customer_id,
             "direct": len([row for row in rows if row[3] == 1]),
             "total": len(rows),
             "revenue": sum((row[4] for row in rows), Decimal("0.00")),
+            "hidden": len(rows) - len(shown),
             "referrals": [
                 {
                     "customer_id": cid,
@@ -689,7 +724,7 @@ class ProfileService:
                     "revenue": revenue,
                     "purchase_count": count,
                 }
-                for cid, name, parent, depth, revenue, count in rows
+                for cid, name, parent, depth, revenue, count, _ in shown
             ],
         }
 

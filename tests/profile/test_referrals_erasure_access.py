@@ -211,3 +211,61 @@ async def test_account_managers_see_and_change_only_their_customers(
         ("root", "updated"),
         ("mia", "created"),
     ]
+
+
+async def test_a_referral_tree_lists_only_the_customers_the_caller_may_see(
+    profile: httpx.AsyncClient,
+) -> None:
+    mine = await create_customer(profile, name="Mia's", account_manager="mia")
+    theirs = await create_customer(
+        profile, name="Someone else's", account_manager="leo", referred_by=mine["id"]
+    )
+    also_mine = await create_customer(
+        profile, name="Also Mia's", account_manager="mia", referred_by=theirs["id"]
+    )
+    await buy(profile, theirs["id"], "900.00")
+    await buy(profile, also_mine["id"], "100.00")
+    url = f"/v1/customers/{mine['id']}/referrals"
+    as_manager = (await profile.get(url, headers=MANAGER)).json()
+    assert [r["name"] for r in as_manager["referrals"]] == ["Also Mia's"]
+    assert (as_manager["total"], as_manager["hidden"]) == (2, 1)
+    assert Decimal(as_manager["revenue"]) == Decimal("1000.00")  # the referrer's worth
+    assert "900" not in str(as_manager["referrals"])
+    as_admin = (await profile.get(url, headers=ADMIN)).json()
+    assert [r["name"] for r in as_admin["referrals"]] == ["Someone else's", "Also Mia's"]
+    assert as_admin["hidden"] == 0
+
+
+async def test_analysts_read_no_contact_details_in_the_audit_or_through_search(
+    profile: httpx.AsyncClient,
+) -> None:
+    customer = await create_customer(profile, name="Songhua Dairy")
+    url = f"/v1/customers/{customer['id']}"
+    added = await profile.post(
+        f"{url}/contacts",
+        json={"name": "Wang Fang", "email": "wang.fang@songhua.example", "phone": "13800000000"},
+        headers=ADMIN,
+    )
+    await profile.patch(
+        f"{url}/contacts/{added.json()['id']}",
+        json={"phone": "13900000000"},
+        headers=ADMIN,
+    )
+    as_admin = (await profile.get(f"{url}/audit", headers=ADMIN)).json()["items"]
+    assert "13900000000" in str(as_admin) and "Wang Fang" in str(as_admin)
+    as_analyst = (await profile.get(f"{url}/audit", headers=ANALYST)).json()["items"]
+    assert [e["action"] for e in as_analyst] == [e["action"] for e in as_admin]
+    for entry in as_analyst:
+        text = str(entry["changes"])
+        assert "1380" not in text and "1390" not in text and "Wang" not in text, entry
+    updated = next(e for e in as_analyst if e["action"] == "contact_updated")
+    assert updated["changes"]["contact_id"] == added.json()["id"]
+    assert set(updated["changes"]) == set(
+        next(e for e in as_admin if e["action"] == "contact_updated")["changes"]
+    )
+
+    for text, analyst_hits in (("songhua dairy", 1), ("wang.fang@songhua", 0), ("wang fang", 0)):
+        by_admin = await profile.get("/v1/customers", params={"text": text}, headers=ADMIN)
+        by_analyst = await profile.get("/v1/customers", params={"text": text}, headers=ANALYST)
+        assert len(by_admin.json()["items"]) == 1, text
+        assert len(by_analyst.json()["items"]) == analyst_hits, text
