@@ -36,8 +36,9 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
+## Two workers: most tests wait on the broker or a database, so two share the 2 cores well.
 unit: $(STAMP)
-	$(BIN)/pytest -q -rfEs --durations=10
+	$(BIN)/pytest -q -n 2 -rfEs --durations=10
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.slice

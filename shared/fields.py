@@ -18,13 +18,20 @@ from pydantic import (
     WithJsonSchema,
 )
 
+CENT = Decimal("0.01")
+THOUSANDTH = Decimal("0.001")
+
 # Money: a decimal string in the base currency, at most 2 decimal places.
+# Kept at two places from the start, so a write answers `"125000.00"` as every read does.
 Money = Annotated[
     Decimal,
     Field(max_digits=15, decimal_places=2, allow_inf_nan=False, examples=["1299.50"]),
+    AfterValidator(lambda amount: amount.quantize(CENT)),
 ]
 Quantity = Annotated[
-    Decimal, Field(gt=0, max_digits=15, decimal_places=3, allow_inf_nan=False, examples=["1"])
+    Decimal,
+    Field(gt=0, max_digits=15, decimal_places=3, allow_inf_nan=False, examples=["1"]),
+    AfterValidator(lambda quantity: quantity.quantize(THOUSANDTH)),
 ]
 CurrencyCode = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]

@@ -274,7 +274,7 @@ class PurchaseCreate(StrictModel):
         "for a refund."
     )
     currency: BaseCurrency
-    quantity: Quantity = Decimal(1)
+    quantity: Quantity = Decimal("1.000")
     unit: ShortLabel | None = None
     category: Label | None = None
     sku: Label | None = None

@@ -277,3 +277,22 @@ async def test_purchases_list_in_time_order(profile: httpx.AsyncClient) -> None:
     days = [p["purchased_at"][8:10] for p in page["items"] + rest["items"]]
     assert days == ["01", "02", "03"]
     assert rest["next_cursor"] is None
+
+
+async def test_money_and_quantities_read_the_same_on_write_and_on_read(
+    profile: httpx.AsyncClient,
+) -> None:
+    customer = await new_customer(profile)
+    url = f"/v1/customers/{customer['id']}/purchases"
+    written = await profile.post(
+        url,
+        json={**PURCHASE, "amount": "125000", "quantity": "2"},
+        headers=ADMIN,
+    )
+    assert (written.json()["amount"], written.json()["quantity"]) == ("125000.00", "2.000")
+    defaulted = await profile.post(url, json={**PURCHASE, "amount": "7.5"}, headers=ADMIN)
+    assert (defaulted.json()["amount"], defaulted.json()["quantity"]) == ("7.50", "1.000")
+    read = (await profile.get(url, headers=ADMIN)).json()["items"]
+    assert sorted((r["amount"], r["quantity"]) for r in read) == sorted(
+        [("125000.00", "2.000"), ("7.50", "1.000")]
+    )
