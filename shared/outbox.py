@@ -412,15 +412,36 @@ class OutboxRelay:
         return False
 
     async def _cleanup_published(self) -> None:
-        """Delete rows published longer ago than the retention, at most once a minute."""
+        """At most once a minute, on the relay leader only: delete what has served its
+        time (published outbox rows, inbox ids and idempotency keys past their horizons)."""
         now = asyncio.get_running_loop().time()
         if now - self._last_cleanup < 60:
             return
         self._last_cleanup = now
-        cutoff = utcnow() - dt.timedelta(hours=self.settings.outbox_retention_hours)
         async with self.sessions() as session, session.begin():
-            await session.execute(
-                delete(outbox).where(
-                    outbox.c.published_at.is_not(None), outbox.c.published_at < cutoff
-                )
-            )
+            await prune(session, self.settings, utcnow())
+
+
+async def prune(session: AsyncSession, settings: ServiceSettings, now: dt.datetime) -> None:
+    """Published outbox rows older than `outbox_retention_hours`; inbox ids older than
+    `inbox_retention_hours` (keep it longer than the topics' retention, or a redelivered
+    event would be applied again); idempotency keys older than
+    `idempotency_retention_hours` (a retry after that creates anew)."""
+
+    def before(hours: float) -> dt.datetime:
+        return now - dt.timedelta(hours=hours)
+
+    await session.execute(
+        delete(outbox).where(
+            outbox.c.published_at.is_not(None),
+            outbox.c.published_at < before(settings.outbox_retention_hours),
+        )
+    )
+    await session.execute(
+        delete(inbox).where(inbox.c.handled_at < before(settings.inbox_retention_hours))
+    )
+    await session.execute(
+        delete(idempotency_keys).where(
+            idempotency_keys.c.created_at < before(settings.idempotency_retention_hours)
+        )
+    )

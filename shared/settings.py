@@ -86,6 +86,14 @@ class ServiceSettings(BaseSettings):
     relay_poll_interval_s: float = Field(default=0.5, gt=0)
     relay_max_backoff_s: float = Field(default=5.0, gt=0)
     outbox_retention_hours: float = Field(default=72, ge=0)
+    # Longer than Kafka keeps the topics (7 days by default): an event is redelivered
+    # only while its topic holds it.
+    inbox_retention_hours: float = Field(
+        default=336, ge=1, validation_alias=_platform("inbox_retention_hours")
+    )
+    idempotency_retention_hours: float = Field(
+        default=24, ge=1, validation_alias=_platform("idempotency_retention_hours")
+    )
 
     # Request bodies: JSON routes take at most `max_body_bytes`; the streamed CSV imports
     # (a service's `upload_paths`) at most `max_upload_bytes`.

@@ -17,7 +17,15 @@ from shared.broker import EmbeddedBroker
 from shared.db import create_engine, session_factory
 from shared.events import PurchaseRecorded
 from shared.observability import Metrics
-from shared.outbox import OutboxRelay, event_json, outbox, record_event
+from shared.outbox import (
+    OutboxRelay,
+    event_json,
+    idempotency_keys,
+    inbox,
+    outbox,
+    prune,
+    record_event,
+)
 from tests.conftest import DatabaseFactory, read_topic, running, service_settings
 
 
@@ -137,3 +145,52 @@ def test_event_json_writes_ids_times_and_decimals_as_pydantic_json_mode_does() -
     )
     with pytest.raises(TypeError):
         event_json({"thing": object()})
+
+
+async def test_prune_drops_what_has_served_its_time_and_keeps_the_rest(
+    new_database: DatabaseFactory,
+) -> None:
+    url = await new_database("profile")
+    settings = service_settings(ProfileSettings, database_url=url, bootstrap="x:1", prefix="p.")
+    now = dt.datetime(2026, 12, 2, 12, 0, tzinfo=dt.UTC)
+    old, recent = now - dt.timedelta(days=20), now - dt.timedelta(hours=1)
+    engine = create_engine(url)
+    try:
+        async with session_factory(engine)() as session, session.begin():
+            for at, published in ((old, old), (recent, recent), (old, None)):
+                await session.execute(
+                    outbox.insert().values(
+                        event_id=uuid.uuid4(),
+                        event_type="customer.updated",
+                        message_key="k",
+                        payload="{}",
+                        created_at=at,
+                        published_at=published,
+                    )
+                )
+            for at in (old, recent):
+                await session.execute(
+                    inbox.insert().values(event_id=uuid.uuid4(), event_type="t", handled_at=at)
+                )
+                await session.execute(
+                    idempotency_keys.insert().values(
+                        scope="s", key=str(at), request_hash="h", created_at=at
+                    )
+                )
+        async with session_factory(engine)() as session, session.begin():
+            await prune(session, settings, now)
+        async with engine.connect() as conn:
+            left = {
+                table: (await conn.execute(sa.select(sa.func.count()).select_from(table))).scalar()
+                for table in (outbox, inbox, idempotency_keys)
+            }
+            unpublished = (
+                await conn.execute(
+                    sa.select(sa.func.count()).where(outbox.c.published_at.is_(None))
+                )
+            ).scalar()
+    finally:
+        await engine.dispose()
+    # The recent published row and the unpublished old one stay; one of each other.
+    assert left == {outbox: 2, inbox: 1, idempotency_keys: 1}
+    assert unpublished == 1
