@@ -98,9 +98,16 @@ class Metrics:
         ).labels
         self.outbox_backlog = Gauge(
             "crm_outbox_backlog",
-            "outbox rows not yet published (as of the last relay pass)",
+            "events not yet published, per source (counted at each relay pass)",
+            ["source"],
             registry=self.registry,
-        )
+        ).labels
+        self.outbox_backlog_age = Gauge(
+            "crm_outbox_backlog_age_seconds",
+            "age of the oldest event not yet published, per source (0: none waiting)",
+            ["source"],
+            registry=self.registry,
+        ).labels
         self.relay_failures = Counter(
             "crm_outbox_relay_failures",
             "relay passes that failed to publish",

@@ -31,6 +31,7 @@ from sqlalchemy import (
     Text,
     Uuid,
     delete,
+    func,
     select,
     text,
     update,
@@ -44,6 +45,8 @@ from shared.observability import Metrics, current_correlation_id
 from shared.settings import ServiceSettings
 
 log = logging.getLogger("crm.outbox")
+# How often the relay counts what waits in each source (a count per source each time).
+BACKLOG_MEASURE_S = 5.0
 
 shared_metadata = new_metadata()
 _SERIAL = BigInteger().with_variant(Integer(), "sqlite")  # SQLite autoincrements INTEGER only
@@ -219,6 +222,11 @@ class EventSource(Protocol):
     """Where the relay finds events to publish: the outbox table, or a service's own
     table of changes that is its outbox for one event type (see tiering's history)."""
 
+    name: str
+
+    async def backlog(self, session: AsyncSession) -> tuple[int, dt.datetime | None]:
+        """How many events wait, and the moment of the oldest (None: none waits)."""
+
     async def pending(self, session: AsyncSession, limit: int) -> list[PendingEvent]:
         """Up to `limit` unpublished events, in the order they must be published."""
 
@@ -228,6 +236,18 @@ class EventSource(Protocol):
 
 class OutboxTable:
     """The `outbox` table as a source: rows in id order, each marked when sent."""
+
+    name = "outbox"
+
+    async def backlog(self, session: AsyncSession) -> tuple[int, dt.datetime | None]:
+        row = (
+            await session.execute(
+                select(func.count(), func.min(outbox.c.created_at)).where(
+                    outbox.c.published_at.is_(None)
+                )
+            )
+        ).one()
+        return int(row[0]), row[1]
 
     async def pending(self, session: AsyncSession, limit: int) -> list[PendingEvent]:
         rows = await session.execute(
@@ -272,6 +292,7 @@ class OutboxRelay:
         self._stopping = False
         self._leader_conn: AsyncConnection | None = None
         self._last_cleanup = 0.0
+        self._last_measure = -BACKLOG_MEASURE_S
 
     def wake(self) -> None:
         """Ask the relay to look at the outbox now (called after a commit that added events)."""
@@ -284,6 +305,7 @@ class OutboxRelay:
                 if not await self._hold_leadership():
                     await self._idle(self.settings.relay_poll_interval_s * 4)
                     continue
+                await self.measure_backlog()
                 sent = await self.publish_batch()
                 backoff = 0.1
                 if sent < self.settings.relay_batch_size:
@@ -326,7 +348,6 @@ class OutboxRelay:
         async with self.sessions() as session:
             events = await source.pending(session, self.settings.relay_batch_size)
         if not events:
-            self.metrics.outbox_backlog.set(0)
             return 0
         producer = await self._producer()
         futures = [
@@ -353,11 +374,22 @@ class OutboxRelay:
             for event in acknowledged:
                 self.metrics.events_published(event.event_type).inc()
         if failure is not None:
-            self.metrics.outbox_backlog.set(len(events) - len(acknowledged))
             raise failure
-        if len(events) < self.settings.relay_batch_size:
-            self.metrics.outbox_backlog.set(0)
         return len(events)
+
+    async def measure_backlog(self) -> None:
+        """Count what waits in each source, whether or not the broker answers (so an
+        outage shows as a growing backlog), at most every few seconds."""
+        now = asyncio.get_running_loop().time()
+        if now - self._last_measure < BACKLOG_MEASURE_S:
+            return
+        self._last_measure = now
+        async with self.sessions() as session:
+            for source in self.sources:
+                count, oldest = await source.backlog(session)
+                self.metrics.outbox_backlog(source.name).set(count)
+                age = (utcnow() - oldest).total_seconds() if oldest is not None else 0.0
+                self.metrics.outbox_backlog_age(source.name).set(max(age, 0.0))
 
     async def _producer(self) -> AIOKafkaProducer:
         producer = self.producer

@@ -11,9 +11,10 @@ so rows commit in id order and the cursor never passes a row still being written
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.tiering.models import HISTORY, FeedCursor
@@ -30,6 +31,19 @@ class TierChangeFeed:
 
     def __init__(self) -> None:
         self.documents: dict[uuid.UUID, PolicyDocument] = {}  # policies never change
+
+    name = FEED
+
+    async def backlog(self, session: AsyncSession) -> tuple[int, dt.datetime | None]:
+        last = await session.scalar(select(FeedCursor.last_id).where(FeedCursor.feed == FEED))
+        row = (
+            await session.execute(
+                select(func.count(), func.min(HISTORY.c.changed_at)).where(
+                    HISTORY.c.id > (last or 0)
+                )
+            )
+        ).one()
+        return int(row[0]), row[1]
 
     async def pending(self, session: AsyncSession, limit: int) -> list[PendingEvent]:
         last = await session.scalar(select(FeedCursor.last_id).where(FeedCursor.feed == FEED))

@@ -61,10 +61,24 @@ async def test_relay_publishes_in_order_and_marks_rows_sent(
                 customer_id=customers[n % 2],
                 data=purchase(n),
             )
-    relay = OutboxRelay(settings, engine, Metrics("test"))
+    metrics = Metrics("test")
+    relay = OutboxRelay(settings, engine, metrics)
+
+    def backlog() -> float | None:
+        return metrics.registry.get_sample_value("crm_outbox_backlog", {"source": "outbox"})
+
     try:
+        await relay.measure_backlog()
+        assert backlog() == 40  # all of them, not one batch's worth
         while await relay.publish_batch():
             pass
+        relay._last_measure = -1e9  # measure again now, not in a few seconds
+        await relay.measure_backlog()
+        assert backlog() == 0
+        age = metrics.registry.get_sample_value(
+            "crm_outbox_backlog_age_seconds", {"source": "outbox"}
+        )
+        assert age == 0
     finally:
         await relay.stop()
     async with engine.connect() as conn:

@@ -1,6 +1,6 @@
 """/readyz depends on the service's own database alone: a broker outage is reported (in
-the checks, /healthz and a metric) while writes go on into the outbox, and the relay
-waits for the broker and loses nothing."""
+the checks, /healthz and a metric) while writes go on into the outbox, the backlog
+gauge counts what waits, and the relay waits for the broker and loses nothing."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from services.profile.app import create_app
 from services.profile.settings import ProfileSettings
 from shared.broker import free_port
 from shared.db import create_engine
-from tests.conftest import ADMIN, DatabaseFactory, running, service_settings
+from tests.conftest import ADMIN, DatabaseFactory, eventually, running, service_settings
 
 
 async def test_a_broker_outage_is_reported_but_the_service_stays_ready_and_writes_commit(
@@ -34,6 +34,18 @@ async def test_a_broker_outage_is_reported_but_the_service_stays_ready_and_write
             "/v1/customers", json={"name": "A", "kind": "person"}, headers=ADMIN
         )
         assert created.status_code == 201
+
+        async def backlog_shown() -> str | None:
+            text = (await client.get("/metrics")).text
+            return text if 'crm_outbox_backlog{source="outbox"} 1.0' in text else None
+
+        metrics = await eventually(backlog_shown, timeout=30)
+        [age] = [
+            float(line.split()[-1])
+            for line in metrics.splitlines()
+            if line.startswith('crm_outbox_backlog_age_seconds{source="outbox"}')
+        ]
+        assert age > 0
     engine = create_engine(url)
     async with engine.connect() as conn:
         pending = (
