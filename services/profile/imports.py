@@ -19,7 +19,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any, ClassVar
 
 from pydantic import BaseModel, Field, ValidationError
-from sqlalchemy import Table, select, text
+from sqlalchemy import Table, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.profile import repository as repo
@@ -244,17 +244,8 @@ class CsvImporter(ABC):
             raise InvalidInput("The file is empty: it needs a header line.")
         if batch:
             await self._commit(sessions, batch, report, actor, on_commit)
-        await self._durability_barrier(sessions)
         report.errors.sort(key=lambda error: error.line)
         return report
-
-    @staticmethod
-    async def _durability_barrier(sessions: async_sessionmaker[AsyncSession]) -> None:
-        """A synchronous commit with a transaction id: returns once every earlier commit's
-        WAL is on disk (PostgreSQL flushes the log in order)."""
-        async with sessions() as session, session.begin():
-            if session.get_bind().dialect.name == "postgresql":
-                await session.execute(text("SELECT txid_current()"))
 
     def _check_header(self, fields: list[str]) -> list[str]:
         header = [name.strip().lower() for name in fields]
@@ -284,11 +275,6 @@ class CsvImporter(ABC):
     ) -> None:
         async with sessions() as session:
             async with session.begin():
-                if session.get_bind().dialect.name == "postgresql":
-                    # Batches commit without waiting for the WAL flush; the import ends
-                    # with a durable commit (see `_durability_barrier`), which flushes
-                    # everything before it, so no accepted row can be lost.
-                    await session.execute(text("SET LOCAL synchronous_commit TO OFF"))
                 await self.store_batch(session, batch, report, actor)
             if session.info.pop(PENDING_FLAG, False) and on_commit is not None:
                 on_commit()

@@ -14,12 +14,14 @@ from pathlib import Path
 import httpx
 import orjson
 import pytest
+import sqlalchemy as sa
 
 from services.profile.app import create_app
-from services.profile.imports import purchase_event_json
+from services.profile.imports import IMPORTERS, purchase_event_json
 from services.profile.schemas import PurchaseCreate
 from services.profile.settings import ProfileSettings
 from shared.broker import EmbeddedBroker
+from shared.db import create_engine, session_factory
 from shared.events import PurchaseRecorded
 from shared.outbox import event_json
 from shared.settings import project_data_dir
@@ -378,3 +380,33 @@ async def test_free_items_are_purchases_through_the_api_and_the_import(
     assert (report["accepted"], report["rejected"]) == (1, 0), report
     amounts = [e["data"]["amount"] for e in await events(profile_db, "purchase.recorded")]
     assert len(amounts) == 2 and all(Decimal(str(amount)) == 0 for amount in amounts)
+
+
+async def test_every_import_batch_commits_durably_before_the_relay_can_see_it(
+    profile: httpx.AsyncClient, profile_db: str
+) -> None:
+    """The relay polls the outbox on its own: a batch committed without waiting for its
+    WAL flush could be published and then lost in a crash. No statement of an import
+    turns the wait off."""
+    await create_customer(profile, external_ref="DUR")
+    engine = create_engine(profile_db)
+    statements: list[str] = []
+    sa.event.listen(
+        engine.sync_engine,
+        "before_cursor_execute",
+        lambda _c, _cur, statement, *_: statements.append(statement.lower()),
+    )
+
+    async def body() -> AsyncIterator[bytes]:
+        yield b"customer_ref,amount,currency,purchased_at\n"
+        yield b"".join(b"DUR,%d.00,CNY,2025-06-01T00:00:00Z\n" % n for n in range(1, 4500))
+
+    try:
+        report = await IMPORTERS["purchases"].run(
+            session_factory(engine), body(), actor="test", base_currency="CNY"
+        )
+    finally:
+        await engine.dispose()
+    assert report.accepted == 4499
+    assert statements  # the listener saw the import's own statements
+    assert not any("synchronous_commit" in s for s in statements)
