@@ -46,22 +46,14 @@ async def idempotent(
     """Run `create` once per (scope, key); a repeat gets the stored JSON result. With a
     `location` template (`/v1/customers/{id}`, filled from the result), both answers
     carry the created resource's `Location`."""
-    result = await _once(session, scope, key, request, response, create)
-    if location is not None:
-        response.headers["Location"] = location.format(**result)
-    return result
 
+    def answer(result: Any) -> Any:
+        if location is not None:
+            response.headers["Location"] = location.format(**result)
+        return result
 
-async def _once(
-    session: AsyncSession,
-    scope: str,
-    key: str | None,
-    request: BaseModel,
-    response: Response,
-    create: Callable[[], Awaitable[BaseModel]],
-) -> Any:
     if key is None:
-        return (await create()).model_dump(mode="json")
+        return answer((await create()).model_dump(mode="json"))
     request_hash = hashlib.sha256(request.model_dump_json().encode()).hexdigest()
     stored = (
         await session.execute(
@@ -74,7 +66,7 @@ async def _once(
         if stored.request_hash != request_hash:
             raise InvalidInput("This Idempotency-Key was already used with a different request.")
         response.headers[REPLAY_HEADER] = "true"
-        return json.loads(stored.response)
+        return answer(json.loads(stored.response))
     try:
         await session.execute(
             idempotency_keys.insert().values(
@@ -91,4 +83,4 @@ async def _once(
         .where(idempotency_keys.c.scope == scope, idempotency_keys.c.key == key)
         .values(response=json.dumps(result))
     )
-    return result
+    return answer(result)
