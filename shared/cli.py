@@ -265,8 +265,10 @@ def up(
     by default); ports from CRM_<SERVICE>_PORT (8001-8004 by default).
     """
     data_dir, admin_key = use_project_environment(data_dir)
-    for name in SERVICES:
-        settings = service_settings(name)
+    # Read once: databases and ports (the broker's address is set below, and read again
+    # by the topic step and by each service process).
+    configured = {name: service_settings(name) for name in SERVICES}
+    for name, settings in configured.items():
         if port_open(settings.host, settings.port):
             console.print(
                 f"[red]port {settings.port} ({name}) is taken[/]: stop what uses it or set "
@@ -312,16 +314,14 @@ def up(
     signal.signal(signal.SIGTERM, _interrupt)
     try:
         asyncio.run(ensure_platform_topics(service_settings("profile")))
-        for name in SERVICES:
-            settings = service_settings(name)
+        for name, settings in configured.items():
             asyncio.run(
                 migrate_database(
                     settings.database_url, service_module(name).DEFINITION.migrations_dir
                 )
             )
         urls: dict[str, str] = {}
-        for name in SERVICES:
-            settings = service_settings(name)
+        for name, settings in configured.items():
             log_path = data_dir / f"{name}.log"
             processes[name] = subprocess.Popen(  # noqa: S603 - our own interpreter and module
                 [sys.executable, "-m", "shared.cli", "serve", name],
