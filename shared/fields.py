@@ -82,20 +82,32 @@ EARLIEST_PLAUSIBLE = dt.datetime(1900, 1, 1, tzinfo=dt.UTC)
 
 
 # RFC 3339 date-times only (a bare number would otherwise be read as seconds since 1970).
-_RFC3339 = re.compile(
-    r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?([Zz]|[+-]\d{2}:\d{2})$"
-)
+_RFC3339 = r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?([Zz]|[+-]\d{2}:\d{2})$"
 
 
-def _rfc3339_text(value: Any) -> Any:
-    if isinstance(value, dt.datetime):
-        return value  # from our own code, not from a client
-    if not isinstance(value, str) or not _RFC3339.match(value):
-        raise ValueError("must be an RFC 3339 date-time with its offset, e.g. 2026-12-02T08:00:00Z")
-    return value
+def written_as(pattern: str, made: type, wording: str) -> BeforeValidator:
+    """A client's value must be text matching `pattern` (else 422 saying it `wording`);
+    a `made` value (exactly that type: from our own code, not a client) passes."""
+    compiled = re.compile(pattern)
+
+    def check(value: Any) -> Any:
+        if type(value) is made:
+            return value
+        if not isinstance(value, str) or not compiled.match(value):
+            raise ValueError(wording)
+        return value
+
+    return BeforeValidator(check)
 
 
-Timestamp = Annotated[AwareDatetime, BeforeValidator(_rfc3339_text)]
+Timestamp = Annotated[
+    AwareDatetime,
+    written_as(
+        _RFC3339,
+        dt.datetime,
+        "must be an RFC 3339 date-time with its offset, e.g. 2026-12-02T08:00:00Z",
+    ),
+]
 
 
 def _plausible_past(value: dt.datetime) -> dt.datetime:
@@ -141,30 +153,13 @@ def free_json_problem(value: Any, depth: int = 0) -> str | None:
 # A calendar day as ISO 8601 `YYYY-MM-DD` only (a bare number would be read as seconds
 # since 1970), and a local time of day as `HH:MM[:SS]` (JSON Schema's `time` format
 # demands a UTC offset, which a wall-clock time in a customer's own zone has not).
-_ISO_DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_ISO_DAY = r"^\d{4}-\d{2}-\d{2}$"
 _LOCAL_TIME_PATTERN = r"^([01]\d|2[0-3]):[0-5]\d(:[0-5]\d(\.\d{1,6})?)?$"
 
-
-def _iso_day_text(value: Any) -> Any:
-    if isinstance(value, dt.date) and not isinstance(value, dt.datetime):
-        return value
-    if not isinstance(value, str) or not _ISO_DAY.match(value):
-        raise ValueError("must be a date written YYYY-MM-DD")
-    return value
-
-
-def _local_time_text(value: Any) -> Any:
-    if isinstance(value, dt.time):
-        return value
-    if not isinstance(value, str) or not re.match(_LOCAL_TIME_PATTERN, value):
-        raise ValueError("must be a time of day written HH:MM or HH:MM:SS")
-    return value
-
-
-Day = Annotated[dt.date, BeforeValidator(_iso_day_text)]
+Day = Annotated[dt.date, written_as(_ISO_DAY, dt.date, "must be a date written YYYY-MM-DD")]
 LocalTime = Annotated[
     dt.time,
-    BeforeValidator(_local_time_text),
+    written_as(_LOCAL_TIME_PATTERN, dt.time, "must be a time of day written HH:MM or HH:MM:SS"),
     WithJsonSchema({"type": "string", "pattern": _LOCAL_TIME_PATTERN, "examples": ["08:00"]}),
 ]
 
