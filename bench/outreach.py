@@ -412,11 +412,13 @@ async def bench_planning(customers: int) -> None:
             after = None
             while True:  # the baseline: read every customer, plan nothing
                 async with runtime.sessions() as session:
-                    batch = await repo.recipients.all_ids(session, after, PLANNING_BATCH)
-                    read += len(await repo.recipients.many(session, batch))
+                    batch = await repo.recipients.planning_facts(
+                        session, after=after, limit=PLANNING_BATCH
+                    )
+                    read += len(batch)
                 if len(batch) < PLANNING_BATCH:
                     break
-                after = batch[-1]
+                after = batch[-1][0]
             reading = time.perf_counter() - began
             began = time.perf_counter()
             created = await plan_everyone(runtime)

@@ -207,7 +207,7 @@ async def insert_columns(
     element (`numpy.ma`) or, in float columns, NaN. Text columns take arrays of bytes
     ("S"), str or Python objects; JSON columns take Python values (None is NULL); UUID
     columns take 16-byte values ("V16") or `uuid.UUID`s; timestamp columns one
-    `datetime` for all rows.
+    aware `datetime` for all rows or an object array of them.
     """
     if count == 0:
         return
@@ -321,10 +321,7 @@ def _wire_field(column: Any, values: Any, count: int) -> tuple[NDArray[np.int32]
     bytes, concatenated in row order)."""
     sql_type = _sql_type(column)
     if isinstance(sql_type, DateTime):
-        if not isinstance(values, dt.datetime):
-            raise TypeError(f"{column.key}: one datetime for every row is supported")
-        micros = (values - _PG_EPOCH) // dt.timedelta(microseconds=1)
-        values = np.full(count, micros, dtype=np.int64)
+        values = _timestamps(column, values, count)
     elif not isinstance(values, np.ndarray):
         values = np.array([values] * count, dtype=object)
     if isinstance(sql_type, Uuid) and values.dtype.kind == "O":
@@ -348,6 +345,21 @@ def _wire_field(column: Any, values: Any, count: int) -> tuple[NDArray[np.int32]
     width = np.dtype(wire).itemsize
     data = np.ascontiguousarray(values[~mask].astype(wire)).view(np.uint8)
     return np.where(mask, -1, width).astype(np.int32), data
+
+
+def _timestamps(column: Any, values: Any, count: int) -> NDArray[Any]:
+    """Microseconds since PostgreSQL's epoch, from one aware datetime for every row or an
+    object array of aware datetimes (None for NULL)."""
+    step = dt.timedelta(microseconds=1)
+    if isinstance(values, dt.datetime):
+        return np.full(count, (values - _PG_EPOCH) // step, dtype=np.int64)
+    if not isinstance(values, np.ndarray) or values.dtype.kind != "O":
+        raise TypeError(f"{column.key}: a datetime, or an object array of datetimes")
+    items = values.tolist()
+    return np.ma.masked_array(
+        np.array([0 if item is None else (item - _PG_EPOCH) // step for item in items]),
+        mask=[item is None for item in items],
+    )
 
 
 def _wire_type(sql_type: Any) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from typing import Annotated
+from typing import Annotated, Any
 
 import icalendar
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
@@ -24,6 +24,7 @@ from services.outreach.schemas import (
     TaskReassign,
     TaskReschedule,
     TaskStatus,
+    Upcoming,
 )
 from services.outreach.service import feed_digest, outreach_service
 from shared.access import CustomerAccess, access_of
@@ -49,8 +50,15 @@ def present(task: Task, access: CustomerAccess) -> TaskOut:
     out = TaskOut.model_validate(task, from_attributes=True)
     if not access.sees_personal_details:
         out.notes = None
-        out.basis = {k: v for k, v in out.basis.items() if k != "of"}
+    out.basis = shown_basis(out.basis, access)
     return out
+
+
+def shown_basis(basis: dict[str, Any], access: CustomerAccess) -> dict[str, Any]:
+    """A task's basis as the caller may see it: without whose date it is for analysts."""
+    if access.sees_personal_details:
+        return basis
+    return {k: v for k, v in basis.items() if k != "of"}
 
 
 # ------------------------------------------------------------------ plans
@@ -137,6 +145,19 @@ async def plan_now(session: SessionDep, _: Admin, customer_id: uuid.UUID) -> dic
     """Plan one customer's contacts now (the planner does everyone on its schedule)."""
     created = await outreach_service.replan(session, customer_id, utcnow())
     return {"created": created}
+
+
+@router.get("/customers/{customer_id}/upcoming", response_model=Upcoming, tags=["plans"])
+async def customer_upcoming(
+    customer_id: uuid.UUID, session: SessionDep, principal: Reader
+) -> Upcoming:
+    """A customer's coming year of contacts: its open tasks, and what its plan and the
+    calendar will make tasks of when the planning window reaches them (`planned`)."""
+    access = access_of(principal)
+    upcoming = await outreach_service.customer_upcoming(session, customer_id, access)
+    for item in upcoming.items:
+        item.basis = shown_basis(item.basis, access)
+    return upcoming
 
 
 # ------------------------------------------------------------------ tasks

@@ -22,7 +22,7 @@ from shared.db import utcnow
 from shared.scheduling import run_when_due
 
 log = logging.getLogger("crm.outreach")
-PLANNING_BATCH = 2000
+PLANNING_BATCH = 10_000
 
 
 def dispatcher_for(runtime: ServiceRuntime, clients: ClientPool | None) -> Dispatcher:
@@ -92,14 +92,14 @@ async def plan_everyone(runtime: ServiceRuntime) -> int:
         )
     while True:
         async with runtime.sessions() as session, session.begin():
-            batch = await repo.recipients.all_ids(session, after, PLANNING_BATCH)
+            batch = await repo.recipients.planning_facts(session, after=after, limit=PLANNING_BATCH)
             created += await outreach_service.plan_customers(
                 session, batch, now, occasions, typical_days
             )
         runtime.relay.wake()
         if len(batch) < PLANNING_BATCH:
             return created
-        after = batch[-1]
+        after = batch[-1][0]
 
 
 async def scheduled_planning(runtime: ServiceRuntime) -> None:
@@ -120,6 +120,7 @@ async def configure(runtime: ServiceRuntime) -> None:
     settings = runtime.settings
     assert isinstance(settings, OutreachSettings)
     outreach_service.holiday_country = settings.holiday_country
+    outreach_service.planning_window = dt.timedelta(days=settings.planning_window_days)
 
 
 DEFINITION = ServiceDefinition(

@@ -8,6 +8,7 @@ and day each year (converted by `lunardate`, a maintained lunar-calendar package
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from zoneinfo import ZoneInfo
 
 from lunardate import LunarDate
@@ -37,6 +38,9 @@ def anniversary(born: dt.date, year: int, calendar: str = GREGORIAN) -> dt.date:
     return born.replace(year=year)
 
 
+# Planning a million customers asks for the same few thousand dates and moments again and
+# again: each is worked out once.
+@functools.lru_cache(maxsize=1 << 17)
 def next_anniversary(born: dt.date, on_or_after: dt.date, calendar: str = GREGORIAN) -> dt.date:
     """The first return of `born` on or after `on_or_after` (a lunar year may start in
     the Gregorian year before or after, so three are tried)."""
@@ -48,6 +52,7 @@ def next_anniversary(born: dt.date, on_or_after: dt.date, calendar: str = GREGOR
     return min(day for day in candidates if day >= on_or_after)
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def local_moment(day: dt.date, at: dt.time, zone: str) -> dt.datetime:
     """`at` o'clock on `day` in `zone`, in UTC. A wall time that does not exist (the hour
     skipped by a DST change) moves on by the gap, and one that happens twice is the first

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from services.outreach.occasions import GREGORIAN, local_moment, local_today, next_anniversary
-from services.outreach.schemas import MARKETING, PRIORITY, PlanDocument
+from services.outreach.schemas import DEFAULT_CHANNELS, MARKETING, PRIORITY, PlanDocument
 
 HORIZON = dt.timedelta(days=366)
 # With fewer purchases than this in a category, the category's typical cycle is used.
@@ -88,37 +88,40 @@ def plan_customer(
     plan: PlanDocument,
     *,
     now: dt.datetime,
+    until: dt.datetime | None = None,
     cycles: Iterable[Cycle] = (),
     typical_days: dict[str, float] | None = None,
     last_revisit: dt.datetime | None = None,
     last_survey: dt.datetime | None = None,
     calendar: Iterable[Occasion] = (),
 ) -> list[PlannedTask]:
-    """The contacts due in the coming year (and the next revisit, survey and repurchase)."""
+    """The contacts due from `now` to `until` (at most a year on; the default), and the next
+    revisit, survey and repurchase within them."""
+    end = min(until, now + HORIZON) if until is not None else now + HORIZON
     zone = facts.timezone or DEFAULT_ZONE
     today = local_today(now, zone)
     owner = assignee_for(plan, facts)
+    channels: dict[str, str] = {**DEFAULT_CHANNELS}
+    for kind, channel in plan.channels.items():
+        channels[kind] = channel
     planned: list[PlannedTask] = []
 
-    def add(
-        kind: str, occasion: str, day: dt.date, basis: dict[str, Any], channel: str | None = None
-    ) -> None:
+    def due_on(day: dt.date) -> dt.datetime | None:
         due = local_moment(day, plan.send_at, zone)
-        if due < now or due - now > HORIZON:
-            return
-        planned.append(
-            PlannedTask(kind, occasion, channel or plan.channel_for(kind), due, owner, basis)
-        )
+        return due if now <= due <= end else None
+
+    def add(
+        kind: str, occasion: str, due: dt.datetime, basis: dict[str, Any], channel: str | None
+    ) -> None:
+        planned.append(PlannedTask(kind, occasion, channel or channels[kind], due, owner, basis))
 
     def yearly(kind: str, who: str, born: dt.date, calendar_name: str | None, label: str) -> None:
         lead = dt.timedelta(days=plan.birthday_lead_days)
         day = next_anniversary(born, today + lead, calendar_name or GREGORIAN)
-        add(
-            kind,
-            f"{kind}:{who}:{day.year}",
-            day - lead,
-            {"date": day.isoformat(), "of": label, "calendar": calendar_name or GREGORIAN},
-        )
+        due = due_on(day - lead)
+        if due is not None:
+            basis = {"date": day.isoformat(), "of": label, "calendar": calendar_name or GREGORIAN}
+            add(kind, f"{kind}:{who}:{day.year}", due, basis, None)
 
     if facts.birthday is not None:
         yearly("birthday", "self", facts.birthday, facts.birthday_calendar, "the customer")
@@ -146,19 +149,24 @@ def plan_customer(
     ):
         if every:
             day = max(today, local_today((last or now) + dt.timedelta(days=every), zone))
-            add(kind, f"{kind}:{day.isoformat()}", day, {"every_days": every})
+            due = due_on(day)
+            if due is not None:
+                add(kind, f"{kind}:{day.isoformat()}", due, {"every_days": every}, None)
 
     for cycle in cycles:
-        planned.extend(_repurchase(cycle, plan, facts, owner, zone, now, typical_days or {}))
+        reminder = _repurchase(cycle, plan, owner, zone, typical_days or {}, channels)
+        if reminder is not None and now <= reminder.due_at <= end:
+            planned.append(reminder)
 
     for occasion in calendar:
         invited = plan.holiday_gifts if occasion.tiers is None else facts.tier in occasion.tiers
-        if invited:
+        due = due_on(occasion.on) if invited else None
+        if due is not None:
             kind = "holiday" if occasion.kind in ("holiday", "company") else "club_event"
             add(
                 kind,
                 f"{kind}:{occasion.on.isoformat()}:{occasion.name}",
-                occasion.on,
+                due,
                 {"occasion": occasion.name, "date": occasion.on.isoformat()},
                 occasion.channel,
             )
@@ -168,12 +176,11 @@ def plan_customer(
 def _repurchase(
     cycle: Cycle,
     plan: PlanDocument,
-    facts: CustomerFacts,
     owner: str | None,
     zone: str,
-    now: dt.datetime,
     typical_days: dict[str, float],
-) -> list[PlannedTask]:
+    channels: dict[str, str],
+) -> PlannedTask | None:
     """A reminder a lead time before the predicted next purchase of a category, from the
     customer's own interval, or the category's typical one when it has too few."""
     if cycle.purchases >= MIN_OWN_PURCHASES:
@@ -183,28 +190,23 @@ def _repurchase(
         interval = typical_days[cycle.category]
         source = "category"
     else:
-        return []
+        return None
     if interval < 1:
-        return []
+        return None
     predicted = cycle.last_at + dt.timedelta(days=interval)
     day = local_today(predicted, zone) - dt.timedelta(days=plan.repurchase_lead_days)
-    due = local_moment(day, plan.send_at, zone)
-    if due < now or due - now > HORIZON:
-        return []
-    return [
-        PlannedTask(
-            "repurchase",
-            f"repurchase:{cycle.category}:{cycle.last_at.date().isoformat()}",
-            plan.channel_for("repurchase"),
-            due,
-            owner,
-            {
-                "category": cycle.category,
-                "predicted_at": predicted.isoformat(),
-                "interval_days": round(interval, 1),
-                "from": source,
-                "purchases": cycle.purchases,
-                "last_purchase_at": cycle.last_at.isoformat(),
-            },
-        )
-    ]
+    return PlannedTask(
+        "repurchase",
+        f"repurchase:{cycle.category}:{cycle.last_at.date().isoformat()}",
+        channels["repurchase"],
+        local_moment(day, plan.send_at, zone),
+        owner,
+        {
+            "category": cycle.category,
+            "predicted_at": predicted.isoformat(),
+            "interval_days": round(interval, 1),
+            "from": source,
+            "purchases": cycle.purchases,
+            "last_purchase_at": cycle.last_at.isoformat(),
+        },
+    )

@@ -22,7 +22,7 @@ from services.outreach.models import (
     Task,
     WriterGuard,
 )
-from services.outreach.planner import Cycle
+from services.outreach.planner import CustomerFacts, Cycle
 from services.outreach.schemas import OPEN_STATUSES
 from shared.access import CustomerAccess
 from shared.db import insert_ignoring_duplicates
@@ -81,14 +81,49 @@ class RecipientRepository:
         )
         return {row.customer_id: row for row in rows.scalars()}
 
-    async def all_ids(
-        self, session: AsyncSession, after: uuid.UUID | None, limit: int
-    ) -> list[uuid.UUID]:
-        query = select(Recipient.customer_id).where(Recipient.erased_at.is_(None))
+    async def planning_facts(
+        self,
+        session: AsyncSession,
+        *,
+        ids: Sequence[uuid.UUID] | None = None,
+        after: uuid.UUID | None = None,
+        limit: int | None = None,
+    ) -> list[tuple[uuid.UUID, CustomerFacts]]:
+        """What planning needs of live customers, as rows rather than objects: those in
+        `ids`, or the next `limit` after `after` in id order."""
+        query = select(
+            Recipient.customer_id,
+            Recipient.timezone,
+            Recipient.birthday,
+            Recipient.birthday_calendar,
+            Recipient.key_dates,
+            Recipient.contacts,
+            Recipient.account_manager,
+            Recipient.tier,
+        ).where(Recipient.erased_at.is_(None))
+        if ids is not None:
+            query = query.where(Recipient.customer_id.in_(list(ids)))
         if after is not None:
             query = query.where(Recipient.customer_id > after)
-        rows = await session.execute(query.order_by(Recipient.customer_id).limit(limit))
-        return list(rows.scalars())
+        if limit is not None:
+            query = query.order_by(Recipient.customer_id).limit(limit)
+        return [
+            (
+                customer_id,
+                CustomerFacts(
+                    timezone=zone,
+                    birthday=birthday,
+                    birthday_calendar=calendar,
+                    key_dates=key_dates or [],
+                    contacts=contacts or [],
+                    account_manager=manager,
+                    tier=tier,
+                ),
+            )
+            for customer_id, zone, birthday, calendar, key_dates, contacts, manager, tier in (
+                await session.execute(query)
+            )
+        ]
 
 
 class ComplaintStateRepository:

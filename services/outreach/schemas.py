@@ -203,6 +203,30 @@ class TaskOut(BaseModel):
     completed_at: dt.datetime | None
 
 
+class UpcomingContact(BaseModel):
+    """A contact of a customer's coming year: a task already (with its id and status), or
+    one the plan will make a task when the planning window reaches it (`planned`)."""
+
+    task_id: uuid.UUID | None
+    status: str
+    kind: str
+    occasion: str
+    channel: str
+    marketing: StrictBool
+    due_at: dt.datetime
+    assignee: str | None
+    basis: dict[str, Any]
+
+
+class Upcoming(BaseModel):
+    customer_id: uuid.UUID
+    planned_until: dt.datetime = Field(description="Contacts due up to here are listed.")
+    tasks_until: dt.datetime = Field(
+        description="Planned contacts due up to here are tasks already (the planning window)."
+    )
+    items: list[UpcomingContact]
+
+
 class TaskCompletion(_Strict):
     """What came of a contact made by hand (a call, visit, letter or gift)."""
 

@@ -9,16 +9,18 @@ import hashlib
 import secrets
 import uuid
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import holidays
+import numpy as np
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.outreach import repository as repo
 from services.outreach.models import CalendarEntry, FeedToken, Recipient, ServicePlan, Task
 from services.outreach.planner import (
+    HORIZON,
     MIN_OWN_PURCHASES,
     CustomerFacts,
     Cycle,
@@ -36,9 +38,12 @@ from services.outreach.schemas import (
     TaskCompletion,
     TaskReassign,
     TaskReschedule,
+    Upcoming,
+    UpcomingContact,
 )
 from shared.access import CustomerAccess
-from shared.db import bulk_insert, utcnow
+from shared.columnar import insert_columns, object_column, random_uuid_column
+from shared.db import utcnow
 from shared.errors import Conflict, Forbidden, NotFound
 from shared.events import OutreachCompleted, OutreachScheduled
 from shared.outbox import outbox_row, record_event, record_events
@@ -86,9 +91,26 @@ def feed_digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+@dataclass(frozen=True)
+class CustomerPlanning:
+    """One customer as planning sees it: facts, plan, tasks (planning rows) and cycles."""
+
+    facts: CustomerFacts
+    plan: PlanDocument
+    tasks: Sequence[Any]
+    cycles: Sequence[Cycle]
+
+    @property
+    def recurring_open(self) -> set[str]:
+        """The recurring kinds with an open task: the next one waits until it is done."""
+        return {t.kind for t in self.tasks if t.kind in RECURRING and t.status in OPEN_STATUSES}
+
+
 class OutreachService:
-    def __init__(self, holiday_country: str = "CN") -> None:
+    def __init__(self, holiday_country: str = "CN", planning_window_days: int = 31) -> None:
         self.holiday_country = holiday_country
+        # Contacts due within this window are tasks; later ones are shown as planned.
+        self.planning_window = dt.timedelta(days=planning_window_days)
 
     # ------------------------------------------------------------ plans
     async def plan_document(self, session: AsyncSession, tier: str | None) -> PlanDocument:
@@ -179,29 +201,27 @@ class OutreachService:
     # ------------------------------------------------------------ planning
     async def replan(self, session: AsyncSession, customer_id: uuid.UUID, now: dt.datetime) -> int:
         """Plan one customer (after an event about it, or on request)."""
-        return await self.plan_customers(session, [customer_id], now)
+        customers = await repo.recipients.planning_facts(session, ids=[customer_id])
+        return await self.plan_customers(session, customers, now)
 
     async def plan_customers(
         self,
         session: AsyncSession,
-        customer_ids: Sequence[uuid.UUID],
+        customers: Sequence[tuple[uuid.UUID, CustomerFacts]],
         now: dt.datetime,
         occasions: Sequence[Occasion] | None = None,
         typical_days: dict[str, float] | None = None,
     ) -> int:
         """Bring customers' planned tasks in line with their plans and the calendar: new
-        occasions become tasks (and `outreach.scheduled`), pending ones follow the plan
-        (channel, assignee, due), and those no longer asked for are cancelled. A batch
-        is read in a few queries and written in bulk. The number of tasks created."""
-        live = [
-            r
-            for r in (await repo.recipients.many(session, customer_ids)).values()
-            if r.erased_at is None
-        ]
-        if not live:
+        occasions due within the planning window become tasks (and `outreach.scheduled`),
+        pending ones follow the plan (channel, assignee, due), and those no longer asked
+        for are cancelled. A batch is read in a few queries and written in bulk. The
+        number of tasks created."""
+        if not customers:
             return 0
-        ids = [r.customer_id for r in live]
-        plans = {tier: await self.plan_document(session, tier) for tier in {r.tier for r in live}}
+        ids = [customer_id for customer_id, _ in customers]
+        tiers = {facts.tier for _, facts in customers}
+        plans = {tier: await self.plan_document(session, tier) for tier in tiers}
         existing = await repo.tasks.planning_view(session, ids)
         cycles = await repo.cycles.of_customers(session, ids)
         if typical_days is None:
@@ -214,38 +234,46 @@ class OutreachService:
         created: list[tuple[uuid.UUID, PlannedTask]] = []
         changed: list[dict[str, Any]] = []
         stale: list[uuid.UUID] = []
-        for recipient in live:
-            mine = existing.get(recipient.customer_id, [])
-            plan = plans[recipient.tier]
+        for customer_id, facts in customers:
             new, updates, cancels = self._reconcile(
-                recipient,
-                plan,
-                mine,
+                CustomerPlanning(
+                    facts,
+                    plans[facts.tier],
+                    existing.get(customer_id, []),
+                    cycles.get(customer_id, []),
+                ),
                 now,
                 occasions,
-                cycles.get(recipient.customer_id, []),
                 typical_days,
             )
-            created.extend((recipient.customer_id, task) for task in new)
+            created.extend((customer_id, task) for task in new)
             changed.extend(updates)
             stale.extend(cancels)
         await self._write_plans(session, created, changed, stale, now)
         return len(created)
 
-    def _reconcile(
+    def upcoming(
         self,
-        recipient: Recipient,
-        plan: PlanDocument,
-        existing: Sequence[Any],
+        customer: CustomerPlanning,
         now: dt.datetime,
         occasions: Sequence[Occasion],
-        cycles: Sequence[Cycle],
         typical_days: dict[str, float],
-    ) -> tuple[list[PlannedTask], list[dict[str, Any]], list[uuid.UUID]]:
-        """What to create, change and cancel for one customer, from its planned contacts
-        and the tasks it has."""
-        facts = self.facts(recipient)
-        keep_open = {t.kind for t in existing if t.kind in RECURRING and t.status in OPEN_STATUSES}
+    ) -> list[PlannedTask]:
+        """The customer's planned contacts of the coming year, tasks or not yet."""
+        return self._planned(customer, now, None, occasions, typical_days)
+
+    def _planned(
+        self,
+        customer: CustomerPlanning,
+        now: dt.datetime,
+        until: dt.datetime | None,
+        occasions: Sequence[Occasion],
+        typical_days: dict[str, float],
+    ) -> list[PlannedTask]:
+        """What the plan asks for until `until` (a year when None), with the recurring
+        kinds numbered from the tasks the customer already has."""
+        existing = customer.tasks
+        keep_open = customer.recurring_open
         last_done = {
             kind: max(
                 (t.completed_at for t in existing if t.kind == kind and t.completed_at),
@@ -256,10 +284,11 @@ class OutreachService:
         planned = [
             task
             for task in plan_customer(
-                facts,
-                plan,
+                customer.facts,
+                customer.plan,
                 now=now,
-                cycles=cycles,
+                until=until,
+                cycles=customer.cycles,
                 typical_days=typical_days,
                 last_revisit=last_done["revisit"],
                 last_survey=last_done["survey"],
@@ -268,12 +297,42 @@ class OutreachService:
             if task.kind not in keep_open
         ]
         for kind in RECURRING:  # the n-th revisit is its own occasion, whatever its date
-            count = sum(1 for t in existing if t.kind == kind)
-            planned = [
-                replace(t, occasion=f"{kind}:{count + 1}") if t.kind == kind else t for t in planned
-            ]
+            if any(t.kind == kind for t in planned):
+                count = sum(1 for t in existing if t.kind == kind)
+                planned = [
+                    replace(t, occasion=f"{kind}:{count + 1}") if t.kind == kind else t
+                    for t in planned
+                ]
+        return planned
+
+    def _reconcile(
+        self,
+        customer: CustomerPlanning,
+        now: dt.datetime,
+        occasions: Sequence[Occasion],
+        typical_days: dict[str, float],
+    ) -> tuple[list[PlannedTask], list[dict[str, Any]], list[uuid.UUID]]:
+        """What to create, change and cancel for one customer, from its planned contacts
+        and the tasks it has. Only contacts due within the planning window become tasks;
+        a pending task the plan moved past the window is moved, not cancelled."""
+        existing, plan = customer.tasks, customer.plan
+        keep_open = customer.recurring_open
+        planned = self._planned(customer, now, now + self.planning_window, occasions, typical_days)
         by_occasion = {t.occasion: t for t in existing}
-        owner = assignee_for(plan, facts)
+        wanted = {task.occasion for task in planned}
+        unwanted = [
+            t
+            for t in existing
+            if t.kind in PLANNED_KINDS
+            and t.kind not in keep_open
+            and t.occasion not in wanted
+            and t.status == "pending"
+            and t.due_at > now
+        ]
+        if unwanted:  # moved beyond the window, or no longer asked for at all?
+            later = {t.occasion: t for t in self.upcoming(customer, now, occasions, typical_days)}
+            planned += [later[t.occasion] for t in unwanted if t.occasion in later]
+        owner = assignee_for(plan, customer.facts)
         new: list[PlannedTask] = []
         updates: list[dict[str, Any]] = []
         for task in planned:
@@ -310,15 +369,7 @@ class OutreachService:
                     }
                 )
         wanted = {task.occasion for task in planned}
-        cancels = [
-            t.id
-            for t in existing
-            if t.kind in PLANNED_KINDS
-            and t.kind not in keep_open
-            and t.occasion not in wanted
-            and t.status == "pending"
-            and t.due_at > now
-        ]
+        cancels = [t.id for t in unwanted if t.occasion not in wanted]
         return new, updates, cancels
 
     async def _write_plans(
@@ -329,47 +380,51 @@ class OutreachService:
         stale: list[uuid.UUID],
         now: dt.datetime,
     ) -> None:
-        rows, events = [], []
-        for customer_id, planned in created:
-            task_id = uuid.uuid4()
-            rows.append(
-                {
-                    "id": task_id,
-                    "customer_id": customer_id,
+        count = len(created)
+        task_ids = random_uuid_column(count)
+        customer_ids = object_column([customer_id for customer_id, _ in created])
+        tasks = [planned for _, planned in created]
+        await insert_columns(
+            session,
+            Task.__table__,
+            {
+                "id": task_ids,
+                "customer_id": customer_ids,
+                "kind": object_column([t.kind for t in tasks]),
+                "occasion": object_column([t.occasion for t in tasks]),
+                "channel": object_column([t.channel for t in tasks]),
+                "marketing": np.array([t.marketing for t in tasks], dtype=np.bool_),
+                "priority": np.array([t.priority for t in tasks], dtype=np.int16),
+                "due_at": object_column([t.due_at for t in tasks]),
+                "status": "pending",
+                "assignee": object_column([t.assignee for t in tasks]),
+                "basis": object_column([t.basis for t in tasks]),
+                "decisions": object_column([[] for _ in tasks]),
+                "attempts": 0,
+                "created_at": now,
+                "updated_at": now,
+            },
+            count,
+        )
+        events = [
+            outbox_row(
+                producer=PRODUCER,
+                event_type="outreach.scheduled",
+                customer_id=customer_id,
+                data={},
+                occurred_at=now,
+                created_at=now,
+                validated_json={
+                    "task_id": uuid.UUID(bytes=task_id.tobytes()),
                     "kind": planned.kind,
-                    "occasion": planned.occasion,
                     "channel": planned.channel,
-                    "marketing": planned.marketing,
-                    "priority": planned.priority,
                     "due_at": planned.due_at,
-                    "status": "pending",
                     "assignee": planned.assignee,
-                    "basis": planned.basis,
-                    "decisions": [],
-                    "attempts": 0,
-                    "created_at": now,
-                    "updated_at": now,
-                }
+                    "occasion": planned.occasion,
+                },
             )
-            events.append(
-                outbox_row(
-                    producer=PRODUCER,
-                    event_type="outreach.scheduled",
-                    customer_id=customer_id,
-                    data={},
-                    occurred_at=now,
-                    created_at=now,
-                    validated_json={
-                        "task_id": task_id,
-                        "kind": planned.kind,
-                        "channel": planned.channel,
-                        "due_at": planned.due_at,
-                        "assignee": planned.assignee,
-                        "occasion": planned.occasion,
-                    },
-                )
-            )
-        await bulk_insert(session, Task.__table__, rows)
+            for task_id, (customer_id, planned) in zip(task_ids, created, strict=True)
+        ]
         await record_events(session, events)
         if changed:
             await session.execute(update(Task), changed)
@@ -581,6 +636,72 @@ class OutreachService:
                 task.status = "cancelled"
                 self.decide(task, at, "cancelled", "the customer was erased")
         await session.flush()
+
+    async def customer_upcoming(
+        self, session: AsyncSession, customer_id: uuid.UUID, access: CustomerAccess
+    ) -> Upcoming:
+        """A customer's coming year: its open tasks and the contacts its plan and the
+        calendar will make tasks of, as the caller may see them."""
+        now = utcnow()
+        found = await repo.recipients.planning_facts(session, ids=[customer_id])
+        if not found or not access.may_see_customer(found[0][1].account_manager):
+            raise NotFound(f"No customer {customer_id} known to outreach.")
+        facts = found[0][1]
+        customer = CustomerPlanning(
+            facts,
+            await self.plan_document(session, facts.tier),
+            (await repo.tasks.planning_view(session, [customer_id])).get(customer_id, []),
+            (await repo.cycles.of_customers(session, [customer_id])).get(customer_id, []),
+        )
+        cycles = {c.category for c in customer.cycles}
+        planned = self.upcoming(
+            customer,
+            now,
+            await self.occasions(
+                session, now.date() - dt.timedelta(days=1), now.date() + dt.timedelta(days=368)
+            ),
+            await repo.cycles.typical_days(session, sorted(cycles), MIN_OWN_PURCHASES),
+        )
+        tasks = {t.occasion: t for t in await repo.tasks.of_customer(session, customer_id)}
+        items = [
+            UpcomingContact(
+                task_id=task.id,
+                status=task.status,
+                kind=task.kind,
+                occasion=task.occasion,
+                channel=task.channel,
+                marketing=task.marketing,
+                due_at=task.due_at,
+                assignee=task.assignee,
+                basis=task.basis,
+            )
+            for task in tasks.values()
+            if task.status in (*OPEN_STATUSES, "held")
+        ] + [
+            UpcomingContact(
+                task_id=None,
+                status="planned",
+                kind=p.kind,
+                occasion=p.occasion,
+                channel=p.channel,
+                marketing=p.marketing,
+                due_at=p.due_at,
+                assignee=p.assignee,
+                basis=p.basis,
+            )
+            for p in planned
+            if p.occasion not in tasks
+        ]
+        manager = facts.account_manager
+        return Upcoming(
+            customer_id=customer_id,
+            planned_until=now + HORIZON,
+            tasks_until=now + self.planning_window,
+            items=sorted(
+                (i for i in items if access.may_see_work((i.assignee,), manager)),
+                key=lambda i: (i.due_at, i.occasion),
+            ),
+        )
 
     # ------------------------------------------------------------ tasks by hand
     async def visible_task(

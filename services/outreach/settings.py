@@ -26,5 +26,9 @@ class OutreachSettings(ServiceSettings):
     dispatch_max_sleep_s: float = Field(default=1.0, gt=0, le=60)
     # Everyone's contacts are planned again this often (seconds); 0 turns it off.
     planning_interval_s: float = Field(default=86_400, ge=0)
+    # Contacts due within this many days are tasks (worklists, feeds, dispatch); later
+    # ones are planned and shown (`/v1/customers/{id}/upcoming`), and become tasks as the
+    # window reaches them at the next planning.
+    planning_window_days: int = Field(default=31, ge=1, le=366)
     # Whose public holidays the calendar holds (ISO code, from the `holidays` package).
     holiday_country: str = "CN"

@@ -3,6 +3,7 @@ the dispatcher driven by hand against the local provider (tests/provider.py)."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import uuid
 from collections.abc import AsyncIterator
@@ -33,12 +34,28 @@ async def outreach_db(new_database: DatabaseFactory) -> str:
 
 @pytest.fixture
 async def outreach(outreach_db: str) -> AsyncIterator[httpx.AsyncClient]:
+    """Outreach whose planning window is the whole year, so that every contact planned is
+    a task at once (tests of the window use `outreach_windowed`)."""
+    async with outreach_app(outreach_db, planning_window_days=366) as client:
+        yield client
+
+
+@pytest.fixture
+async def outreach_windowed(outreach_db: str) -> AsyncIterator[httpx.AsyncClient]:
+    """Outreach with its default planning window."""
+    async with outreach_app(outreach_db) as client:
+        yield client
+
+
+@contextlib.asynccontextmanager
+async def outreach_app(outreach_db: str, **options: Any) -> AsyncIterator[httpx.AsyncClient]:
     settings = service_settings(
         OutreachSettings,
         database_url=outreach_db,
         bootstrap="127.0.0.1:1",
         prefix="none.",
         run_background=False,
+        **options,
     )
     async with running(create_app(settings)) as client:
         for tier in ("A", "B", "*"):

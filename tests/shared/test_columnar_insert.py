@@ -32,6 +32,7 @@ sample = sa.Table(
     sa.Column("note", sa.Text),
     sa.Column("extra", sa.JSON),
     sa.Column("at", UTCDateTime),
+    sa.Column("seen", UTCDateTime),
 )
 
 
@@ -46,6 +47,9 @@ async def test_columns_are_stored_as_given_with_nulls(
     refs = [uuid.uuid4() for _ in range(7)]
     owner = uuid.uuid4()
     at = dt.datetime(2026, 3, 4, 5, 6, 7, 891011, tzinfo=dt.UTC)
+    east = dt.timezone(dt.timedelta(hours=8))
+    seen = [at + dt.timedelta(days=n) for n in range(6)] + [None]
+    seen[2] = dt.datetime(1999, 12, 31, 23, 59, 59, 1, tzinfo=east)  # before PG's epoch
     columns = {
         "id": np.arange(1, 8, dtype=np.int64),
         "big": np.ma.masked_array(
@@ -62,6 +66,7 @@ async def test_columns_are_stored_as_given_with_nulls(
         "note": np.array(["x", None, "ünïcode", "", "a\tb\nc", None, "z"], dtype=object),
         "extra": np.array([{"a": 1}, None, [1, "2"], {}, None, {"k": "v"}, "s"], dtype=object),
         "at": at,
+        "seen": np.array(seen, dtype=object),
     }
     async with session_factory(engine)() as session, session.begin():
         await insert_columns(session, sample, columns, 7)
@@ -80,6 +85,7 @@ async def test_columns_are_stored_as_given_with_nulls(
     assert [row.note for row in rows] == ["x", None, "ünïcode", "", "a\tb\nc", None, "z"]
     assert [row.extra for row in rows] == [{"a": 1}, None, [1, "2"], {}, None, {"k": "v"}, "s"]
     assert {row.at for row in rows} == {at}
+    assert [row.seen for row in rows] == seen
 
 
 async def test_decorated_types_other_than_timestamps_are_refused(

@@ -68,6 +68,7 @@ MATRIX: dict[str, dict[str, frozenset[str] | None]] = {
         "GET /v1/calendar": ALL,
         "POST /v1/calendar": ANALYSTS,  # marketing plans the company's dates
         "POST /v1/planning": ADMIN_ONLY,
+        "GET /v1/customers/{customer_id}/upcoming": ALL,
         "GET /v1/tasks": ALL,
         "GET /v1/tasks/{task_id}": ALL,
         "POST /v1/tasks/{task_id}/complete": WORKERS,
