@@ -43,6 +43,7 @@ from services.outreach import repository as repo
 from services.outreach.app import PLANNING_BATCH, create_app, plan_everyone
 from services.outreach.channels import ClientPool, HttpProvider
 from services.outreach.dispatcher import Dispatcher
+from services.outreach.service import outreach_service
 from services.outreach.settings import OutreachSettings
 from shared.db import create_engine, migrate, session_factory
 
@@ -440,8 +441,11 @@ async def bench_planning(customers: int) -> None:
         f"({dt.date.today()}, postgresql)\n\n"
         f"Machine: {machine()}. `python -m bench.outreach planning --customers {customers}` "
         f"(seeded by COPY in {seeded:.0f} s). The scheduled planner's own code "
-        "(`plan_everyone`: batches of 2,000 customers, each read in four queries, planned by "
-        "`plan_customer`, written by COPY with its `outreach.scheduled` events).\n\n"
+        f"(`plan_everyone`: batches of {PLANNING_BATCH:,} customers, each read in four "
+        "queries; each customer's next date of every kind of contact worked out by "
+        "`plan_customer`, and those due within the "
+        f"{outreach_service.planning_window.days}-day planning window written as tasks by "
+        "COPY with their `outreach.scheduled` events).\n\n"
         "| run | seconds | tasks created | customers/s |\n|---|---|---|---|\n"
         f"| first planning | {planning:.1f} | {created:,} | {customers / planning:,.0f} |\n"
         f"| planning again (nothing new) | {replanning:.1f} | {again:,} | "
