@@ -19,6 +19,9 @@ from shared.outbox import PENDING_FLAG
 
 async def seed_default_policy(runtime: ServiceRuntime) -> None:
     """A new install ranks customers with the default policy, with no configuration."""
+    settings = runtime.settings
+    assert isinstance(settings, TieringSettings)
+    tiering_service.full_ranking_below = settings.full_ranking_below
     async with runtime.sessions() as session, session.begin():
         await tiering_service.ensure_default_policy(session)
 

@@ -68,9 +68,6 @@ PRODUCER = "tiering"
 # order, which the tier.changed feed relies on (see feed.py).
 TIER_WRITER_LOCK = 0x7131_2A4B
 SAMPLE_MOVERS = 20
-# Below this many customers, events re-rank everyone (milliseconds) instead of placing the
-# touched customers against the latest ranking's band edges.
-FULL_RANKING_BELOW = 1000
 RANKINGS_KEPT = 48
 CHANGES_PER_WRITE = 250_000  # a re-rank writes tier changes in chunks: memory stays flat
 # What a change after events copies from the customer's stored scores.
@@ -101,6 +98,10 @@ def tier_changed_json(
 
 class TieringService:
     """Aggregates per customer, ranking policies and the tiers they give."""
+
+    def __init__(self, full_ranking_below: int = 1000) -> None:
+        # Below this many ranked customers, events re-rank everyone (TieringSettings).
+        self.full_ranking_below = full_ranking_below
 
     # ------------------------------------------------------------ events
     async def register_customer(
@@ -235,7 +236,7 @@ class TieringService:
         if not aggregates:
             return
         ranking = await repo.rankings.latest(session, policy.id)
-        if ranking is None or ranking.customers < FULL_RANKING_BELOW:
+        if ranking is None or ranking.customers < self.full_ranking_below:
             # No ranking yet, or a small one: ranking everyone again is as quick and exact.
             await self.recompute(session, None)
             return

@@ -13,3 +13,6 @@ class TieringSettings(ServiceSettings):
     port: int = 8002
     # Re-rank everyone under the active policy this often (seconds); 0 turns it off.
     rerank_interval_s: float = Field(default=3600, ge=0)
+    # Below this many ranked customers, events re-rank everyone (milliseconds at that size,
+    # and exact) instead of placing the touched customers against the latest band edges.
+    full_ranking_below: int = Field(default=1000, ge=0)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import uuid
 from collections.abc import AsyncIterator
@@ -13,6 +14,7 @@ import pytest
 from services.tiering.app import create_app
 from services.tiering.consumers import HANDLERS, reassess_customers
 from services.tiering.feed import TierChangeFeed
+from services.tiering.service import tiering_service
 from services.tiering.settings import TieringSettings
 from shared.db import create_engine, session_factory
 from shared.events import EventEnvelope, parse_data
@@ -40,12 +42,29 @@ async def tiering_db(new_database: DatabaseFactory) -> str:
 
 @pytest.fixture
 async def tiering(tiering_db: str) -> AsyncIterator[httpx.AsyncClient]:
+    async with tiering_app(tiering_db) as client:
+        yield client
+
+
+@pytest.fixture
+async def tiering_placing(tiering_db: str) -> AsyncIterator[httpx.AsyncClient]:
+    """Tiering that places customers after events however few are ranked (as a large
+    install does), never ranking everyone again."""
+    before = tiering_service.full_ranking_below
+    async with tiering_app(tiering_db, full_ranking_below=0) as client:
+        yield client
+    tiering_service.full_ranking_below = before  # the service object outlives the app
+
+
+@contextlib.asynccontextmanager
+async def tiering_app(tiering_db: str, **options: Any) -> AsyncIterator[httpx.AsyncClient]:
     settings = service_settings(
         TieringSettings,
         database_url=tiering_db,
         bootstrap="127.0.0.1:1",
         prefix="none.",
         run_background=False,
+        **options,
     )
     async with running(create_app(settings)) as client:
         yield client

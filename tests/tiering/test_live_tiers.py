@@ -30,9 +30,9 @@ async def test_a_first_purchase_gives_a_tier_in_the_same_batch(
 
 
 async def test_a_large_install_places_customers_against_the_latest_band_edges(
-    tiering: httpx.AsyncClient, feed: Feed, tiering_db: str, monkeypatch: pytest.MonkeyPatch
+    tiering_placing: httpx.AsyncClient, feed: Feed, tiering_db: str
 ) -> None:
-    monkeypatch.setattr(tiering_service_module, "FULL_RANKING_BELOW", 0)  # never re-rank
+    tiering = tiering_placing
     ranked = [feed.customer() for _ in range(5)]
     for customer, amount in zip(ranked, ["500", "200", "150", "100", "50"], strict=True):
         feed.purchase(customer, amount, RECENT)
