@@ -301,16 +301,17 @@ async def load_figures(
 async def _everyone(
     session: AsyncSession, order: list[str], tier_names: list[str], as_of: dt.datetime
 ) -> Columns:
-    """Every customer known by `as_of`: key, id, text columns as codes, tier and stored
-    scores (and `scored`: whether the customer has a score row yet). The two tables are
-    read apart (a join of a million rows costs more than both reads) and matched by key."""
+    """Every customer known by `as_of` and not erased: key, id, text columns as codes,
+    tier and stored scores (and `scored`: whether the customer has a score row yet). The
+    two tables are read apart (a join of a million rows costs more than both reads) and
+    matched by key."""
     customers = await fetch_columns(
         session,
         select(
             AGGREGATES.c.key,
             AGGREGATES.c.customer_id,
             _code(AGGREGATES.c.relationship_level, list(LEVELS)).label("level"),
-        ).where(AGGREGATES.c.first_seen_at <= as_of),
+        ).where(AGGREGATES.c.first_seen_at <= as_of, AGGREGATES.c.erased.is_(False)),
         [
             Col("key", "int4", 0),
             Col("customer_id", "uuid"),
@@ -355,8 +356,8 @@ async def _everyone(
 
 def _these_customers(aggregates: Sequence[CustomerAggregate], as_of: dt.datetime) -> Columns:
     """The columns the per-customer methods read, from rows the event handlers already
-    hold (no second read); customers not known by `as_of` are left out."""
-    known = [row for row in aggregates if row.first_seen_at <= as_of]
+    hold (no second read); customers not known by `as_of`, or erased, are left out."""
+    known = [row for row in aggregates if row.first_seen_at <= as_of and not row.erased]
     levels = [row.relationship_level for row in known]
     return {
         "key": np.array([row.key for row in known], dtype=np.int32),
@@ -1146,13 +1147,16 @@ def scores(customer: RankedCustomer, policy: PolicyDocument) -> dict[str, Any]:
 async def summary_figures(
     session: AsyncSession, window_days: int, as_of: dt.datetime
 ) -> tuple[dict[str | None, tuple[int, int, int]], int, int]:
-    """Per current tier: (customers, revenue, collected) over the window, in stored units;
+    """Per current tier: (customers, revenue, collected) over the window, in stored units,
+    erased customers left out;
     the total revenue; and the revenue of the top 20% of customers by revenue."""
     end = epoch_day(as_of)
     names = sorted(await _tiers_in_use(session))
     customers = await fetch_columns(
         session,
-        select(AGGREGATES.c.key).where(AGGREGATES.c.first_seen_at <= as_of),
+        select(AGGREGATES.c.key).where(
+            AGGREGATES.c.first_seen_at <= as_of, AGGREGATES.c.erased.is_(False)
+        ),
         [Col("key", "int4", 0)],
     )
     tiers_now = await fetch_columns(

@@ -180,7 +180,8 @@ class TieringService:
         await repo.complaints.close(session, data.complaint_id, customer_id, at, data.satisfaction)
 
     async def mark_erased(self, session: AsyncSession, customer_id: uuid.UUID) -> None:
-        """Erasure keeps every number: tiering holds no personal data, only figures."""
+        """Tiering holds no personal data, only figures; an erased customer's are kept but
+        leave the rankings, the summary and every later `tier.changed`."""
         aggregate = await repo.aggregates.get(session, customer_id)
         if aggregate is not None:
             aggregate.erased = True

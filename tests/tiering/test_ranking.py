@@ -326,3 +326,42 @@ def test_a_change_without_band_figures_is_explained_by_its_rules() -> None:
         "rules": {"key parcel account": "301.50"},
         "value_matrix": "high value",
     }
+
+
+async def test_erased_customers_leave_rankings_summary_and_announcements(
+    tiering: httpx.AsyncClient, feed: Feed, tiering_db: str
+) -> None:
+    customers = [feed.customer() for _ in range(4)]
+    for customer, amount in zip(customers, ["1000", "100", "10", "1"], strict=True):
+        feed.purchase(customer, amount, RECENT)
+    await feed.apply(batch_hook=False)
+    assert (await recompute(tiering))["customers"] == 4
+    erased = customers[0]
+    before = len(await announced(tiering_db))
+    feed.events = []
+    feed.add(erased, "customer.erased", {})
+    feed.purchase(erased, "5000", RECENT)  # a late event about it changes no tier
+    await feed.apply()  # (a small install: the events re-rank everyone)
+    assert (await recompute(tiering))["customers"] == 3
+    # The next one up takes the top tier; nothing is announced about the erased customer.
+    new = (await announced(tiering_db))[before:]
+    assert new and all(event.message_key != str(erased) for event in new)
+    summary = (await tiering.get("/v1/tiers/summary", headers=ANALYST)).json()
+    assert sum(t["customers"] for t in summary["tiers"]) == 3
+    assert summary["total_revenue"] == "111.00"
+
+
+async def test_events_about_an_erased_customer_place_it_nowhere(
+    tiering_placing: httpx.AsyncClient, feed: Feed, tiering_db: str
+) -> None:
+    customers = [feed.customer() for _ in range(3)]
+    for customer, amount in zip(customers, ["100", "10", "1"], strict=True):
+        feed.purchase(customer, amount, RECENT)
+    await feed.apply(batch_hook=False)
+    await recompute(tiering_placing)
+    before = len(await announced(tiering_db))
+    feed.events = []
+    feed.add(customers[2], "customer.erased", {})
+    feed.purchase(customers[2], "5000", RECENT)  # placed, it would be an A
+    await feed.apply()
+    assert (await announced(tiering_db))[before:] == []
