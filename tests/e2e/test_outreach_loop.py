@@ -31,7 +31,7 @@ from tests.conftest import (
     running,
     service_settings,
 )
-from tests.outreach.conftest import ALWAYS_OPEN
+from tests.outreach.conftest import ALWAYS_OPEN, born_in
 from tests.provider import FakeProvider
 
 
@@ -105,7 +105,7 @@ async def test_outreach_follows_profile_tiering_and_complaints(
                 "kind": "company",
                 "account_manager": "mia",
                 "timezone": "Asia/Shanghai",
-                "birthday": "1980-06-01",
+                "birthday": born_in(10, 1980),  # within the planning window
                 "consent": {"sms": "granted"},
             },
             headers=ADMIN,

@@ -8,6 +8,7 @@ import datetime as dt
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
@@ -25,6 +26,17 @@ __all__ = ["SECRET", "FakeProvider"]
 
 # Plans without quiet hours, so tests do not depend on the hour they run at.
 ALWAYS_OPEN: dict[str, Any] = {"quiet_hours": {"start": "00:00", "end": "00:00"}}
+
+
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+
+
+def born_in(days: int, year: int) -> str:
+    """A birth date whose anniversary comes `days` from today in Shanghai."""
+    day = dt.datetime.now(SHANGHAI).date() + dt.timedelta(days=days)
+    if (day.month, day.day) == (2, 29):
+        day += dt.timedelta(days=1)
+    return day.replace(year=year).isoformat()
 
 
 @pytest.fixture

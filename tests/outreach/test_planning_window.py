@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from zoneinfo import ZoneInfo
 
 import httpx
 from sqlalchemy import update
@@ -16,17 +15,7 @@ from services.outreach.models import Recipient
 from services.outreach.service import outreach_service
 from shared.db import create_engine, session_factory
 from tests.conftest import ADMIN, ANALYST, MANAGER
-from tests.outreach.conftest import Events, tasks_of
-
-SHANGHAI = ZoneInfo("Asia/Shanghai")
-
-
-def born_in(days: int, year: int) -> str:
-    """A birth date whose anniversary comes `days` from today in Shanghai."""
-    day = dt.datetime.now(SHANGHAI).date() + dt.timedelta(days=days)
-    if (day.month, day.day) == (2, 29):
-        day += dt.timedelta(days=1)
-    return day.replace(year=year).isoformat()
+from tests.outreach.conftest import Events, born_in, tasks_of
 
 
 async def plan_at(url: str, customer_id: uuid.UUID, now: dt.datetime) -> int:
