@@ -84,9 +84,7 @@ async def plan_everyone(runtime: ServiceRuntime) -> int:
     after = None
     now = utcnow()
     async with runtime.sessions() as session:
-        occasions = await outreach_service.occasions(
-            session, now.date() - dt.timedelta(days=1), now.date() + dt.timedelta(days=368)
-        )
+        occasions = await outreach_service.coming_occasions(session, now)
         typical_days = await repo.cycles.typical_days(
             session, await repo.cycles.categories(session), MIN_OWN_PURCHASES
         )

@@ -87,6 +87,14 @@ def _first_days_of_holidays(country: str, first_year: int, last_year: int) -> tu
     )
 
 
+UPCOMING_FIELDS = ("kind", "occasion", "channel", "marketing", "due_at", "assignee", "basis")
+
+
+def _contact_fields(contact: Task | PlannedTask) -> dict[str, Any]:
+    """What a task and a planned contact both say of a contact (`/upcoming` lists both)."""
+    return {name: getattr(contact, name) for name in UPCOMING_FIELDS}
+
+
 def feed_digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
@@ -181,6 +189,12 @@ class OutreachService:
         ]
         return sorted([*self.public_holidays(start, end), *own], key=lambda o: o.on)
 
+    async def coming_occasions(self, session: AsyncSession, now: dt.datetime) -> list[Occasion]:
+        """The occasions planning may meet: a day either side of the planning horizon."""
+        return await self.occasions(
+            session, now.date() - dt.timedelta(days=1), now.date() + dt.timedelta(days=368)
+        )
+
     async def add_calendar_entry(
         self, session: AsyncSession, body: CalendarCreate, actor: str
     ) -> CalendarEntry:
@@ -228,9 +242,7 @@ class OutreachService:
             thin = {c.category for found in cycles.values() for c in found}
             typical_days = await repo.cycles.typical_days(session, sorted(thin), MIN_OWN_PURCHASES)
         if occasions is None:
-            occasions = await self.occasions(
-                session, now.date() - dt.timedelta(days=1), now.date() + dt.timedelta(days=368)
-            )
+            occasions = await self.coming_occasions(session, now)
         created: list[tuple[uuid.UUID, PlannedTask]] = []
         changed: list[dict[str, Any]] = []
         stale: list[uuid.UUID] = []
@@ -647,50 +659,29 @@ class OutreachService:
         if not found or not access.may_see_customer(found[0][1].account_manager):
             raise NotFound(f"No customer {customer_id} known to outreach.")
         facts = found[0][1]
+        tasks = await repo.tasks.of_customer(session, customer_id)
         customer = CustomerPlanning(
             facts,
             await self.plan_document(session, facts.tier),
-            (await repo.tasks.planning_view(session, [customer_id])).get(customer_id, []),
+            tasks,
             (await repo.cycles.of_customers(session, [customer_id])).get(customer_id, []),
         )
-        cycles = {c.category for c in customer.cycles}
+        cycles = sorted({c.category for c in customer.cycles})
         planned = self.upcoming(
             customer,
             now,
-            await self.occasions(
-                session, now.date() - dt.timedelta(days=1), now.date() + dt.timedelta(days=368)
-            ),
-            await repo.cycles.typical_days(session, sorted(cycles), MIN_OWN_PURCHASES),
+            await self.coming_occasions(session, now),
+            await repo.cycles.typical_days(session, cycles, MIN_OWN_PURCHASES),
         )
-        tasks = {t.occasion: t for t in await repo.tasks.of_customer(session, customer_id)}
+        made = {t.occasion for t in tasks}
         items = [
-            UpcomingContact(
-                task_id=task.id,
-                status=task.status,
-                kind=task.kind,
-                occasion=task.occasion,
-                channel=task.channel,
-                marketing=task.marketing,
-                due_at=task.due_at,
-                assignee=task.assignee,
-                basis=task.basis,
-            )
-            for task in tasks.values()
-            if task.status in (*OPEN_STATUSES, "held")
+            UpcomingContact(task_id=t.id, status=t.status, **_contact_fields(t))
+            for t in tasks
+            if t.status in (*OPEN_STATUSES, "held")
         ] + [
-            UpcomingContact(
-                task_id=None,
-                status="planned",
-                kind=p.kind,
-                occasion=p.occasion,
-                channel=p.channel,
-                marketing=p.marketing,
-                due_at=p.due_at,
-                assignee=p.assignee,
-                basis=p.basis,
-            )
+            UpcomingContact(task_id=None, status="planned", **_contact_fields(p))
             for p in planned
-            if p.occasion not in tasks
+            if p.occasion not in made
         ]
         manager = facts.account_manager
         return Upcoming(
