@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from services.outreach.occasions import GREGORIAN, local_moment, local_today, next_anniversary
-from services.outreach.schemas import DEFAULT_CHANNELS, MARKETING, PRIORITY, PlanDocument
+from services.outreach.schemas import MARKETING, PRIORITY, PlanDocument
 
 HORIZON = dt.timedelta(days=366)
 # With fewer purchases than this in a category, the category's typical cycle is used.
@@ -101,9 +101,7 @@ def plan_customer(
     zone = facts.timezone or DEFAULT_ZONE
     today = local_today(now, zone)
     owner = assignee_for(plan, facts)
-    channels: dict[str, str] = {**DEFAULT_CHANNELS}
-    for kind, channel in plan.channels.items():
-        channels[kind] = channel
+    channels = plan.channel_by_kind()
     planned: list[PlannedTask] = []
 
     def due_on(day: dt.date) -> dt.datetime | None:

@@ -105,10 +105,14 @@ class PlanDocument(_Strict):
             raise ValueError("send_at: a local time, without a zone")
         return self
 
-    def channel_for(self, kind: str) -> str:
+    def channel_by_kind(self) -> dict[str, str]:
+        """Every kind's channel: the plan's own, else the default."""
         chosen: dict[str, str] = dict(DEFAULT_CHANNELS)
         chosen.update(self.channels.items())
-        return chosen[kind]
+        return chosen
+
+    def channel_for(self, kind: str) -> str:
+        return self.channel_by_kind()[kind]
 
 
 DEFAULT_CHANNELS: dict[str, Channel] = {
