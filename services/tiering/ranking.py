@@ -898,6 +898,11 @@ def _percent(value: float) -> str:
     return f"{math.ceil(percent):d}%"
 
 
+def _share_percent(value: float) -> str:
+    """A share held, to a tenth of a percent, rounded down: 0.9929 is 99.2%, never 100%."""
+    return f"{math.floor(round(value * 1000, 6)) / 10:g}%"
+
+
 def explain(customer: RankedCustomer, policy: PolicyDocument) -> list[str]:
     """Reasons a person can read, in the order they were applied."""
     bands = policy.bands
@@ -918,7 +923,7 @@ def explain(customer: RankedCustomer, policy: PolicyDocument) -> list[str]:
         if bands.method == "cumulative_share":
             reasons.append(
                 f"{customer.band_tier}: in the top {top} of customers by {metric} {window} "
-                f"(cumulative share {_percent(customer.cumulative_share)})"
+                f"(cumulative share {_share_percent(customer.cumulative_share)})"
             )
         else:
             reasons.append(

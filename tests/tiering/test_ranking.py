@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from decimal import Decimal
 from typing import Any
 
 import httpx
 import numpy as np
 
-from services.tiering.ranking import _tie_ranks, explain_assignment
+from services.tiering.ranking import RankedCustomer, _tie_ranks, explain, explain_assignment
 from services.tiering.schemas import PolicyDocument
 from tests.conftest import ADMIN, ANALYST, query
 from tests.tiering.conftest import KEY_PARCEL_RULE, Feed, announced
@@ -365,3 +366,23 @@ async def test_events_about_an_erased_customer_place_it_nowhere(
     feed.purchase(customers[2], "5000", RECENT)  # placed, it would be an A
     await feed.apply()
     assert (await announced(tiering_db))[before:] == []
+
+
+def test_a_cumulative_share_is_never_rounded_up() -> None:
+    """0.9929 of the revenue is 99.2% in words, not 100%."""
+    policy = PolicyDocument.model_validate(
+        {"bands": {"tiers": [{"name": "A", "share": 0.995}], "rest": "B"}}
+    )
+    customer = RankedCustomer(
+        customer_id=uuid.uuid4(),
+        key=1,
+        previous_tier=None,
+        tier="A",
+        band_tier="A",
+        value=Decimal("10.00"),
+        rank=7,
+        customers=8,
+        cumulative_share=0.9929,
+    )
+    (reason,) = explain(customer, policy)
+    assert reason.endswith("(cumulative share 99.2%)"), reason
