@@ -48,8 +48,10 @@ from shared.pagination import Cursor, Limit, Page, decode_cursor, page_of
 
 router = APIRouter()
 
-Reader = Annotated[Principal, Depends(require_roles("account_manager", "analyst", "agent"))]
-ContactReader = Annotated[Principal, Depends(require_roles("account_manager", "agent"))]
+READERS = require_roles("account_manager", "analyst", "agent")
+CONTACT_READERS = require_roles("account_manager", "agent")  # contact details are personal
+Reader = Annotated[Principal, Depends(READERS)]
+ContactReader = Annotated[Principal, Depends(CONTACT_READERS)]
 Writer = Annotated[Principal, Depends(require_roles("account_manager"))]
 Admin = Annotated[Principal, Depends(require_roles())]
 FilterText = Annotated[str | None, Query(max_length=100)]
@@ -306,6 +308,7 @@ async def add_contact(
         request=body,
         response=response,
         create=create,
+        location=f"/v1/customers/{customer_id}/contacts/{{id}}",
     )
 
 
@@ -429,6 +432,7 @@ async def record_purchase(
         request=body,
         response=response,
         create=create,
+        location=f"/v1/customers/{customer_id}/purchases/{{id}}",
     )
 
 
@@ -492,6 +496,7 @@ async def record_payment(
         request=body,
         response=response,
         create=create,
+        location=f"/v1/customers/{customer_id}/payments/{{id}}",
     )
 
 
@@ -552,6 +557,7 @@ async def log_interaction(
         request=body,
         response=response,
         create=create,
+        location=f"/v1/customers/{customer_id}/interactions/{{id}}",
     )
 
 
@@ -683,3 +689,38 @@ async def import_purchases(request: Request, principal: Admin) -> ImportReport:
     imported for its customer is skipped.
     """
     return await _import("purchases", request, principal)
+
+
+# ---------------------------------------------------------------- one record each
+def _record_route(
+    path: str, model: type[Any], out: type[BaseModel], readers: Any, tag: str
+) -> None:
+    """`GET /v1/customers/{customer_id}/<path>/{record_id}`: one record, where the POST's
+    Location points; the same access as the list beside it."""
+
+    async def get_record(
+        customer_id: uuid.UUID,
+        record_id: uuid.UUID,
+        session: SessionDep,
+        principal: Principal = readers,
+    ) -> Any:
+        record = await profile_service.get_record(session, model, customer_id, record_id, principal)
+        return out.model_validate(record)
+
+    get_record.__doc__ = f"One of the customer's {path}."
+    router.get(
+        f"/customers/{{customer_id}}/{path}/{{record_id}}",
+        responses=problems(410),
+        response_model=out,
+        tags=[tag],
+        name=f"get_{path}_record",
+    )(get_record)
+
+
+for _path, _model, _out, _readers, _tag in (
+    ("contacts", Contact, ContactOut, Depends(CONTACT_READERS), "contacts"),
+    ("purchases", Purchase, PurchaseOut, Depends(READERS), "purchases"),
+    ("payments", Payment, PaymentOut, Depends(READERS), "purchases"),
+    ("interactions", Interaction, InteractionOut, Depends(READERS), "interactions"),
+):
+    _record_route(_path, _model, _out, _readers, _tag)

@@ -698,6 +698,21 @@ class ProfileService:
             limit=limit,
         )
 
+    async def get_record(
+        self,
+        session: AsyncSession,
+        model: Any,
+        customer_id: uuid.UUID,
+        record_id: uuid.UUID,
+        actor: Principal,
+    ) -> Any:
+        """One contact, purchase, payment or interaction of a customer the caller may see."""
+        await self.get_customer(session, customer_id, actor)
+        record = await session.get(model, record_id)
+        if record is None or record.customer_id != customer_id:
+            raise NotFound(f"No such record {record_id} of customer {customer_id}.")
+        return record
+
     # ------------------------------------------------------------ referrals
     async def referrals(
         self, session: AsyncSession, customer_id: uuid.UUID, actor: Principal

@@ -6,7 +6,7 @@ import uuid
 
 import httpx
 
-from tests.conftest import ADMIN, ANALYST
+from tests.conftest import ADMIN, ANALYST, MANAGER
 from tests.profile.helpers import create_customer, events, query
 
 CONTACT = {
@@ -276,3 +276,34 @@ async def test_contacts_can_be_changed_and_removed(
         ]
     ]
     assert actions[:3] == ["contact_removed", "contact_updated", "interaction_logged"]
+
+
+async def test_each_record_has_its_own_url(profile: httpx.AsyncClient) -> None:
+    mine = await create_customer(profile, account_manager="mia")
+    theirs = await create_customer(profile, account_manager="noah")
+    bodies = {
+        "contacts": CONTACT,
+        "purchases": {"amount": "9.50", "currency": "CNY", "purchased_at": "2026-05-01T08:00:00Z"},
+        "payments": {"amount": "9.50", "currency": "CNY", "received_at": "2026-05-02T08:00:00Z"},
+        "interactions": {"kind": "call", "at": "2026-05-03T08:00:00Z", "notes": "checked in"},
+    }
+    for kind, body in bodies.items():
+        created = await profile.post(f"/v1/customers/{mine['id']}/{kind}", json=body, headers=ADMIN)
+        assert created.status_code == 201, created.text
+        location = created.headers["Location"]
+        assert location == f"/v1/customers/{mine['id']}/{kind}/{created.json()['id']}"
+        shown = await profile.get(location, headers=MANAGER)
+        assert (shown.status_code, shown.json()) == (200, created.json()), kind
+        # Not under another customer's path, nor for another manager, nor made up.
+        elsewhere = location.replace(mine["id"], theirs["id"])
+        assert (await profile.get(elsewhere, headers=ADMIN)).status_code == 404
+        other = await create_customer(profile, account_manager="noah")
+        made = await profile.post(f"/v1/customers/{other['id']}/{kind}", json=body, headers=ADMIN)
+        assert (await profile.get(made.headers["Location"], headers=MANAGER)).status_code == 404
+        unknown = f"/v1/customers/{mine['id']}/{kind}/{uuid.uuid4()}"
+        assert (await profile.get(unknown, headers=ADMIN)).status_code == 404
+    (contact,) = (await profile.get(f"/v1/customers/{mine['id']}/contacts", headers=ADMIN)).json()[
+        "items"
+    ]
+    contact_url = f"/v1/customers/{mine['id']}/contacts/{contact['id']}"
+    assert (await profile.get(contact_url, headers=ANALYST)).status_code == 403
