@@ -21,6 +21,7 @@ from services.profile.models import (
     Payment,
     Purchase,
 )
+from services.profile.repository import Row
 from services.profile.schemas import (
     REQUIRED_ON_PATCH,
     ConsentUpdate,
@@ -438,7 +439,7 @@ class ProfileService:
     ) -> Contact:
         """Change some of a contact's fields."""
         customer = await self._writable(session, customer_id, actor)
-        contact = await self._contact_of(session, customer, contact_id)
+        contact = await self._record_of(session, Contact, customer, contact_id)
         given = patch.model_dump(include=patch.model_fields_set)
         for field in ("name", "decision_maker", "birthday_calendar"):
             if field in given and given[field] is None:
@@ -474,7 +475,7 @@ class ProfileService:
     ) -> None:
         """Remove a contact; interactions with it stay, without the link."""
         customer = await self._writable(session, customer_id, actor)
-        contact = await self._contact_of(session, customer, contact_id)
+        contact = await self._record_of(session, Contact, customer, contact_id)
         await repo.records.remove_contact(session, contact)
         customer.search_text = customer_search_text(
             customer, await repo.records.contact_names(session, customer.id)
@@ -500,13 +501,14 @@ class ProfileService:
             occurred_at=utcnow(),
         )
 
-    async def _contact_of(
-        self, session: AsyncSession, customer: Customer, contact_id: uuid.UUID
-    ) -> Contact:
-        contact = await repo.records.get(session, Contact, contact_id)
-        if contact is None or contact.customer_id != customer.id:
-            raise NotFound(f"Customer {customer.id} has no contact {contact_id}.")
-        return contact
+    async def _record_of(
+        self, session: AsyncSession, model: type[Row], customer: Customer, record_id: uuid.UUID
+    ) -> Row:
+        """A record of this customer's (404 for another customer's or none)."""
+        record = await repo.records.get(session, model, record_id)
+        if record is None or record.customer_id != customer.id:
+            raise NotFound(f"Customer {customer.id} has no {model.__name__.lower()} {record_id}.")
+        return record
 
     async def set_consent(
         self, session: AsyncSession, customer_id: uuid.UUID, data: ConsentUpdate, actor: Principal
@@ -707,11 +709,8 @@ class ProfileService:
         actor: Principal,
     ) -> Any:
         """One contact, purchase, payment or interaction of a customer the caller may see."""
-        await self.get_customer(session, customer_id, actor)
-        record = await session.get(model, record_id)
-        if record is None or record.customer_id != customer_id:
-            raise NotFound(f"No such record {record_id} of customer {customer_id}.")
-        return record
+        customer = await self.get_customer(session, customer_id, actor)
+        return await self._record_of(session, model, customer, record_id)
 
     # ------------------------------------------------------------ referrals
     async def referrals(
