@@ -113,6 +113,11 @@ class Metrics:
             "relay passes that failed to publish",
             registry=self.registry,
         )
+        self.relay_leader = Gauge(
+            "crm_outbox_relay_leader",
+            "1 while this replica holds the relay's lease (publishes the outbox), else 0",
+            registry=self.registry,
+        )
         self.events_consumed = Counter(
             "crm_events_consumed",
             "events handled by consumers",

@@ -33,14 +33,14 @@ from sqlalchemy import (
     delete,
     func,
     select,
-    text,
     update,
 )
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from shared.db import UTCDateTime, bulk_insert, new_metadata, session_factory, utcnow
 from shared.events import CATALOG
 from shared.kafka import ensure_platform_topics, new_producer
+from shared.lease import Lease, lease_metadata
 from shared.observability import Metrics, current_correlation_id
 from shared.settings import ServiceSettings
 
@@ -85,8 +85,8 @@ idempotency_keys = Table(
 
 
 def include_shared_tables(metadata: MetaData) -> None:
-    """Copy the outbox, inbox and idempotency tables into a service's metadata."""
-    for table in shared_metadata.tables.values():
+    """Copy the outbox, inbox, idempotency and lease tables into a service's metadata."""
+    for table in [*shared_metadata.tables.values(), *lease_metadata.tables.values()]:
         if table.name not in metadata.tables:
             table.to_metadata(metadata)
 
@@ -269,11 +269,12 @@ class OutboxRelay:
     sources the service has); marks them sent only once acknowledged.
 
     While the broker is down it keeps retrying with exponential backoff; rows stay in the
-    table until published, so nothing is lost when the (in-memory) broker restarts. On
-    PostgreSQL an advisory lock makes one replica the relay, so order is kept.
+    table until published, so nothing is lost when the (in-memory) broker restarts. A lease
+    in the database (`shared.lease`) makes one replica the relay, so order is kept; it is
+    checked before each batch is sent.
     """
 
-    ADVISORY_LOCK_ID = 0x0C12_0B0C
+    LEASE_NAME = "outbox-relay"
 
     def __init__(
         self,
@@ -290,7 +291,7 @@ class OutboxRelay:
         self.producer: AIOKafkaProducer | None = None
         self._wake = asyncio.Event()
         self._stopping = False
-        self._leader_conn: AsyncConnection | None = None
+        self.lease = Lease(self.sessions, self.LEASE_NAME, settings.relay_lease_s)
         self._last_cleanup = 0.0
         self._last_measure = -BACKLOG_MEASURE_S
 
@@ -302,9 +303,11 @@ class OutboxRelay:
         backoff = 0.1
         while not self._stopping:
             try:
-                if not await self._hold_leadership():
+                if not await self.lease.hold():
+                    self.metrics.relay_leader.set(0)
                     await self._idle(self.settings.relay_poll_interval_s * 4)
                     continue
+                self.metrics.relay_leader.set(1)
                 await self.measure_backlog()
                 sent = await self.publish_batch()
                 backoff = 0.1
@@ -324,17 +327,9 @@ class OutboxRelay:
         self._stopping = True
         self._wake.set()
         await self._drop_producer()
-        if self._leader_conn is not None:
-            # Unlock explicitly: closing only returns the connection to the pool,
-            # where a session-level lock would outlive this relay.
-            with contextlib.suppress(Exception):
-                await self._leader_conn.execute(
-                    text("SELECT pg_advisory_unlock(:lock_id)"), {"lock_id": self.ADVISORY_LOCK_ID}
-                )
-                await self._leader_conn.commit()
-            with contextlib.suppress(Exception):
-                await self._leader_conn.close()
-            self._leader_conn = None
+        self.metrics.relay_leader.set(0)
+        with contextlib.suppress(Exception):
+            await self.lease.release()
 
     async def publish_batch(self) -> int:
         """Publish up to one batch of pending events from each source; return how many
@@ -345,6 +340,9 @@ class OutboxRelay:
         return sent
 
     async def _publish_from(self, source: EventSource) -> int:
+        # Expired or nearly so (another replica may be taking over): renew before sending.
+        if not self.lease.valid() and not await self.lease.hold():
+            return 0
         async with self.sessions() as session:
             events = await source.pending(session, self.settings.relay_batch_size)
         if not events:
@@ -417,31 +415,6 @@ class OutboxRelay:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wake.wait(), seconds)
         self._wake.clear()
-
-    async def _hold_leadership(self) -> bool:
-        """On PostgreSQL, hold a session advisory lock so one replica relays; else True."""
-        if self.engine.dialect.name != "postgresql":
-            return True
-        if self._leader_conn is not None:
-            try:
-                await self._leader_conn.execute(text("SELECT 1"))
-                return True
-            except Exception:
-                with contextlib.suppress(Exception):
-                    await self._leader_conn.close()
-                self._leader_conn = None
-        conn = await self.engine.connect()
-        got = (
-            await conn.execute(
-                text("SELECT pg_try_advisory_lock(:lock_id)"), {"lock_id": self.ADVISORY_LOCK_ID}
-            )
-        ).scalar()
-        await conn.commit()
-        if got:
-            self._leader_conn = conn
-            return True
-        await conn.close()
-        return False
 
     async def _cleanup_published(self) -> None:
         """At most once a minute, on the relay leader only: delete what has served its

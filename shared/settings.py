@@ -85,6 +85,9 @@ class ServiceSettings(BaseSettings):
     relay_batch_size: int = Field(default=500, ge=1)
     relay_poll_interval_s: float = Field(default=0.5, gt=0)
     relay_max_backoff_s: float = Field(default=5.0, gt=0)
+    # How long the relay's leadership lasts unrenewed: a replica that dies or stalls is
+    # replaced after at most this long.
+    relay_lease_s: float = Field(default=15.0, ge=1)
     outbox_retention_hours: float = Field(default=72, ge=0)
     # Longer than Kafka keeps the topics (7 days by default): an event is redelivered
     # only while its topic holds it.
