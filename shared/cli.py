@@ -16,8 +16,9 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Coroutine
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import httpx
 import typer
@@ -31,6 +32,7 @@ from shared.kafka import ensure_platform_topics
 from shared.settings import ServiceSettings, project_data_dir
 
 SERVICES = ("profile", "tiering", "outreach", "complaints")
+T = TypeVar("T")
 
 app = typer.Typer(help="Customer-retention platform: run, migrate and serve the services.")
 console = Console(stderr=True)
@@ -211,6 +213,125 @@ def import_file(
         out.print(f"  ... and {report.rejected - 20} more")
     if report.rejected:
         raise typer.Exit(1)
+
+
+dlq_app = typer.Typer(help="Dead letters: the events consumers gave up on.")
+app.add_typer(dlq_app, name="dlq")
+
+
+@dlq_app.command("list")
+def dlq_list(
+    topic: Annotated[
+        list[str] | None,
+        typer.Option("--topic", "-t", help="Only these event types (e.g. purchase.recorded)."),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
+) -> None:
+    """Show every dead letter: where it lies, the event, the consumer group and its error."""
+    from shared import dlq
+
+    settings = _broker_settings()
+    letters = _on_broker(settings, dlq.read_dead_letters(settings, _dlq_topics(settings, topic)))
+    out = Console()
+    if as_json:
+        for letter in letters:
+            out.print_json(
+                json.dumps(
+                    {
+                        "where": letter.where,
+                        "original_topic": letter.original_topic,
+                        "event_id": letter.event_id,
+                        "event_type": letter.event_type,
+                        "consumer_group": letter.headers.get("x-consumer-group"),
+                        "attempts": letter.headers.get("x-attempts"),
+                        "error": letter.headers.get("x-error"),
+                        "replayable": dlq.replayable(letter),
+                    }
+                ),
+                indent=None,
+            )
+        return
+    table = Table(title=f"{len(letters)} dead letters")
+    for column in ("where", "event", "type", "group", "attempts", "error"):
+        table.add_column(column, overflow="fold")
+    for letter in letters:
+        table.add_row(
+            letter.where,
+            letter.event_id or "(not an event)",
+            letter.event_type or "",
+            letter.headers.get("x-consumer-group", ""),
+            letter.headers.get("x-attempts", ""),
+            (letter.headers.get("x-error") or "")[:200],
+        )
+    out.print(table)
+
+
+@dlq_app.command("replay")
+def dlq_replay(
+    event_id: Annotated[
+        list[str] | None, typer.Option("--event-id", "-e", help="Replay these events.")
+    ] = None,
+    everything: Annotated[
+        bool, typer.Option("--all", help="Replay every dead letter that is an event.")
+    ] = False,
+    topic: Annotated[
+        list[str] | None,
+        typer.Option("--topic", "-t", help="Only these event types (e.g. purchase.recorded)."),
+    ] = None,
+) -> None:
+    """Send dead letters back to the topics they came from. Consumers drop an event they
+    have applied already, so a replay never applies one twice."""
+    from shared import dlq
+
+    if not event_id and not everything:
+        raise typer.BadParameter("name events with --event-id, or pass --all")
+    settings = _broker_settings()
+    letters = _on_broker(settings, dlq.read_dead_letters(settings, _dlq_topics(settings, topic)))
+    if event_id:
+        wanted = set(event_id)
+        chosen = [letter for letter in letters if letter.event_id in wanted]
+        missing = wanted - {letter.event_id for letter in chosen}
+        if missing:
+            console.print(f"[red]not in a dead-letter topic: {', '.join(sorted(missing))}[/]")
+            raise typer.Exit(1)
+    else:
+        chosen = [letter for letter in letters if dlq.replayable(letter)]
+        skipped = len(letters) - len(chosen)
+        if skipped:
+            console.print(f"{skipped} dead letters are not events and stay where they are")
+    sent = _on_broker(settings, dlq.replay(settings, chosen))
+    Console().print(f"replayed {sent} dead letters")
+
+
+def _broker_settings() -> ServiceSettings:
+    """The broker and topic prefix every service uses (read as profile reads them)."""
+    use_project_environment()
+    return service_settings("profile")
+
+
+def _on_broker(settings: ServiceSettings, work: Coroutine[Any, Any, T]) -> T:
+    """Run `work` against Kafka; one line, not a traceback, when Kafka does not answer."""
+    from aiokafka.errors import KafkaError
+
+    try:
+        return asyncio.run(work)
+    except (KafkaError, OSError, TimeoutError) as exc:
+        console.print(
+            f"[red]Kafka at {settings.kafka_bootstrap} did not answer ({exc!r})[/]: is it "
+            "running (`make up`)? CRM_KAFKA_BOOTSTRAP names another"
+        )
+        raise typer.Exit(1) from None
+
+
+def _dlq_topics(settings: ServiceSettings, event_types: list[str] | None) -> list[str] | None:
+    from shared.events import CATALOG, dlq_topic
+
+    if not event_types:
+        return None
+    unknown = [name for name in event_types if name not in CATALOG]
+    if unknown:
+        raise typer.BadParameter(f"unknown event types: {', '.join(unknown)}", param_hint="--topic")
+    return [dlq_topic(settings.topic(name)) for name in event_types]
 
 
 def _safe_url(url: str) -> str:
