@@ -27,7 +27,7 @@ from shared.consumer import BatchHook, EventConsumer, EventHandler
 from shared.db import create_engine, ping, session_factory
 from shared.errors import install_error_handlers, problem_response
 from shared.kafka import ensure_platform_topics
-from shared.limits import BodyLimitMiddleware, reject_unknown_query
+from shared.limits import BodyLimitMiddleware, reject_unknown_query, reject_unstorable_text
 from shared.observability import Metrics, RequestContextMiddleware
 from shared.openapi import install_openapi
 from shared.outbox import PENDING_FLAG, EventSource, OutboxRelay
@@ -228,7 +228,7 @@ def create_service_app(definition: ServiceDefinition, settings: ServiceSettings)
         description=definition.description,
         version="1.0.0",
         lifespan=lifespan,
-        dependencies=[Depends(reject_unknown_query)],
+        dependencies=[Depends(reject_unknown_query), Depends(reject_unstorable_text)],
         docs_url=None,
         redoc_url=None,
     )

@@ -1,6 +1,7 @@
 """Bounds on what one request may carry, checked at the edge before a route reads it.
 
-Query parameters are the route's own: any other is refused.
+Query parameters are the route's own: any other is refused. Text no database can store
+(NUL, lone surrogates) is refused wherever it comes.
 
 A body is limited per route: small for JSON, large for the streamed imports. A declared
 `Content-Length` over the limit is answered with 413 before anything is read; a body
@@ -9,7 +10,9 @@ sent without one (chunked) is counted as it arrives and refused once it passes t
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import json
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 from fastapi import Request
 from fastapi.dependencies.models import Dependant
@@ -102,5 +105,62 @@ def reject_unknown_query(request: Request) -> None:
                     "type": "unknown_parameter",
                 }
                 for name in unknown
+            ],
+        )
+
+
+def _unstorable(text: str) -> str | None:
+    """Why a string cannot be stored as text (PostgreSQL refuses NUL; a lone surrogate is
+    not Unicode any database or event can hold), or None."""
+    if "\x00" in text:
+        return "contains a NUL character (U+0000)"
+    if not text.isascii():
+        try:
+            text.encode()
+        except UnicodeEncodeError:
+            return "contains a lone surrogate (not valid Unicode)"
+    return None
+
+
+def _unstorable_fields(value: Any, path: str) -> Iterator[tuple[str, str]]:
+    if isinstance(value, str):
+        problem = _unstorable(value)
+        if problem:
+            yield path, problem
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            where = f"{path}.{key}" if path else str(key)
+            problem = _unstorable(str(key))
+            if problem:
+                yield where, f"name {problem}"
+            yield from _unstorable_fields(item, where)
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _unstorable_fields(item, f"{path}[{index}]")
+
+
+async def reject_unstorable_text(request: Request) -> None:
+    """Text no database can store (a NUL character, a lone surrogate) is a 422 naming the
+    field, in the JSON body, the query or the path, before a route sees it."""
+    found = [
+        (where, name, problem)
+        for where, values in (("query", request.query_params), ("path", request.path_params))
+        for name, text in values.items()
+        if (problem := _unstorable(str(text)))
+    ]
+    route = request.scope.get("route")
+    reads_json = isinstance(route, APIRoute) and route.body_field is not None  # not imports
+    if reads_json and "json" in request.headers.get("content-type", ""):
+        try:
+            body = json.loads(await request.body())
+        except ValueError:
+            body = None  # malformed JSON: the body's own validation says where
+        found.extend(("body", name, problem) for name, problem in _unstorable_fields(body, ""))
+    if found:
+        raise InvalidInput(
+            "Text that cannot be stored: " + "; ".join(f"{name} {p}" for _, name, p in found),
+            errors=[
+                {"field": name, "in": where, "message": problem, "type": "unstorable_text"}
+                for where, name, problem in found
             ],
         )

@@ -223,6 +223,12 @@ class CsvImporter(ABC):
             if len(fields) != len(header):
                 report.reject(line, "*", f"expected {len(header)} columns, found {len(fields)}")
                 continue
+            if "\x00" in "".join(fields):  # PostgreSQL cannot store it in text
+                column = next(
+                    name for name, cell in zip(header, fields, strict=True) if "\x00" in cell
+                )
+                report.reject(line, column, "contains a NUL character (U+0000)")
+                continue
             item = self.validate(
                 line, dict(zip(header, fields, strict=True)), report, base_currency
             )

@@ -217,6 +217,19 @@ async def test_an_endless_line_is_one_rejected_row_and_never_held_whole(
     assert report["errors"] == [{"line": 3, "field": "*", "reason": "record is over 64 KiB"}]
 
 
+async def test_a_cell_with_a_nul_character_is_one_rejected_row(
+    profile: httpx.AsyncClient, profile_db: str
+) -> None:
+    csv = b"external_ref,name,kind\nN-1,Ac\x00me,company\nN-2,Fine,company\n"
+    response = await profile.post("/v1/imports/customers", content=csv, headers=CSV)
+    report = response.json()
+    assert (report["rows"], report["accepted"], report["rejected"]) == (2, 1, 1), report
+    assert report["errors"] == [
+        {"line": 2, "field": "name", "reason": "contains a NUL character (U+0000)"}
+    ]
+    assert (await query(profile_db, "SELECT count(*) AS n FROM customers"))[0].n == 1
+
+
 async def test_an_upload_may_be_larger_than_a_json_body(
     broker: EmbeddedBroker, profile_db: str, topic_prefix: str
 ) -> None:

@@ -1,6 +1,6 @@
 """Bounds at the edge of every service: body size, correlation id, unknown query
-parameters, RFC 3339 date-times and malformed JSON, each answered with problem+json
-before a route does anything."""
+parameters, RFC 3339 date-times, malformed JSON and text no database can store, each
+answered with problem+json before a route does anything."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import pytest
 from pydantic import ValidationError
 
 from shared.events import EventEnvelope
-from tests.conftest import ADMIN, running
+from tests.conftest import ADMIN, DatabaseFactory, running
 from tests.shared.test_route_auth import APPS, _app
 
 PROBLEM = "application/problem+json"
@@ -126,3 +126,35 @@ async def test_malformed_json_names_the_body_and_the_place(tmp_path: Path) -> No
     assert problem["detail"].startswith("The body is not valid JSON: ")
     assert "at character 14" in problem["detail"]
     assert problem["errors"][0]["field"] == "body"
+
+
+async def test_text_no_database_can_store_is_a_422_naming_the_field_and_changes_nothing(
+    new_database: DatabaseFactory, tmp_path: Path
+) -> None:
+    app = await _app("profile", tmp_path, await new_database("profile"))
+    async with running(app) as client:
+        nul = await client.post(
+            "/v1/customers",
+            content=b'{"name": "Acme\\u0000", "kind": "company", '
+            b'"attributes": {"k": ["ok", "\\u0000"]}}',
+            headers={**ADMIN, "Content-Type": "application/json"},
+        )
+        surrogate = await client.post(
+            "/v1/customers",
+            content=b'{"name": "\\ud82e", "kind": "company"}',
+            headers={**ADMIN, "Content-Type": "application/json"},
+        )
+        query = await client.get("/v1/customers", params={"text": "a\x00b"}, headers=ADMIN)
+        listed = await client.get("/v1/customers", headers=ADMIN)
+    assert nul.status_code == 422, nul.text
+    assert nul.headers["content-type"] == PROBLEM
+    assert [(e["field"], e["in"], e["type"]) for e in nul.json()["errors"]] == [
+        ("name", "body", "unstorable_text"),
+        ("attributes.k[1]", "body", "unstorable_text"),
+    ]
+    assert "NUL" in nul.json()["errors"][0]["message"]
+    assert surrogate.status_code == 422, surrogate.text
+    assert "lone surrogate" in surrogate.json()["errors"][0]["message"]
+    assert query.status_code == 422, query.text
+    assert query.json()["errors"][0]["in"] == "query"
+    assert listed.json()["items"] == []  # nothing was written

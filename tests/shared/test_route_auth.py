@@ -30,10 +30,13 @@ APPS = {
 }
 
 
-async def _app(name: str, tmp_path: Path) -> FastAPI:
+async def _app(name: str, tmp_path: Path, database_url: str | None = None) -> FastAPI:
+    """The service without its broker, on `database_url` (migrated already) or a new
+    SQLite file in `tmp_path`."""
     factory, settings_class = APPS[name]
-    url = f"sqlite+aiosqlite:///{tmp_path / f'{name}.db'}"
-    await migrate(url, migrations_dir(name))
+    url = database_url or f"sqlite+aiosqlite:///{tmp_path / f'{name}.db'}"
+    if database_url is None:
+        await migrate(url, migrations_dir(name))
     settings: ServiceSettings = service_settings(
         settings_class,
         database_url=url,
