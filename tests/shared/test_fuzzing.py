@@ -1,11 +1,12 @@
 """schemathesis (all checks: server errors, status codes, content types and bodies as
 documented, negative data rejected, stateful sequences) over each service's OpenAPI,
-the services served over real HTTP. Bounded examples and a fixed seed keep it quick and
-repeatable; the four run side by side. A failure prints schemathesis's own report, with
-the curl to reproduce it."""
+the services served over real HTTP, on SQLite and on PostgreSQL. Bounded examples and a
+fixed seed keep it quick and repeatable; the four run side by side. A failure prints
+schemathesis's own report, with the curl to reproduce it."""
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 import time
@@ -14,7 +15,7 @@ from pathlib import Path
 import httpx
 
 from shared.broker import free_port
-from tests.conftest import ADMIN_KEY
+from tests.conftest import ADMIN_KEY, DatabaseFactory
 from tests.shared.test_route_auth import APPS
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -22,10 +23,10 @@ SCHEMATHESIS = Path(sys.executable).parent / "schemathesis"
 EXAMPLES = 10
 
 
-def _serve(name: str, folder: Path) -> tuple[subprocess.Popen[bytes], str]:
+def _serve(name: str, folder: Path, database_url: str) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
     server = subprocess.Popen(
-        [sys.executable, "-m", "tests.shared.serve", name, str(port), str(folder)],
+        [sys.executable, "-m", "tests.shared.serve", name, str(port), str(folder), database_url],
         cwd=ROOT,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -73,8 +74,15 @@ def _schemathesis(base: str, folder: Path) -> subprocess.Popen[str]:
     )
 
 
-def test_schemathesis_finds_nothing_on_any_service(tmp_path: Path) -> None:
-    servers = {name: _serve(name, tmp_path / name) for name in sorted(APPS)}
+async def test_schemathesis_finds_nothing_on_any_service(
+    new_database: DatabaseFactory, tmp_path: Path
+) -> None:
+    databases = {name: await new_database(name) for name in sorted(APPS)}
+    await asyncio.to_thread(_fuzz_all, databases, tmp_path)
+
+
+def _fuzz_all(databases: dict[str, str], tmp_path: Path) -> None:
+    servers = {name: _serve(name, tmp_path / name, url) for name, url in databases.items()}
     try:
         for server, base in servers.values():
             _wait_until_up(server, base)
