@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import fastapi_offline
-from fastapi import FastAPI, Request
+from fastapi import Body, FastAPI, Request
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import HTMLResponse
@@ -62,6 +62,17 @@ PROBLEM_SCHEMA: dict[str, Any] = {
         },
     },
 }
+
+
+def example_body(**examples: Any) -> Any:
+    """A request body with named examples, shown in `/docs` and the document
+    (`Annotated[Model, example_body(name=value, ...)]`)."""
+    return Body(
+        openapi_examples={
+            name.replace("_", " "): {"summary": name.replace("_", " "), "value": value}
+            for name, value in examples.items()
+        }
+    )
 
 
 def problem(status: int) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from services.complaints import sla
 from services.complaints.models import Complaint, ComplaintEntry
 from services.complaints.repository import ComplaintFilters
 from services.complaints.schemas import (
+    DEFAULT_POLICY,
     Assignment,
     ComplaintCreate,
     ComplaintDetail,
@@ -34,7 +35,7 @@ from shared.app import SessionDep
 from shared.auth import Principal, require_roles
 from shared.fields import Timestamp
 from shared.idempotency import IdempotencyKey, idempotent
-from shared.openapi import problems
+from shared.openapi import example_body, problems
 from shared.pagination import Cursor, Limit, Page, decode_time_key, page_of
 
 router = APIRouter(tags=["complaints"])
@@ -44,6 +45,9 @@ Worker = Annotated[Principal, Depends(require_roles("account_manager", "agent"))
 Analyst = Annotated[Principal, Depends(require_roles("analyst"))]
 Admin = Annotated[Principal, Depends(require_roles())]
 UserFilter = Annotated[str | None, Query(min_length=1, max_length=100)]
+SlaPolicyBody = Annotated[
+    SlaPolicyDocument, example_body(office_hours=DEFAULT_POLICY.model_dump(mode="json"))
+]
 
 
 def present(complaint: Complaint, access: CustomerAccess) -> ComplaintOut:
@@ -254,7 +258,7 @@ async def get_sla_policy(session: SessionDep, _: Reader) -> SlaPolicyOut:
 
 @router.put("/sla-policies", response_model=SlaPolicyOut, tags=["sla"])
 async def put_sla_policy(
-    body: SlaPolicyDocument, session: SessionDep, principal: Admin
+    body: SlaPolicyBody, session: SessionDep, principal: Admin
 ) -> SlaPolicyOut:
     """Replace the SLA policy (a new version); open complaints' deadlines follow it."""
     row = await complaints_service.replace_policy(session, body, principal.user)

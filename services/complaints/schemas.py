@@ -209,12 +209,20 @@ class TransitionCreate(_Strict):
 class HandOver(_Strict):
     """Give first-contact ownership to someone else, with the reason."""
 
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"to": "li.na", "reason": "speaks the customer's dialect"}]}
+    )
+
     to: UserName
     reason: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)]
 
 
 class Assignment(_Strict):
     """Who does the work now (the owner stays accountable)."""
+
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"assignee": "field-service", "note": "needs a visit"}]}
+    )
 
     assignee: UserName
     note: Note | None = None

@@ -13,6 +13,7 @@ from services.outreach import repository as repo
 from services.outreach.models import Task
 from services.outreach.repository import TaskFilters
 from services.outreach.schemas import (
+    DEFAULT_PLANS,
     CalendarCreate,
     CalendarEntryOut,
     FeedOut,
@@ -33,7 +34,7 @@ from shared.auth import Principal, require_roles
 from shared.db import utcnow
 from shared.errors import InvalidInput, Unauthorized
 from shared.fields import Day, Timestamp
-from shared.openapi import problems
+from shared.openapi import example_body, problems
 from shared.pagination import Cursor, Limit, Page, decode_time_key, page_of
 
 router = APIRouter(tags=["outreach"])
@@ -44,6 +45,9 @@ Marketer = Annotated[Principal, Depends(require_roles("analyst"))]
 Admin = Annotated[Principal, Depends(require_roles())]
 TierPath = Annotated[str, Path(min_length=1, max_length=40, pattern=r"^[A-Za-z0-9_*.-]+$")]
 ICS = "text/calendar; charset=utf-8"
+PlanBody = Annotated[
+    PlanDocument, example_body(top_tier=DEFAULT_PLANS["A"].model_dump(mode="json"))
+]
 
 
 def present(task: Task, access: CustomerAccess) -> TaskOut:
@@ -90,7 +94,7 @@ async def get_plan(tier: TierPath, session: SessionDep, _: Reader) -> PlanOut:
 
 @router.put("/plans/{tier}", response_model=PlanOut, tags=["plans"])
 async def put_plan(
-    tier: TierPath, body: PlanDocument, session: SessionDep, principal: Admin
+    tier: TierPath, body: PlanBody, session: SessionDep, principal: Admin
 ) -> PlanOut:
     """Replace a tier's plan: cadences, owner, channels, gifts, budget, quiet hours."""
     row = await outreach_service.put_plan(session, tier, body, principal.user)

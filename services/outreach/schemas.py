@@ -167,6 +167,20 @@ class PlanOut(BaseModel):
 class CalendarCreate(_Strict):
     """A company date or a club event; customers of the invited tiers get a task."""
 
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "on": "2027-03-18",
+                    "kind": "club_event",
+                    "name": "Spring tasting",
+                    "tiers": ["A", "B"],
+                    "channel": "letter",
+                }
+            ]
+        }
+    )
+
     on: Day
     kind: Literal["company", "club_event"]
     name: Label
@@ -234,16 +248,30 @@ class Upcoming(BaseModel):
 class TaskCompletion(_Strict):
     """What came of a contact made by hand (a call, visit, letter or gift)."""
 
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"outcome": "done", "notes": "Wants a quote in May."}]}
+    )
+
     outcome: Literal["done", "failed", "skipped"] = "done"
     notes: Annotated[str, StringConstraints(strip_whitespace=True, max_length=4000)] | None = None
 
 
 class TaskReschedule(_Strict):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"due_at": "2026-12-08T10:00:00+08:00", "reason": "away until Monday"}]
+        }
+    )
+
     due_at: Timestamp = Field(description="RFC 3339 with a zone, e.g. 2026-12-01T10:00:00+08:00")
     reason: Annotated[str, StringConstraints(strip_whitespace=True, max_length=500)] | None = None
 
 
 class TaskReassign(_Strict):
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"assignee": "noah", "reason": "covers East China"}]}
+    )
+
     assignee: UserName
     reason: Annotated[str, StringConstraints(strip_whitespace=True, max_length=500)] | None = None
 

@@ -592,21 +592,37 @@ async def list_interactions(
 
 # ---------------------------------------------------------------- imports
 CSV_MEDIA_TYPES = frozenset({"text/csv", "application/csv", "text/plain"})
-CSV_BODY = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "text/csv": {"schema": {"type": "string", "format": "binary"}},
-            "multipart/form-data": {
-                "schema": {
-                    "type": "object",
-                    "required": ["file"],
-                    "properties": {"file": {"type": "string", "format": "binary"}},
-                }
+CUSTOMERS_CSV = (
+    "external_ref,name,kind,industry,region,timezone,account_manager,birthday,consent_email\n"
+    "ACME-1,Acme Trading Co.,company,wholesale,East China,Asia/Shanghai,mia,,granted\n"
+    "P-7,Zhang Min,person,,,Asia/Shanghai,noah,1985-06-01,withdrawn\n"
+)
+PURCHASES_CSV = (
+    "customer_ref,external_id,amount,currency,quantity,category,sku,purchased_at\n"
+    "ACME-1,ORDER-41,1299.50,CNY,2,tea,TEA-OOLONG-500,2026-11-30T10:15:00+08:00\n"
+    "ACME-1,ORDER-42,-120.00,CNY,1,tea,TEA-OOLONG-500,2026-12-01T09:00:00+08:00\n"
+)
+
+
+def csv_body(example: str) -> dict[str, Any]:
+    """The OpenAPI request body of an import: the CSV raw, or as a form's `file` field."""
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {
+                "text/csv": {"schema": {"type": "string", "format": "binary"}, "example": example},
+                "multipart/form-data": {
+                    "schema": {
+                        "type": "object",
+                        "required": ["file"],
+                        "properties": {"file": {"type": "string", "format": "binary"}},
+                    },
+                    "encoding": {"file": {"contentType": "text/csv"}},
+                    "example": {"file": example},
+                },
             },
-        },
+        }
     }
-}
 
 
 @asynccontextmanager
@@ -660,7 +676,7 @@ async def _import(kind: str, request: Request, principal: Principal) -> ImportRe
     "/imports/customers",
     response_model=ImportReport,
     tags=["imports"],
-    openapi_extra=CSV_BODY,
+    openapi_extra=csv_body(CUSTOMERS_CSV),
     responses=problems(415),
 )
 async def import_customers(request: Request, principal: Admin) -> ImportReport:
@@ -678,7 +694,7 @@ async def import_customers(request: Request, principal: Admin) -> ImportReport:
     "/imports/purchases",
     response_model=ImportReport,
     tags=["imports"],
-    openapi_extra=CSV_BODY,
+    openapi_extra=csv_body(PURCHASES_CSV),
     responses=problems(415),
 )
 async def import_purchases(request: Request, principal: Admin) -> ImportReport:

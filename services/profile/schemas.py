@@ -120,11 +120,39 @@ class CustomerFields(StrictModel):
 
 
 class CustomerCreate(CustomerFields):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "name": "Acme Trading Co.",
+                    "kind": "company",
+                    "external_ref": "ACME-1",
+                    "industry": "wholesale",
+                    "region": "East China",
+                    "timezone": "Asia/Shanghai",
+                    "source": "exhibition",
+                    "stage": "cooperating",
+                    "relationship_level": "partner",
+                    "account_manager": "mia",
+                    "key_dates": [{"label": "founded", "date": "2008-03-18"}],
+                    "attributes": {"segment": "retail chains"},
+                    "consent": {"email": "granted", "sms": "withdrawn"},
+                }
+            ]
+        }
+    )
+
     consent: dict[Channel, ConsentState] = Field(default_factory=dict)
 
 
 class CustomerPatch(StrictModel):
     """Any subset of the customer's fields; `null` clears an optional one."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"stage": "cooperating", "account_manager": "noah", "notes": None}]
+        }
+    )
 
     name: Name | None = None
     kind: Kind | None = None
@@ -201,6 +229,22 @@ class CustomerDetail(CustomerOut):
 
 
 class ContactCreate(StrictModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "name": "Li Wei",
+                    "role": "purchasing director",
+                    "phone": "+86 21 5555 0100",
+                    "email": "li.wei@acme.example",
+                    "birthday": "1980-03-18",
+                    "birthday_calendar": "lunar",
+                    "decision_maker": True,
+                }
+            ]
+        }
+    )
+
     name: Name
     role: Label | None = None
     phone: Phone | None = None
@@ -215,6 +259,10 @@ class ContactCreate(StrictModel):
 
 class ContactPatch(StrictModel):
     """Any subset of a contact's fields; `null` clears an optional one."""
+
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"role": "general manager", "phone": None}]}
+    )
 
     name: Name | None = None
     role: Label | None = None
@@ -245,6 +293,14 @@ class ContactOut(BaseModel):
 
 
 class ConsentUpdate(StrictModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {"email": "granted", "sms": "withdrawn", "source": "signed form, 2026-11-30"}
+            ]
+        }
+    )
+
     sms: ConsentState | None = None
     email: ConsentState | None = None
     phone: ConsentState | None = None
@@ -269,6 +325,23 @@ class ConsentOut(BaseModel):
 
 
 class PurchaseCreate(StrictModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "amount": "1299.50",
+                    "currency": "CNY",
+                    "quantity": "2",
+                    "unit": "box",
+                    "category": "tea",
+                    "sku": "TEA-OOLONG-500",
+                    "purchased_at": "2026-11-30T10:15:00+08:00",
+                    "external_id": "ORDER-2026-0042",
+                }
+            ]
+        }
+    )
+
     amount: Money = Field(
         description="Decimal string in the base currency; zero for a free item, negative "
         "for a refund."
@@ -299,6 +372,20 @@ class PurchaseOut(BaseModel):
 
 
 class PaymentCreate(StrictModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "amount": "1299.50",
+                    "currency": "CNY",
+                    "received_at": "2026-12-01T09:00:00+08:00",
+                    "method": "bank transfer",
+                    "external_id": "PAY-2026-0042",
+                }
+            ]
+        }
+    )
+
     amount: Annotated[Money, Field(gt=0)]
     currency: BaseCurrency
     received_at: PastTimestamp
@@ -322,6 +409,20 @@ class PaymentOut(BaseModel):
 
 
 class InteractionCreate(StrictModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "kind": "visit",
+                    "at": "2026-11-28T15:00:00+08:00",
+                    "by": "mia",
+                    "satisfaction": 4,
+                    "notes": "Walked through the spring catalogue.",
+                }
+            ]
+        }
+    )
+
     kind: InteractionKind
     at: PastTimestamp
     by: Label | None = Field(default=None, description="Who; defaults to the caller.")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Depends, Query, Response
+from fastapi import APIRouter, Depends, Query, Response
 from pydantic import BaseModel
 
 from services.tiering.schemas import (
@@ -22,7 +22,7 @@ from shared.app import SessionDep
 from shared.auth import Principal, require_roles
 from shared.errors import InvalidInput
 from shared.fields import Timestamp
-from shared.openapi import problems
+from shared.openapi import example_body, problems
 from shared.pagination import Cursor, Limit, Page, decode_cursor, encode_cursor
 
 router = APIRouter()
@@ -30,7 +30,9 @@ router = APIRouter()
 Reader = Annotated[Principal, Depends(require_roles("account_manager", "analyst", "agent"))]
 Analyst = Annotated[Principal, Depends(require_roles("analyst"))]
 Admin = Annotated[Principal, Depends(require_roles())]
-OptionalAsOf = Annotated[AsOf | None, Body()]
+OptionalAsOf = Annotated[
+    AsOf | None, example_body(now={}, as_of_a_moment={"as_of": "2026-11-30T08:00:00Z"})
+]
 
 
 class CustomerTier(BaseModel):

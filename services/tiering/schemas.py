@@ -181,6 +181,14 @@ DEFAULT_POLICY = PolicyDocument(
 
 
 class PolicyCreate(StrictModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {"name": "revenue ABC", "document": DEFAULT_POLICY.model_dump(mode="json")}
+            ]
+        }
+    )
+
     name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
     document: PolicyDocument
 
