@@ -232,7 +232,7 @@ def dlq_list(
 
     settings = _broker_settings()
     letters = _on_broker(settings, dlq.read_dead_letters(settings, _dlq_topics(settings, topic)))
-    out = Console()
+    out = Console(width=None if sys.stdout.isatty() else 240)
     if as_json:
         for letter in letters:
             out.print_json(
@@ -252,16 +252,18 @@ def dlq_list(
             )
         return
     table = Table(title=f"{len(letters)} dead letters")
-    for column in ("where", "event", "type", "group", "attempts", "error"):
-        table.add_column(column, overflow="fold")
+    for column in ("where", "event", "type", "group", "attempts"):
+        table.add_column(column, no_wrap=True)
+    table.add_column("error", no_wrap=True, overflow="ellipsis")
     for letter in letters:
+        error = (letter.headers.get("x-error") or "").replace("\\n", "\n").splitlines()
         table.add_row(
             letter.where,
             letter.event_id or "(not an event)",
             letter.event_type or "",
             letter.headers.get("x-consumer-group", ""),
             letter.headers.get("x-attempts", ""),
-            (letter.headers.get("x-error") or "")[:200],
+            error[0] if error else "",
         )
     out.print(table)
 

@@ -140,7 +140,16 @@ def replayable(letter: DeadLetter) -> bool:
 
 async def replay(settings: ServiceSettings, letters: list[DeadLetter]) -> int:
     """Publish each dead letter to its original topic, key and value unchanged, in the
-    order given; return how many Kafka acknowledged."""
+    order given, an event that several consumer groups dead-lettered once; return how
+    many Kafka acknowledged."""
+    seen: set[tuple[str, str]] = set()
+    unique = []
+    for letter in letters:
+        identity = (letter.original_topic, letter.event_id or letter.where)
+        if identity not in seen:
+            seen.add(identity)
+            unique.append(letter)
+    letters = unique
     if not letters:
         return 0
     producer = new_producer(settings)

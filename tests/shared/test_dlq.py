@@ -16,8 +16,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.broker import EmbeddedBroker
 from shared.db import create_engine
+from shared.dlq import DeadLetter, replay
 from shared.events import EventData, EventEnvelope
-from tests.conftest import DatabaseFactory, eventually
+from tests.conftest import DatabaseFactory, eventually, read_topic
 from tests.shared.test_consumer import (
     _count,
     _probe,
@@ -132,3 +133,19 @@ async def test_an_unreachable_broker_is_one_line_not_a_traceback(tmp_path: Path)
 
 async def _applied(engine: Any, expected: int) -> bool:
     return await _count(engine, "applied") >= expected
+
+
+async def test_an_event_several_groups_dead_lettered_is_replayed_once(
+    broker: EmbeddedBroker, topic_prefix: str, new_database: DatabaseFactory
+) -> None:
+    settings = await consumer_settings(broker, new_database, topic_prefix)
+    topic = settings.topic("purchase.recorded")
+    event = json.dumps(purchase_envelope(uuid.uuid4())).encode()
+    letters = [
+        DeadLetter(f"{topic}.dlq", 0, offset, b"k", event, {"x-consumer-group": group})
+        for offset, group in enumerate(["tiering", "outreach", "complaints"])
+    ]
+    assert await replay(settings, letters) == 1
+    [replayed] = await read_topic(broker, topic, 1)
+    assert replayed.value == event
+    assert dict(replayed.headers)["x-replayed-from"] == f"{topic}.dlq:0:0".encode()
