@@ -3,6 +3,7 @@
     python -m bench.tiering rerank  [--customers 1000000 --purchases 10000000]
     python -m bench.tiering events  [--events 5000]
     python -m bench.tiering churn   [--customers 20000]
+    python -m bench.tiering churn   --file CDNOW_master.txt [--as-of 1997-09-30 --holdout-days 273]
 
 Each appends a section to bench/RESULTS.md with the machine and the date. The re-rank
 seeds the daily aggregates directly (as the consumer would have built them) on PostgreSQL.
@@ -17,9 +18,9 @@ import datetime as dt
 import json
 import random
 import resource
-import statistics
 import time
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
@@ -33,6 +34,7 @@ from bench.common import (
     machine,
     new_database,
 )
+from services.tiering.churn_fit import fit_churn_model
 from services.tiering.consumers import HANDLERS, reassess_customers
 from services.tiering.feed import TierChangeFeed
 from services.tiering.models import epoch_day
@@ -57,9 +59,12 @@ def peak_rss_mib() -> float:
 
 
 # ---------------------------------------------------------------- re-rank
-async def copy_customers(conn: asyncpg.Connection, ids: list[uuid.UUID]) -> None:
+async def copy_customers(
+    conn: asyncpg.Connection,
+    ids: list[uuid.UUID],
+    seen: dt.datetime = dt.datetime(2024, 1, 1, tzinfo=dt.UTC),
+) -> None:
     """One aggregate row per customer, keyed 1..n, as the consumer creates them."""
-    seen = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
     await conn.copy_records_to_table(
         "customer_aggregates",
         columns=[
@@ -315,101 +320,167 @@ async def bench_events(events: int) -> None:
 
 
 # ---------------------------------------------------------------- churn back-test
-def auc(scores: list[float], labels: list[bool]) -> float:
-    """ROC AUC by the rank-sum (Mann-Whitney) formula, ties counted half."""
-    pairs = sorted(zip(scores, labels, strict=True))
-    ranks: list[float] = [0.0] * len(pairs)
-    start = 0
-    while start < len(pairs):
-        end = start
-        while end + 1 < len(pairs) and pairs[end + 1][0] == pairs[start][0]:
-            end += 1
-        for k in range(start, end + 1):
-            ranks[k] = (start + end) / 2 + 1
-        start = end + 1
-    positives = sum(1 for _, label in pairs if label)
-    negatives = len(pairs) - positives
-    rank_sum = sum(rank for rank, (_, label) in zip(ranks, pairs, strict=True) if label)
-    return (rank_sum - positives * (positives + 1) / 2) / (positives * negatives)
+@dataclass
+class ChurnHistory:
+    """Purchases per (customer, day) up to the end of a holdout, scored as of its start."""
+
+    command: str
+    description: str
+    as_of: dt.datetime
+    holdout_days: int
+    customers: int
+    # (customer index, epoch day) -> (revenue in fen, quantity in thousandths, purchases)
+    daily: dict[tuple[int, int], tuple[int, int, int]]
+    first_seen: dt.datetime
 
 
-async def bench_churn(customers: int) -> None:
-    """Synthetic history: every customer buys at a rate of its own; some slow down and
-    stop at a random time. Score as of the start of a 90-day holdout; who bought nothing
-    in the holdout is the churned class."""
+def synthetic_history(customers: int) -> ChurnHistory:
+    """Every customer buys at a rate of its own; 40% stop at a random time, half of them
+    slowing down first. Scored as of the start of a 90-day holdout."""
     rng = random.Random(11)
+    as_of = dt.datetime(2026, 8, 1, tzinfo=dt.UTC)
+    start = epoch_day(as_of) - 730
+    holdout_end = epoch_day(as_of) + 90
+    daily: dict[tuple[int, int], tuple[int, int, int]] = {}
+    for index in range(customers):
+        cycle = rng.choice([7, 14, 30, 45, 60, 90])
+        stops = rng.random() < 0.4
+        stop_day = rng.randrange(start + 200, holdout_end) if stops else holdout_end + 1
+        decay = rng.random() < 0.5  # churners often slow down before they stop
+        day = start + rng.randrange(cycle)
+        while day < holdout_end and day < stop_day:
+            n = daily.get((index, day), (0, 0, 0))[2] + 1
+            daily[(index, day)] = (1000 * n, 1000 * n, n)
+            gap = cycle
+            if stops and decay and stop_day - day < 240:
+                gap = int(cycle * 2.5)
+            day += max(1, int(rng.expovariate(1 / gap)))
+    return ChurnHistory(
+        f"python -m bench.tiering churn --customers {customers}",
+        "synthetic two-year histories (each customer its own cycle; 40% stop at a random "
+        "time, half of them slowing down first); scored as of the start of a 90-day holdout",
+        as_of,
+        90,
+        customers,
+        daily,
+        dt.datetime(2024, 1, 1, tzinfo=dt.UTC),
+    )
+
+
+def file_history(path: str, as_of: dt.datetime, holdout_days: int) -> ChurnHistory:
+    """A public purchase history in CDNOW's layout (customer, YYYYMMDD, units, dollars per
+    line; `lifetimes/datasets/CDNOW_master.txt` in the `lifetimes` wheel on PyPI)."""
+    index_of: dict[str, int] = {}
+    daily: dict[tuple[int, int], tuple[int, int, int]] = {}
+    first = None
+    with open(path) as lines:
+        for line in lines:
+            fields = line.split()
+            if len(fields) != 4 or not fields[1].isdigit():
+                continue  # the header
+            customer, day_text, units, dollars = fields
+            day = epoch_day(dt.date(int(day_text[:4]), int(day_text[4:6]), int(day_text[6:])))
+            first = day if first is None else min(first, day)
+            index = index_of.setdefault(customer, len(index_of))
+            revenue, quantity, purchases = daily.get((index, day), (0, 0, 0))
+            daily[(index, day)] = (
+                revenue + round(float(dollars) * 100),
+                quantity + int(units) * 1000,
+                purchases + 1,
+            )
+    return ChurnHistory(
+        f"python -m bench.tiering churn --file {path} --as-of {as_of.date()} "
+        f"--holdout-days {holdout_days}",
+        f"{len(daily):,} purchase days of {len(index_of):,} customers from {path}; scored as "
+        f"of {as_of.date()}, seeing nothing after it, against whether each customer bought "
+        f"in the following {holdout_days} days",
+        as_of,
+        holdout_days,
+        len(index_of),
+        daily,
+        dt.datetime(1970, 1, 1, tzinfo=dt.UTC),
+    )
+
+
+async def bench_churn(history: ChurnHistory) -> None:
+    """The rule-based and the learned churn risk (fitted as of the holdout's start on the
+    history before it) against recency alone, on the same customers and holdout."""
+    from sklearn.metrics import roc_auc_score
+
     url = await new_database("postgresql", "churn", ROOT)
     name = database_name(url)
+    as_of, end = history.as_of, epoch_day(history.as_of)
+    ids = [uuid.uuid4() for _ in range(history.customers)]
+    horizon = history.holdout_days
+    churn = DEFAULT_POLICY.churn
+    assert churn is not None
+    rules = DEFAULT_POLICY.model_copy(
+        update={"churn": churn.model_copy(update={"method": "rules"})}
+    )
+    learned = DEFAULT_POLICY.model_copy(
+        update={"churn": churn.model_copy(update={"horizon_days": horizon})}
+    )
     try:
         await migrate(url, MIGRATIONS)
-        as_of = dt.datetime(2026, 8, 1, tzinfo=dt.UTC)
-        start = epoch_day(as_of) - 730
-        holdout_end = epoch_day(as_of) + 90
-        ids = [uuid.uuid4() for _ in range(customers)]
-        daily: dict[tuple[int, int], int] = {}
-        bought_in_holdout: list[bool] = []
-        for index in range(customers):
-            cycle = rng.choice([7, 14, 30, 45, 60, 90])
-            stops = rng.random() < 0.4
-            stop_day = rng.randrange(start + 200, holdout_end) if stops else holdout_end + 1
-            decay = rng.random() < 0.5  # churners often slow down before they stop
-            day = start + rng.randrange(cycle)
-            in_holdout = False
-            while day < holdout_end and day < stop_day:
-                daily[(index, day)] = daily.get((index, day), 0) + 1
-                if day >= epoch_day(as_of):
-                    in_holdout = True
-                gap = cycle
-                if stops and decay and stop_day - day < 240:
-                    gap = int(cycle * 2.5)
-                day += max(1, int(rng.expovariate(1 / gap)))
-            bought_in_holdout.append(in_holdout)
         conn = await asyncpg.connect(host="127.0.0.1", user="postgres", database=name)
-        await copy_customers(conn, ids)
+        await copy_customers(conn, ids, history.first_seen)
         await conn.copy_records_to_table(
             "daily_activity",
             columns=["customer_key", "day", "revenue", "quantity", "purchases", "collected"],
             records=(
-                (i + 1, day, 1000 * n, 1000 * n, n, 1000 * n) for (i, day), n in daily.items()
+                (i + 1, day, revenue, quantity, n, revenue)
+                for (i, day), (revenue, quantity, n) in history.daily.items()
             ),
         )
         await conn.close()
         engine = create_engine(url)
         async with session_factory(engine)() as session:
-            ranking = await rank(session, DEFAULT_POLICY, as_of)
+            by_rules = await rank(session, rules, as_of)
+        async with session_factory(engine)() as session, session.begin():
+            started = time.perf_counter()
+            fit = await fit_churn_model(session, learned, as_of)
+            fit_seconds = time.perf_counter() - started
+            session.add(fit)
+        async with session_factory(engine)() as session:
+            by_model = await rank(session, learned, as_of)
         await engine.dispose()
     finally:
         await drop_database(url)
     index_of = {cid: n for n, cid in enumerate(ids)}
-    last_day: dict[int, int] = {}
-    for i, day in daily:
-        if day < epoch_day(as_of):
-            last_day[i] = max(last_day.get(i, -(10**9)), day)
-    risk, recency, churned = [], [], []
-    for row in ranking.changed_rows():
-        n = index_of[row["customer_id"]]
-        if row["churn_risk"] is None or n not in last_day:
-            continue  # never bought before as_of: no score
-        risk.append(round(row["churn_risk"], 3))
-        recency.append(float(epoch_day(as_of) - last_day[n]))
-        churned.append(not bought_in_holdout[n])
-    share = sum(churned) / len(churned)
-    flagged = [c for c, r in zip(churned, risk, strict=True) if r >= DEFAULT_POLICY.churn.threshold]  # type: ignore[union-attr]
-    precision = sum(flagged) / len(flagged) if flagged else 0.0
+    last_before: dict[int, int] = {}
+    bought_after: set[int] = set()
+    for i, day in history.daily:
+        if day <= end:
+            last_before[i] = max(last_before.get(i, -(10**9)), day)
+        elif day <= end + horizon:
+            bought_after.add(i)
+
+    def scored(ranking: Any) -> dict[int, float]:
+        return {
+            index_of[row["customer_id"]]: row["churn_risk"]
+            for row in ranking.changed_rows()
+            if row["churn_risk"] is not None
+        }
+
+    rule_risk, model_risk = scored(by_rules), scored(by_model)
+    people = sorted(set(last_before) & set(rule_risk) & set(model_risk))
+    churned = [i not in bought_after for i in people]
+    recency_auc = roc_auc_score(churned, [end - last_before[i] for i in people])
+    rules_auc = roc_auc_score(churned, [rule_risk[i] for i in people])
+    model_auc = roc_auc_score(churned, [model_risk[i] for i in people])
     append_results(
-        f"## Churn-risk back-test ({dt.date.today()}, PostgreSQL)\n\n"
-        f"Machine: {machine()}. `python -m bench.tiering churn --customers {customers}`: "
-        "synthetic two-year histories (each customer its own cycle; 40% stop at a random "
-        "time, half of them slowing down first); scores as of the start of a 90-day holdout, "
-        "seeing nothing after it.\n\n"
-        f"- customers scored: {len(churned)}; share with no purchase in the holdout: "
-        f"{share:.1%}\n"
-        f"- ROC AUC of the churn-risk score: **{auc(risk, churned):.3f}**; of recency alone "
-        f"(days since the last purchase), the baseline: {auc(recency, churned):.3f}\n"
-        f"- flagged at risk (risk >= {DEFAULT_POLICY.churn.threshold}): "  # type: ignore[union-attr]
-        f"{len(flagged)}, of whom {precision:.1%} bought nothing in the holdout\n"
-        f"- median risk, churned vs stayed: {statistics.median(r for r, c in zip(risk, churned, strict=True) if c):.3f}"  # noqa: E501
-        f" vs {statistics.median(r for r, c in zip(risk, churned, strict=True) if not c):.3f}\n"
+        f"## Churn risk against recency ({dt.date.today()}, PostgreSQL)\n\n"
+        f"Machine: {machine()}. `{history.command}`: {history.description}.\n\n"
+        f"| score | ROC AUC, no purchase in the {horizon} days after |\n|---|---|\n"
+        f"| baseline: days since the last purchase | {recency_auc:.3f} |\n"
+        f"| rule-based churn risk | {rules_auc:.3f} |\n"
+        f"| learned churn risk (status: {'used' if fit.used else 'not used'}) | "
+        f"**{model_auc:.3f}** |\n\n"
+        f"Customers scored: {len(people):,}; share with no purchase after: "
+        f"{sum(churned) / len(churned):.1%}. The fit (as of {as_of.date()}, {fit_seconds:.1f} s): "
+        f"labels over {fit.label_days} days, trained on {fit.trained_on:,} and back-tested on "
+        f"{fit.tested_on:,} customers; its own back-test AUC {fit.auc} against recency "
+        f"{fit.recency_auc}{'; ' + fit.reason if fit.reason else ''}.\n"
     )
 
 
@@ -423,13 +494,21 @@ def main() -> None:
     events_args.add_argument("--events", type=int, default=5000)
     churn_args = sub.add_parser("churn")
     churn_args.add_argument("--customers", type=int, default=20000)
+    churn_args.add_argument("--file", help="a purchase history in CDNOW's layout instead")
+    churn_args.add_argument("--as-of", default="1997-09-30", help="with --file: score then")
+    churn_args.add_argument("--holdout-days", type=int, default=273, help="with --file")
     args = parser.parse_args()
     if args.what == "rerank":
         asyncio.run(bench_rerank(args.customers, args.purchases))
     elif args.what == "events":
         asyncio.run(bench_events(args.events))
+    elif args.file:
+        as_of = dt.datetime.fromisoformat(args.as_of).replace(
+            hour=23, minute=59, second=59, tzinfo=dt.UTC
+        )
+        asyncio.run(bench_churn(file_history(args.file, as_of, args.holdout_days)))
     else:
-        asyncio.run(bench_churn(args.customers))
+        asyncio.run(bench_churn(synthetic_history(args.customers)))
 
 
 if __name__ == "__main__":

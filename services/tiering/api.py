@@ -10,6 +10,7 @@ from pydantic import BaseModel
 
 from services.tiering.schemas import (
     AsOf,
+    ChurnModelOut,
     PolicyCreate,
     PolicyOut,
     RankingOutcome,
@@ -160,6 +161,22 @@ async def simulate_policy(
 ) -> RankingOutcome:
     """What this policy would do (optionally as of a past moment), applying nothing."""
     return await tiering_service.simulate(session, policy_id, body.as_of if body else None)
+
+
+@router.get("/churn-model", response_model=ChurnModelOut, tags=["churn"])
+async def churn_model(session: SessionDep, _: Reader) -> ChurnModelOut:
+    """The churn model's latest fit on this customer base: when, on how many customers,
+    its back-tested AUC beside days-since-the-last-purchase alone on the same customers,
+    and whether customers' churn risk comes from it (`learned`) or from the rules."""
+    return await tiering_service.churn_model(session)
+
+
+@router.post("/churn-model/fit", response_model=ChurnModelOut, tags=["churn"])
+async def fit_churn_model(session: SessionDep, _: Admin) -> ChurnModelOut:
+    """Fit the churn model now (it is also fitted daily). Its risk applies from the next
+    ranking: `POST /v1/recompute` applies it at once."""
+    await tiering_service.fit_churn_model(session)
+    return await tiering_service.churn_model(session)
 
 
 @router.post(

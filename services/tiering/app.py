@@ -14,6 +14,7 @@ from services.tiering.feed import TierChangeFeed
 from services.tiering.service import tiering_service
 from services.tiering.settings import TieringSettings
 from shared.app import ServiceDefinition, ServiceRuntime, create_service_app
+from shared.lease import Lease
 from shared.outbox import PENDING_FLAG
 
 
@@ -27,15 +28,28 @@ async def seed_default_policy(runtime: ServiceRuntime) -> None:
 
 
 async def scheduled_rerank(runtime: ServiceRuntime) -> None:
-    """Re-rank on a schedule: bands and quintiles depend on everyone, so they move even
-    when a customer does nothing."""
+    """Re-rank on a schedule (bands and quintiles depend on everyone, so they move even
+    when a customer does nothing), fitting the churn model again first when it is due.
+    One replica does it: the holder of the schedule's lease, kept across its sleep, so
+    another takes over only when the holder stops renewing."""
     log = logging.getLogger("crm.tiering.schedule")
-    interval = getattr(runtime.settings, "rerank_interval_s", 0)
+    settings = runtime.settings
+    assert isinstance(settings, TieringSettings)
+    interval = settings.rerank_interval_s
     if not interval:
         return
+    lease = Lease(runtime.sessions, "tiering-schedule", duration_s=interval * 1.5 + 60)
     while True:
         await asyncio.sleep(interval)
         try:
+            if not await lease.hold():
+                continue
+            async with runtime.sessions() as session, session.begin():
+                fit = await tiering_service.fit_churn_model_if_due(
+                    session, settings.churn_fit_interval_s
+                )
+            if fit is not None:
+                log.info("churn model fitted: used %s (%s)", fit.used, fit.reason or "ahead")
             async with runtime.sessions() as session:
                 async with session.begin():
                     outcome = await tiering_service.recompute(session, None)

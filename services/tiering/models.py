@@ -168,6 +168,28 @@ class Complaint(Base):
     satisfaction: Mapped[int | None]
 
 
+class ChurnModelFit(Base):
+    """One fitting of the churn model on the customer base's own history, with its
+    back-test: the latest row decides whether the learned risk is used (`used`) or the
+    rule-based one (`reason` says why)."""
+
+    __tablename__ = "churn_model_fits"
+
+    id: Mapped[int] = mapped_column(_SERIAL, primary_key=True, autoincrement=True)
+    fitted_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    horizon_days: Mapped[int]
+    # The window the labels could use (the horizon, or less while history is short).
+    label_days: Mapped[int | None]
+    trained_on: Mapped[int]  # customers in the training set
+    tested_on: Mapped[int]  # customers in the back-test
+    churned_share: Mapped[float | None]  # of the back-test's customers
+    auc: Mapped[float | None]
+    recency_auc: Mapped[float | None]
+    used: Mapped[bool]
+    reason: Mapped[str | None] = mapped_column(String(500))
+    model: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+
+
 class TierPolicy(Base):
     """A versioned ranking policy; immutable once activated, exactly one active."""
 

@@ -38,6 +38,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.tiering.churn import ChurnModel, current_model, learned_risk
 from services.tiering.models import (
     HISTORY,
     Complaint,
@@ -205,6 +206,8 @@ def _daily_columns(policy: PolicyDocument) -> list[str]:
         names.add("revenue")
     if policy.value_matrix:
         names.update(("revenue", "collected"))
+    if policy.churn:
+        names.add("revenue")  # a feature of the learned churn risk
     return sorted(names)
 
 
@@ -233,6 +236,7 @@ class Figures:
     complaints: Columns  # per customer: open_complaints, recent_complaints
     _sums: dict[tuple[str, int, int], Ints] = field(default_factory=dict)
     _days: dict[int | None, tuple[Ints, Ints, Ints]] = field(default_factory=dict)
+    churn_model: ChurnModel | None = None  # None: the rule-based churn risk
 
     @property
     def count(self) -> int:
@@ -295,6 +299,7 @@ async def load_figures(
     if policy.thermometer or policy.churn:
         figures.touches = await _touch_figures(session, figures, only)
         figures.complaints = await _complaint_figures(session, figures, as_of, only)
+    figures.churn_model = await current_model(session, policy)
     return figures
 
 
@@ -717,6 +722,8 @@ def customer_scores(figures: Figures) -> dict[str, NDArray[Any]]:
             + churn.weight_complaints * complaint_share
             + churn.weight_silence * silence
         )
+        if figures.churn_model is not None:
+            risk, _ = learned_risk(figures, figures.churn_model)
         # Kept at the precision shown (three places): a daily re-rank then rewrites only
         # the customers whose shown risk moved, and the flag agrees with the figure.
         risk = np.round(risk, 3)

@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.tiering.models import (
     CUSTOMER_KEYS,
     HISTORY,
+    ChurnModelFit,
     Complaint,
     CustomerAggregate,
     CustomerScore,
@@ -236,6 +237,18 @@ class RankingRepository:
         )
 
 
+class ChurnFitRepository:
+    async def latest(self, session: AsyncSession) -> ChurnModelFit | None:
+        found = await session.execute(
+            select(ChurnModelFit).order_by(ChurnModelFit.id.desc()).limit(1)
+        )
+        return found.scalar_one_or_none()
+
+    async def add(self, session: AsyncSession, fit: ChurnModelFit) -> None:
+        session.add(fit)
+        await session.flush()
+
+
 aggregates = AggregateRepository()
 scores = ScoreRepository()
 touches = TouchRepository()
@@ -243,3 +256,4 @@ complaints = ComplaintRepository()
 policies = PolicyRepository()
 history = HistoryRepository()
 rankings = RankingRepository()
+churn_fits = ChurnFitRepository()

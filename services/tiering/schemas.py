@@ -108,11 +108,16 @@ Weight = Annotated[JsonFloat, Field(ge=0, le=1)]
 
 
 class Churn(StrictModel):
-    """0-1 risk, a weighted sum of: the drop of the purchase rate against the customer's
-    own history; how far past its usual purchase cycle it is (x / (1 + x) cycles late);
-    open complaints; silence (no purchase nor contact). `at_risk` at or above the
-    threshold. The weights add up to 1."""
+    """0-1 risk. `learned` (the default): the chance of no purchase within `horizon_days`,
+    from a model fitted on the customer base's own history (`GET /v1/churn-model`), used
+    once its back-test is ahead of days-since-the-last-purchase; until then, and with
+    `rules`, a weighted sum of: the drop of the purchase rate against the customer's own
+    history; how far past its usual purchase cycle it is (x / (1 + x) cycles late); open
+    complaints; silence (no purchase nor contact). `at_risk` at or above the threshold.
+    The weights add up to 1."""
 
+    method: Literal["learned", "rules"] = "learned"
+    horizon_days: WindowDays = 90
     recent_days: WindowDays = 90
     history_days: WindowDays = 730
     silence_days: WindowDays = 90
@@ -255,6 +260,35 @@ class TierFigures(BaseModel):
     tier: str
     customers: JsonInt
     revenue_share: JsonFloat
+
+
+class ChurnFeature(BaseModel):
+    name: str
+    weight: float = Field(description="On the standardised feature: + raises the risk.")
+
+
+class ChurnModelOut(BaseModel):
+    """The latest fitting of the churn model, and whether its risk is the one shown."""
+
+    status: Literal["learned", "rules"] = Field(
+        description="`learned`: customers' churn risk comes from this model; `rules`: "
+        "from the policy's rule-based score (`reason` says why)."
+    )
+    reason: str | None
+    fitted_at: dt.datetime | None
+    horizon_days: JsonInt | None = Field(description="The policy's: no purchase within it.")
+    label_days: JsonInt | None = Field(
+        description="The window the labels used: the horizon, or less while the history "
+        "is shorter than three horizons."
+    )
+    trained_on: JsonInt = Field(description="Customers with a purchase in the training set.")
+    tested_on: JsonInt = Field(description="Customers with a purchase in the back-test.")
+    churned_share: float | None = Field(description="Of the back-test's customers.")
+    auc: float | None = Field(description="ROC AUC of the model on the back-test.")
+    recency_auc: float | None = Field(
+        description="ROC AUC of days since the last purchase alone, on the same back-test."
+    )
+    features: list[ChurnFeature]
 
 
 class RankingOutcome(BaseModel):

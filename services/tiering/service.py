@@ -13,9 +13,12 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.tiering import repository as repo
+from services.tiering.churn import current_model
+from services.tiering.churn_fit import fit_churn_model
 from services.tiering.models import (
     HISTORY,
     SCORE_FIELDS,
+    ChurnModelFit,
     Complaint,
     CustomerAggregate,
     CustomerScore,
@@ -39,6 +42,8 @@ from services.tiering.ranking import (
 from services.tiering.schemas import (
     DEFAULT_POLICY,
     Aggregates,
+    ChurnFeature,
+    ChurnModelOut,
     Mover,
     PolicyCreate,
     PolicyDocument,
@@ -391,6 +396,69 @@ class TieringService:
             columns = ranking.history_columns(start, stop)
             await self._record_tier_changes(session, policy, columns, stop - start, moment, now)
         return self._outcome(policy, document, moment, ranking)
+
+    # ------------------------------------------------------------ churn model
+    async def fit_churn_model(self, session: AsyncSession) -> ChurnModelFit:
+        """Fit the churn model on the history under the active policy and keep the fit
+        (its risk applies from the next ranking)."""
+        policy = await self.active_policy(session)
+        document = PolicyDocument.model_validate(policy.document)
+        fit = await fit_churn_model(session, document, utcnow())
+        await repo.churn_fits.add(session, fit)
+        return fit
+
+    async def fit_churn_model_if_due(
+        self, session: AsyncSession, interval_s: float
+    ) -> ChurnModelFit | None:
+        """Fit when the latest fit is `interval_s` old or there is none (0: never)."""
+        if not interval_s:
+            return None
+        latest = await repo.churn_fits.latest(session)
+        if latest is not None and (utcnow() - latest.fitted_at).total_seconds() < interval_s:
+            return None
+        return await self.fit_churn_model(session)
+
+    async def churn_model(self, session: AsyncSession) -> ChurnModelOut:
+        """The latest fit, and whether the active policy scores with it."""
+        fit = await repo.churn_fits.latest(session)
+        if fit is None:
+            return ChurnModelOut(
+                status="rules",
+                reason="not fitted yet: POST /v1/churn-model/fit, or wait for the daily fit",
+                fitted_at=None,
+                horizon_days=None,
+                label_days=None,
+                trained_on=0,
+                tested_on=0,
+                churned_share=None,
+                auc=None,
+                recency_auc=None,
+                features=[],
+            )
+        document = PolicyDocument.model_validate((await self.active_policy(session)).document)
+        in_use = await current_model(session, document) is not None
+        reason = fit.reason
+        if fit.used and not in_use:
+            reason = "the active policy's churn method or horizon is not this fit's"
+        stored = fit.model or {}
+        return ChurnModelOut(
+            status="learned" if in_use else "rules",
+            reason=None if in_use else reason,
+            fitted_at=fit.fitted_at,
+            horizon_days=fit.horizon_days,
+            label_days=fit.label_days,
+            trained_on=fit.trained_on,
+            tested_on=fit.tested_on,
+            churned_share=fit.churned_share,
+            auc=fit.auc,
+            recency_auc=fit.recency_auc,
+            features=[
+                ChurnFeature(name=name, weight=round(weight, 4))
+                for name, weight in zip(
+                    stored.get("features", []), stored.get("weights", []), strict=True
+                )
+            ],
+        )
 
     @staticmethod
     async def _keep_band_edges(

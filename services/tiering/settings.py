@@ -16,3 +16,5 @@ class TieringSettings(ServiceSettings):
     # Below this many ranked customers, events re-rank everyone (milliseconds at that size,
     # and exact) instead of placing the touched customers against the latest band edges.
     full_ranking_below: int = Field(default=1000, ge=0)
+    # Fit the churn model again this often (seconds), before a scheduled re-rank; 0: never.
+    churn_fit_interval_s: float = Field(default=86400, ge=0)

@@ -64,6 +64,8 @@ MATRIX: dict[str, dict[str, frozenset[str] | None]] = {
         "POST /v1/policies/{policy_id}/activate": ADMIN_ONLY,
         "POST /v1/policies/{policy_id}/simulate": ANALYSTS,
         "POST /v1/recompute": ADMIN_ONLY,
+        "GET /v1/churn-model": ALL,  # figures about the model, none about a customer
+        "POST /v1/churn-model/fit": ADMIN_ONLY,
     },
     "outreach": {
         "GET /v1/plans": ALL,

@@ -1,10 +1,16 @@
-"""The scheduled re-rank ranks customers with nobody asking, and announces the changes."""
+"""The scheduled re-rank ranks customers with nobody asking, and announces the changes; one
+replica runs it, fitting the churn model first when that is due."""
 
 from __future__ import annotations
+
+import asyncio
+
+import sqlalchemy as sa
 
 from services.tiering.app import create_app
 from services.tiering.settings import TieringSettings
 from shared.broker import EmbeddedBroker
+from shared.db import create_engine
 from tests.conftest import ADMIN, eventually, running, service_settings
 from tests.tiering.conftest import Feed
 from tests.tiering.test_scores import ago
@@ -40,3 +46,39 @@ async def test_scheduled_rerank(
             return 'crm_outbox_published_total{topic="tier.changed"} 2.0' in text
 
         await eventually(announced)
+
+
+async def test_one_replica_runs_the_schedule_and_fits_the_churn_model_when_due(
+    broker: EmbeddedBroker, tiering_db: str, feed: Feed, topic_prefix: str
+) -> None:
+    customer = feed.customer()
+    feed.purchase(customer, "900", ago(3))
+    await feed.apply()
+    settings = service_settings(
+        TieringSettings,
+        database_url=tiering_db,
+        bootstrap=broker.bootstrap,
+        prefix=topic_prefix,
+        rerank_interval_s=0.2,
+        churn_fit_interval_s=3600,
+    )
+    engine = create_engine(tiering_db)
+
+    async def fits() -> int:
+        async with engine.connect() as conn:
+            return int(
+                (await conn.execute(sa.text("SELECT count(*) FROM churn_model_fits"))).scalar() or 0
+            )
+
+    async with running(create_app(settings)), running(create_app(settings)):
+        await eventually(fits)
+        await asyncio.sleep(1.0)  # five more turns of the schedule on both replicas
+        assert await fits() == 1  # one replica, and not again until it is due
+        async with engine.connect() as conn:
+            holders = (
+                await conn.execute(
+                    sa.text("SELECT count(*) FROM leases WHERE name = 'tiering-schedule'")
+                )
+            ).scalar()
+    await engine.dispose()
+    assert holders == 1
