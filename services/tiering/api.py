@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import uuid
+from collections.abc import AsyncIterator, Callable
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
 
+from services.tiering import repository as repo
+from services.tiering.models import Backtest, BacktestCustomer
+from services.tiering.ranking import in_units
 from services.tiering.schemas import (
     AsOf,
+    BacktestCreate,
+    BacktestCustomerOut,
+    BacktestOut,
     ChurnModelOut,
     PolicyCreate,
     PolicyOut,
@@ -19,14 +29,23 @@ from services.tiering.schemas import (
 )
 from services.tiering.service import tiering_service
 from shared.access import access_of
-from shared.app import SessionDep
+from shared.app import SessionDep, runtime_of
 from shared.auth import Principal, require_roles
 from shared.errors import InvalidInput
 from shared.fields import Timestamp
 from shared.openapi import example_body, problems
-from shared.pagination import Cursor, Limit, Page, decode_cursor, encode_cursor
+from shared.pagination import (
+    Cursor,
+    Limit,
+    Page,
+    decode_cursor,
+    decode_time_key,
+    encode_cursor,
+    page_of,
+)
 
 router = APIRouter()
+CSV_CHUNK = 10_000
 
 Reader = Annotated[Principal, Depends(require_roles("account_manager", "analyst", "agent"))]
 Analyst = Annotated[Principal, Depends(require_roles("analyst"))]
@@ -161,6 +180,147 @@ async def simulate_policy(
 ) -> RankingOutcome:
     """What this policy would do (optionally as of a past moment), applying nothing."""
     return await tiering_service.simulate(session, policy_id, body.as_of if body else None)
+
+
+@router.post(
+    "/backtests",
+    status_code=201,
+    response_model=BacktestOut,
+    responses=problems(409),
+    tags=["backtests"],
+)
+async def create_backtest(
+    body: BacktestCreate, session: SessionDep, principal: Analyst, response: Response
+) -> BacktestOut:
+    """Apply a policy (the active one by default) to everyone as of a past moment, as a
+    report of its own: current tiers stay, nothing is announced. Where the horizon after
+    that moment has passed, the report says how the churn risk ranked who bought again
+    (AUC beside days since the last purchase)."""
+    backtest = await tiering_service.create_backtest(session, body, principal.user)
+    response.headers["Location"] = f"/v1/backtests/{backtest.id}"
+    return backtest_out(backtest)
+
+
+@router.get("/backtests", response_model=Page[BacktestOut], tags=["backtests"])
+async def list_backtests(
+    session: SessionDep, _: Analyst, cursor: Cursor = None, limit: Limit = 20
+) -> Page[BacktestOut]:
+    """The kept back-tests (the newest 20), newest first."""
+    rows = await repo.backtests.page(session, decode_time_key(cursor), limit + 1)
+    return page_of(rows, limit, backtest_out, lambda row: (row.created_at.isoformat(), row.id))
+
+
+@router.get("/backtests/{backtest_id}", response_model=BacktestOut, tags=["backtests"])
+async def get_backtest(backtest_id: uuid.UUID, session: SessionDep, _: Analyst) -> BacktestOut:
+    """One back-test's figures."""
+    return backtest_out(await tiering_service.get_backtest(session, backtest_id))
+
+
+@router.get(
+    "/backtests/{backtest_id}/customers",
+    response_model=Page[BacktestCustomerOut],
+    tags=["backtests"],
+)
+async def backtest_customers(
+    backtest_id: uuid.UUID,
+    session: SessionDep,
+    _: Analyst,
+    cursor: Cursor = None,
+    limit: Limit = 50,
+) -> Page[BacktestCustomerOut]:
+    """Every customer's tier and scores in the back-test, best rank first."""
+    backtest = await tiering_service.get_backtest(session, backtest_id)
+    after = _rank_key(cursor)
+    rows = await repo.backtests.customers(session, backtest.id, after, limit + 1)
+    convert = backtest_customer_out(backtest)
+    return page_of(rows, limit, convert, lambda row: (row.rank, row.customer_key))
+
+
+@router.get(
+    "/backtests/{backtest_id}/customers.csv",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/csv": {"schema": {"type": "string"}}}}},
+    tags=["backtests"],
+)
+async def backtest_customers_csv(
+    backtest_id: uuid.UUID, session: SessionDep, _: Analyst, request: Request
+) -> StreamingResponse:
+    """The same rows as CSV, streamed (a header line, then one line per customer)."""
+    backtest = await tiering_service.get_backtest(session, backtest_id)
+    convert = backtest_customer_out(backtest)
+    fields = list(BacktestCustomerOut.model_fields)
+    sessions = runtime_of(request).sessions  # the request's own session ends before the body
+
+    async def lines() -> AsyncIterator[str]:
+        out = io.StringIO()
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(fields)
+        after = None
+        while True:
+            async with sessions() as reading:
+                rows = await repo.backtests.customers(reading, backtest.id, after, CSV_CHUNK)
+            for row in rows:
+                item = convert(row).model_dump(mode="json")
+                writer.writerow(["" if item[name] is None else item[name] for name in fields])
+            yield out.getvalue()
+            out.seek(0)
+            out.truncate()
+            if len(rows) < CSV_CHUNK:
+                return
+            after = (rows[-1].rank, rows[-1].customer_key)
+
+    return StreamingResponse(
+        lines(),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="backtest-{backtest.id}.csv"'},
+    )
+
+
+def backtest_out(backtest: Backtest) -> BacktestOut:
+    return BacktestOut(
+        id=backtest.id,
+        policy_id=backtest.policy_id,
+        policy_version=backtest.policy_version,
+        as_of=backtest.as_of,
+        horizon_days=backtest.horizon_days,
+        customers=backtest.customers,
+        tiers=backtest.figures["tiers"],
+        churn=backtest.figures["churn"],
+        created_at=backtest.created_at,
+        created_by=backtest.created_by,
+    )
+
+
+def backtest_customer_out(backtest: Backtest) -> Callable[[BacktestCustomer], BacktestCustomerOut]:
+    metric = backtest.figures.get("metric", "revenue")
+
+    def convert(row: BacktestCustomer) -> BacktestCustomerOut:
+        return BacktestCustomerOut(
+            customer_id=row.customer_id,
+            rank=row.rank,
+            value=in_units(row.value, metric),
+            tier=row.tier,
+            band_tier=row.band_tier,
+            rfm_r=row.rfm_r,
+            rfm_f=row.rfm_f,
+            rfm_m=row.rfm_m,
+            value_segment=row.value_segment,
+            thermometer=row.thermometer,
+            churn_risk=row.churn_risk,
+            at_risk=row.at_risk,
+            bought_again=row.bought_again,
+        )
+
+    return convert
+
+
+def _rank_key(cursor: str | None) -> tuple[int, int] | None:
+    if cursor is None:
+        return None
+    rank, key = decode_cursor(cursor, 2)
+    if not (rank.isdigit() and key.isdigit()):
+        raise InvalidInput("The cursor is not one this service issued.")
+    return int(rank), int(key)
 
 
 @router.get("/churn-model", response_model=ChurnModelOut, tags=["churn"])

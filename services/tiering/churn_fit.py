@@ -56,12 +56,12 @@ def labelled(at: Figures, later: Figures) -> LabelledSet:
     """`at`'s customers with a purchase, labelled by `later` (a label window on)."""
     features, bought = churn_features(at)
     _, later_last, _ = later.purchase_days()
-    last_after = _by_key(later.customers["key"], later_last, at.customers["key"], missing=-1)
+    last_after = values_by_key(later.customers["key"], later_last, at.customers["key"], missing=-1)
     churned = last_after <= at.end
     return LabelledSet(features[bought], recency_days(at)[bought], churned[bought])
 
 
-def _by_key(
+def values_by_key(
     keys: NDArray[np.int64], values: NDArray[np.int64], wanted: NDArray[np.int64], missing: int
 ) -> NDArray[np.int64]:
     """`values` (one per key) for the `wanted` keys, `missing` for a key not there."""

@@ -190,6 +190,51 @@ class ChurnModelFit(Base):
     model: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
 
+class Backtest(Base):
+    """A policy applied to everyone as of a past moment, stored as a report of its own
+    (current tiers untouched): its figures, and each customer's row in
+    `backtest_customers`."""
+
+    __tablename__ = "backtests"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    policy_id: Mapped[uuid.UUID] = mapped_column(Uuid)
+    policy_version: Mapped[int]
+    as_of: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    horizon_days: Mapped[int]
+    customers: Mapped[int]
+    # tiers (customers and revenue share per tier) and churn (how the churn risk ranked who
+    # bought again within the horizon, beside recency alone)
+    figures: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, index=True)
+    created_by: Mapped[str] = mapped_column(String(100))
+
+
+class BacktestCustomer(Base):
+    """One customer's tier and scores in a back-test, and whether it bought again within
+    the horizon (None while that later history does not exist yet)."""
+
+    __tablename__ = "backtest_customers"
+
+    backtest_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    customer_key: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    customer_id: Mapped[uuid.UUID] = mapped_column(Uuid)
+    rank: Mapped[int]
+    value: Mapped[int] = mapped_column(BigInteger)  # the band metric, stored units
+    tier: Mapped[str] = mapped_column(String(40))
+    band_tier: Mapped[str] = mapped_column(String(40))
+    rfm_r: Mapped[int | None]
+    rfm_f: Mapped[int | None]
+    rfm_m: Mapped[int | None]
+    value_segment: Mapped[str | None] = mapped_column(String(20))
+    thermometer: Mapped[float | None]
+    churn_risk: Mapped[float | None]
+    at_risk: Mapped[bool]
+    bought_again: Mapped[bool | None]
+
+    __table_args__ = (Index("ix_backtest_customers_rank", "backtest_id", "rank", "customer_key"),)
+
+
 class TierPolicy(Base):
     """A versioned ranking policy; immutable once activated, exactly one active."""
 

@@ -6,12 +6,14 @@ import datetime as dt
 import uuid
 from collections.abc import Sequence
 
-from sqlalchemy import RowMapping, delete, func, select
+from sqlalchemy import RowMapping, delete, func, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.tiering.models import (
     CUSTOMER_KEYS,
     HISTORY,
+    Backtest,
+    BacktestCustomer,
     ChurnModelFit,
     Complaint,
     CustomerAggregate,
@@ -249,6 +251,60 @@ class ChurnFitRepository:
         await session.flush()
 
 
+class BacktestRepository:
+    KEEP = 20  # reports kept: a back-test of a million customers is a million rows
+
+    async def get(self, session: AsyncSession, backtest_id: uuid.UUID) -> Backtest | None:
+        return await session.get(Backtest, backtest_id)
+
+    async def page(
+        self, session: AsyncSession, after: tuple[dt.datetime, uuid.UUID] | None, limit: int
+    ) -> Sequence[Backtest]:
+        """Newest first."""
+        query = select(Backtest).order_by(Backtest.created_at.desc(), Backtest.id.desc())
+        if after is not None:
+            query = query.where(tuple_(Backtest.created_at, Backtest.id) < after)
+        return (await session.execute(query.limit(limit))).scalars().all()
+
+    async def customers(
+        self,
+        session: AsyncSession,
+        backtest_id: uuid.UUID,
+        after: tuple[int, int] | None,
+        limit: int,
+    ) -> Sequence[BacktestCustomer]:
+        """Best rank first."""
+        query = (
+            select(BacktestCustomer)
+            .where(BacktestCustomer.backtest_id == backtest_id)
+            .order_by(BacktestCustomer.rank, BacktestCustomer.customer_key)
+        )
+        if after is not None:
+            query = query.where(
+                tuple_(BacktestCustomer.rank, BacktestCustomer.customer_key) > after
+            )
+        return (await session.execute(query.limit(limit))).scalars().all()
+
+    async def prune(self, session: AsyncSession) -> None:
+        """Keep the newest KEEP reports."""
+        old = (
+            (
+                await session.execute(
+                    select(Backtest.id)
+                    .order_by(Backtest.created_at.desc(), Backtest.id.desc())
+                    .offset(self.KEEP)
+                )
+            )
+            .scalars()
+            .all()
+        )
+        if old:
+            await session.execute(
+                delete(BacktestCustomer).where(BacktestCustomer.backtest_id.in_(old))
+            )
+            await session.execute(delete(Backtest).where(Backtest.id.in_(old)))
+
+
 aggregates = AggregateRepository()
 scores = ScoreRepository()
 touches = TouchRepository()
@@ -257,3 +313,4 @@ policies = PolicyRepository()
 history = HistoryRepository()
 rankings = RankingRepository()
 churn_fits = ChurnFitRepository()
+backtests = BacktestRepository()

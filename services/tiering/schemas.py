@@ -10,7 +10,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StringConstraints, model_validator
 
-from shared.fields import JsonFloat, JsonInt, Timestamp
+from shared.fields import JsonFloat, JsonInt, PastTimestamp, Timestamp
 
 TierName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=40)]
 WindowDays = Annotated[JsonInt, Field(ge=1, le=3660)]
@@ -291,8 +291,69 @@ class ChurnModelOut(BaseModel):
     features: list[ChurnFeature]
 
 
+class BacktestCreate(StrictModel):
+    """Apply a policy as of a past moment, as a report (current tiers stay)."""
+
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"as_of": "2026-06-30T23:59:59Z", "horizon_days": 90}]}
+    )
+
+    as_of: PastTimestamp
+    policy_id: uuid.UUID | None = Field(default=None, description="Default: the active one.")
+    horizon_days: WindowDays | None = Field(
+        default=None,
+        description="Who bought again within it, for judging the churn risk (default: the "
+        "policy's churn horizon, else 90).",
+    )
+
+
+class BacktestChurn(BaseModel):
+    evaluated: StrictBool
+    reason: str | None = None
+    customers: JsonInt | None = Field(default=None, description="Customers with a churn risk.")
+    churned_share: JsonFloat | None = None
+    auc: JsonFloat | None = Field(
+        default=None, description="ROC AUC of the churn risk for 'bought nothing within'."
+    )
+    recency_auc: JsonFloat | None = Field(
+        default=None, description="The same of days since the last purchase, as a baseline."
+    )
+
+
+class BacktestOut(BaseModel):
+    id: uuid.UUID
+    policy_id: uuid.UUID
+    policy_version: JsonInt
+    as_of: dt.datetime
+    horizon_days: JsonInt
+    customers: JsonInt
+    tiers: list[TierFigures]
+    churn: BacktestChurn
+    created_at: dt.datetime
+    created_by: str
+
+
+class BacktestCustomerOut(BaseModel):
+    customer_id: uuid.UUID
+    rank: JsonInt
+    value: Decimal = Field(description="The band metric over its window, in its units.")
+    tier: str
+    band_tier: str
+    rfm_r: JsonInt | None
+    rfm_f: JsonInt | None
+    rfm_m: JsonInt | None
+    value_segment: str | None
+    thermometer: JsonFloat | None
+    churn_risk: JsonFloat | None
+    at_risk: StrictBool
+    bought_again: StrictBool | None = Field(
+        description="Bought within the horizon after as_of (null: that time has not passed)."
+    )
+
+
 class RankingOutcome(BaseModel):
-    """What a re-rank did (recompute) or would do (simulate)."""
+    """What a re-rank did (recompute) or would do (simulate, or a recompute as of a past
+    moment: `applied` false)."""
 
     policy_id: uuid.UUID
     policy_version: JsonInt
@@ -302,6 +363,11 @@ class RankingOutcome(BaseModel):
     tiers: list[TierFigures]
     moves: dict[str, int] = Field(description='Counts per "from->to" (from "none" when new).')
     sample: list[Mover]
+    applied: StrictBool = Field(
+        default=True,
+        description="Whether current tiers were written and changes announced: never for "
+        "a simulation or a moment in the past.",
+    )
 
 
 class SummaryTier(BaseModel):

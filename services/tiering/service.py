@@ -13,11 +13,13 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.tiering import repository as repo
+from services.tiering.backtest import run_backtest
 from services.tiering.churn import current_model
 from services.tiering.churn_fit import fit_churn_model
 from services.tiering.models import (
     HISTORY,
     SCORE_FIELDS,
+    Backtest,
     ChurnModelFit,
     Complaint,
     CustomerAggregate,
@@ -42,6 +44,7 @@ from services.tiering.ranking import (
 from services.tiering.schemas import (
     DEFAULT_POLICY,
     Aggregates,
+    BacktestCreate,
     ChurnFeature,
     ChurnModelOut,
     Mover,
@@ -57,7 +60,7 @@ from services.tiering.schemas import (
 from shared.access import CustomerAccess
 from shared.columnar import insert_columns, object_column, random_uuid_column
 from shared.db import utcnow
-from shared.errors import Conflict, NotFound
+from shared.errors import Conflict, InvalidInput, NotFound
 from shared.events import (
     ComplaintClosed,
     ComplaintOpened,
@@ -68,6 +71,7 @@ from shared.observability import current_correlation_id
 from shared.outbox import PENDING_FLAG
 
 PRODUCER = "tiering"
+PAST_TOLERANCE = dt.timedelta(minutes=1)
 # Held by every transaction that writes tier history (a re-rank; the rules after events):
 # a re-rank never runs beside another or beside the rules, and history rows commit in id
 # order, which the tier.changed feed relies on (see feed.py).
@@ -367,7 +371,15 @@ class TieringService:
     async def activate_policy(
         self, session: AsyncSession, policy_id: uuid.UUID, as_of: dt.datetime | None
     ) -> RankingOutcome:
-        """Make the policy the active one (the previous one retires) and re-rank under it."""
+        """Make the policy the active one (the previous one retires) and re-rank under it,
+        now: a past moment is refused (simulate or back-test that instead)."""
+        if in_the_past(as_of):
+            raise InvalidInput(
+                "Activation ranks everyone as of now: for a past moment, simulate the policy "
+                "or run a back-test (POST /v1/backtests).",
+                errors=[{"field": "as_of", "in": "body", "message": "in the past", "type": "past"}],
+            )
+        refuse_the_future(as_of)
         policy = await self.get_policy(session, policy_id)
         if policy.status == "retired":
             raise Conflict("A retired policy cannot be activated again; create a new version.")
@@ -383,7 +395,13 @@ class TieringService:
 
     # ------------------------------------------------------------ ranking
     async def recompute(self, session: AsyncSession, as_of: dt.datetime | None) -> RankingOutcome:
-        """Re-rank everyone under the active policy; record and announce each change."""
+        """Re-rank everyone under the active policy; record and announce each change. As
+        of a past moment it only says what that ranking was (`applied` false): current
+        tiers are never overwritten by the past."""
+        if in_the_past(as_of):
+            policy = await self.active_policy(session)
+            return await self.simulate(session, policy.id, as_of)
+        refuse_the_future(as_of)
         await self._hold_tier_writer_lock(session)
         policy = await self.active_policy(session)
         document = PolicyDocument.model_validate(policy.document)
@@ -528,7 +546,31 @@ class TieringService:
         document = PolicyDocument.model_validate(policy.document)
         moment = as_of or utcnow()
         ranking = await rank(session, document, moment)
-        return self._outcome(policy, document, moment, ranking)
+        outcome = self._outcome(policy, document, moment, ranking)
+        outcome.applied = False
+        return outcome
+
+    # ------------------------------------------------------------ back-tests
+    async def create_backtest(
+        self, session: AsyncSession, body: BacktestCreate, actor: str
+    ) -> Backtest:
+        """A policy (the active one by default) applied as of a past moment, as a report."""
+        policy = (
+            await self.get_policy(session, body.policy_id)
+            if body.policy_id is not None
+            else await self.active_policy(session)
+        )
+        document = PolicyDocument.model_validate(policy.document)
+        horizon = body.horizon_days or (document.churn.horizon_days if document.churn else 90)
+        backtest = await run_backtest(session, policy, body.as_of, horizon, actor)
+        await repo.backtests.prune(session)
+        return backtest
+
+    async def get_backtest(self, session: AsyncSession, backtest_id: uuid.UUID) -> Backtest:
+        backtest = await repo.backtests.get(session, backtest_id)
+        if backtest is None:
+            raise NotFound("No such back-test (only the newest 20 are kept).")
+        return backtest
 
     @staticmethod
     def _outcome(
@@ -712,6 +754,21 @@ async def policy_document(
             raise LookupError(f"tier history names an unknown policy {policy_id}")
         known[policy_id] = PolicyDocument.model_validate(policy.document)
     return known[policy_id]
+
+
+def in_the_past(as_of: dt.datetime | None) -> bool:
+    """A moment earlier than now (beyond a clock's drift between client and server)."""
+    return as_of is not None and as_of < utcnow() - PAST_TOLERANCE
+
+
+def refuse_the_future(as_of: dt.datetime | None) -> None:
+    """Tiers written now are never those of a moment still to come."""
+    if as_of is not None and as_of > utcnow() + PAST_TOLERANCE:
+        raise InvalidInput(
+            "as_of lies in the future: current tiers are ranked as of now (simulate a "
+            "policy to see a later moment).",
+            errors=[{"field": "as_of", "in": "body", "message": "in the future", "type": "future"}],
+        )
 
 
 tiering_service = TieringService()

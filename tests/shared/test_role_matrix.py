@@ -64,6 +64,11 @@ MATRIX: dict[str, dict[str, frozenset[str] | None]] = {
         "POST /v1/policies/{policy_id}/activate": ADMIN_ONLY,
         "POST /v1/policies/{policy_id}/simulate": ANALYSTS,
         "POST /v1/recompute": ADMIN_ONLY,
+        "POST /v1/backtests": ANALYSTS,
+        "GET /v1/backtests": ANALYSTS,
+        "GET /v1/backtests/{backtest_id}": ANALYSTS,
+        "GET /v1/backtests/{backtest_id}/customers": ANALYSTS,
+        "GET /v1/backtests/{backtest_id}/customers.csv": ANALYSTS,
         "GET /v1/churn-model": ALL,  # figures about the model, none about a customer
         "POST /v1/churn-model/fit": ADMIN_ONLY,
     },
