@@ -41,7 +41,13 @@ class EventData(BaseModel):
     model_config = ConfigDict(extra="allow")
 
 
+# Profile's count of the customer's events (1 for `customer.created`, one more at each
+# `customer.*` after it): a consumer keeps a field's value only from a newer revision.
+Revision = Annotated[int | None, Field(default=None, ge=1)]
+
+
 class CustomerCreated(EventData):
+    revision: Revision
     name: str | None
     kind: Literal["company", "person"]
     industry: str | None = None
@@ -60,9 +66,11 @@ class CustomerUpdated(EventData):
     the key contacts, `contacts`: the whole list (id, name, role, phone, email, birthday,
     birthday_calendar, decision_maker)."""
 
+    revision: Revision
+
 
 class CustomerErased(EventData):
-    pass
+    revision: Revision
 
 
 class PurchaseRecorded(EventData):

@@ -7,11 +7,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.complaints.service import complaints_service
 from shared.consumer import EventHandler
 from shared.events import EventData, EventEnvelope, PurchaseRecorded, TierChanged
+from shared.revisions import stamp_of
 
 
 async def on_customer_changed(session: AsyncSession, event: EventEnvelope, data: EventData) -> None:
     await complaints_service.note_customer(
-        session, event.customer_id, data.model_dump(), event.occurred_at
+        session, event.customer_id, data.model_dump(), stamp_of(event)
     )
 
 

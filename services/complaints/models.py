@@ -34,7 +34,8 @@ include_shared_tables(Base.metadata)
 
 class KnownCustomer(Base):
     """The local view of a customer, from `customer.*` and `tier.changed`. Each field keeps
-    the time of the event that set it, so an older event arriving later changes nothing."""
+    the stamp of the event that set it (`field_stamps`, shared.revisions; the tier its
+    time), so an older event arriving later changes nothing."""
 
     __tablename__ = "known_customers"
 
@@ -45,6 +46,7 @@ class KnownCustomer(Base):
     account_manager_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     timezone: Mapped[str | None] = mapped_column(String(64))
     timezone_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    field_stamps: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     erased_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
 
 

@@ -35,6 +35,7 @@ from shared.events import (
     ComplaintTransitioned,
 )
 from shared.outbox import record_event
+from shared.revisions import Stamp, take
 
 PRODUCER = "complaints"
 SYSTEM = "system"  # the actor of what the SLA timer does
@@ -336,17 +337,17 @@ class ComplaintsService:
 
     # ------------------------------------------------------------ from events
     async def note_customer(
-        self, session: AsyncSession, customer_id: uuid.UUID, data: dict[str, Any], at: dt.datetime
+        self, session: AsyncSession, customer_id: uuid.UUID, data: dict[str, Any], stamp: Stamp
     ) -> None:
         """Take the fields complaints needs from a customer event, unless a newer event
         already set them (events of different topics arrive in any order)."""
         customer = await repo.customers.get_or_add(session, customer_id)
+        stamps = dict(customer.field_stamps or {})
         for field in ("account_manager", "timezone"):
-            if field in data:
-                stamp = getattr(customer, f"{field}_at")
-                if stamp is None or stamp <= at:
-                    setattr(customer, field, data[field])
-                    setattr(customer, f"{field}_at", at)
+            if field in data and take(stamps, field, stamp, getattr(customer, f"{field}_at")):
+                setattr(customer, field, data[field])
+                setattr(customer, f"{field}_at", stamp.at)
+        customer.field_stamps = stamps
         await session.flush()
 
     async def note_tier(

@@ -15,11 +15,12 @@ from shared.events import (
     PurchaseRecorded,
     TierChanged,
 )
+from shared.revisions import stamp_of
 
 
 async def on_customer_changed(session: AsyncSession, event: EventEnvelope, data: EventData) -> None:
     await outreach_service.note_customer(
-        session, event.customer_id, data.model_dump(), event.occurred_at
+        session, event.customer_id, data.model_dump(), stamp_of(event)
     )
 
 

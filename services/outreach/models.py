@@ -34,8 +34,8 @@ include_shared_tables(Base.metadata)
 
 class Recipient(Base):
     """What outreach knows of a customer, from `customer.*` and `tier.changed`. Each field
-    keeps the time of the event that set it (`field_times`), so an older event arriving
-    later changes nothing."""
+    keeps the stamp (revision, time) of the event that set it (`field_times`), so an older
+    event arriving later changes nothing."""
 
     __tablename__ = "recipients"
 

@@ -47,6 +47,7 @@ from shared.db import utcnow
 from shared.errors import Conflict, Forbidden, NotFound
 from shared.events import OutreachCompleted, OutreachScheduled
 from shared.outbox import outbox_row, record_event, record_events
+from shared.revisions import Stamp, take
 
 PRODUCER = "outreach"
 # The customer fields outreach keeps, from customer.created / customer.updated.
@@ -523,7 +524,7 @@ class OutreachService:
 
     # ------------------------------------------------------------ from events
     async def note_customer(
-        self, session: AsyncSession, customer_id: uuid.UUID, data: dict[str, Any], at: dt.datetime
+        self, session: AsyncSession, customer_id: uuid.UUID, data: dict[str, Any], stamp: Stamp
     ) -> None:
         """Take the fields outreach needs, unless a newer event already set them."""
         recipient = await repo.recipients.get_or_add(session, customer_id)
@@ -531,10 +532,7 @@ class OutreachService:
             return
         times = dict(recipient.field_times or {})
         for field in CUSTOMER_FIELDS:
-            if field not in data:
-                continue
-            stamp = times.get(field)
-            if stamp is not None and dt.datetime.fromisoformat(stamp) > at:
+            if field not in data or not take(times, field, stamp):
                 continue
             value = data[field]
             if field == "birthday" and value is not None:
@@ -544,7 +542,6 @@ class OutreachService:
             if field == "consent":
                 value = dict(value or {})
             setattr(recipient, field, value)
-            times[field] = at.isoformat()
         recipient.field_times = times
         await session.flush()
         await self.replan(session, customer_id, utcnow())
@@ -556,14 +553,10 @@ class OutreachService:
         hand-over to a dedicated manager, leaving it for a review."""
         recipient = await repo.recipients.get_or_add(session, customer_id)
         times = dict(recipient.field_times or {})
-        stamp = times.get("tier")
-        if recipient.erased_at is not None or (
-            stamp is not None and dt.datetime.fromisoformat(stamp) > at
-        ):
+        if recipient.erased_at is not None or not take(times, "tier", Stamp(None, at)):
             return
         previous = recipient.tier
         recipient.tier = tier
-        times["tier"] = at.isoformat()
         recipient.field_times = times
         now = utcnow()
         if tier != previous:  # the new plan's cadence counts from now

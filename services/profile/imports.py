@@ -406,6 +406,7 @@ class CustomerImporter(CsvImporter):
                 created_at=now,
                 updated_at=now,
                 version=1,
+                revision=1,
                 tier=None,
                 erased_at=None,
             )
@@ -471,6 +472,7 @@ class CustomerImporter(CsvImporter):
                         ),
                         kind=data.kind,
                         consent=dict(customer.consent),
+                        revision=1,
                     ),
                     occurred_at=now,
                 )

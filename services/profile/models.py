@@ -78,6 +78,9 @@ class Customer(Base):
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     version: Mapped[int] = mapped_column(default=1)
+    # The revision of the customer's latest `customer.*` event (its ETag `version` counts
+    # changes to this row; contacts changing also makes an event).
+    revision: Mapped[int] = mapped_column(default=0, server_default="0")
 
     __table_args__ = (Index("ix_customers_created", "created_at", "id"),)
 

@@ -118,6 +118,13 @@ def _json_value(value: Any) -> Any:
     return value
 
 
+def next_revision(customer: Customer) -> int:
+    """The revision of the customer's next `customer.*` event (kept on the row, which the
+    writer holds locked: two events of one customer never share one)."""
+    customer.revision = (customer.revision or 0) + 1
+    return customer.revision
+
+
 # What `customer.updated` says of each key contact (contract: docs/contract.md).
 CONTACT_EVENT_FIELDS = (
     "id",
@@ -239,6 +246,7 @@ class ProfileService:
                 ),
                 kind=data.kind,
                 consent=dict(customer.consent),
+                revision=next_revision(customer),
             ),
             occurred_at=now,
         )
@@ -315,7 +323,10 @@ class ProfileService:
             producer=PRODUCER,
             event_type="customer.updated",
             customer_id=customer.id,
-            data={field: after[field] for field in changed},
+            data={
+                **{field: after[field] for field in changed},
+                "revision": next_revision(customer),
+            },
             occurred_at=now,
         )
         return customer
@@ -347,7 +358,7 @@ class ProfileService:
             producer=PRODUCER,
             event_type="customer.erased",
             customer_id=customer.id,
-            data={},
+            data={"revision": next_revision(customer)},
             occurred_at=now,
         )
 
@@ -496,7 +507,8 @@ class ProfileService:
                 "contacts": [
                     {field: _json_value(getattr(contact, field)) for field in CONTACT_EVENT_FIELDS}
                     for contact in contacts
-                ]
+                ],
+                "revision": next_revision(customer),
             },
             occurred_at=utcnow(),
         )
@@ -550,7 +562,7 @@ class ProfileService:
                 producer=PRODUCER,
                 event_type="customer.updated",
                 customer_id=customer.id,
-                data={"consent": dict(customer.consent)},
+                data={"consent": dict(customer.consent), "revision": next_revision(customer)},
                 occurred_at=now,
             )
         await session.flush()

@@ -16,6 +16,7 @@ from shared.events import (
     PaymentRecorded,
     PurchaseRecorded,
 )
+from shared.revisions import stamp_of
 
 
 async def on_customer_erased(session: AsyncSession, event: EventEnvelope, data: EventData) -> None:
@@ -35,18 +36,11 @@ async def on_payment_recorded(session: AsyncSession, event: EventEnvelope, data:
 
 
 async def on_customer_changed(session: AsyncSession, event: EventEnvelope, data: EventData) -> None:
-    level = (data.model_extra or {}).get("relationship_level")
     if event.type == "customer.created":
         await tiering_service.register_customer(session, event.customer_id, event.occurred_at)
-    if isinstance(level, str):
-        await tiering_service.note_relationship(
-            session, event.customer_id, level, event.occurred_at
-        )
-    fields = data.model_dump()
-    if "account_manager" in fields:
-        await tiering_service.note_account_manager(
-            session, event.customer_id, fields["account_manager"], event.occurred_at
-        )
+    await tiering_service.note_customer_fields(
+        session, event.customer_id, data.model_dump(), stamp_of(event)
+    )
 
 
 async def on_interaction_logged(

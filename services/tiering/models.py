@@ -56,10 +56,12 @@ class CustomerAggregate(Base):
     first_purchase_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     last_purchase_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     relationship_level: Mapped[str | None] = mapped_column(String(30))
-    # Whose customer it is (shared.access), and the time of the event that said so: an
-    # older event arriving later changes nothing.
+    # Whose customer it is (shared.access), and the time of the event that said so.
     account_manager: Mapped[str | None] = mapped_column(String(100), index=True)
     account_manager_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    # Per field taken from `customer.*`, the stamp of the event that set it
+    # (shared.revisions): an older event arriving later changes nothing.
+    field_stamps: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     first_seen_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
 

@@ -69,6 +69,7 @@ from shared.events import (
 )
 from shared.observability import current_correlation_id
 from shared.outbox import PENDING_FLAG
+from shared.revisions import Stamp, take
 
 PRODUCER = "tiering"
 PAST_TOLERANCE = dt.timedelta(minutes=1)
@@ -122,21 +123,22 @@ class TieringService:
         aggregate.updated_at = utcnow()
         await session.flush()
 
-    async def note_relationship(
-        self, session: AsyncSession, customer_id: uuid.UUID, level: str, at: dt.datetime
+    async def note_customer_fields(
+        self, session: AsyncSession, customer_id: uuid.UUID, fields: dict[str, Any], stamp: Stamp
     ) -> None:
-        """Keep the relationship level (vendor, partner, strategic alliance) for the thermometer."""
-        aggregate = await repo.aggregates.get_or_create(session, customer_id, at)
-        aggregate.relationship_level = level
-        await session.flush()
-
-    async def note_account_manager(
-        self, session: AsyncSession, customer_id: uuid.UUID, manager: str | None, at: dt.datetime
-    ) -> None:
-        """Whose customer it is, unless a newer event already said (any arrival order)."""
-        aggregate = await repo.aggregates.get_or_create(session, customer_id, at)
-        if aggregate.account_manager_at is None or aggregate.account_manager_at <= at:
-            aggregate.account_manager, aggregate.account_manager_at = manager, at
+        """The relationship level (vendor, partner, strategic alliance: the thermometer's)
+        and whose customer it is (access), each unless a newer event already set it."""
+        aggregate = await repo.aggregates.get_or_create(session, customer_id, stamp.at)
+        stamps = dict(aggregate.field_stamps or {})
+        level = fields.get("relationship_level")
+        if isinstance(level, str) and take(stamps, "relationship_level", stamp):
+            aggregate.relationship_level = level
+        if "account_manager" in fields and take(
+            stamps, "account_manager", stamp, aggregate.account_manager_at
+        ):
+            aggregate.account_manager = fields["account_manager"]
+            aggregate.account_manager_at = stamp.at
+        aggregate.field_stamps = stamps
         await session.flush()
 
     async def record_touch(

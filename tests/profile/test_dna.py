@@ -62,7 +62,7 @@ async def test_patch_needs_the_current_etag(profile: httpx.AsyncClient, profile_
     now = (await profile.get(url, headers=ADMIN)).json()
     assert now["stage"] == "target" and now["version"] == 2
     updates = await events(profile_db, "customer.updated")
-    assert [u["data"] for u in updates] == [{"stage": "target"}]  # only what changed
+    assert [u["data"] for u in updates] == [{"stage": "target", "revision": 2}]  # what changed
 
 
 async def test_patch_records_stage_and_level_history_and_audit(

@@ -66,8 +66,8 @@ async def test_consent_keeps_history_and_current_state(
     assert customer_now["consent"] == {"email": "granted", "sms": "withdrawn"}
     updates = [e["data"] for e in await events(profile_db, "customer.updated")]
     assert updates == [
-        {"consent": {"email": "granted", "sms": "granted"}},
-        {"consent": {"email": "granted", "sms": "withdrawn"}},
+        {"consent": {"email": "granted", "sms": "granted"}, "revision": 2},
+        {"consent": {"email": "granted", "sms": "withdrawn"}, "revision": 3},
     ]
     for bad in (
         {"source": "x"},
