@@ -118,9 +118,15 @@ class TouchRepository:
 
 class ComplaintRepository:
     async def open(self, session: AsyncSession, complaint: Complaint) -> None:
-        if await session.get(Complaint, complaint.complaint_id) is None:
+        """A late `complaint.opened` (after its `complaint.closed`) fills in what the
+        close could not know, and leaves the complaint closed."""
+        known = await session.get(Complaint, complaint.complaint_id)
+        if known is None:
             session.add(complaint)
-            await session.flush()
+        else:
+            known.severity = complaint.severity
+            known.opened_at = min(known.opened_at, complaint.opened_at)
+        await session.flush()
 
     async def close(
         self,

@@ -80,3 +80,40 @@ def test_without_revisions_the_event_time_decides_and_stored_times_still_count()
     assert Stamp(None, LATER).newer_than(Stamp(None, LATER))  # a tie: the later arrival
     assert Stamp(1, EARLIER).newer_than(Stamp(None, LATER))
     assert not Stamp(2, LATER).newer_than(Stamp(2, EARLIER))
+
+
+# Per service: the SQL reading back whether a complaint is known as open, and its severity
+# where the service keeps one.
+COMPLAINT_STATE: dict[str, tuple[dict[str, Any], str]] = {
+    "tiering": (
+        TIERING,
+        "SELECT closed_at IS NULL AS open, severity FROM complaints WHERE complaint_id = :c",
+    ),
+    "outreach": (
+        OUTREACH,
+        "SELECT open, NULL AS severity FROM complaint_states WHERE complaint_id = :c",
+    ),
+}
+
+
+@pytest.mark.parametrize("service", sorted(COMPLAINT_STATE))
+async def test_a_late_complaint_opened_leaves_the_complaint_closed(
+    service: str, new_database: DatabaseFactory
+) -> None:
+    url = await new_database(service)
+    handlers, sql = COMPLAINT_STATE[service]
+    events = EventSender(url, handlers)
+    customer, complaint = uuid.uuid4(), uuid.uuid4()
+    await events.send(
+        customer,
+        "complaint.closed",
+        {"complaint_id": str(complaint), "resolution_hours": 3.0, "satisfaction": 4},
+        LATER,
+    )
+    opened = {"complaint_id": str(complaint), "severity": "major", "owner": "ann",
+              "respond_by": LATER.isoformat(), "resolve_by": LATER.isoformat()}  # fmt: skip
+    await events.send(customer, "complaint.opened", opened, EARLIER)
+    [row] = await query(url, sql, c=complaint if "postgresql" in url else complaint.hex)
+    assert not row.open
+    if service == "tiering":  # what only the opening says is filled in
+        assert row.severity == "major"
