@@ -293,6 +293,7 @@ class TierAssignment(Base):
     rank: Mapped[int | None]
     customers: Mapped[int | None]
     cumulative_share: Mapped[float | None]
+    share_ahead: Mapped[float | None]  # what the band compared: the share of those ahead
     # A placement after events: the band edge the value was compared with (stored units),
     # and the moment of the ranking that edge comes from.
     cutoff: Mapped[int | None] = mapped_column(BigInteger)

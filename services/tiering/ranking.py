@@ -101,6 +101,9 @@ class RankedCustomer:
     rank: int
     customers: int
     cumulative_share: float
+    # Of the metric, the share held by the customers ranked ahead: what the band compares
+    # (None on rows from before it was kept).
+    share_ahead: float | None = None
     rule_values: dict[str, Decimal] = field(default_factory=dict)
     rules_fired: list[int] = field(default_factory=list)
     method_scores: dict[str, Any] = field(default_factory=dict)
@@ -139,6 +142,7 @@ class Ranking:
         previous = figures.customers["tier"][at]
         value = bands.value[at]
         share = bands.cumulative[at] / bands.total if bands.total > 0 else np.zeros(len(at))
+        ahead = bands.ahead[at] / bands.total if bands.total > 0 else np.zeros(len(at))
         columns: dict[str, Any] = {
             "customer_id": figures.customers["customer_id"][at],
             "customer_key": figures.customers["key"][at],
@@ -148,6 +152,7 @@ class Ranking:
             "rank": bands.rank[at],
             "customers": figures.count,
             "cumulative_share": np.where(value > 0, share, 0.0),
+            "share_ahead": np.where(value > 0, ahead, 0.0),
         }
         columns["rule_values"], columns["rules_fired"] = self._rule_columns(at)
         return columns
@@ -587,6 +592,7 @@ class Bands:
     band: Ints
     rank: Ints  # 1 = largest; ties share a rank
     cumulative: Ints  # the metric of everyone ranked at or above
+    ahead: Ints  # the metric of everyone ranked strictly above: what the band compares
     total: int
 
 
@@ -608,7 +614,7 @@ def share_bands(figures: Figures) -> Bands:
         else:
             inside = (rank - 1) < count * shares[index]
         band[(positive > 0) & inside] = index
-    return Bands(value, band, rank, total - before[below], total)
+    return Bands(value, band, rank, total - before[below], above, total)
 
 
 def apply_rule_flags(band: Ints, fired: list[Flags], policy: PolicyDocument) -> Ints:
@@ -918,6 +924,8 @@ def explain(customer: RankedCustomer, policy: PolicyDocument) -> list[str]:
     reasons: list[str] = []
     if customer.value <= 0:
         reasons.append(f"{customer.band_tier}: no {metric} {window}")
+    elif bands.method == "cumulative_share" and customer.share_ahead is not None:
+        reasons.append(_share_reason(customer, policy))
     elif customer.band_tier == bands.rest:
         covered = _percent(sum(tier.share for tier in bands.tiers))
         basis = "customers" if bands.method == "top_share" else f"the {metric}"
@@ -939,6 +947,27 @@ def explain(customer: RankedCustomer, policy: PolicyDocument) -> list[str]:
             )
     reasons += rule_reasons(customer.band_tier, customer.rules_fired, customer.rule_values, policy)
     return reasons
+
+
+def _share_reason(customer: RankedCustomer, policy: PolicyDocument) -> str:
+    """The band of a cumulative-share policy in the figures it compared: the share held
+    by those ranked ahead against the share where the band ends."""
+    bands = policy.bands
+    metric = METRIC_TEXT[bands.metric]
+    names = [tier.name for tier in bands.tiers]
+    tier = customer.band_tier
+    inside = names.index(tier) + 1 if tier in names else len(names)
+    end = f"{round(sum(band.share for band in bands.tiers[:inside]) * 100, 1):g}%"
+    edge = (
+        f"under the {end} where {tier} ends"
+        if tier in names
+        else (f"not under the {end} where the bands end")
+    )
+    return (
+        f"{tier}: {metric} of {customer.value} over the last {bands.window_days} days; the "
+        f"customers ranked ahead hold {_share_percent(customer.share_ahead or 0.0)} of the "
+        f"{metric}, {edge} (rank {customer.rank} of {customer.customers})"
+    )
 
 
 def _rule_moves(
@@ -1095,6 +1124,7 @@ def explain_assignment(
         rank=row["rank"],
         customers=row["customers"],
         cumulative_share=row["cumulative_share"],
+        share_ahead=row.get("share_ahead"),
         rule_values=rule_values,
         rules_fired=fired,
         method_scores=method_scores(row),
@@ -1150,6 +1180,11 @@ def scores(customer: RankedCustomer, policy: PolicyDocument) -> dict[str, Any]:
         "rank": customer.rank,
         "customers": customer.customers,
         "cumulative_share": round(customer.cumulative_share, 4),
+        **(
+            {"share_ahead": round(customer.share_ahead, 4)}
+            if customer.share_ahead is not None
+            else {}
+        ),
         "band_tier": customer.band_tier,
         "rules": {name: str(value) for name, value in customer.rule_values.items()},
         **customer.method_scores,

@@ -68,17 +68,26 @@ async def test_default_policy_ranks_by_cumulative_share_of_revenue(
         ("D", 3, 0.15),
     ]
     view = (await tiering.get(f"/v1/customers/{customers[0]}/tier", headers=ADMIN)).json()
+    # The words give the figures the band compared: the share held by those ranked ahead
+    # against the share where the band ends.
     assert view["reasons"] == [
-        "A: in the top 17% of customers by revenue over the last 365 days (cumulative share 50%)"
+        "A: revenue of 500.00 over the last 365 days; the customers ranked ahead hold 0% of "
+        "the revenue, under the 50% where A ends (rank 1 of 6)"
     ]
+    third = (await tiering.get(f"/v1/customers/{customers[2]}/tier", headers=ADMIN)).json()
+    assert third["reasons"] == [
+        "C: revenue of 150.00 over the last 365 days; the customers ranked ahead hold 70% of "
+        "the revenue, under the 80% where C ends (rank 3 of 6)"
+    ]
+    assert third["scores"]["share_ahead"] == 0.7 and third["scores"]["cumulative_share"] == 0.85
     assert view["scores"]["rank"] == 1 and view["scores"]["value"] == "500.00"
     assert view["history"][0]["tier"] == "A" and view["history"][0]["previous_tier"] is None
     quiet = (await tiering.get(f"/v1/customers/{customers[5]}/tier", headers=ADMIN)).json()
     assert quiet["reasons"] == ["D: no revenue over the last 365 days"]
     rest = (await tiering.get(f"/v1/customers/{customers[3]}/tier", headers=ADMIN)).json()
     assert rest["reasons"] == [
-        "D: revenue of 100.00 over the last 365 days is outside the top 80% of the revenue "
-        "(rank 4 of 6)"
+        "D: revenue of 100.00 over the last 365 days; the customers ranked ahead hold 85% of "
+        "the revenue, not under the 80% where the bands end (rank 4 of 6)"
     ]
     events = await announced(tiering_db)
     assert len(events) == 6
@@ -221,7 +230,7 @@ async def test_simulate_applies_nothing(
     assert before == ["D", "D", "B", "A", "A"]
     assert outcome["moves"] == {"B->A": 1, "D->A": 1}
     assert {m["to_tier"] for m in outcome["sample"]} == {"A"}
-    assert outcome["sample"][0]["reasons"][0].startswith("A: in the top")
+    assert outcome["sample"][0]["reasons"][0].startswith("A: revenue of")
     assert await tiers(tiering, customers) == before
     assert len(await announced(tiering_db)) == events
     status = (await tiering.get(f"/v1/policies/{policy['id']}", headers=ADMIN)).json()["status"]
@@ -386,3 +395,6 @@ def test_a_cumulative_share_is_never_rounded_up() -> None:
     )
     (reason,) = explain(customer, policy)
     assert reason.endswith("(cumulative share 99.2%)"), reason
+    customer.share_ahead = 0.99499
+    (reason,) = explain(customer, policy)
+    assert "ranked ahead hold 99.4% of the revenue, under the 99.5% where A ends" in reason
