@@ -2,6 +2,7 @@
 
     python -m bench.tiering rerank  [--customers 1000000 --purchases 10000000]
     python -m bench.tiering events  [--events 5000]
+    python -m bench.tiering latency [--customers 1000000 --purchases 10000000]
     python -m bench.tiering churn   [--customers 20000]
     python -m bench.tiering churn   --file CDNOW_master.txt [--as-of 1997-09-30 --holdout-days 273]
 
@@ -52,6 +53,7 @@ from shared.outbox import OutboxRelay
 
 MIGRATIONS = ROOT / "services" / "tiering" / "migrations"
 KEYS = {"bench-admin-key-0123456789abcdef": {"roles": ["admin"], "user": "bench"}}
+BENCH_ADMIN = {"Authorization": "Bearer bench-admin-key-0123456789abcdef"}
 
 
 def peak_rss_mib() -> float:
@@ -210,6 +212,87 @@ async def announce_everything(url: str, engine: Any) -> tuple[int, float]:
         return sent, time.perf_counter() - started
     finally:
         broker.stop()
+
+
+# ---------------------------------------------------------------- API during a re-rank
+async def light_get_latencies(
+    client: Any, until: asyncio.Future[Any] | None, count: int
+) -> list[float]:
+    """Milliseconds of `GET /v1/policies` sent on a fixed schedule, one every 10 ms: each
+    measured from when it was due, so a stalled loop counts as the wait it causes (no
+    coordinated omission). `count` of them, or as many as fall before `until` is done."""
+    found: list[float] = []
+    start = time.perf_counter()
+    while (until is None and len(found) < count) or (until is not None and not until.done()):
+        due = start + 0.01 * len(found)
+        await asyncio.sleep(max(0.0, due - time.perf_counter()))
+        response = await client.get("/v1/policies", headers=BENCH_ADMIN)
+        assert response.status_code == 200, response.text
+        found.append((time.perf_counter() - due) * 1000)
+    return found
+
+
+def _quantiles(values: list[float]) -> str:
+    p50, p99 = np.percentile(values, [50, 99])
+    return f"{p50:.1f} | {p99:.1f} | {max(values):.0f} | {len(values)}"
+
+
+async def bench_latency(customers: int, purchases: int) -> None:
+    """p99 of a light GET while the same process re-ranks everyone: with the numpy half
+    in a worker thread (as shipped), and run on the event loop (the baseline)."""
+    import httpx
+
+    from services.tiering import ranking
+    from services.tiering import service as tiering_module
+    from services.tiering.app import create_app
+
+    url = await new_database("postgresql", "latency", ROOT)
+    name = database_name(url)
+    rows: list[str] = []
+    try:
+        await migrate(url, MIGRATIONS)
+        now = dt.datetime.now(dt.UTC)
+        seed_elsewhere(name, customers, purchases, epoch_day(now))
+        settings = TieringSettings(
+            database_url=url, api_keys=KEYS, run_background=False, kafka_bootstrap="127.0.0.1:1"
+        )
+        app = create_app(settings)
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://bench") as client:
+                await client.post("/v1/recompute", headers=BENCH_ADMIN)  # the first ranking
+                rows.append(
+                    f"| idle | {_quantiles(await light_get_latencies(client, None, 300))} |"
+                )
+
+                async def on_loop(work: Any, *args: Any, **kwargs: Any) -> Any:
+                    return work(*args, **kwargs)
+
+                for label, runner in (
+                    ("re-rank, numpy on the event loop (baseline)", on_loop),
+                    ("re-rank, numpy in a worker thread (shipped)", ranking.in_thread),
+                ):
+                    ranking.in_thread = runner  # type: ignore[assignment]
+                    tiering_module.in_thread = runner  # type: ignore[assignment]
+                    started = time.perf_counter()
+                    rerank = asyncio.ensure_future(
+                        client.post("/v1/recompute", headers=BENCH_ADMIN)
+                    )
+                    found = await light_get_latencies(client, rerank, 0)
+                    seconds = time.perf_counter() - started
+                    assert (await rerank).status_code == 200
+                    rows.append(f"| {label} ({seconds:.1f} s) | {_quantiles(found)} |")
+    finally:
+        await drop_database(url)
+    append_results(
+        f"## Tiering API during a re-rank ({dt.date.today()}, PostgreSQL)\n\n"
+        f"Machine: {machine()}. `python -m bench.tiering latency --customers {customers} "
+        f"--purchases {purchases}`: `GET /v1/policies` due every 10 ms (timed from when "
+        "it was due), in the process that "
+        "re-ranks everyone (`POST /v1/recompute`, the same data a second time: scores move, "
+        "few tiers change), milliseconds.\n\n"
+        "| while | p50 | p99 | max | requests |\n|---|---|---|---|---|\n" + "\n".join(rows) + "\n"
+    )
 
 
 # ---------------------------------------------------------------- per-event rate
@@ -490,6 +573,9 @@ def main() -> None:
     rerank_args = sub.add_parser("rerank")
     rerank_args.add_argument("--customers", type=int, default=1_000_000)
     rerank_args.add_argument("--purchases", type=int, default=10_000_000)
+    latency_args = sub.add_parser("latency")
+    latency_args.add_argument("--customers", type=int, default=1_000_000)
+    latency_args.add_argument("--purchases", type=int, default=10_000_000)
     events_args = sub.add_parser("events")
     events_args.add_argument("--events", type=int, default=5000)
     churn_args = sub.add_parser("churn")
@@ -500,6 +586,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.what == "rerank":
         asyncio.run(bench_rerank(args.customers, args.purchases))
+    elif args.what == "latency":
+        asyncio.run(bench_latency(args.customers, args.purchases))
     elif args.what == "events":
         asyncio.run(bench_events(args.events))
     elif args.file:

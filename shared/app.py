@@ -26,6 +26,7 @@ from shared.auth import KeyRing
 from shared.consumer import BatchHook, EventConsumer, EventHandler
 from shared.db import create_engine, ping, session_factory
 from shared.errors import install_error_handlers, problem_response
+from shared.heavy import HeavyWork
 from shared.kafka import ensure_platform_topics
 from shared.limits import BodyLimitMiddleware, reject_unknown_query, reject_unstorable_text
 from shared.observability import Metrics, RequestContextMiddleware
@@ -71,6 +72,7 @@ class ServiceRuntime:
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     kafka_probe: AIOKafkaClient | None = None
     broker_state: str = "unknown"  # as the last check found it
+    heavy: HeavyWork = field(default_factory=HeavyWork)
 
     async def check_broker(self) -> str:
         """Probe the broker briefly, record what was found (state and metric), return it."""
@@ -132,6 +134,13 @@ def _settings(request: Request) -> ServiceSettings:
 
 
 SettingsDep = Annotated[ServiceSettings, Depends(_settings)]
+
+
+def _heavy(request: Request) -> HeavyWork:
+    return runtime_of(request).heavy
+
+
+HeavyDep = Annotated[HeavyWork, Depends(_heavy)]
 
 
 def _health_router() -> APIRouter:
@@ -196,7 +205,13 @@ def create_service_app(definition: ServiceDefinition, settings: ServiceSettings)
             else None
         )
         runtime = ServiceRuntime(
-            settings, engine, session_factory(engine), metrics, relay, consumer
+            settings,
+            engine,
+            session_factory(engine),
+            metrics,
+            relay,
+            consumer,
+            heavy=HeavyWork(settings.heavy_work_slots),
         )
         app.state.runtime = runtime
         if definition.on_startup is not None:

@@ -27,10 +27,17 @@ class ProblemError(Exception):
     code = "bad-request"
     title = "Bad request"
 
-    def __init__(self, detail: str, *, errors: list[dict[str, Any]] | None = None) -> None:
+    def __init__(
+        self,
+        detail: str,
+        *,
+        errors: list[dict[str, Any]] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         super().__init__(detail)
         self.detail = detail
         self.errors = errors
+        self.headers = headers
 
 
 class InvalidInput(ProblemError):
@@ -79,6 +86,14 @@ class UnsupportedMediaType(ProblemError):
     status = 415
     code = "unsupported-media-type"
     title = "Unsupported media type"
+
+
+class TooBusy(ProblemError):
+    """Answered with `Retry-After`: the client may try again then."""
+
+    status = 429
+    code = "too-busy"
+    title = "Too busy"
 
 
 class ServiceUnavailable(ProblemError):
@@ -174,9 +189,16 @@ def install_error_handlers(app: FastAPI) -> None:
 
     async def on_problem(_: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, ProblemError)
-        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+        headers = dict(exc.headers or {})
+        if exc.status == 401:
+            headers["WWW-Authenticate"] = "Bearer"
         return problem_response(
-            exc.status, exc.title, exc.detail, code=exc.code, errors=exc.errors, headers=headers
+            exc.status,
+            exc.title,
+            exc.detail,
+            code=exc.code,
+            errors=exc.errors,
+            headers=headers or None,
         )
 
     async def on_validation(_: Request, exc: Exception) -> JSONResponse:

@@ -36,6 +36,8 @@ DESCRIPTIONS = {
     415: "The body's content type is not one this route reads.",
     422: "Invalid input: `errors` names each field, where it was and why.",
     428: "`If-Match` is required.",
+    429: "Another heavy task (a re-rank, a model fit) is running: try again after "
+    "`Retry-After` seconds.",
 }
 PROBLEM_SCHEMA: dict[str, Any] = {
     "title": "Problem",

@@ -89,6 +89,9 @@ class ServiceSettings(BaseSettings):
     # replaced after at most this long.
     relay_lease_s: float = Field(default=15.0, ge=1)
     outbox_retention_hours: float = Field(default=72, ge=0)
+    # How many heavy tasks (a re-rank, a simulation, a model fit) run at once per replica;
+    # a request for another while they run answers 429 with Retry-After.
+    heavy_work_slots: int = Field(default=1, ge=1, le=16)
     # Longer than Kafka keeps the topics (7 days by default): an event is redelivered
     # only while its topic holds it.
     inbox_retention_hours: float = Field(

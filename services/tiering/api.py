@@ -29,7 +29,7 @@ from services.tiering.schemas import (
 )
 from services.tiering.service import tiering_service
 from shared.access import access_of
-from shared.app import SessionDep, runtime_of
+from shared.app import HeavyDep, SessionDep, runtime_of
 from shared.auth import Principal, require_roles
 from shared.errors import InvalidInput
 from shared.fields import Timestamp
@@ -111,13 +111,14 @@ async def list_customers(
     return Page(items=items, next_cursor=encode_cursor(items[-1].customer_id) if more else None)
 
 
-@router.get("/tiers/summary", response_model=TierSummary, tags=["tiers"])
+@router.get("/tiers/summary", response_model=TierSummary, responses=problems(429), tags=["tiers"])
 async def tier_summary(
-    session: SessionDep, _: Reader, as_of: Timestamp | None = None
+    session: SessionDep, heavy: HeavyDep, _: Reader, as_of: Timestamp | None = None
 ) -> TierSummary:
     """Per tier the customers, share of revenue and collection ratio; and the share of
     revenue made by the top 20% of customers (the 80/20 on your own data)."""
-    return await tiering_service.summary(session, as_of)
+    async with heavy.slot("The summary"):
+        return await tiering_service.summary(session, as_of)
 
 
 @router.get("/policies", response_model=Page[PolicyOut], tags=["policies"])
@@ -158,45 +159,62 @@ async def get_policy(policy_id: uuid.UUID, session: SessionDep, _: Reader) -> Po
 
 @router.post(
     "/policies/{policy_id}/activate",
-    responses=problems(409),
+    responses=problems(409, 429),
     response_model=RankingOutcome,
     tags=["policies"],
 )
 async def activate_policy(
-    policy_id: uuid.UUID, session: SessionDep, _: Admin, body: OptionalAsOf = None
+    policy_id: uuid.UUID,
+    session: SessionDep,
+    heavy: HeavyDep,
+    _: Admin,
+    body: OptionalAsOf = None,
 ) -> RankingOutcome:
     """Make this version the active policy (the previous one retires) and re-rank everyone."""
-    return await tiering_service.activate_policy(session, policy_id, body.as_of if body else None)
+    async with heavy.slot("The activation's re-rank"):
+        return await tiering_service.activate_policy(
+            session, policy_id, body.as_of if body else None
+        )
 
 
 @router.post(
     "/policies/{policy_id}/simulate",
-    responses=problems(409),
+    responses=problems(409, 429),
     response_model=RankingOutcome,
     tags=["policies"],
 )
 async def simulate_policy(
-    policy_id: uuid.UUID, session: SessionDep, _: Analyst, body: OptionalAsOf = None
+    policy_id: uuid.UUID,
+    session: SessionDep,
+    heavy: HeavyDep,
+    _: Analyst,
+    body: OptionalAsOf = None,
 ) -> RankingOutcome:
     """What this policy would do (optionally as of a past moment), applying nothing."""
-    return await tiering_service.simulate(session, policy_id, body.as_of if body else None)
+    async with heavy.slot("The simulation"):
+        return await tiering_service.simulate(session, policy_id, body.as_of if body else None)
 
 
 @router.post(
     "/backtests",
     status_code=201,
     response_model=BacktestOut,
-    responses=problems(409),
+    responses=problems(409, 429),
     tags=["backtests"],
 )
 async def create_backtest(
-    body: BacktestCreate, session: SessionDep, principal: Analyst, response: Response
+    body: BacktestCreate,
+    session: SessionDep,
+    heavy: HeavyDep,
+    principal: Analyst,
+    response: Response,
 ) -> BacktestOut:
     """Apply a policy (the active one by default) to everyone as of a past moment, as a
     report of its own: current tiers stay, nothing is announced. Where the horizon after
     that moment has passed, the report says how the churn risk ranked who bought again
     (AUC beside days since the last purchase)."""
-    backtest = await tiering_service.create_backtest(session, body, principal.user)
+    async with heavy.slot("The back-test"):
+        backtest = await tiering_service.create_backtest(session, body, principal.user)
     response.headers["Location"] = f"/v1/backtests/{backtest.id}"
     return backtest_out(backtest)
 
@@ -331,17 +349,23 @@ async def churn_model(session: SessionDep, _: Reader) -> ChurnModelOut:
     return await tiering_service.churn_model(session)
 
 
-@router.post("/churn-model/fit", response_model=ChurnModelOut, tags=["churn"])
-async def fit_churn_model(session: SessionDep, _: Admin) -> ChurnModelOut:
+@router.post(
+    "/churn-model/fit", response_model=ChurnModelOut, responses=problems(429), tags=["churn"]
+)
+async def fit_churn_model(session: SessionDep, heavy: HeavyDep, _: Admin) -> ChurnModelOut:
     """Fit the churn model now (it is also fitted daily). Its risk applies from the next
     ranking: `POST /v1/recompute` applies it at once."""
-    await tiering_service.fit_churn_model(session)
+    async with heavy.slot("The fit"):
+        await tiering_service.fit_churn_model(session)
     return await tiering_service.churn_model(session)
 
 
 @router.post(
-    "/recompute", responses=problems(409), response_model=RankingOutcome, tags=["policies"]
+    "/recompute", responses=problems(409, 429), response_model=RankingOutcome, tags=["policies"]
 )
-async def recompute(session: SessionDep, _: Admin, body: OptionalAsOf = None) -> RankingOutcome:
+async def recompute(
+    session: SessionDep, heavy: HeavyDep, _: Admin, body: OptionalAsOf = None
+) -> RankingOutcome:
     """Re-rank everyone under the active policy now (or as of a moment)."""
-    return await tiering_service.recompute(session, body.as_of if body else None)
+    async with heavy.slot("The re-rank"):
+        return await tiering_service.recompute(session, body.as_of if body else None)

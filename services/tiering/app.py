@@ -44,13 +44,20 @@ async def scheduled_rerank(runtime: ServiceRuntime) -> None:
         try:
             if not await lease.hold():
                 continue
-            async with runtime.sessions() as session, session.begin():
+            async with (
+                runtime.heavy.slot("The scheduled fit", wait=True),
+                runtime.sessions() as session,
+                session.begin(),
+            ):
                 fit = await tiering_service.fit_churn_model_if_due(
                     session, settings.churn_fit_interval_s
                 )
             if fit is not None:
                 log.info("churn model fitted: used %s (%s)", fit.used, fit.reason or "ahead")
-            async with runtime.sessions() as session:
+            async with (
+                runtime.heavy.slot("The scheduled re-rank", wait=True),
+                runtime.sessions() as session,
+            ):
                 async with session.begin():
                     outcome = await tiering_service.recompute(session, None)
                 if session.info.pop(PENDING_FLAG, False):

@@ -61,6 +61,7 @@ from shared.columnar import (
     update_columns,
 )
 from shared.db import column_in
+from shared.heavy import in_thread
 
 AGGREGATES: Table = CustomerAggregate.__table__  # type: ignore[assignment]
 SCORES: Table = CustomerScore.__table__  # type: ignore[assignment]
@@ -780,6 +781,15 @@ async def rank(
     customers. With `store_scores`, write every customer's band and scores where they
     changed."""
     figures = await load_figures(session, policy, as_of)
+    ranking = await in_thread(_rank_loaded, figures)
+    if store_scores:
+        await _store_scores(session, ranking.scored)
+    return ranking
+
+
+def _rank_loaded(figures: Figures) -> Ranking:
+    """The numpy half of `rank`, run off the event loop."""
+    policy = figures.policy
     scored = score_everyone(figures)
     order = policy.tier_order()
     previous = figures.customers["tier"]
@@ -804,8 +814,6 @@ async def rank(
         }
     movers = np.flatnonzero(changed)
     movers = movers[np.lexsort((figures.customers["key"][movers], scored.bands.rank[movers]))]
-    if store_scores:
-        await _store_scores(session, scored)
     return Ranking(customers=count, per_tier=per_tier, moves=moves, scored=scored, movers=movers)
 
 
@@ -821,6 +829,19 @@ def _same(stored: NDArray[Any], new: NDArray[Any]) -> Flags:
 async def _store_scores(session: AsyncSession, scored: Scored) -> None:
     """Write each customer's tier, band and scores where they changed (a first row for
     customers that have none)."""
+    updates, inserts = await in_thread(_score_changes, scored)
+    for columns, existing in ((updates, True), (inserts, False)):
+        count = len(columns["key"]) if columns else 0
+        if not count:
+            continue
+        if existing:
+            await update_columns(session, SCORES, "key", columns, count)
+        else:
+            await insert_columns(session, SCORES, columns, count)
+
+
+def _score_changes(scored: Scored) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The score rows to update and to insert, as columns (empty when none)."""
     stored = scored.figures.customers
     new = {**scored.scores, "band_tier": scored.bands.band}
     # Stored tiers are codes among every tier name in use; the new ones in the policy's
@@ -829,17 +850,11 @@ async def _store_scores(session: AsyncSession, scored: Scored) -> None:
     for name in (*SCORE_COLUMNS, "band_tier", "at_risk"):
         same &= _same(stored[name], new[name])
     differ = np.flatnonzero(~same)
-    if not differ.size:
-        return
     has_row = stored["scored"][differ]
-    for at, existing in ((differ[has_row], True), (differ[~has_row], False)):
-        if not at.size:
-            continue
-        columns = {"key": stored["key"][at], **score_columns(scored, at)}
-        if existing:
-            await update_columns(session, SCORES, "key", columns, len(at))
-        else:
-            await insert_columns(session, SCORES, columns, len(at))
+    found: list[dict[str, Any]] = []
+    for at in (differ[has_row], differ[~has_row]):
+        found.append({"key": stored["key"][at], **score_columns(scored, at)} if at.size else {})
+    return found[0], found[1]
 
 
 def score_columns(scored: Scored, at: Ints) -> dict[str, Any]:
@@ -1215,6 +1230,12 @@ async def summary_figures(
     daily = await _read_daily(
         session, customers["key"], ["collected", "revenue"], end - (window_days - 1), end
     )
+    return await in_thread(_summarise, names, customers, daily)
+
+
+def _summarise(
+    names: list[str], customers: Columns, daily: Columns
+) -> tuple[dict[str | None, tuple[int, int, int]], int, int]:
     count = len(customers["key"])
     revenue = group_sum(daily["at"], daily["revenue"], count)
     collected = group_sum(daily["at"], daily["collected"], count)

@@ -67,6 +67,7 @@ from shared.events import (
     PaymentRecorded,
     PurchaseRecorded,
 )
+from shared.heavy import in_thread
 from shared.observability import current_correlation_id
 from shared.outbox import PENDING_FLAG
 from shared.revisions import Stamp, take
@@ -413,7 +414,7 @@ class TieringService:
         await self._keep_band_edges(session, policy, ranking, moment, now)
         for start in range(0, len(ranking.movers), CHANGES_PER_WRITE):
             stop = min(start + CHANGES_PER_WRITE, len(ranking.movers))
-            columns = ranking.history_columns(start, stop)
+            columns = await in_thread(ranking.history_columns, start, stop)
             await self._record_tier_changes(session, policy, columns, stop - start, moment, now)
         return self._outcome(policy, document, moment, ranking)
 

@@ -1,0 +1,62 @@
+"""Heavy work: tasks that hold a CPU for seconds (a re-rank of a million customers, a
+simulation, a model fit).
+
+They run a few at a time per replica, and their numpy parts in a worker thread
+(`in_thread`), so the event loop goes on answering requests, publishing the outbox and
+heartbeating Kafka. A request for heavy work while every slot is taken is refused at once
+with 429 and a `Retry-After` from how long such work has lately taken; the scheduled
+re-rank waits for a slot instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import ParamSpec, TypeVar
+
+from shared.errors import TooBusy
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+class HeavyWork:
+    def __init__(self, slots: int = 1) -> None:
+        self.slots = slots
+        self._free = asyncio.Semaphore(slots)
+        self._running = 0
+        self.last_duration_s = 5.0  # until one has run
+
+    @property
+    def running(self) -> int:
+        return self._running
+
+    def retry_after_s(self) -> int:
+        return max(1, math.ceil(self.last_duration_s))
+
+    @asynccontextmanager
+    async def slot(self, what: str, *, wait: bool = False) -> AsyncIterator[None]:
+        """Hold a slot while `what` runs; without `wait`, refuse when none is free."""
+        if not wait and self._running >= self.slots:
+            retry = self.retry_after_s()
+            raise TooBusy(
+                f"{what} must wait: {self._running} heavy task(s) already running on this "
+                f"replica; try again in {retry} s.",
+                headers={"Retry-After": str(retry)},
+            )
+        async with self._free:
+            self._running += 1
+            started = time.monotonic()
+            try:
+                yield
+            finally:
+                self._running -= 1
+                self.last_duration_s = time.monotonic() - started
+
+
+async def in_thread(work: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
+    """Run CPU-bound `work` (numpy releases the GIL for most of it) off the event loop."""
+    return await asyncio.to_thread(work, *args, **kwargs)
