@@ -22,10 +22,12 @@ import resource
 import time
 import uuid
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import asyncpg
 import numpy as np
+from sqlalchemy import text
 
 from bench.common import (
     ROOT,
@@ -36,7 +38,7 @@ from bench.common import (
     new_database,
 )
 from services.tiering.churn_fit import fit_churn_model
-from services.tiering.consumers import HANDLERS, reassess_customers
+from services.tiering.consumers import BULK_HANDLERS, HANDLERS, reassess_customers
 from services.tiering.feed import TierChangeFeed
 from services.tiering.models import epoch_day
 from services.tiering.ranking import rank
@@ -296,15 +298,14 @@ async def bench_latency(customers: int, purchases: int) -> None:
 
 
 # ---------------------------------------------------------------- per-event rate
-async def bench_events(events: int) -> None:
+async def bench_events(events: int, customers_count: int, backend: str) -> None:
     broker = EmbeddedBroker()
     broker.start()
     urls: list[str] = []
     try:
         results = {}
         for label, handlers in (("baseline: inbox only", None), ("tiering handlers", HANDLERS)):
-            url = await new_database("postgresql", "events", ROOT)
-            name = database_name(url)
+            url = await new_database(backend, f"events{len(urls)}", ROOT / ".crm")
             urls.append(url)
             await migrate(url, MIGRATIONS)
             prefix = f"b{uuid.uuid4().hex[:8]}."
@@ -320,6 +321,10 @@ async def bench_events(events: int) -> None:
             sessions = session_factory(engine)
             async with sessions() as session, session.begin():
                 await tiering_service.ensure_default_policy(session)
+                # As on a large install: customers touched by events are placed against
+                # the latest ranking's band edges, not ranked all again.
+                await tiering_service.recompute(session, None)
+            tiering_service.full_ranking_below = 0
             await ensure_platform_topics(settings)
 
             async def nothing(session: Any, event: EventEnvelope, data: EventData) -> None:
@@ -330,7 +335,7 @@ async def bench_events(events: int) -> None:
 
             producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap)
             await producer.start()
-            customers = [uuid.uuid4() for _ in range(500)]
+            customers = [uuid.uuid4() for _ in range(customers_count)]
             futures = []
             for n in range(events):
                 customer = customers[n % len(customers)]
@@ -364,19 +369,23 @@ async def bench_events(events: int) -> None:
                 chosen,
                 Metrics("bench"),
                 after_batch=reassess_customers if handlers else None,
+                bulk_handlers=BULK_HANDLERS if handlers else None,
             )
             task = asyncio.create_task(consumer.run())
-            conn = await asyncpg.connect(host="127.0.0.1", user="postgres", database=name)
+            watcher = create_engine(url)
             first_seen = None
             while True:
-                done = await conn.fetchval("SELECT count(*) FROM inbox")
+                async with watcher.connect() as conn:
+                    done = int(
+                        (await conn.execute(text("SELECT count(*) FROM inbox"))).scalar() or 0
+                    )
                 if done and first_seen is None:
                     first_seen = time.perf_counter()
                 if done >= events:
                     break
                 await asyncio.sleep(0.05)
             finished = time.perf_counter()
-            await conn.close()
+            await watcher.dispose()
             await consumer.stop()
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
@@ -387,14 +396,19 @@ async def bench_events(events: int) -> None:
         broker.stop()
         for url in urls:
             await drop_database(url)
+            if url.startswith("sqlite"):
+                for suffix in ("", "-wal", "-shm"):
+                    Path(url.split("///", 1)[1] + suffix).unlink(missing_ok=True)
     base = results["baseline: inbox only"]
     rows = "\n".join(
         f"| {label} | {rate:.0f} | {rate / base:.2f} |" for label, rate in results.items()
     )
     append_results(
-        f"## Tiering consumer, per event ({dt.date.today()}, PostgreSQL)\n\n"
-        f"Machine: {machine()}. `python -m bench.tiering events --events {events}`: "
-        f"{events} `purchase.recorded` events over 500 customers, already on the embedded "
+        f"## Tiering consumer, per event ({dt.date.today()}, {backend})\n\n"
+        f"Machine: {machine()}. `python -m bench.tiering events --backend {backend} "
+        f"--events {events} "
+        f"--customers {customers_count}`: {events} `purchase.recorded` events over "
+        f"{customers_count} customers, already on the embedded "
         "broker; one consumer; one transaction per partition per poll (inbox rows, effects, "
         "then each customer reassessed once). Rate counted from the first applied event (the "
         "group join is left out).\n\n"
@@ -577,7 +591,9 @@ def main() -> None:
     latency_args.add_argument("--customers", type=int, default=1_000_000)
     latency_args.add_argument("--purchases", type=int, default=10_000_000)
     events_args = sub.add_parser("events")
-    events_args.add_argument("--events", type=int, default=5000)
+    events_args.add_argument("--events", type=int, default=100_000)
+    events_args.add_argument("--customers", type=int, default=20_000)
+    events_args.add_argument("--backend", choices=["postgresql", "sqlite"], default="postgresql")
     churn_args = sub.add_parser("churn")
     churn_args.add_argument("--customers", type=int, default=20000)
     churn_args.add_argument("--file", help="a purchase history in CDNOW's layout instead")
@@ -589,7 +605,7 @@ def main() -> None:
     elif args.what == "latency":
         asyncio.run(bench_latency(args.customers, args.purchases))
     elif args.what == "events":
-        asyncio.run(bench_events(args.events))
+        asyncio.run(bench_events(args.events, args.customers, args.backend))
     elif args.file:
         as_of = dt.datetime.fromisoformat(args.as_of).replace(
             hour=23, minute=59, second=59, tzinfo=dt.UTC

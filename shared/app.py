@@ -23,7 +23,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from shared.auth import KeyRing
-from shared.consumer import BatchHook, EventConsumer, EventHandler
+from shared.consumer import BatchHook, BulkHandler, EventConsumer, EventHandler
 from shared.db import create_engine, ping, session_factory
 from shared.errors import install_error_handlers, problem_response
 from shared.heavy import HeavyWork
@@ -49,6 +49,8 @@ class ServiceDefinition:
     handlers: Mapping[str, EventHandler] = field(default_factory=dict)
     # Runs after the handlers of each batch of events, in their transaction.
     after_batch: BatchHook | None = None
+    # Event types applied a batch at a time (see shared/consumer.py).
+    bulk_handlers: Mapping[str, BulkHandler] = field(default_factory=dict)
     # Runs once the database is reachable, before requests are served (e.g. seed data).
     on_startup: Callable[[ServiceRuntime], Awaitable[None]] | None = None
     # Long-running jobs of the service (schedulers), started beside the relay and consumer.
@@ -199,7 +201,13 @@ def create_service_app(definition: ServiceDefinition, settings: ServiceSettings)
         relay = OutboxRelay(settings, engine, metrics, definition.event_sources)
         consumer = (
             EventConsumer(
-                settings, engine, definition.handlers, metrics, relay.wake, definition.after_batch
+                settings,
+                engine,
+                definition.handlers,
+                metrics,
+                relay.wake,
+                definition.after_batch,
+                definition.bulk_handlers,
             )
             if definition.handlers
             else None

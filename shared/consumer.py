@@ -1,9 +1,11 @@
 """The consumer loop: inbox de-duplication, bounded retries, dead-letter topic, manual commits.
 
 The messages a poll brings from one partition are applied in one database transaction:
-for each, record its event id in the inbox (a repeat finds it there and changes nothing)
-and run its handler; then the service's batch hook (tiering reassesses each customer once
-per batch, not once per event). The offset is committed to Kafka only after that
+record their event ids in the inbox with one statement (a repeat finds its id there and
+changes nothing), run each new event's handler, or, for an event type with a bulk
+handler, that handler once with all of them (tiering folds purchases per customer and
+day); then the service's batch hook (tiering reassesses each customer once per batch, not
+once per event). The offset is committed to Kafka only after that
 transaction commits, so a crash replays the messages and the inbox absorbs the replay.
 
 When a message fails, the batch rolls back; the messages before it are applied again as
@@ -27,7 +29,7 @@ from pydantic import ValidationError
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
-from shared.db import insert_ignoring_duplicates, session_factory, utcnow
+from shared.db import insert_new_rows, session_factory, utcnow
 from shared.events import EventData, EventEnvelope, dlq_topic, parse_data
 from shared.kafka import ensure_platform_topics, new_producer
 from shared.observability import Metrics, correlation_id
@@ -39,6 +41,9 @@ log = logging.getLogger("crm.consumer")
 EventHandler = Callable[[AsyncSession, EventEnvelope, EventData], Awaitable[None]]
 # Runs once per batch, after the handlers, in the same transaction, with the events applied.
 BatchHook = Callable[[AsyncSession, list[EventEnvelope]], Awaitable[None]]
+# For event types whose effects fold (sums per customer and day): one call per batch with
+# every new event of that type, in order, instead of the per-event handler.
+BulkHandler = Callable[[AsyncSession, list[tuple[EventEnvelope, EventData]]], Awaitable[None]]
 
 
 class PoisonMessage(Exception):
@@ -87,10 +92,12 @@ class EventConsumer:
         metrics: Metrics,
         on_events_recorded: Callable[[], None] | None = None,
         after_batch: BatchHook | None = None,
+        bulk_handlers: Mapping[str, BulkHandler] | None = None,
     ) -> None:
         self.settings = settings
         self.sessions = session_factory(engine)
         self.handlers = dict(handlers)
+        self.bulk_handlers = dict(bulk_handlers or {})
         self.after_batch = after_batch
         self.metrics = metrics
         self.on_events_recorded = on_events_recorded
@@ -163,7 +170,9 @@ class EventConsumer:
     async def _poll_forever(self, consumer: AIOKafkaConsumer) -> None:
         # The consumer is passed in, not read from the attribute: stop() clears that.
         while not self._stopping:
-            batches = await consumer.getmany(timeout_ms=500, max_records=500)
+            batches = await consumer.getmany(
+                timeout_ms=500, max_records=self.settings.consumer_max_poll_records
+            )
             if consumer.assignment():
                 self.assigned.set()
             for partition, messages in batches.items():
@@ -289,25 +298,23 @@ class EventConsumer:
         try:
             async with self.sessions() as session:
                 async with session.begin():
-                    for index, parsed in enumerate(batch):  # noqa: B007 (read on failure)
-                        envelope = parsed.envelope
-                        correlation_id.set(envelope.correlation_id)
-                        fresh = await insert_ignoring_duplicates(
-                            session,
-                            inbox,
-                            {
-                                "event_id": envelope.id,
-                                "event_type": parsed.event_type,
-                                "handled_at": utcnow(),
-                            },
-                        )
-                        if not fresh:
-                            log.debug("duplicate event %s dropped", envelope.id)
-                            outcomes.append("duplicate")
-                            continue
-                        await self.handlers[parsed.event_type](session, envelope, parsed.data)
-                        applied.append(envelope)
-                        outcomes.append("applied")
+                    fresh = await self._record_in_inbox(session, batch)
+                    outcomes = ["applied" if new else "duplicate" for new in fresh]
+                    new = [parsed for parsed, is_new in zip(batch, fresh, strict=True) if is_new]
+                    types = {parsed.event_type for parsed in new}
+                    bulk = self.bulk_handlers.get(types.pop()) if len(types) == 1 else None
+                    if bulk is not None:
+                        index = 0  # a failure is retried message by message
+                        await bulk(session, [(parsed.envelope, parsed.data) for parsed in new])
+                        applied = [parsed.envelope for parsed in new]
+                    else:
+                        for index, parsed in enumerate(batch):
+                            if not fresh[index]:
+                                continue
+                            envelope = parsed.envelope
+                            correlation_id.set(envelope.correlation_id)
+                            await self.handlers[parsed.event_type](session, envelope, parsed.data)
+                            applied.append(envelope)
                     if applied and self.after_batch is not None:
                         # Its failure is pinned on the first message: retried alone, each
                         # message then meets the hook by itself.
@@ -324,6 +331,29 @@ class EventConsumer:
                 correlation_id.set(envelope.correlation_id)
                 log.debug("handled %s", envelope.type, extra={"event_id": str(envelope.id)})
         return outcomes
+
+    @staticmethod
+    async def _record_in_inbox(session: AsyncSession, batch: list[_Parsed]) -> list[bool]:
+        """One INSERT for the batch's event ids; per message, whether it is new (not in the
+        inbox before, nor earlier in this batch)."""
+        now = utcnow()
+        rows = {
+            parsed.envelope.id: {
+                "event_id": parsed.envelope.id,
+                "event_type": parsed.event_type,
+                "handled_at": now,
+            }
+            for parsed in batch
+        }
+        inserted = await insert_new_rows(session, inbox, list(rows.values()), "event_id")
+        fresh: list[bool] = []
+        for parsed in batch:
+            is_new = parsed.envelope.id in inserted
+            inserted.discard(parsed.envelope.id)  # a repeat within the batch is a duplicate
+            if not is_new:
+                log.debug("duplicate event %s dropped", parsed.envelope.id)
+            fresh.append(is_new)
+        return fresh
 
     async def _dead_letter(
         self, message: ConsumerRecord[bytes, bytes], error: BaseException | None, attempts: int

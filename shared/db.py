@@ -208,6 +208,18 @@ async def insert_ignoring_duplicates(
     return bool(getattr(result, "rowcount", 0) == 1)
 
 
+async def insert_new_rows(
+    session: AsyncSession, table: Any, rows: Sequence[dict[str, Any]], key: str
+) -> set[Any]:
+    """INSERT the rows whose `key` does not exist yet (one executemany, which SQLAlchemy
+    sends as multi-row statements); the keys of those inserted (SQLite and PostgreSQL)."""
+    if not rows:
+        return set()
+    dialect = session.get_bind().dialect.name
+    stmt = dialect_insert(dialect, table).on_conflict_do_nothing().returning(table.c[key])
+    return set((await session.execute(stmt, list(rows))).scalars().all())
+
+
 def dialect_insert(dialect: str, table: Any) -> Any:
     """The INSERT of `dialect` (sqlite or postgresql), which has ON CONFLICT clauses."""
     if dialect == "postgresql":

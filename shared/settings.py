@@ -80,6 +80,9 @@ class ServiceSettings(BaseSettings):
     )
     consumer_group: str = ""  # defaults to the service name
     consumer_max_attempts: int = Field(default=3, ge=1)
+    # Messages a poll may bring (applied per partition in one transaction): larger polls
+    # spread each transaction's fixed cost over more events.
+    consumer_max_poll_records: int = Field(default=2000, ge=1, le=100_000)
     consumer_retry_backoff_s: float = Field(default=0.2, ge=0)
 
     relay_batch_size: int = Field(default=500, ge=1)

@@ -257,8 +257,7 @@ class EventSender:
         data: dict[str, Any],
         occurred_at: dt.datetime | None = None,
     ) -> None:
-        from shared.db import create_engine, session_factory
-        from shared.events import EventEnvelope, parse_data
+        from shared.events import EventEnvelope
 
         event = EventEnvelope(
             id=uuid.uuid4(),
@@ -268,6 +267,12 @@ class EventSender:
             occurred_at=occurred_at or dt.datetime.now(dt.UTC),
             data=data,
         )
+        await self.send_envelope(event)
+
+    async def send_envelope(self, event: Any) -> None:
+        from shared.db import create_engine, session_factory
+        from shared.events import parse_data
+
         engine = create_engine(self.url)
         try:
             async with session_factory(engine)() as session, session.begin():

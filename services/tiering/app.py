@@ -9,7 +9,7 @@ from pathlib import Path
 from fastapi import FastAPI
 
 from services.tiering.api import router
-from services.tiering.consumers import HANDLERS, reassess_customers
+from services.tiering.consumers import BULK_HANDLERS, HANDLERS, reassess_customers
 from services.tiering.feed import TierChangeFeed
 from services.tiering.service import tiering_service
 from services.tiering.settings import TieringSettings
@@ -76,6 +76,7 @@ DEFINITION = ServiceDefinition(
     "relationship thermometer, churn risk) under versioned policies.",
     routers=[router],
     handlers=HANDLERS,
+    bulk_handlers=BULK_HANDLERS,
     after_batch=reassess_customers,
     migrations_dir=Path(__file__).parent / "migrations",
     on_startup=seed_default_policy,

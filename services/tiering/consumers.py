@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.tiering.ingest import apply_payments, apply_purchases
 from services.tiering.service import tiering_service
-from shared.consumer import EventHandler
+from shared.consumer import BulkHandler, EventHandler
 from shared.events import (
     ComplaintClosed,
     ComplaintOpened,
@@ -83,6 +84,12 @@ HANDLERS: dict[str, EventHandler] = {
     "complaint.opened": on_complaint_opened,
     "complaint.closed": on_complaint_closed,
 }
+# Purchases and payments fold: a poll's are written as sums per customer and day.
+BULK_HANDLERS: dict[str, BulkHandler] = {
+    "purchase.recorded": apply_purchases,
+    "payment.recorded": apply_payments,
+}
+
 # Events after which the customer's rules and scores are looked at again.
 REASSESSED = frozenset(HANDLERS) - {"customer.erased"}
 

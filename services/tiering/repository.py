@@ -1,10 +1,12 @@
-"""All of tiering's SQL outside the re-rank's column reads (see ranking.py)."""
+"""All of tiering's SQL outside the re-rank's column reads (ranking.py) and the bulk
+upserts of purchases and payments (ingest.py)."""
 
 from __future__ import annotations
 
 import datetime as dt
 import uuid
 from collections.abc import Sequence
+from typing import Any
 
 from sqlalchemy import RowMapping, delete, func, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -23,6 +25,7 @@ from services.tiering.models import (
     TierPolicy,
     Touch,
 )
+from shared.db import dialect_insert
 
 
 class AggregateRepository:
@@ -97,17 +100,36 @@ class ScoreRepository:
     async def get(self, session: AsyncSession, key: int) -> CustomerScore | None:
         return await session.get(CustomerScore, key)
 
-    async def get_or_create_many(
+    async def standing_of(
         self, session: AsyncSession, keys: Sequence[int]
-    ) -> dict[int, CustomerScore]:
-        """The score rows of these customer keys, a new one for each that has none."""
-        query = select(CustomerScore).where(CustomerScore.key.in_(keys))
-        rows = {row.key: row for row in (await session.execute(query)).scalars()}
-        for key in keys:
-            if key not in rows:
-                rows[key] = CustomerScore(key=key, at_risk=False)
-                session.add(rows[key])
-        return rows
+    ) -> dict[int, dict[str, Any]]:
+        """The score rows of these customer keys that exist, as plain mappings."""
+        table = CustomerScore.__table__
+        found: dict[int, dict[str, Any]] = {}
+        for start in range(0, len(keys), 1000):
+            query = select(table).where(table.c.key.in_(keys[start : start + 1000]))
+            found.update(
+                {row["key"]: dict(row) for row in (await session.execute(query)).mappings()}
+            )
+        return found
+
+    async def put_many(self, session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
+        """Insert or replace these score rows (each a whole row) in one executemany."""
+        if not rows:
+            return
+        table = CustomerScore.__table__
+        stmt = dialect_insert(session.get_bind().dialect.name, table)
+        names = [name for name in rows[0] if name != "key"]
+        await session.execute(
+            stmt.on_conflict_do_update(
+                index_elements=["key"], set_={name: stmt.excluded[name] for name in names}
+            ),
+            list(rows),
+        )
+        for row in rows:  # ORM copies the session holds are stale now
+            held = session.identity_map.get(session.identity_key(CustomerScore, row["key"]))
+            if held is not None:
+                session.expire(held)
 
 
 class TouchRepository:

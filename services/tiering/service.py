@@ -83,6 +83,7 @@ RANKINGS_KEPT = 48
 CHANGES_PER_WRITE = 250_000  # a re-rank writes tier changes in chunks: memory stays flat
 # What a change after events copies from the customer's stored scores.
 HISTORY_SCORES = tuple(name for name in SCORE_FIELDS if name != "band_tier")
+SCORE_ROW = tuple(CustomerScore.__table__.columns.keys())
 
 
 def tier_changed_json(
@@ -253,27 +254,30 @@ class TieringService:
             # No ranking yet, or a small one: ranking everyone again is as quick and exact.
             await self.recompute(session, None)
             return
-        stored = await repo.scores.get_or_create_many(session, [row.key for row in aggregates])
+        stored = await repo.scores.standing_of(session, [row.key for row in aggregates])
         document = PolicyDocument.model_validate(policy.document)
         now = utcnow()
         placement = Placement(ranking.cutoffs, ranking.as_of)
         outcomes = await reassess(
             session,
             document,
-            [(row, stored[row.key].band_tier) for row in aggregates],
+            [(row, stored.get(row.key, {}).get("band_tier")) for row in aggregates],
             now,
             placement,
         )
         changes: list[dict[str, Any]] = []
+        rows: list[dict[str, Any]] = []
         for aggregate in aggregates:
             outcome = outcomes.get(aggregate.customer_id)
-            if outcome is not None:
-                change = self._apply_reassessment(
-                    document, aggregate, stored[aggregate.key], outcome
-                )
-                if change is not None:
-                    changes.append(change)
-        await session.flush()
+            if outcome is None:
+                continue
+            before = stored.get(aggregate.key)
+            after, change = self._reassessed(document, aggregate, before, outcome)
+            if after != before:
+                rows.append(after)
+            if change is not None:
+                changes.append(change)
+        await repo.scores.put_many(session, rows)
         if changes:
             columns: dict[str, Any] = {
                 name: object_column([row[name] for row in changes]) for name in changes[0]
@@ -282,24 +286,29 @@ class TieringService:
             await self._record_tier_changes(session, policy, columns, len(changes), now, now)
 
     @staticmethod
-    def _apply_reassessment(
+    def _reassessed(
         document: PolicyDocument,
         aggregate: CustomerAggregate,
-        stored: CustomerScore,
+        before: dict[str, Any] | None,
         outcome: Reassessment,
-    ) -> dict[str, Any] | None:
-        """Store the customer's new scores and band; its tier change (history figures), if
-        its band or the rules moved it: the value against the ranking's cut-off (the
-        ranking's moment is added by the caller, one for all)."""
-        for name, value in outcome.scores.items():
-            setattr(stored, name, value)
-        stored.band_tier = outcome.band_tier
-        if outcome.tier is None or outcome.tier == stored.tier:
-            return None
+    ) -> tuple[dict[str, Any], dict[str, Any] | None]:
+        """The customer's new score row (scores and band), and its tier change (history
+        figures) if its band or the rules moved it: the value against the ranking's cut-off
+        (the ranking's moment is added by the caller, one for all)."""
+        previous = before.get("tier") if before else None
+        after = {
+            **(before or {**dict.fromkeys(SCORE_ROW), "key": aggregate.key, "at_risk": False}),
+            **outcome.scores,
+            "band_tier": outcome.band_tier,
+        }
+        if outcome.tier is None or outcome.tier == previous:
+            after.setdefault("tier", previous)
+            return after, None
+        after["tier"] = outcome.tier
         change = {
             "customer_id": aggregate.customer_id,
             "customer_key": aggregate.key,
-            "previous_tier": stored.tier,
+            "previous_tier": previous,
             "tier": outcome.tier,
             "value": outcome.value,
             "cutoff": outcome.cutoff,
@@ -308,10 +317,9 @@ class TieringService:
             if document.rules
             else None,
             "rules_fired": outcome.fired if document.rules else None,
-            **{name: getattr(stored, name) for name in HISTORY_SCORES},
+            **{name: after.get(name) for name in HISTORY_SCORES},
         }
-        stored.tier = outcome.tier
-        return change
+        return after, change
 
     # ------------------------------------------------------------ policies
     async def ensure_default_policy(self, session: AsyncSession) -> None:
