@@ -154,7 +154,7 @@ async def bench_rerank(customers: int, purchases: int) -> None:
         for moment in (now, now, now, now + dt.timedelta(days=1)):
             started = time.perf_counter()
             async with sessions() as session, session.begin():
-                outcome = await tiering_service.recompute(session, moment)
+                outcome = await tiering_service.apply_ranking(session, moment)
             timings.append(time.perf_counter() - started)
             changed.append(outcome.changed)
         # Ranking alone (no writes): what simulate costs.

@@ -90,6 +90,13 @@ class CustomerScore(Base):
     thermometer: Mapped[float | None]
     churn_risk: Mapped[float | None]
     at_risk: Mapped[bool] = mapped_column(default=False)
+    # The band figures of the scoring that wrote the row, and its moment: a full ranking
+    # (value, rank, and the metric of those ranked ahead) or a later event's placement
+    # (value alone). A row a ranking left as it was still holds that ranking's figures.
+    value: Mapped[int | None] = mapped_column(BigInteger)
+    rank: Mapped[int | None]
+    ahead: Mapped[int | None] = mapped_column(BigInteger)
+    scored_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
 
     # Lists by tier walk the customers in order and skip the others (cheap unless a tier
     # is very rare); customers at risk are found through this small index, which a
@@ -333,6 +340,7 @@ class RankingRun(Base):
     as_of: Mapped[dt.datetime] = mapped_column(UTCDateTime)
     ranked_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
     customers: Mapped[int]
+    total: Mapped[int | None] = mapped_column(BigInteger)  # the metric's, over everyone
     cutoffs: Mapped[list[Any]] = mapped_column(JSON)
 
     __table_args__ = (Index("ix_rankings_policy_as_of", "policy_id", "as_of"),)

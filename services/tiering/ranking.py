@@ -85,6 +85,8 @@ LEVEL_WARMTH = np.array([0.0, 0.5, 1.0, 0.0, 0.0])
 SEGMENTS = ("high", "medium", "sub-medium", "low")
 NONE = -1  # code of a missing text value
 OTHER = -2  # code of a text value the policy does not know
+NO_FIGURE = -(2**62)  # a band figure a score row does not hold (any value may be negative)
+STANDING = ("value", "rank", "ahead")  # the band figures a score row keeps
 
 Ints = NDArray[np.int64]
 Floats = NDArray[np.float64]
@@ -243,6 +245,7 @@ class Figures:
     _sums: dict[tuple[str, int, int], Ints] = field(default_factory=dict)
     _days: dict[int | None, tuple[Ints, Ints, Ints]] = field(default_factory=dict)
     churn_model: ChurnModel | None = None  # None: the rule-based churn risk
+    as_of: dt.datetime | None = None
 
     @property
     def count(self) -> int:
@@ -301,7 +304,7 @@ async def load_figures(
     daily = await _read_daily(
         session, keys, _daily_columns(policy), end - (_longest_window(policy) - 1), end, only
     )
-    figures = Figures(policy, end, customers, tier_names, daily, {}, {})
+    figures = Figures(policy, end, customers, tier_names, daily, {}, {}, as_of=as_of)
     if policy.thermometer or policy.churn:
         figures.touches = await _touch_figures(session, figures, only)
         figures.complaints = await _complaint_figures(session, figures, as_of, only)
@@ -342,6 +345,9 @@ async def _everyone(
             SCORES.c.thermometer,
             SCORES.c.churn_risk,
             SCORES.c.at_risk,
+            SCORES.c.value,
+            SCORES.c.rank,
+            SCORES.c.ahead,
             literal(True).label("scored"),
         ),
         [
@@ -355,6 +361,9 @@ async def _everyone(
             Col("thermometer", "float8"),
             Col("churn_risk", "float8"),
             Col("at_risk", "bool", False),
+            Col("value", "int8", NO_FIGURE),
+            Col("rank", "int8", NO_FIGURE),
+            Col("ahead", "int8", NO_FIGURE),
             Col("scored", "bool", False),
         ],
     )
@@ -362,6 +371,7 @@ async def _everyone(
         name: NONE for name in ("tier", "band_tier", "rfm_r", "rfm_f", "rfm_m", "value_segment")
     }
     missing.update(thermometer=np.nan, churn_risk=np.nan, at_risk=False, scored=False)
+    missing.update(dict.fromkeys(STANDING, NO_FIGURE))
     return {**customers, **_spread(customers["key"], stored, missing)}
 
 
@@ -843,17 +853,27 @@ async def _store_scores(session: AsyncSession, scored: Scored) -> None:
 def _score_changes(scored: Scored) -> tuple[dict[str, Any], dict[str, Any]]:
     """The score rows to update and to insert, as columns (empty when none)."""
     stored = scored.figures.customers
-    new = {**scored.scores, "band_tier": scored.bands.band}
+    bands = scored.bands
+    new = {**scored.scores, "band_tier": bands.band}
+    standing = {"value": bands.value, "rank": bands.rank, "ahead": bands.ahead}
     # Stored tiers are codes among every tier name in use; the new ones in the policy's
     # order, which those names start with: the codes compare as they are.
     same = stored["tier"] == scored.tier
     for name in (*SCORE_COLUMNS, "band_tier", "at_risk"):
         same &= _same(stored[name], new[name])
+    for name in STANDING:
+        same &= stored[name] == standing[name]
     differ = np.flatnonzero(~same)
     has_row = stored["scored"][differ]
     found: list[dict[str, Any]] = []
     for at in (differ[has_row], differ[~has_row]):
-        found.append({"key": stored["key"][at], **score_columns(scored, at)} if at.size else {})
+        columns = {
+            "key": stored["key"][at],
+            **score_columns(scored, at),
+            **{name: figure[at] for name, figure in standing.items()},
+            "scored_at": scored.figures.as_of,
+        }
+        found.append(columns if at.size else {})
     return found[0], found[1]
 
 

@@ -243,6 +243,14 @@ class TierView(BaseModel):
     customer_id: uuid.UUID
     tier: str | None
     at_risk: StrictBool
+    as_of: dt.datetime | None = Field(
+        description="The moment tier, scores and reasons are of: the latest full "
+        "ranking's, or that of the later event that placed the customer."
+    )
+    basis: Literal["ranking", "event"] | None = Field(
+        description="`ranking`: a full ranking's figures (rank among everyone); `event`: "
+        "placed after an event against that ranking's band edges."
+    )
     scores: dict[str, Any]
     reasons: list[str]
     history: list[TierHistoryEntry]

@@ -272,7 +272,7 @@ class TieringService:
             if outcome is None:
                 continue
             before = stored.get(aggregate.key)
-            after, change = self._reassessed(document, aggregate, before, outcome)
+            after, change = self._reassessed(document, aggregate, before, outcome, now)
             if after != before:
                 rows.append(after)
             if change is not None:
@@ -291,6 +291,7 @@ class TieringService:
         aggregate: CustomerAggregate,
         before: dict[str, Any] | None,
         outcome: Reassessment,
+        now: dt.datetime,
     ) -> tuple[dict[str, Any], dict[str, Any] | None]:
         """The customer's new score row (scores and band), and its tier change (history
         figures) if its band or the rules moved it: the value against the ranking's cut-off
@@ -300,6 +301,11 @@ class TieringService:
             **(before or {**dict.fromkeys(SCORE_ROW), "key": aggregate.key, "at_risk": False}),
             **outcome.scores,
             "band_tier": outcome.band_tier,
+            # Placed after an event: its value now; a rank only a full ranking gives.
+            "value": outcome.value,
+            "rank": None,
+            "ahead": None,
+            "scored_at": now,
         }
         if outcome.tier is None or outcome.tier == previous:
             after.setdefault("tier", previous)
@@ -413,10 +419,14 @@ class TieringService:
             policy = await self.active_policy(session)
             return await self.simulate(session, policy.id, as_of)
         refuse_the_future(as_of)
+        return await self.apply_ranking(session, as_of or utcnow())
+
+    async def apply_ranking(self, session: AsyncSession, moment: dt.datetime) -> RankingOutcome:
+        """Rank everyone as of `moment` and make it current, whatever the moment (callers
+        over HTTP go through `recompute`, which keeps the past and the future out)."""
         await self._hold_tier_writer_lock(session)
         policy = await self.active_policy(session)
         document = PolicyDocument.model_validate(policy.document)
-        moment = as_of or utcnow()
         ranking = await rank(session, document, moment, store_scores=True)
         now = utcnow()
         await self._keep_band_edges(session, policy, ranking, moment, now)
@@ -508,6 +518,7 @@ class TieringService:
                 as_of=as_of,
                 ranked_at=now,
                 customers=ranking.customers,
+                total=bands.total,
                 cutoffs=band_cutoffs(bands, band_count),
             ),
         )
@@ -635,16 +646,23 @@ class TieringService:
         stored = {name: getattr(row, name, None) for name in SCORE_FIELDS}
         stored["at_risk"] = bool(stored["at_risk"])
         explained = await self._explain(session, entries)
-        # The current tier's reasons and figures are those of its latest assignment; the
-        # rules' figures move with every event, so they are taken as they are now.
-        current_scores, current_reasons = explained[0] if explained else ({}, [])
-        rules = await self._rule_figures_now(session, aggregate, row)
-        if rules is not None:
-            current_scores = {**current_scores, "rules": rules}
+        standing = await self._standing(session, aggregate, row)
+        as_of: dt.datetime | None
+        basis: str | None
+        if standing is not None:
+            current_scores, current_reasons, as_of, basis = standing
+        else:  # a score row from before it kept its figures: its latest assignment's
+            current_scores, current_reasons = explained[0] if explained else ({}, [])
+            as_of = entries[0]["as_of"] if entries else None
+            basis = None
+            if entries:
+                basis = "ranking" if entries[0]["ranking_as_of"] is None else "event"
         return TierView(
             customer_id=customer_id,
             tier=row.tier if row is not None else None,
             at_risk=stored["at_risk"],
+            as_of=as_of,
+            basis=basis,
             scores={**current_scores, **method_scores(stored)},
             reasons=current_reasons,
             history=[
@@ -728,20 +746,57 @@ class TieringService:
         return [(aggregate, score, reasons.get(aggregate.key, [])) for aggregate, score in found]
 
     @staticmethod
-    async def _rule_figures_now(
-        session: AsyncSession, aggregate: CustomerAggregate, stored: CustomerScore | None
-    ) -> dict[str, str] | None:
-        """The active policy's rule figures for the customer now (None without rules)."""
+    async def _standing(
+        session: AsyncSession, aggregate: CustomerAggregate, row: CustomerScore | None
+    ) -> tuple[dict[str, Any], list[str], dt.datetime, str] | None:
+        """The current tier's figures and reasons, all of one moment: the latest full
+        ranking (the row holds its value and rank, and that ranking's count and total
+        give the shares) or the later event that placed the customer against that
+        ranking's band edges; the rules' figures as of the same moment. None when the
+        row holds no figures (written before it kept them)."""
         policy = await repo.policies.active(session)
-        if policy is None or not policy.document.get("rules"):
+        if row is None or row.value is None or row.band_tier is None or policy is None:
+            return None
+        ranking = await repo.rankings.latest(session, policy.id)
+        if ranking is None or ranking.total is None:
             return None
         document = PolicyDocument.model_validate(policy.document)
-        band = stored.band_tier if stored is not None else None
-        outcomes = await reassess(session, document, [(aggregate, band)], utcnow())
-        outcome = outcomes.get(aggregate.customer_id)
-        if outcome is None:
-            return None
-        return {name: str(value) for name, value in outcome.rule_values.items()}
+        by_ranking = row.rank is not None and row.ahead is not None
+        moment = ranking.as_of if by_ranking else (row.scored_at or ranking.as_of)
+        outcome = (await reassess(session, document, [(aggregate, row.band_tier)], moment)).get(
+            aggregate.customer_id
+        )
+        figures: dict[str, Any] = {
+            "customer_id": aggregate.customer_id,
+            "customer_key": aggregate.key,
+            "previous_tier": None,
+            "tier": row.tier,
+            "band_tier": row.band_tier,
+            "value": row.value,
+            "rule_values": (
+                {k: str(v) for k, v in outcome.rule_values.items()} if outcome else None
+            ),
+            "rules_fired": outcome.fired if outcome else None,
+            **{name: getattr(row, name) for name in HISTORY_SCORES},
+        }
+        if by_ranking:
+            total = ranking.total
+            ahead = int(row.ahead or 0)
+            figures |= {
+                "rank": row.rank,
+                "customers": ranking.customers,
+                "cumulative_share": (ahead + max(row.value, 0)) / total if total > 0 else 0.0,
+                "share_ahead": ahead / total if total > 0 and row.value > 0 else 0.0,
+                "ranking_as_of": None,
+            }
+        else:
+            placement = Placement(ranking.cutoffs, ranking.as_of)
+            figures |= {
+                "cutoff": placement.band_of(row.value, document)[1],
+                "ranking_as_of": ranking.as_of,
+            }
+        scores, reasons = explain_assignment(figures, document)
+        return scores, reasons, moment, "ranking" if by_ranking else "event"
 
     @staticmethod
     async def _explain(
