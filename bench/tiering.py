@@ -41,7 +41,7 @@ from services.tiering.churn_fit import fit_churn_model
 from services.tiering.consumers import BULK_HANDLERS, HANDLERS, reassess_customers
 from services.tiering.feed import TierChangeFeed
 from services.tiering.models import epoch_day
-from services.tiering.ranking import rank
+from services.tiering.ranking.store import rank
 from services.tiering.schemas import DEFAULT_POLICY
 from services.tiering.service import tiering_service
 from services.tiering.settings import TieringSettings
@@ -244,9 +244,9 @@ async def bench_latency(customers: int, purchases: int) -> None:
     in a worker thread (as shipped), and run on the event loop (the baseline)."""
     import httpx
 
-    from services.tiering import ranking
     from services.tiering import service as tiering_module
     from services.tiering.app import create_app
+    from services.tiering.ranking import store
 
     url = await new_database("postgresql", "latency", ROOT)
     name = database_name(url)
@@ -272,9 +272,9 @@ async def bench_latency(customers: int, purchases: int) -> None:
 
                 for label, runner in (
                     ("re-rank, numpy on the event loop (baseline)", on_loop),
-                    ("re-rank, numpy in a worker thread (shipped)", ranking.in_thread),
+                    ("re-rank, numpy in a worker thread (shipped)", store.in_thread),
                 ):
-                    ranking.in_thread = runner  # type: ignore[assignment]
+                    store.in_thread = runner  # type: ignore[assignment]
                     tiering_module.in_thread = runner  # type: ignore[assignment]
                     started = time.perf_counter()
                     rerank = asyncio.ensure_future(

@@ -14,7 +14,7 @@ from pydantic import BaseModel
 
 from services.tiering import repository as repo
 from services.tiering.models import Backtest, BacktestCustomer
-from services.tiering.ranking import in_units
+from services.tiering.ranking.figures import in_units
 from services.tiering.schemas import (
     AsOf,
     BacktestCreate,

@@ -19,7 +19,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.tiering.churn import recency_days
 from services.tiering.churn_fit import values_by_key
 from services.tiering.models import Backtest, BacktestCustomer, TierPolicy
-from services.tiering.ranking import Ranking, load_figures, rank, score_columns
+from services.tiering.ranking.figures import load_figures
+from services.tiering.ranking.store import Ranking, rank, score_columns
 from services.tiering.schemas import PolicyDocument
 from shared.columnar import insert_columns
 from shared.db import utcnow

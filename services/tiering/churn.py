@@ -19,7 +19,7 @@ from services.tiering import repository as repo
 from services.tiering.schemas import PolicyDocument
 
 if TYPE_CHECKING:
-    from services.tiering.ranking import Figures
+    from services.tiering.ranking.figures import Figures
 
 Floats = NDArray[np.float64]
 Flags = NDArray[np.bool_]

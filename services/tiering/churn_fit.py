@@ -25,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.tiering.churn import FEATURES, ChurnModel, churn_features, recency_days
 from services.tiering.models import ChurnModelFit, DailyActivity, epoch_day
-from services.tiering.ranking import Figures, load_figures
+from services.tiering.ranking.figures import Figures, load_figures
 from services.tiering.schemas import PolicyDocument
 
 MIN_LABEL_DAYS = 28

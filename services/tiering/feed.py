@@ -17,8 +17,8 @@ import uuid
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.tiering.models import HISTORY, FeedCursor
-from services.tiering.ranking import explain_assignment
+from services.tiering.models import TIER_HISTORY, FeedCursor
+from services.tiering.ranking.explain import explain_assignment
 from services.tiering.schemas import PolicyDocument
 from services.tiering.service import PRODUCER, policy_document, tier_changed_json
 from shared.outbox import PendingEvent, envelope_json
@@ -38,8 +38,8 @@ class TierChangeFeed:
         last = await session.scalar(select(FeedCursor.last_id).where(FeedCursor.feed == FEED))
         row = (
             await session.execute(
-                select(func.count(), func.min(HISTORY.c.changed_at)).where(
-                    HISTORY.c.id > (last or 0)
+                select(func.count(), func.min(TIER_HISTORY.c.changed_at)).where(
+                    TIER_HISTORY.c.id > (last or 0)
                 )
             )
         ).one()
@@ -48,7 +48,10 @@ class TierChangeFeed:
     async def pending(self, session: AsyncSession, limit: int) -> list[PendingEvent]:
         last = await session.scalar(select(FeedCursor.last_id).where(FeedCursor.feed == FEED))
         rows = await session.execute(
-            select(HISTORY).where(HISTORY.c.id > (last or 0)).order_by(HISTORY.c.id).limit(limit)
+            select(TIER_HISTORY)
+            .where(TIER_HISTORY.c.id > (last or 0))
+            .order_by(TIER_HISTORY.c.id)
+            .limit(limit)
         )
         events = []
         for row in rows.mappings().all():

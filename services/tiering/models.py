@@ -45,7 +45,7 @@ class CustomerAggregate(Base):
 
     customer_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
     # A small dense number for the customer: the daily rows are keyed by it, and the
-    # re-rank indexes its arrays with it (see ranking.py).
+    # re-rank indexes its arrays with it (see ranking/figures.py).
     key: Mapped[int] = mapped_column(Integer, unique=True)
     known: Mapped[bool] = mapped_column(default=False)  # customer.created seen
     erased: Mapped[bool] = mapped_column(default=False)
@@ -70,7 +70,7 @@ class CustomerScore(Base):
     """A customer's standing: its tier, the band the last re-rank gave it, and its scores
     (of the last re-rank, or of the customer's last event); one narrow row per customer
     ranked, by customer key. Why the tier is what it is (reasons, figures) is the
-    customer's latest `TierAssignment`.
+    customer's latest `TierHistory`.
 
     Kept apart from the aggregate row on purpose: churn risk moves with the date, so a
     daily re-rank rewrites most customers' scores, and a first ranking gives everyone a
@@ -270,7 +270,7 @@ class TierPolicy(Base):
     )
 
 
-class TierAssignment(Base):
+class TierHistory(Base):
     """Every tier a customer was given, with the figures behind it, under which policy.
 
     A row keeps numbers, not words: the band figures, rule values and scores. The reasons
@@ -325,7 +325,7 @@ class TierAssignment(Base):
 
 
 # The history as a table, for the column-wise writers and readers (ranking, feed).
-HISTORY: Table = TierAssignment.__table__  # type: ignore[assignment]
+TIER_HISTORY: Table = TierHistory.__table__  # type: ignore[assignment]
 
 
 class RankingRun(Base):

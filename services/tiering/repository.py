@@ -1,4 +1,4 @@
-"""All of tiering's SQL outside the re-rank's column reads (ranking.py) and the bulk
+"""All of tiering's SQL outside the re-rank's column reads (ranking/) and the bulk
 upserts of purchases and payments (ingest.py)."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.tiering.models import (
     CUSTOMER_KEYS,
-    HISTORY,
+    TIER_HISTORY,
     Backtest,
     BacktestCustomer,
     ChurnModelFit,
@@ -216,11 +216,11 @@ class HistoryRepository:
         if not customer_keys:
             return {}
         latest = (
-            select(func.max(HISTORY.c.id))
-            .where(HISTORY.c.customer_key.in_(customer_keys))
-            .group_by(HISTORY.c.customer_key)
+            select(func.max(TIER_HISTORY.c.id))
+            .where(TIER_HISTORY.c.customer_key.in_(customer_keys))
+            .group_by(TIER_HISTORY.c.customer_key)
         )
-        found = await session.execute(select(HISTORY).where(HISTORY.c.id.in_(latest)))
+        found = await session.execute(select(TIER_HISTORY).where(TIER_HISTORY.c.id.in_(latest)))
         return {row["customer_key"]: row for row in found.mappings().all()}
 
     async def for_customer(
@@ -228,9 +228,9 @@ class HistoryRepository:
     ) -> Sequence[RowMapping]:
         """The customer's assignments, latest first."""
         query = (
-            select(HISTORY)
-            .where(HISTORY.c.customer_key == customer_key)
-            .order_by(HISTORY.c.id.desc())
+            select(TIER_HISTORY)
+            .where(TIER_HISTORY.c.customer_key == customer_key)
+            .order_by(TIER_HISTORY.c.id.desc())
             .limit(limit)
         )
         return (await session.execute(query)).mappings().all()

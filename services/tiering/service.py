@@ -17,8 +17,8 @@ from services.tiering.backtest import run_backtest
 from services.tiering.churn import current_model
 from services.tiering.churn_fit import fit_churn_model
 from services.tiering.models import (
-    HISTORY,
     SCORE_FIELDS,
+    TIER_HISTORY,
     Backtest,
     ChurnModelFit,
     Complaint,
@@ -29,18 +29,12 @@ from services.tiering.models import (
     Touch,
     epoch_day,
 )
-from services.tiering.ranking import (
-    Placement,
-    Ranking,
-    Reassessment,
-    band_cutoffs,
-    explain_assignment,
-    in_units,
-    method_scores,
-    rank,
-    reassess,
-    summary_figures,
-)
+from services.tiering.ranking.compute import band_cutoffs
+from services.tiering.ranking.explain import explain_assignment, method_scores
+from services.tiering.ranking.figures import in_units
+from services.tiering.ranking.placement import Placement, Reassessment, reassess
+from services.tiering.ranking.store import Ranking, rank
+from services.tiering.ranking.summary import summary_figures
 from services.tiering.schemas import (
     DEFAULT_POLICY,
     Aggregates,
@@ -546,7 +540,7 @@ class TieringService:
             "as_of": as_of,
             "changed_at": now,
         }
-        await insert_columns(session, HISTORY, columns, count)
+        await insert_columns(session, TIER_HISTORY, columns, count)
         session.info[PENDING_FLAG] = True
 
     @staticmethod

@@ -10,8 +10,8 @@ from typing import Any
 import httpx
 import pytest
 
-from services.tiering import ranking
 from services.tiering.app import create_app
+from services.tiering.ranking import store
 from services.tiering.settings import TieringSettings
 from tests.conftest import ADMIN, running, service_settings
 from tests.tiering.conftest import Feed
@@ -71,13 +71,13 @@ async def test_the_ranking_arrays_are_computed_off_the_event_loop(
     feed.purchase(feed.customer(), "100", RECENT)
     await feed.apply()
     threads: list[int] = []
-    original = ranking.score_everyone
+    original = store.score_everyone
 
     def recording(figures: Any) -> Any:
         threads.append(threading.get_ident())
         return original(figures)
 
-    monkeypatch.setattr(ranking, "score_everyone", recording)
+    monkeypatch.setattr(store, "score_everyone", recording)
     loop_thread = threading.get_ident()
     response = await tiering.post("/v1/recompute", headers=ADMIN)
     assert response.status_code == 200

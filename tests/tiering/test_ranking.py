@@ -10,7 +10,8 @@ from typing import Any
 import httpx
 import numpy as np
 
-from services.tiering.ranking import RankedCustomer, _tie_ranks, explain, explain_assignment
+from services.tiering.ranking.compute import _tie_ranks
+from services.tiering.ranking.explain import RankedCustomer, explain, explain_assignment
 from services.tiering.schemas import PolicyDocument
 from tests.conftest import ADMIN, ANALYST, query
 from tests.tiering.conftest import KEY_PARCEL_RULE, Feed, announced
