@@ -90,12 +90,12 @@ class CustomerScore(Base):
     thermometer: Mapped[float | None]
     churn_risk: Mapped[float | None]
     at_risk: Mapped[bool] = mapped_column(default=False)
-    # The band figures of the scoring that wrote the row, and its moment: a full ranking
-    # (value, rank, and the metric of those ranked ahead) or a later event's placement
-    # (value alone). A row a ranking left as it was still holds that ranking's figures.
-    value: Mapped[int | None] = mapped_column(BigInteger)
-    rank: Mapped[int | None]
-    ahead: Mapped[int | None] = mapped_column(BigInteger)
+    # The band value (metric over the window, stored units) in the latest full ranking
+    # (a row the ranking left alone still holds it; rank and the share ahead follow from
+    # everyone's), the value a later event's placement compared and its moment (NULL
+    # once a ranking rewrites the row).
+    ranked_value: Mapped[int | None] = mapped_column(BigInteger)
+    placed_value: Mapped[int | None] = mapped_column(BigInteger)
     scored_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
 
     # Lists by tier walk the customers in order and skip the others (cheap unless a tier

@@ -113,6 +113,19 @@ class ScoreRepository:
             )
         return found
 
+    async def ranked_ahead_of(self, session: AsyncSession, value: int) -> tuple[int, int]:
+        """In the latest full ranking: the metric held by the customers above `value`, and
+        how many they are (one scan of the narrow score rows: a GET's cost, not a write's)."""
+        table = CustomerScore.__table__
+        found = (
+            await session.execute(
+                select(func.coalesce(func.sum(table.c.ranked_value), 0), func.count()).where(
+                    table.c.ranked_value > value
+                )
+            )
+        ).one()
+        return int(found[0]), int(found[1])
+
     async def put_many(self, session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
         """Insert or replace these score rows (each a whole row) in one executemany."""
         if not rows:

@@ -295,10 +295,7 @@ class TieringService:
             **(before or {**dict.fromkeys(SCORE_ROW), "key": aggregate.key, "at_risk": False}),
             **outcome.scores,
             "band_tier": outcome.band_tier,
-            # Placed after an event: its value now; a rank only a full ranking gives.
-            "value": outcome.value,
-            "rank": None,
-            "ahead": None,
+            "placed_value": outcome.value,
             "scored_at": now,
         }
         if outcome.tier is None or outcome.tier == previous:
@@ -744,19 +741,25 @@ class TieringService:
         session: AsyncSession, aggregate: CustomerAggregate, row: CustomerScore | None
     ) -> tuple[dict[str, Any], list[str], dt.datetime, str] | None:
         """The current tier's figures and reasons, all of one moment: the latest full
-        ranking (the row holds its value and rank, and that ranking's count and total
-        give the shares) or the later event that placed the customer against that
-        ranking's band edges; the rules' figures as of the same moment. None when the
-        row holds no figures (written before it kept them)."""
+        ranking (the row's value in it; rank and the share ahead counted from everyone's
+        values in that ranking, its count and total from the ranking) or the later event
+        that placed the customer against that ranking's band edges; the rules' figures as
+        of the same moment. None when the row holds no figures (written before it kept
+        them)."""
         policy = await repo.policies.active(session)
-        if row is None or row.value is None or row.band_tier is None or policy is None:
+        if row is None or row.band_tier is None or policy is None:
             return None
         ranking = await repo.rankings.latest(session, policy.id)
         if ranking is None or ranking.total is None:
             return None
+        # A full ranking's write leaves no placement moment; a placement before the
+        # latest ranking was overtaken by it (the ranking left the row as it found it).
+        by_ranking = row.scored_at is None or row.scored_at <= ranking.as_of
+        value = row.ranked_value if by_ranking else row.placed_value
+        if value is None:
+            return None
         document = PolicyDocument.model_validate(policy.document)
-        by_ranking = row.rank is not None and row.ahead is not None
-        moment = ranking.as_of if by_ranking else (row.scored_at or ranking.as_of)
+        moment = ranking.as_of if by_ranking or row.scored_at is None else row.scored_at
         outcome = (await reassess(session, document, [(aggregate, row.band_tier)], moment)).get(
             aggregate.customer_id
         )
@@ -766,7 +769,7 @@ class TieringService:
             "previous_tier": None,
             "tier": row.tier,
             "band_tier": row.band_tier,
-            "value": row.value,
+            "value": value,
             "rule_values": (
                 {k: str(v) for k, v in outcome.rule_values.items()} if outcome else None
             ),
@@ -774,19 +777,19 @@ class TieringService:
             **{name: getattr(row, name) for name in HISTORY_SCORES},
         }
         if by_ranking:
+            ahead, customers_ahead = await repo.scores.ranked_ahead_of(session, max(value, 0))
             total = ranking.total
-            ahead = int(row.ahead or 0)
             figures |= {
-                "rank": row.rank,
+                "rank": customers_ahead + 1,
                 "customers": ranking.customers,
-                "cumulative_share": (ahead + max(row.value, 0)) / total if total > 0 else 0.0,
-                "share_ahead": ahead / total if total > 0 and row.value > 0 else 0.0,
+                "cumulative_share": (ahead + max(value, 0)) / total if total > 0 else 0.0,
+                "share_ahead": ahead / total if total > 0 and value > 0 else 0.0,
                 "ranking_as_of": None,
             }
         else:
             placement = Placement(ranking.cutoffs, ranking.as_of)
             figures |= {
-                "cutoff": placement.band_of(row.value, document)[1],
+                "cutoff": placement.band_of(value, document)[1],
                 "ranking_as_of": ranking.as_of,
             }
         scores, reasons = explain_assignment(figures, document)

@@ -62,3 +62,10 @@ async def test_the_view_follows_a_later_ranking_and_a_later_event(
     assert "rank" not in view["scores"] and view["scores"]["value"] == "105.00"
     assert view["reasons"][0].startswith("D: revenue of 105.00 over the last 365 days is below")
     assert view["aggregates"]["revenue"] == "105.00"
+    # The next ranking counts the rank among everyone then: an erased customer is gone.
+    feed.add(top, "customer.erased", {})
+    await feed.apply()
+    third = await recompute(client)
+    view = await view_of(client, quiet)
+    assert view["basis"] == "ranking" and view["as_of"] == third["as_of"]
+    assert (view["scores"]["rank"], view["scores"]["customers"]) == (3, 3)

@@ -82,7 +82,7 @@ OTHER = -2  # code of a text value the policy does not know
 NO_FIGURE = -(2**62)  # a band figure a score row does not hold (any value may be negative)
 
 
-STANDING = ("value", "rank", "ahead")  # the band figures a score row keeps
+STANDING = ("ranked_value",)  # the band figures a score row keeps from a ranking
 
 
 Ints = NDArray[np.int64]
@@ -258,9 +258,7 @@ async def _everyone(
             SCORES.c.thermometer,
             SCORES.c.churn_risk,
             SCORES.c.at_risk,
-            SCORES.c.value,
-            SCORES.c.rank,
-            SCORES.c.ahead,
+            SCORES.c.ranked_value,
             literal(True).label("scored"),
         ),
         [
@@ -274,9 +272,7 @@ async def _everyone(
             Col("thermometer", "float8"),
             Col("churn_risk", "float8"),
             Col("at_risk", "bool", False),
-            Col("value", "int8", NO_FIGURE),
-            Col("rank", "int8", NO_FIGURE),
-            Col("ahead", "int8", NO_FIGURE),
+            Col("ranked_value", "int8", NO_FIGURE),
             Col("scored", "bool", False),
         ],
     )

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.tiering.models import (
@@ -19,6 +20,7 @@ from services.tiering.models import (
 )
 from services.tiering.ranking.compute import Scored, rule_sums, rule_value, score_everyone
 from services.tiering.ranking.figures import (
+    AGGREGATES,
     NONE,
     SCORES,
     SEGMENTS,
@@ -173,6 +175,14 @@ async def _store_scores(session: AsyncSession, scored: Scored) -> None:
             await update_columns(session, SCORES, "key", columns, count)
         else:
             await insert_columns(session, SCORES, columns, count)
+    # Customers erased since are in no ranking now: their old value must not count when
+    # a rank is counted from everyone's (see the tier view).
+    erased = select(AGGREGATES.c.key).where(AGGREGATES.c.erased.is_(True))
+    await session.execute(
+        update(SCORES)
+        .where(SCORES.c.ranked_value.is_not(None), SCORES.c.key.in_(erased))
+        .values(ranked_value=None)
+    )
 
 
 def _score_changes(scored: Scored) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -180,7 +190,7 @@ def _score_changes(scored: Scored) -> tuple[dict[str, Any], dict[str, Any]]:
     stored = scored.figures.customers
     bands = scored.bands
     new = {**scored.scores, "band_tier": bands.band}
-    standing = {"value": bands.value, "rank": bands.rank, "ahead": bands.ahead}
+    standing = {"ranked_value": bands.value}
     # Stored tiers are codes among every tier name in use; the new ones in the policy's
     # order, which those names start with: the codes compare as they are.
     same = stored["tier"] == scored.tier
@@ -191,13 +201,14 @@ def _score_changes(scored: Scored) -> tuple[dict[str, Any], dict[str, Any]]:
     differ = np.flatnonzero(~same)
     has_row = stored["scored"][differ]
     found: list[dict[str, Any]] = []
-    for at in (differ[has_row], differ[~has_row]):
+    for at, existing in ((differ[has_row], True), (differ[~has_row], False)):
         columns = {
             "key": stored["key"][at],
             **score_columns(scored, at),
             **{name: figure[at] for name, figure in standing.items()},
-            "scored_at": scored.figures.as_of,
         }
+        if existing:  # written by a ranking: no placement moment (NULL; a new row has none)
+            columns["scored_at"] = np.full(len(at), None, dtype=object)
         found.append(columns if at.size else {})
     return found[0], found[1]
 

@@ -1,5 +1,5 @@
-"""customer_scores: the band figures and moment of the scoring that wrote the row;
-rankings.total: the metric's total, which a share is of
+"""customer_scores: the band value of the latest full ranking and of a later placement,
+and the moment of the scoring that wrote the row; rankings.total: the metric's total
 
 Revision ID: 0013_standing_figures
 Revises: 0012_share_ahead
@@ -19,9 +19,8 @@ depends_on: str | Sequence[str] | None = None
 
 def upgrade() -> None:
     with op.batch_alter_table("customer_scores", schema=None) as batch_op:
-        batch_op.add_column(sa.Column("value", sa.BigInteger(), nullable=True))
-        batch_op.add_column(sa.Column("rank", sa.Integer(), nullable=True))
-        batch_op.add_column(sa.Column("ahead", sa.BigInteger(), nullable=True))
+        batch_op.add_column(sa.Column("ranked_value", sa.BigInteger(), nullable=True))
+        batch_op.add_column(sa.Column("placed_value", sa.BigInteger(), nullable=True))
         batch_op.add_column(sa.Column("scored_at", sa.DateTime(timezone=True), nullable=True))
     with op.batch_alter_table("rankings", schema=None) as batch_op:
         batch_op.add_column(sa.Column("total", sa.BigInteger(), nullable=True))
@@ -32,6 +31,5 @@ def downgrade() -> None:
         batch_op.drop_column("total")
     with op.batch_alter_table("customer_scores", schema=None) as batch_op:
         batch_op.drop_column("scored_at")
-        batch_op.drop_column("ahead")
-        batch_op.drop_column("rank")
-        batch_op.drop_column("value")
+        batch_op.drop_column("placed_value")
+        batch_op.drop_column("ranked_value")
