@@ -27,7 +27,7 @@ from shared.consumer import BatchHook, BulkHandler, EventConsumer, EventHandler
 from shared.db import create_engine, ping, session_factory
 from shared.errors import install_error_handlers, problem_response
 from shared.heavy import HeavyWork
-from shared.kafka import ensure_platform_topics
+from shared.kafka import client_options, ensure_platform_topics
 from shared.limits import BodyLimitMiddleware, reject_unknown_query, reject_unstorable_text
 from shared.observability import Metrics, RequestContextMiddleware
 from shared.openapi import install_openapi
@@ -88,7 +88,7 @@ class ServiceRuntime:
         try:
             if self.kafka_probe is None:
                 probe = AIOKafkaClient(
-                    bootstrap_servers=self.settings.kafka_bootstrap, request_timeout_ms=2000
+                    **{**client_options(self.settings, "probe"), "request_timeout_ms": 2000}
                 )
                 await asyncio.wait_for(probe.bootstrap(), timeout_s)
                 self.kafka_probe = probe

@@ -31,7 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from shared.db import insert_new_rows, session_factory, utcnow
 from shared.events import EventData, EventEnvelope, dlq_topic, parse_data
-from shared.kafka import ensure_platform_topics, new_producer
+from shared.kafka import client_options, ensure_platform_topics, new_producer
 from shared.observability import Metrics, correlation_id
 from shared.outbox import PENDING_FLAG, inbox
 from shared.settings import ServiceSettings
@@ -132,22 +132,7 @@ class EventConsumer:
     async def _start(self) -> AIOKafkaConsumer:
         topics = [self.settings.topic(event_type) for event_type in self.handlers]
         await ensure_platform_topics(self.settings)
-        consumer = AIOKafkaConsumer(
-            *topics,
-            bootstrap_servers=self.settings.kafka_bootstrap,
-            group_id=self.settings.consumer_group,
-            client_id=f"crm-{self.settings.service_name}",
-            enable_auto_commit=False,
-            # "latest" is unreliable on Tansu (kafka-notes.md); the inbox makes earliest safe.
-            auto_offset_reset="earliest",
-            session_timeout_ms=self.settings.kafka_session_timeout_ms,
-            heartbeat_interval_ms=self.settings.kafka_heartbeat_interval_ms,
-            fetch_max_wait_ms=self.settings.kafka_fetch_max_wait_ms,
-            request_timeout_ms=max(
-                self.settings.kafka_request_timeout_ms,
-                self.settings.kafka_session_timeout_ms + 5000,
-            ),
-        )
+        consumer = self.new_kafka_consumer(topics)
         try:
             await consumer.start()
         except BaseException:
@@ -156,6 +141,29 @@ class EventConsumer:
             raise
         self.consumer = consumer
         return consumer
+
+    def new_kafka_consumer(self, topics: list[str]) -> AIOKafkaConsumer:
+        """The group member for these topics, not yet started."""
+        options = client_options(self.settings)
+        return AIOKafkaConsumer(
+            *topics,
+            **{
+                **options,
+                # A poll may wait out a session timeout (Tansu's JoinGroup, see
+                # kafka-notes.md): a request must outlast it.
+                "request_timeout_ms": max(
+                    self.settings.kafka_request_timeout_ms,
+                    self.settings.kafka_session_timeout_ms + 5000,
+                ),
+            },
+            group_id=self.settings.consumer_group,
+            enable_auto_commit=False,
+            # "latest" is unreliable on Tansu (kafka-notes.md); the inbox makes earliest safe.
+            auto_offset_reset="earliest",
+            session_timeout_ms=self.settings.kafka_session_timeout_ms,
+            heartbeat_interval_ms=self.settings.kafka_heartbeat_interval_ms,
+            fetch_max_wait_ms=self.settings.kafka_fetch_max_wait_ms,
+        )
 
     async def _close(self) -> None:
         consumer, self.consumer = self.consumer, None

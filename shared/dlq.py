@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from shared.events import CATALOG, dlq_topic
-from shared.kafka import new_producer
+from shared.kafka import client_options, new_producer
 from shared.settings import ServiceSettings
 
 # Reading stops once the topics have been quiet this long: Tansu's end offsets can fall
@@ -78,13 +78,11 @@ async def read_dead_letters(
     partition. Reads without a consumer group: nothing is committed, nothing moves."""
     topics = topics or dead_letter_topics(settings)
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap,
+        **client_options(settings, "dlq"),
         group_id=None,
         enable_auto_commit=False,
         auto_offset_reset="earliest",
         fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms,
-        request_timeout_ms=settings.kafka_request_timeout_ms,
-        client_id=f"crm-{settings.service_name}-dlq",
     )
     await asyncio.wait_for(consumer.start(), timeout_s)
     letters: list[DeadLetter] = []

@@ -9,12 +9,34 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from pydantic import AliasChoices, BaseModel, Field, field_validator, model_validator
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    Field,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEV_API_KEY = "dev-admin-key"  # the well-known key accepted only in dev mode
+KAFKA_TIMEOUTS: dict[str, dict[str, int]] = {
+    # Apache Kafka's client defaults.
+    "kafka": {
+        "kafka_session_timeout_ms": 45000,
+        "kafka_heartbeat_interval_ms": 3000,
+        "kafka_fetch_max_wait_ms": 500,
+        "kafka_request_timeout_ms": 30000,
+    },
+    "embedded": {
+        "kafka_session_timeout_ms": 6000,
+        "kafka_heartbeat_interval_ms": 1000,
+        "kafka_fetch_max_wait_ms": 100,
+        "kafka_request_timeout_ms": 10000,
+    },
+}
 
 
 class ApiKeyGrant(BaseModel):
@@ -65,18 +87,52 @@ class ServiceSettings(BaseSettings):
     # event type), set per test so tests sharing one broker never see each other.
     kafka_topic_prefix: str = Field(default="", validation_alias=_platform("kafka_topic_prefix"))
     kafka_partitions: int = Field(default=6, ge=1, validation_alias=_platform("kafka_partitions"))
-    # Tansu holds JoinGroup for half the session timeout: keep it short (kafka-notes.md).
+    # `embedded`: the Tansu broker `crm up` and the tests start (no idempotent producer,
+    # short timeouts); `kafka`: Apache Kafka (idempotent producer, Kafka's own defaults).
+    # Unset: `embedded` for a bootstrap on this machine, where `crm up` runs it, else
+    # `kafka` (set it for an Apache Kafka on 127.0.0.1).
+    kafka_broker: Literal["kafka", "embedded"] | None = Field(
+        default=None, validation_alias=_platform("kafka_broker")
+    )
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        default="PLAINTEXT", validation_alias=_platform("kafka_security_protocol")
+    )
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = Field(
+        default=None, validation_alias=_platform("kafka_sasl_mechanism")
+    )
+    kafka_sasl_username: str | None = Field(
+        default=None, validation_alias=_platform("kafka_sasl_username")
+    )
+    kafka_sasl_password: SecretStr | None = Field(
+        default=None, validation_alias=_platform("kafka_sasl_password")
+    )
+    # PEM files: the CA that signed the brokers' certificates; for mutual TLS, the
+    # client's certificate, key and the key's password.
+    kafka_ssl_cafile: Path | None = Field(
+        default=None, validation_alias=_platform("kafka_ssl_cafile")
+    )
+    kafka_ssl_certfile: Path | None = Field(
+        default=None, validation_alias=_platform("kafka_ssl_certfile")
+    )
+    kafka_ssl_keyfile: Path | None = Field(
+        default=None, validation_alias=_platform("kafka_ssl_keyfile")
+    )
+    kafka_ssl_key_password: SecretStr | None = Field(
+        default=None, validation_alias=_platform("kafka_ssl_key_password")
+    )
+    # Unset: Kafka's defaults for `kafka`, short ones for `embedded` (Tansu holds
+    # JoinGroup for half the session timeout, kafka-notes.md).
     kafka_session_timeout_ms: int = Field(
-        default=6000, validation_alias=_platform("kafka_session_timeout_ms")
+        default=0, ge=0, validation_alias=_platform("kafka_session_timeout_ms")
     )
     kafka_heartbeat_interval_ms: int = Field(
-        default=1000, validation_alias=_platform("kafka_heartbeat_interval_ms")
+        default=0, ge=0, validation_alias=_platform("kafka_heartbeat_interval_ms")
     )
     kafka_fetch_max_wait_ms: int = Field(
-        default=100, validation_alias=_platform("kafka_fetch_max_wait_ms")
+        default=0, ge=0, validation_alias=_platform("kafka_fetch_max_wait_ms")
     )
     kafka_request_timeout_ms: int = Field(
-        default=10000, validation_alias=_platform("kafka_request_timeout_ms")
+        default=0, ge=0, validation_alias=_platform("kafka_request_timeout_ms")
     )
     consumer_group: str = ""  # defaults to the service name
     consumer_max_attempts: int = Field(default=3, ge=1)
@@ -151,6 +207,37 @@ class ServiceSettings(BaseSettings):
             )
         if not self.consumer_group:
             self.consumer_group = self.service_name
+        return self
+
+    @model_validator(mode="after")
+    def _kafka_client(self) -> ServiceSettings:
+        """Timeouts left unset take the broker kind's; a security protocol gets what it
+        needs or a clear refusal."""
+        if self.kafka_broker is None:
+            hosts = {server.rsplit(":", 1)[0] for server in self.kafka_bootstrap.split(",")}
+            local = hosts <= {"127.0.0.1", "localhost", "::1", "[::1]"}
+            self.kafka_broker = "embedded" if local else "kafka"
+        defaults = KAFKA_TIMEOUTS[self.kafka_broker]
+        for name, value in defaults.items():
+            if not getattr(self, name):
+                setattr(self, name, value)
+        if self.kafka_security_protocol.startswith("SASL"):
+            missing = [
+                f"CRM_{name.upper()}"
+                for name in ("kafka_sasl_mechanism", "kafka_sasl_username", "kafka_sasl_password")
+                if getattr(self, name) is None
+            ]
+            if missing:
+                raise ValueError(
+                    f"CRM_KAFKA_SECURITY_PROTOCOL={self.kafka_security_protocol} needs "
+                    + ", ".join(missing)
+                )
+        for name in ("kafka_ssl_cafile", "kafka_ssl_certfile", "kafka_ssl_keyfile"):
+            path = getattr(self, name)
+            if path is not None and not path.is_file():
+                raise ValueError(f"CRM_{name.upper()}: no file at {path}")
+        if (self.kafka_ssl_certfile is None) != (self.kafka_ssl_keyfile is None):
+            raise ValueError("CRM_KAFKA_SSL_CERTFILE and CRM_KAFKA_SSL_KEYFILE go together")
         return self
 
     def topic(self, event_type: str) -> str:
