@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from shared.auth import KeyRing
 from shared.consumer import BatchHook, BulkHandler, EventConsumer, EventHandler
-from shared.db import create_engine, ping, session_factory
+from shared.db import check_schema, create_engine, ping, session_factory
 from shared.errors import install_error_handlers, problem_response
 from shared.heavy import HeavyWork
 from shared.kafka import client_options, ensure_platform_topics
@@ -198,6 +198,11 @@ def create_service_app(definition: ServiceDefinition, settings: ServiceSettings)
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = create_engine(settings.database_url)
+        try:
+            await check_schema(engine, definition.migrations_dir, definition.name)
+        except BaseException:
+            await engine.dispose()
+            raise
         relay = OutboxRelay(settings, engine, metrics, definition.event_sources)
         consumer = (
             EventConsumer(

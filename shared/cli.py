@@ -27,6 +27,7 @@ from rich.console import Console
 from rich.table import Table
 
 from shared.broker import EmbeddedBroker, die_with_parent, port_open
+from shared.db import SchemaTooOld, check_schema, create_engine
 from shared.db import migrate as migrate_database
 from shared.kafka import ensure_platform_topics
 from shared.settings import ServiceSettings, project_data_dir
@@ -136,9 +137,16 @@ def serve(
 
     from shared.observability import configure_logging
 
-    service_module(service)
+    module = service_module(service)
     settings = service_settings(service)
     configure_logging(service, settings.log_level, settings.log_json)
+    try:
+        asyncio.run(
+            _schema_is_current(settings.database_url, module.DEFINITION.migrations_dir, service)
+        )
+    except SchemaTooOld as exc:
+        console.print(f"[red]{exc}[/]")
+        raise typer.Exit(1) from exc
     uvicorn.run(
         f"services.{service}.app:create_app",
         factory=True,
@@ -148,6 +156,14 @@ def serve(
         access_log=False,
         lifespan="on",
     )
+
+
+async def _schema_is_current(url: str, migrations_dir: Path, service: str) -> None:
+    engine = create_engine(url)
+    try:
+        await check_schema(engine, migrations_dir, service)
+    finally:
+        await engine.dispose()
 
 
 @app.command("import")

@@ -8,6 +8,7 @@ unit of work (the request dependency, a consumer, the relay) commits.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import os
 import time
 import uuid
@@ -19,6 +20,8 @@ from typing import Any, Literal
 import orjson
 from alembic import command
 from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import BigInteger, DateTime, MetaData, event, text
 from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.ext.asyncio import (
@@ -28,6 +31,8 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 from sqlalchemy.types import TypeDecorator
+
+log = logging.getLogger("crm.db")
 
 # One naming convention so migrations on SQLite and PostgreSQL name constraints alike.
 NAMING_CONVENTION = {
@@ -164,14 +169,50 @@ def _upgrade(connection: Connection, config: Config, revision: str) -> None:
     command.upgrade(config, revision)
 
 
+MIGRATION_LOCK = 0x6372_6D5F_6D69_67  # "crm_mig": one migration run at a time per database
+
+
 async def migrate(url: str, migrations_dir: Path, revision: str = "head") -> None:
-    """Bring the database at `url` to `revision` with the service's Alembic scripts."""
+    """Bring the database at `url` to `revision` with the service's Alembic scripts, in
+    one transaction. On PostgreSQL it first takes a transaction-level advisory lock, so
+    two runs at once (two replicas, two Jobs) are safe: the second waits, then finds the
+    work done. SQLite allows one writer at a time anyway."""
     engine = create_engine(url)
     try:
         async with engine.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                await conn.execute(
+                    text("SELECT pg_advisory_xact_lock(:lock_id)"), {"lock_id": MIGRATION_LOCK}
+                )
             await conn.run_sync(_upgrade, alembic_config(migrations_dir), revision)
     finally:
         await engine.dispose()
+
+
+class SchemaTooOld(RuntimeError):
+    """The database is at an older migration than this release needs."""
+
+
+async def check_schema(engine: AsyncEngine, migrations_dir: Path, service: str) -> None:
+    """Refuse to run against a schema older than this release's (a clear message naming
+    the command that fixes it); a newer one, from a release being rolled out, is fine:
+    migrations only add until the previous release is gone (expand, then contract)."""
+    script = ScriptDirectory.from_config(alembic_config(migrations_dir))
+    heads = set(script.get_heads())
+    async with engine.connect() as conn:
+        current = set(
+            await conn.run_sync(lambda sync: MigrationContext.configure(sync).get_current_heads())
+        )
+    if current & heads:
+        return
+    known = {rev.revision for rev in script.walk_revisions()}
+    if current and not current <= known:
+        log.warning("%s: the database is at %s, newer than this release", service, current)
+        return
+    raise SchemaTooOld(
+        f"the {service} database is at {', '.join(sorted(current)) or 'no migration'}; this "
+        f"release needs {', '.join(sorted(heads))}: run `crm migrate --service {service}` first"
+    )
 
 
 def _render_plain_type(kind: str, obj: Any, _: Any) -> str | Literal[False]:
