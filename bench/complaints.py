@@ -39,7 +39,7 @@ from services.complaints.repository import refresh_figures
 from services.complaints.settings import ComplaintsSettings
 from shared.broker import EmbeddedBroker
 from shared.db import bulk_insert, create_engine, migrate, session_factory
-from shared.kafka import ensure_platform_topics
+from shared.topics import ensure_platform_topics
 
 MIGRATIONS = ROOT / "services" / "complaints" / "migrations"
 KEY = "bench-admin-key-0123456789abcdef"

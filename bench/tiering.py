@@ -49,9 +49,9 @@ from shared.broker import EmbeddedBroker
 from shared.consumer import EventConsumer
 from shared.db import create_engine, migrate, session_factory
 from shared.events import EventData, EventEnvelope
-from shared.kafka import ensure_platform_topics
 from shared.observability import Metrics
 from shared.outbox import OutboxRelay
+from shared.topics import ensure_platform_topics
 
 MIGRATIONS = ROOT / "services" / "tiering" / "migrations"
 KEYS = {"bench-admin-key-0123456789abcdef": {"roles": ["admin"], "user": "bench"}}

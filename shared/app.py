@@ -27,12 +27,13 @@ from shared.consumer import BatchHook, BulkHandler, EventConsumer, EventHandler
 from shared.db import check_schema, create_engine, ping, session_factory
 from shared.errors import install_error_handlers, problem_response
 from shared.heavy import HeavyWork
-from shared.kafka import client_options, ensure_platform_topics
+from shared.kafka import client_options
 from shared.limits import BodyLimitMiddleware, reject_unknown_query, reject_unstorable_text
 from shared.observability import Metrics, RequestContextMiddleware
 from shared.openapi import install_openapi
 from shared.outbox import PENDING_FLAG, EventSource, OutboxRelay
 from shared.settings import ServiceSettings
+from shared.topics import TopicsMissing, ensure_platform_topics
 
 log = logging.getLogger("crm.app")
 
@@ -230,8 +231,12 @@ def create_service_app(definition: ServiceDefinition, settings: ServiceSettings)
         if definition.on_startup is not None:
             await definition.on_startup(runtime)
         if settings.run_background:
-            with contextlib.suppress(Exception):
-                await ensure_platform_topics(settings)  # the relay and consumer retry anyway
+            try:
+                await ensure_platform_topics(settings)
+            except TopicsMissing as exc:  # the relay and consumer go on trying
+                log.error("%s", exc)
+            except Exception as exc:
+                log.warning("the broker could not be asked for the topics yet: %r", exc)
             runtime.tasks.append(asyncio.create_task(relay.run(), name="outbox-relay"))
             if consumer is not None:
                 runtime.tasks.append(asyncio.create_task(consumer.run(), name="consumer"))

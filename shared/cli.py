@@ -29,8 +29,8 @@ from rich.table import Table
 from shared.broker import EmbeddedBroker, die_with_parent, port_open
 from shared.db import SchemaTooOld, check_schema, create_engine
 from shared.db import migrate as migrate_database
-from shared.kafka import ensure_platform_topics
 from shared.settings import ServiceSettings, project_data_dir
+from shared.topics import ensure_platform_topics
 
 SERVICES = ("profile", "tiering", "outreach", "complaints")
 T = TypeVar("T")
@@ -319,6 +319,54 @@ def dlq_replay(
             console.print(f"{skipped} dead letters are not events and stay where they are")
     sent = _on_broker(settings, dlq.replay(settings, chosen))
     Console().print(f"replayed {sent} dead letters")
+
+
+topics_app = typer.Typer(help="Topics as infrastructure: one declaration, applied or rendered.")
+app.add_typer(topics_app, name="topics")
+
+
+@topics_app.command("apply")
+def topics_apply(
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Only say what is missing or differs.")
+    ] = False,
+) -> None:
+    """Create every declared topic and its .dlq that is missing (partitions, replication
+    factor, retention, min.insync.replicas from the settings) and report what differs on
+    those that exist (nothing existing is changed). Exits 1 while something differs or,
+    with --dry-run, is missing."""
+    from shared.topics import apply_topics, declared_topics
+
+    settings = _broker_settings()
+    missing, differences = _on_broker(settings, apply_topics(settings, create=not dry_run))
+    declared = len(declared_topics(settings))
+    verb = "missing" if dry_run else "created"
+    console.print(
+        f"{declared} topics declared on {settings.kafka_bootstrap}: {len(missing)} {verb}, "
+        f"{len(differences)} difference(s)"
+    )
+    for name in missing:
+        console.print(f"  {verb}: {name}")
+    for difference in differences:
+        console.print(
+            f"  [yellow]{difference.topic}[/]: {difference.what} is {difference.found}, "
+            f"declared {difference.declared}"
+        )
+    if differences or (dry_run and missing):
+        raise typer.Exit(1)
+
+
+@topics_app.command("manifest")
+def topics_manifest(
+    cluster: Annotated[str, typer.Option(help="The Strimzi Kafka cluster's name.")] = "crm",
+    namespace: Annotated[str, typer.Option(help="The namespace of the resources.")] = "kafka",
+) -> None:
+    """Print the declaration as Strimzi KafkaTopic resources (deploy/k8s/topics.yaml), for
+    Apache Kafka unless CRM_KAFKA_BROKER says otherwise."""
+    from shared.topics import strimzi_manifest
+
+    os.environ.setdefault("CRM_KAFKA_BROKER", "kafka")
+    sys.stdout.write(strimzi_manifest(_broker_settings(), cluster, namespace))
 
 
 def _broker_settings() -> ServiceSettings:

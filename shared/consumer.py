@@ -31,10 +31,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from shared.db import insert_new_rows, session_factory, utcnow
 from shared.events import EventData, EventEnvelope, dlq_topic, parse_data
-from shared.kafka import client_options, ensure_platform_topics, new_producer
+from shared.kafka import client_options, new_producer
 from shared.observability import Metrics, correlation_id
 from shared.outbox import PENDING_FLAG, inbox
 from shared.settings import ServiceSettings
+from shared.topics import ensure_platform_topics
 
 log = logging.getLogger("crm.consumer")
 

@@ -24,6 +24,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import BigInteger, DateTime, MetaData, event, text
 from sqlalchemy.engine import Connection, Dialect
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -199,10 +200,16 @@ async def check_schema(engine: AsyncEngine, migrations_dir: Path, service: str) 
     migrations only add until the previous release is gone (expand, then contract)."""
     script = ScriptDirectory.from_config(alembic_config(migrations_dir))
     heads = set(script.get_heads())
-    async with engine.connect() as conn:
-        current = set(
-            await conn.run_sync(lambda sync: MigrationContext.configure(sync).get_current_heads())
-        )
+    try:
+        async with engine.connect() as conn:
+            current = set(
+                await conn.run_sync(
+                    lambda sync: MigrationContext.configure(sync).get_current_heads()
+                )
+            )
+    except (OSError, SQLAlchemyError) as exc:  # not answering: readiness will say so
+        log.warning("%s: the schema could not be checked: %r", service, exc)
+        return
     if current & heads:
         return
     known = {rev.revision for rev in script.walk_revisions()}

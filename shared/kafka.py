@@ -10,16 +10,12 @@ either way.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import TopicAlreadyExistsError
 from aiokafka.helpers import create_ssl_context
 
-from shared.events import all_topics
 from shared.settings import ServiceSettings
 
 log = logging.getLogger("crm.kafka")
@@ -58,40 +54,6 @@ def new_producer(settings: ServiceSettings) -> AIOKafkaProducer:
         acks="all",
         enable_idempotence=settings.kafka_broker == "kafka",
         linger_ms=2,
-    )
-
-
-async def ensure_topics(
-    settings: ServiceSettings, topics: list[str], partitions: int, *, timeout_s: float = 10.0
-) -> None:
-    """Create the topics that do not exist yet, each with its final partition count.
-
-    Tansu cannot add partitions later, so the count is fixed at creation.
-    """
-    admin = AIOKafkaAdminClient(**{**client_options(settings, "admin"), "request_timeout_ms": 5000})
-    await asyncio.wait_for(admin.start(), timeout_s)
-    try:
-        existing = set(await admin.list_topics())
-        missing = [name for name in topics if name not in existing]
-        if not missing:
-            return
-        # Another process may create them between our look and our create: that is fine.
-        with contextlib.suppress(TopicAlreadyExistsError):
-            await admin.create_topics(
-                [
-                    NewTopic(name, num_partitions=partitions, replication_factor=1)
-                    for name in missing
-                ]
-            )
-        log.info("created %d topics", len(missing))
-    finally:
-        await admin.close()
-
-
-async def ensure_platform_topics(settings: ServiceSettings) -> None:
-    """Every catalog topic and its `.dlq`, under the configured prefix."""
-    await ensure_topics(
-        settings, all_topics(settings.kafka_topic_prefix), settings.kafka_partitions
     )
 
 

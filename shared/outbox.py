@@ -39,10 +39,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from shared.db import UTCDateTime, bulk_insert, new_metadata, session_factory, utcnow
 from shared.events import CATALOG
-from shared.kafka import ensure_platform_topics, new_producer
+from shared.kafka import new_producer
 from shared.lease import Lease, lease_metadata
 from shared.observability import Metrics, current_correlation_id
 from shared.settings import ServiceSettings
+from shared.topics import ensure_platform_topics
 
 log = logging.getLogger("crm.outbox")
 # How often the relay counts what waits in each source (a count per source each time).

@@ -25,12 +25,16 @@ DEV_API_KEY = "dev-admin-key"  # the well-known key accepted only in dev mode
 KAFKA_TIMEOUTS: dict[str, dict[str, int]] = {
     # Apache Kafka's client defaults.
     "kafka": {
+        "kafka_replication_factor": 3,
+        "kafka_min_insync_replicas": 2,
         "kafka_session_timeout_ms": 45000,
         "kafka_heartbeat_interval_ms": 3000,
         "kafka_fetch_max_wait_ms": 500,
         "kafka_request_timeout_ms": 30000,
     },
     "embedded": {
+        "kafka_replication_factor": 1,
+        "kafka_min_insync_replicas": 1,
         "kafka_session_timeout_ms": 6000,
         "kafka_heartbeat_interval_ms": 1000,
         "kafka_fetch_max_wait_ms": 100,
@@ -87,6 +91,20 @@ class ServiceSettings(BaseSettings):
     # event type), set per test so tests sharing one broker never see each other.
     kafka_topic_prefix: str = Field(default="", validation_alias=_platform("kafka_topic_prefix"))
     kafka_partitions: int = Field(default=6, ge=1, validation_alias=_platform("kafka_partitions"))
+    # The topic declaration (shared/topics.py); 0: the broker kind's (1 and 1 embedded,
+    # 3 and 2 on Kafka).
+    kafka_replication_factor: int = Field(
+        default=0, ge=0, validation_alias=_platform("kafka_replication_factor")
+    )
+    kafka_min_insync_replicas: int = Field(
+        default=0, ge=0, validation_alias=_platform("kafka_min_insync_replicas")
+    )
+    kafka_retention_hours: float = Field(
+        default=168, gt=0, validation_alias=_platform("kafka_retention_hours")
+    )
+    kafka_dlq_retention_hours: float = Field(
+        default=720, gt=0, validation_alias=_platform("kafka_dlq_retention_hours")
+    )
     # `embedded`: the Tansu broker `crm up` and the tests start (no idempotent producer,
     # short timeouts); `kafka`: Apache Kafka (idempotent producer, Kafka's own defaults).
     # Unset: `embedded` for a bootstrap on this machine, where `crm up` runs it, else

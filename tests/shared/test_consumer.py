@@ -21,8 +21,8 @@ from shared.broker import EmbeddedBroker
 from shared.consumer import EventConsumer
 from shared.db import create_engine
 from shared.events import EventData, EventEnvelope
-from shared.kafka import ensure_platform_topics
 from shared.observability import Metrics
+from shared.topics import ensure_platform_topics
 from tests.conftest import (
     ADMIN,
     DatabaseFactory,
