@@ -14,8 +14,6 @@ from shared.events import (
     EventEnvelope,
     InteractionLogged,
     OutreachCompleted,
-    PaymentRecorded,
-    PurchaseRecorded,
 )
 from shared.revisions import stamp_of
 
@@ -27,13 +25,11 @@ async def on_customer_erased(session: AsyncSession, event: EventEnvelope, data: 
 async def on_purchase_recorded(
     session: AsyncSession, event: EventEnvelope, data: EventData
 ) -> None:
-    assert isinstance(data, PurchaseRecorded)
-    await tiering_service.apply_purchase(session, event.customer_id, data)
+    await apply_purchases(session, [(event, data)])
 
 
 async def on_payment_recorded(session: AsyncSession, event: EventEnvelope, data: EventData) -> None:
-    assert isinstance(data, PaymentRecorded)
-    await tiering_service.apply_payment(session, event.customer_id, data)
+    await apply_payments(session, [(event, data)])
 
 
 async def on_customer_changed(session: AsyncSession, event: EventEnvelope, data: EventData) -> None:

@@ -1,11 +1,12 @@
-"""Bulk ingestion: a batch of `purchase.recorded` (or `payment.recorded`) events folded in
-memory per customer and per customer and day, then written with a few set-based upserts
-(`INSERT ... ON CONFLICT DO UPDATE` adding the batch's sums), instead of a read-modify-write
-of two ORM rows per event.
+"""Purchases and payments into the aggregates: a batch of `purchase.recorded` (or
+`payment.recorded`) events folded in memory per customer and per customer and day, then
+written with a few set-based upserts (`INSERT ... ON CONFLICT DO UPDATE` adding the
+batch's sums), not a read-modify-write of two ORM rows per event. One event is a batch of
+one (the per-event handlers).
 
-The effects are the per-event handlers' (`TieringService.apply_purchase`, `apply_payment`):
-a refund lowers revenue and quantity but is not a purchase (count, purchase dates); a free
-item is one. A customer first seen here gets its aggregate row and key.
+A refund (negative amount) lowers revenue and quantity but is not a purchase: it moves
+neither the count nor the purchase dates (recency, frequency, cycles); a free item (zero)
+is one. A customer first seen here gets its aggregate row and key.
 """
 
 from __future__ import annotations

@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from collections.abc import Mapping, Sequence
-from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import text
@@ -58,8 +57,6 @@ from shared.errors import Conflict, InvalidInput, NotFound
 from shared.events import (
     ComplaintClosed,
     ComplaintOpened,
-    PaymentRecorded,
-    PurchaseRecorded,
 )
 from shared.heavy import in_thread
 from shared.observability import current_correlation_id
@@ -193,43 +190,6 @@ class TieringService:
         if aggregate is not None:
             aggregate.erased = True
             await session.flush()
-
-    async def apply_purchase(
-        self, session: AsyncSession, customer_id: uuid.UUID, purchase: PurchaseRecorded
-    ) -> None:
-        """Fold one purchase into the customer's lifetime and daily aggregates. A refund
-        (negative amount) lowers revenue and quantity but is not a purchase: it moves
-        neither the count nor the purchase dates (recency, frequency, cycles); a free
-        item (zero) is one."""
-        when = purchase.purchased_at
-        bought = purchase.amount >= 0
-        aggregate = await repo.aggregates.get_or_create(session, customer_id, when)
-        aggregate.revenue = (aggregate.revenue or Decimal(0)) + purchase.amount
-        aggregate.quantity = (aggregate.quantity or Decimal(0)) + purchase.quantity
-        if bought:
-            aggregate.purchase_count = (aggregate.purchase_count or 0) + 1
-            if aggregate.first_purchase_at is None or when < aggregate.first_purchase_at:
-                aggregate.first_purchase_at = when
-            if aggregate.last_purchase_at is None or when > aggregate.last_purchase_at:
-                aggregate.last_purchase_at = when
-        aggregate.updated_at = utcnow()
-        day = await repo.aggregates.day(session, aggregate.key, epoch_day(when))
-        day.revenue = (day.revenue or Decimal(0)) + purchase.amount
-        day.quantity = (day.quantity or Decimal(0)) + purchase.quantity
-        day.purchases = (day.purchases or 0) + (1 if bought else 0)
-        await session.flush()
-
-    async def apply_payment(
-        self, session: AsyncSession, customer_id: uuid.UUID, payment: PaymentRecorded
-    ) -> None:
-        """Fold money collected into the customer's aggregates (for collection ratios)."""
-        when = payment.received_at
-        aggregate = await repo.aggregates.get_or_create(session, customer_id, when)
-        aggregate.collected = (aggregate.collected or Decimal(0)) + payment.amount
-        aggregate.updated_at = utcnow()
-        day = await repo.aggregates.day(session, aggregate.key, epoch_day(when))
-        day.collected = (day.collected or Decimal(0)) + payment.amount
-        await session.flush()
 
     # ------------------------------------------------------------ between re-ranks
     async def reassess(self, session: AsyncSession, customer_ids: Sequence[uuid.UUID]) -> None:
