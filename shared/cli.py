@@ -369,6 +369,16 @@ def topics_manifest(
     sys.stdout.write(strimzi_manifest(_broker_settings(), cluster, namespace))
 
 
+@topics_app.command("asyncapi")
+def topics_asyncapi() -> None:
+    """Print the AsyncAPI 3.0 document of every topic and its events (docs/asyncapi.yaml)."""
+    from importlib.metadata import version
+
+    from shared.asyncapi import asyncapi_yaml
+
+    sys.stdout.write(asyncapi_yaml(version("crm-retention")))
+
+
 def _broker_settings() -> ServiceSettings:
     """The broker and topic prefix every service uses (read as profile reads them)."""
     use_project_environment()
