@@ -121,10 +121,12 @@ async def test_purchase_reaches_tiering_once(
         ranked = await tier.post("/v1/recompute", headers=ADMIN, json={})
         assert ranked.status_code == 200 and ranked.json()["changed"] == 0, ranked.text
 
+        # Profile may first hold the rest tier customer.created gave (when it came first):
+        # wait for the latest change to arrive.
         async def tier_in_profile() -> str | None:
             body = (await prof.get(f"/v1/customers/{customer_id}", headers=ADMIN)).json()
             found: str | None = body.get("tier")
-            return found
+            return found if found == tier_now["tier"] else None
 
         assert await eventually(tier_in_profile) == tier_now["tier"] is not None
 
