@@ -1,4 +1,4 @@
-# One image for every service: `crm serve <service>` picks which one runs.
+# One image for every service and step: the command picks which (see the ENTRYPOINT).
 FROM python:3.11-slim AS base
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1
 WORKDIR /app
@@ -9,5 +9,9 @@ RUN pip install . && useradd --system --uid 10001 crm
 USER crm
 ENV CRM_HOST=0.0.0.0
 EXPOSE 8001 8002 8003 8004
-# Migrate, then serve (the pre-start step of full-stack-fastapi-template).
-ENTRYPOINT ["sh", "-c", "crm migrate --service \"$CRM_SERVICE\" && exec crm serve \"$CRM_SERVICE\""]
+# Any step by command: `serve <service>`, `migrate --service <service>`, `topics apply`.
+# Migrations are a step of their own (compose one-shots): a service never migrates
+# at start, and refuses a schema older than it needs (on Kubernetes: an init container
+# per pod, safe at once: `crm migrate` holds an advisory lock).
+ENTRYPOINT ["crm"]
+CMD ["--help"]
