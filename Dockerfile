@@ -7,7 +7,9 @@ COPY shared ./shared
 COPY services ./services
 RUN pip install . && useradd --system --uid 10001 crm
 USER crm
-ENV CRM_HOST=0.0.0.0
+# Commands keep nothing on disk in production (keys come from CRM_API_KEYS); a
+# writable place for what a command would keep.
+ENV CRM_HOST=0.0.0.0 CRM_DATA_DIR=/tmp/crm
 EXPOSE 8001 8002 8003 8004
 # Any step by command: `serve <service>`, `migrate --service <service>`, `topics apply`.
 # Migrations are a step of their own (compose one-shots): a service never migrates
