@@ -56,8 +56,9 @@ async def tiering_placing(tiering_db: str) -> AsyncIterator[httpx.AsyncClient]:
     tiering_service.full_ranking_below = before  # the service object outlives the app
 
 
-@contextlib.asynccontextmanager
-async def tiering_app(tiering_db: str, **options: Any) -> AsyncIterator[httpx.AsyncClient]:
+def tiering_settings(tiering_db: str, **options: Any) -> TieringSettings:
+    """Tiering on its database with no broker and no background work (events are fed
+    through the handlers)."""
     settings = service_settings(
         TieringSettings,
         database_url=tiering_db,
@@ -66,7 +67,13 @@ async def tiering_app(tiering_db: str, **options: Any) -> AsyncIterator[httpx.As
         run_background=False,
         **options,
     )
-    async with running(create_app(settings)) as client:
+    assert isinstance(settings, TieringSettings)
+    return settings
+
+
+@contextlib.asynccontextmanager
+async def tiering_app(tiering_db: str, **options: Any) -> AsyncIterator[httpx.AsyncClient]:
+    async with running(create_app(tiering_settings(tiering_db, **options))) as client:
         yield client
 
 

@@ -12,9 +12,8 @@ import pytest
 
 from services.tiering.app import create_app
 from services.tiering.ranking import store
-from services.tiering.settings import TieringSettings
-from tests.conftest import ADMIN, running, service_settings
-from tests.tiering.conftest import Feed
+from tests.conftest import ADMIN, running
+from tests.tiering.conftest import Feed, tiering_settings
 from tests.tiering.test_ranking import RECENT
 
 PAST = {"as_of": "2026-01-01T00:00:00Z"}
@@ -38,14 +37,7 @@ async def test_heavy_work_beyond_the_slots_is_refused_with_retry_after(
     customer = feed.customer()
     feed.purchase(customer, "100", RECENT)
     await feed.apply()
-    settings = service_settings(
-        TieringSettings,
-        database_url=tiering_db,
-        bootstrap="127.0.0.1:1",
-        prefix="none.",
-        run_background=False,
-    )
-    app = create_app(settings)
+    app = create_app(tiering_settings(tiering_db))
     async with running(app) as client:
         heavy = app.state.runtime.heavy
         async with heavy.slot("a re-rank started elsewhere"):
