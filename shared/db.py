@@ -12,7 +12,7 @@ import logging
 import os
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
@@ -266,6 +266,15 @@ async def insert_new_rows(
     dialect = session.get_bind().dialect.name
     stmt = dialect_insert(dialect, table).on_conflict_do_nothing().returning(table.c[key])
     return set((await session.execute(stmt, list(rows))).scalars().all())
+
+
+def expire_held(session: AsyncSession, model: type[Any], keys: Iterable[Any]) -> None:
+    """After a Core write of these rows: the ORM copies the session holds are stale, so
+    they are read again on next use."""
+    for key in keys:
+        held = session.identity_map.get(session.identity_key(model, key))
+        if held is not None:
+            session.expire(held)
 
 
 def dialect_insert(dialect: str, table: Any) -> Any:

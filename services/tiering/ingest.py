@@ -13,16 +13,16 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import and_, case, or_, select, text
+from sqlalchemy import and_, case, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.tiering import repository as repo
 from services.tiering.models import CustomerAggregate, DailyActivity, epoch_day
-from shared.db import dialect_insert, utcnow
+from shared.db import dialect_insert, expire_held, utcnow
 from shared.events import EventData, EventEnvelope, PaymentRecorded, PurchaseRecorded
 
 AGGREGATES = CustomerAggregate.__table__
@@ -174,11 +174,7 @@ async def _write(
             ),
             day_rows,
         )
-    # ORM rows of these customers the session may hold are now stale.
-    for customer_id in customers:
-        held = session.identity_map.get(session.identity_key(CustomerAggregate, customer_id))
-        if held is not None:
-            session.expire(held)
+    expire_held(session, CustomerAggregate, customers)
 
 
 def _earlier(new: Any, old: Any) -> Any:
@@ -189,13 +185,6 @@ def _later(new: Any, old: Any) -> Any:
     return case((and_(new.is_not(None), or_(old.is_(None), new > old)), new), else_=old)
 
 
-def _chunks(rows: Sequence[dict[str, Any]]) -> list[Sequence[dict[str, Any]]]:
-    return [
-        rows[start : start + ROWS_PER_STATEMENT]
-        for start in range(0, len(rows), ROWS_PER_STATEMENT)
-    ]
-
-
 async def customer_keys(
     session: AsyncSession, first_seen: dict[uuid.UUID, dt.datetime]
 ) -> dict[uuid.UUID, int]:
@@ -204,7 +193,7 @@ async def customer_keys(
     keys = await _known_keys(session, ids)
     missing = [customer_id for customer_id in ids if customer_id not in keys]
     if missing:
-        new_keys = await _new_keys(session, len(missing))
+        new_keys = await repo.aggregates.new_keys(session, len(missing))
         rows = [
             {
                 "customer_id": customer_id,
@@ -215,10 +204,7 @@ async def customer_keys(
             for customer_id, key in zip(missing, new_keys, strict=True)
         ]
         dialect = session.get_bind().dialect.name
-        for chunk in _chunks(rows):
-            await session.execute(
-                dialect_insert(dialect, AGGREGATES).values(chunk).on_conflict_do_nothing()
-            )
+        await session.execute(dialect_insert(dialect, AGGREGATES).on_conflict_do_nothing(), rows)
         keys.update(await _known_keys(session, missing))  # one made meanwhile keeps its own
     return keys
 
@@ -233,16 +219,3 @@ async def _known_keys(session: AsyncSession, ids: list[uuid.UUID]) -> dict[uuid.
         )
         keys.update({row.customer_id: row.key for row in found})
     return keys
-
-
-async def _new_keys(session: AsyncSession, count: int) -> list[int]:
-    if session.get_bind().dialect.name == "postgresql":
-        found = await session.execute(
-            text("SELECT nextval('customer_key_seq') FROM generate_series(1, :n)"), {"n": count}
-        )
-        return [int(value) for value in found.scalars()]
-    # SQLite has one writer at a time: the largest key is this transaction's to extend.
-    largest = await session.scalar(
-        select(AGGREGATES.c.key).order_by(AGGREGATES.c.key.desc()).limit(1)
-    )
-    return list(range(int(largest or 0) + 1, int(largest or 0) + 1 + count))

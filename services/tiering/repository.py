@@ -20,12 +20,11 @@ from services.tiering.models import (
     Complaint,
     CustomerAggregate,
     CustomerScore,
-    DailyActivity,
     RankingRun,
     TierPolicy,
     Touch,
 )
-from shared.db import dialect_insert
+from shared.db import dialect_insert, expire_held
 
 
 class AggregateRepository:
@@ -47,9 +46,8 @@ class AggregateRepository:
         # so there is no race between this read and the insert.
         aggregate = await session.get(CustomerAggregate, customer_id)
         if aggregate is None:
-            aggregate = CustomerAggregate(
-                customer_id=customer_id, first_seen_at=seen_at, key=await self._next_key(session)
-            )
+            [key] = await self.new_keys(session, 1)
+            aggregate = CustomerAggregate(customer_id=customer_id, first_seen_at=seen_at, key=key)
             session.add(aggregate)
             await session.flush()  # the next new customer's key counts this one
         elif seen_at < aggregate.first_seen_at:
@@ -57,18 +55,16 @@ class AggregateRepository:
         return aggregate
 
     @staticmethod
-    async def _next_key(session: AsyncSession) -> int:
+    async def new_keys(session: AsyncSession, count: int) -> list[int]:
+        """`count` unused customer keys (the sequence on PostgreSQL; on SQLite, which has one
+        writer at a time, the ones after the largest)."""
         if session.get_bind().dialect.name == "postgresql":
-            return int(await session.scalar(select(CUSTOMER_KEYS.next_value())) or 0)
-        largest = await session.scalar(select(func.max(CustomerAggregate.key)))
-        return int(largest or 0) + 1
-
-    async def day(self, session: AsyncSession, customer_key: int, day: int) -> DailyActivity:
-        activity = await session.get(DailyActivity, (customer_key, day))
-        if activity is None:
-            activity = DailyActivity(customer_key=customer_key, day=day)
-            session.add(activity)
-        return activity
+            found = await session.execute(
+                select(CUSTOMER_KEYS.next_value()).select_from(func.generate_series(1, count))
+            )
+            return [int(value) for value in found.scalars()]
+        largest = int(await session.scalar(select(func.max(CustomerAggregate.key))) or 0)
+        return list(range(largest + 1, largest + 1 + count))
 
     async def search(
         self,
@@ -139,10 +135,7 @@ class ScoreRepository:
             ),
             list(rows),
         )
-        for row in rows:  # ORM copies the session holds are stale now
-            held = session.identity_map.get(session.identity_key(CustomerScore, row["key"]))
-            if held is not None:
-                session.expire(held)
+        expire_held(session, CustomerScore, (row["key"] for row in rows))
 
 
 class TouchRepository:

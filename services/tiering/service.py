@@ -259,7 +259,6 @@ class TieringService:
             "scored_at": now,
         }
         if outcome.tier is None or outcome.tier == previous:
-            after.setdefault("tier", previous)
             return after, None
         after["tier"] = outcome.tier
         change = {
