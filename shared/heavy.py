@@ -30,10 +30,6 @@ class HeavyWork:
         self._running = 0
         self.last_duration_s = 5.0  # until one has run
 
-    @property
-    def running(self) -> int:
-        return self._running
-
     def retry_after_s(self) -> int:
         return max(1, math.ceil(self.last_duration_s))
 

@@ -1,4 +1,4 @@
-"""Kafka clients configured from settings, topic creation, and a reachability check.
+"""Kafka clients configured from settings (topics: shared/topics.py).
 
 Every client (producer, consumer, admin, probe) takes its connection from
 `client_options`: bootstrap, security protocol, SASL and TLS. On Apache Kafka the
@@ -9,16 +9,12 @@ either way.
 
 from __future__ import annotations
 
-import asyncio
-import logging
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.helpers import create_ssl_context
 
 from shared.settings import ServiceSettings
-
-log = logging.getLogger("crm.kafka")
 
 
 def client_options(settings: ServiceSettings, role: str = "") -> dict[str, Any]:
@@ -55,14 +51,3 @@ def new_producer(settings: ServiceSettings) -> AIOKafkaProducer:
         enable_idempotence=settings.kafka_broker == "kafka",
         linger_ms=2,
     )
-
-
-async def broker_reachable(producer: AIOKafkaProducer | None, timeout_s: float = 2.0) -> bool:
-    """True when the producer's client can fetch cluster metadata within the timeout."""
-    if producer is None:
-        return False
-    try:
-        await asyncio.wait_for(producer.client.fetch_all_metadata(), timeout_s)
-    except Exception:
-        return False
-    return True

@@ -22,8 +22,8 @@ from pydantic import (
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEV_API_KEY = "dev-admin-key"  # the well-known key accepted only in dev mode
-KAFKA_TIMEOUTS: dict[str, dict[str, int]] = {
-    # Apache Kafka's client defaults.
+KAFKA_DEFAULTS: dict[str, dict[str, int]] = {
+    # Per broker kind: Apache Kafka's client defaults and a replicated topic; Tansu's.
     "kafka": {
         "kafka_replication_factor": 3,
         "kafka_min_insync_replicas": 2,
@@ -235,7 +235,7 @@ class ServiceSettings(BaseSettings):
             hosts = {server.rsplit(":", 1)[0] for server in self.kafka_bootstrap.split(",")}
             local = hosts <= {"127.0.0.1", "localhost", "::1", "[::1]"}
             self.kafka_broker = "embedded" if local else "kafka"
-        defaults = KAFKA_TIMEOUTS[self.kafka_broker]
+        defaults = KAFKA_DEFAULTS[self.kafka_broker]
         for name, value in defaults.items():
             if not getattr(self, name):
                 setattr(self, name, value)

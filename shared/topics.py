@@ -11,6 +11,7 @@ itself.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from dataclasses import dataclass
 from typing import Any
@@ -21,6 +22,7 @@ from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import TopicAlreadyExistsError
 
 from shared.events import all_topics
+from shared.kafka import client_options
 from shared.settings import ServiceSettings
 
 HOUR_MS = 3_600_000
@@ -75,13 +77,9 @@ async def apply_topics(
     """Create the declared topics that are missing (with `create`), and compare the
     others with the declaration: (created or, without `create`, missing; differences).
     Nothing existing is changed: partitions, replication and configs are reported."""
-    from asyncio import wait_for
-
-    from shared.kafka import client_options
-
     specs = declared_topics(settings)
     admin = AIOKafkaAdminClient(**client_options(settings, "admin"))
-    await wait_for(admin.start(), timeout_s)
+    await asyncio.wait_for(admin.start(), timeout_s)
     try:
         existing = set(await admin.list_topics())
         missing = [spec for spec in specs if spec.name not in existing]
