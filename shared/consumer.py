@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
@@ -51,6 +52,10 @@ class PoisonMessage(Exception):
     """A message that no retry can fix (not JSON, not an envelope, data breaks the schema)."""
 
 
+class ConsumerStalled(Exception):
+    """Messages wait on the consumer's partitions but its polls bring none: restart it."""
+
+
 class _BatchFailed(Exception):
     """The message at `index` of a batch failed (the batch rolled back)."""
 
@@ -80,6 +85,70 @@ async def _wait_out_outage(outages: int, what: str, error: BaseException) -> Non
     """Back off (exponentially, up to 5 s) before trying again after a database outage."""
     log.warning("database unavailable handling %s, retrying: %r", what, error)
     await asyncio.sleep(min(5.0, 0.1 * 2**outages))
+
+
+class _StallWatch:
+    """Notices a consumer that polls but never receives what is waiting for it.
+
+    aiokafka's consumer can stay silent forever after every broker went away and came
+    back (aio-libs/aiokafka#703). While polls come back empty, every `consumer_stall_check_s`
+    this compares the partitions' end offsets with the group's committed offsets (the loop
+    commits after every batch, so when idle they are the consumer's position). Lag seen at
+    two checks in a row with no batch between them, or two checks that get no answer, is a
+    stall. The partitions watched are the assigned ones, or every partition of the
+    subscribed topics while none are assigned (a member stuck outside the group)."""
+
+    def __init__(self, consumer: AIOKafkaConsumer, settings: ServiceSettings) -> None:
+        self.consumer = consumer
+        self.interval = settings.consumer_stall_check_s
+        self.timeout = max(1.0, settings.kafka_request_timeout_ms / 1000)
+        self.next_check = time.monotonic() + self.interval
+        self.lagging: dict[TopicPartition, int] = {}  # at the last check: partition → committed
+        self.unanswered = 0
+
+    def progressed(self) -> None:
+        self.lagging.clear()
+        self.unanswered = 0
+        self.next_check = time.monotonic() + self.interval
+
+    async def check(self) -> None:
+        if time.monotonic() < self.next_check:
+            return
+        self.next_check = time.monotonic() + self.interval
+        try:
+            lagging = await asyncio.wait_for(self._lagging(), self.timeout)
+        except (KafkaError, TimeoutError) as exc:
+            self.unanswered += 1
+            if self.unanswered >= 2:
+                raise ConsumerStalled(f"offsets unanswered twice: {exc!r}") from exc
+            return
+        self.unanswered = 0
+        stuck = {tp for tp, committed in lagging.items() if self.lagging.get(tp) == committed}
+        self.lagging = lagging
+        if stuck:
+            raise ConsumerStalled(f"messages waiting but none polled on {sorted(map(str, stuck))}")
+
+    async def _lagging(self) -> dict[TopicPartition, int]:
+        """Partition → the group's committed offset, where it is not the partition's end."""
+        partitions = set(self.consumer.assignment())
+        if not partitions:
+            for topic in self.consumer.subscription():
+                ids = self.consumer.partitions_for_topic(topic) or set()
+                partitions |= {TopicPartition(topic, p) for p in ids}
+        if not partitions:
+            return {}
+        ends = await self.consumer.end_offsets(list(partitions))
+        starts: dict[TopicPartition, int] | None = None
+        lagging: dict[TopicPartition, int] = {}
+        for tp, end in ends.items():
+            committed = await self.consumer.committed(tp)
+            if committed is None:  # nothing committed yet: reading starts at the log's start
+                starts = starts or await self.consumer.beginning_offsets(list(partitions))
+                committed = starts[tp]
+            # Past the end too: a topic recreated behind the consumer's back.
+            if end != committed:
+                lagging[tp] = committed
+        return lagging
 
 
 class EventConsumer:
@@ -121,7 +190,9 @@ class EventConsumer:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                log.warning("consumer failed, restarting in %.1fs: %r", backoff, exc)
+                reason = "stalled" if isinstance(exc, ConsumerStalled) else "failed"
+                self.metrics.consumer_restarts(reason).inc()
+                log.warning("consumer %s, restarting in %.1fs: %r", reason, backoff, exc)
                 await self._close()
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
@@ -178,6 +249,7 @@ class EventConsumer:
 
     async def _poll_forever(self, consumer: AIOKafkaConsumer) -> None:
         # The consumer is passed in, not read from the attribute: stop() clears that.
+        watch = _StallWatch(consumer, self.settings)
         while not self._stopping:
             batches = await consumer.getmany(
                 timeout_ms=500, max_records=self.settings.consumer_max_poll_records
@@ -187,6 +259,10 @@ class EventConsumer:
             for partition, messages in batches.items():
                 await self.process_many(messages)
                 await self._commit(consumer, partition, messages[-1].offset + 1)
+            if batches:
+                watch.progressed()
+            else:
+                await watch.check()
 
     async def _commit(
         self, consumer: AIOKafkaConsumer, partition: TopicPartition, offset: int

@@ -124,6 +124,12 @@ class Metrics:
             ["topic", "outcome"],
             registry=self.registry,
         ).labels
+        self.consumer_restarts = Counter(
+            "crm_consumer_restarts",
+            "consumer restarts, by reason (failed: an error; stalled: messages waiting unread)",
+            ["reason"],
+            registry=self.registry,
+        ).labels
         self.broker_up = Gauge(
             "crm_broker_up",
             "1 when the broker answered the last readiness check, 0 when it did not",

@@ -158,6 +158,10 @@ class ServiceSettings(BaseSettings):
     # spread each transaction's fixed cost over more events.
     consumer_max_poll_records: int = Field(default=2000, ge=1, le=100_000)
     consumer_retry_backoff_s: float = Field(default=0.2, ge=0)
+    # How often an idle consumer checks that it is not stuck: messages waiting on its
+    # partitions while polls bring nothing (a client that never resumes after every broker
+    # went away) restart it.
+    consumer_stall_check_s: float = Field(default=10.0, gt=0)
 
     relay_batch_size: int = Field(default=500, ge=1)
     relay_poll_interval_s: float = Field(default=0.5, gt=0)

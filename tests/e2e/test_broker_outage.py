@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from decimal import Decimal
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -16,6 +17,13 @@ from shared.db import create_engine
 from tests.conftest import ADMIN, DatabaseFactory, eventually, running, service_settings
 
 PURCHASES = 500
+
+
+async def _flow_metrics(client: Any) -> str:
+    """The relay's and the consumer's counters: which side stopped, when events go missing."""
+    text = (await client.get("/metrics")).text
+    wanted = ("crm_outbox", "crm_events", "crm_consumer", "crm_broker")
+    return "\n".join(line for line in text.splitlines() if line.startswith(wanted))
 
 
 async def test_purchases_recorded_while_broker_is_down_arrive_once(
@@ -74,7 +82,12 @@ async def test_purchases_recorded_while_broker_is_down_arrive_once(
                 aggregates = view.json()["aggregates"]
                 return aggregates if aggregates["purchase_count"] >= PURCHASES else None
 
-            aggregates = await eventually(all_applied, timeout=90)
+            try:
+                aggregates = await eventually(all_applied, timeout=90)
+            except AssertionError as missing:
+                raise AssertionError(
+                    f"{missing}\n{await _flow_metrics(prof)}\n{await _flow_metrics(tier)}"
+                ) from None
             await asyncio.sleep(1)  # time for any duplicate to show up
             final = (await tier.get(f"/v1/customers/{customer_id}/tier", headers=ADMIN)).json()
             assert final["aggregates"]["purchase_count"] == PURCHASES

@@ -314,3 +314,40 @@ async def test_a_failing_event_rolls_back_its_batch_and_the_rest_is_applied_once
     failing_calls = [i for i, c in enumerate(calls) if c == failing]
     assert last_before < failing_calls[1] and failing_calls[-1] < first_after
     await engine.dispose()
+
+
+async def test_a_consumer_that_stops_receiving_is_restarted_and_an_idle_one_is_not(
+    broker: EmbeddedBroker, new_database: DatabaseFactory, topic_prefix: str
+) -> None:
+    settings = await consumer_settings(
+        broker, new_database, topic_prefix, consumer_stall_check_s=0.5
+    )
+    topic = settings.topic("purchase.recorded")
+    engine = create_engine(settings.database_url)
+
+    async def record(session: AsyncSession, event: EventEnvelope, data: EventData) -> None:
+        await _probe(session, engine, "probe")
+
+    metrics = Metrics("test")
+    consumer = EventConsumer(settings, engine, {"purchase.recorded": record}, metrics)
+    task = asyncio.create_task(consumer.run())
+    try:
+        await asyncio.wait_for(consumer.assigned.wait(), 60)
+        first = consumer.consumer
+        assert first is not None
+        await asyncio.sleep(2.5)  # several checks with nothing waiting: no restart
+        assert consumer.consumer is first
+        # A client that polls but never fetches again (what aiokafka#703 looks like).
+        first.pause(*first.assignment())
+        async with producer_for(broker) as producer:
+            customer = uuid.uuid4()
+            await send(producer, topic, customer, json.dumps(purchase_envelope(customer)).encode())
+        await eventually(lambda: _counted(engine, "probe", 1))
+        assert consumer.consumer is not first
+        assert metrics.consumer_restarts("stalled")._value.get() >= 1
+    finally:
+        await consumer.stop()
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    assert await _count(engine, "probe") == 1
+    await engine.dispose()
