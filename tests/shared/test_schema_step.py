@@ -43,3 +43,25 @@ async def test_two_migration_runs_at_once_are_safe(
         row.version_num
         == sorted(path.stem for path in migrations_dir("tiering").glob("versions/0*.py"))[-1]
     )
+
+
+async def test_wait_for_schema_waits_for_the_migration_and_migrates_nothing(
+    new_database: DatabaseFactory,
+) -> None:
+    from typer.testing import CliRunner
+
+    from shared.cli import app
+
+    url = await new_database("tiering", OLDER)
+    environment = {"CRM_TIERING_DATABASE_URL": url, "CRM_DEV_MODE": "true"}
+    command = ["wait-for-schema", "tiering", "--timeout", "0"]
+    runner = CliRunner()
+    waited = await asyncio.to_thread(runner.invoke, app, command, env=environment)
+    assert waited.exit_code == 1
+    assert "crm migrate --service tiering" in waited.output
+    [row] = await query(url, "SELECT version_num FROM alembic_version")
+    assert row.version_num == OLDER  # it waited; it did not migrate
+    await migrate(url, migrations_dir("tiering"))
+    done = await asyncio.to_thread(runner.invoke, app, command, env=environment)
+    assert done.exit_code == 0, done.output
+    assert "schema current" in done.output

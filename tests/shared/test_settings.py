@@ -28,13 +28,13 @@ def test_dev_mode_accepts_the_well_known_key(monkeypatch: pytest.MonkeyPatch) ->
     assert list(settings.api_keys) == [DEV_API_KEY]
 
 
-@pytest.mark.parametrize("key", [DEV_API_KEY, "short"])
-def test_default_or_short_keys_are_refused_outside_dev_mode(
+@pytest.mark.parametrize("key", [DEV_API_KEY, "short", "change-me-to-a-generated-key"])
+def test_default_example_or_short_keys_are_refused_outside_dev_mode(
     monkeypatch: pytest.MonkeyPatch, key: str
 ) -> None:
     monkeypatch.setenv("CRM_API_KEYS", json.dumps({key: {"roles": ["admin"], "user": "x"}}))
     monkeypatch.delenv("CRM_DEV_MODE", raising=False)
-    with pytest.raises(ValidationError, match="default or short key"):
+    with pytest.raises(ValidationError, match="default, example or short key"):
         ProfileSettings()
 
 

@@ -22,7 +22,7 @@ from shared.topics import (
 )
 from tests.conftest import API_KEYS
 
-MANIFEST = Path(__file__).resolve().parents[2] / "deploy" / "k8s" / "topics.yaml"
+MANIFEST = Path(__file__).resolve().parents[2] / "deploy" / "k8s" / "base" / "topics.yaml"
 
 
 def settings_for(broker: EmbeddedBroker, prefix: str, **values: Any) -> TieringSettings:
@@ -91,5 +91,5 @@ def test_the_strimzi_manifest_in_deploy_is_the_declaration() -> None:
     )
     assert production.kafka_replication_factor == 3
     assert MANIFEST.read_text() == strimzi_manifest(production, "crm", "kafka"), (
-        "deploy/k8s/topics.yaml is stale: run `crm topics manifest > deploy/k8s/topics.yaml`"
+        "deploy/k8s/base/topics.yaml is stale: run `make manifests`"
     )

@@ -1,0 +1,1 @@
+"""Deployment helpers run by hand (make lock, make manifests), not shipped in the image."""
