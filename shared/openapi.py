@@ -16,7 +16,7 @@ import fastapi_offline
 from fastapi import Body, FastAPI, Request
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.openapi.utils import get_openapi
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from shared.errors import PROBLEM_JSON
@@ -164,3 +164,12 @@ def install_openapi(app: FastAPI, base_currency: str) -> None:
             redoc_favicon_url=f"{root}{ASSETS_URL}/favicon.png",
             with_google_fonts=False,
         )
+
+    @app.get("/asyncapi.yaml", include_in_schema=False)
+    async def asyncapi() -> Response:
+        """Every topic and its messages (AsyncAPI 3), beside the HTTP API's /docs."""
+        from importlib.metadata import version
+
+        from shared.asyncapi import asyncapi_yaml
+
+        return Response(asyncapi_yaml(version("crm-retention")), media_type="application/yaml")
