@@ -64,12 +64,30 @@ def service_settings(name: str) -> ServiceSettings:
     except ValidationError as exc:
         prefix = settings_class.model_config.get("env_prefix", "CRM_")
         for error in exc.errors():
-            field = str(error["loc"][0]) if error.get("loc") else ""
+            loc = error.get("loc") or ()
+            field = str(loc[0]) if loc else ""
             variable = _variable_of(settings_class, field, prefix)
             message = str(error["msg"]).removeprefix("Value error, ")
+            where = ".".join(_masked(field, depth, str(part)) for depth, part in enumerate(loc))
+            if len(loc) > 1:  # inside the variable's JSON: say where, and what was sent there
+                message = f"{where.split('.', 1)[1]}: {message}"
+                if error["type"] in ("extra_forbidden", "missing") or len(loc) > 2:
+                    message += f" (got {_shape(error.get('input'))})"
             console.print(f"[red]{variable + ': ' if variable else ''}{message}[/]", soft_wrap=True)
         raise typer.Exit(2) from None
     return settings
+
+
+def _masked(field: str, depth: int, part: str) -> str:
+    """A path element of a settings error; an API key (a secret) shows its first 4 characters."""
+    return f"{part[:4]}…" if field == "api_keys" and depth == 1 else part
+
+
+def _shape(value: Any) -> str:
+    """What was sent, without the values (they may be secrets): an object's keys, a type."""
+    if isinstance(value, dict):
+        return "an object with " + (", ".join(map(repr, value)) or "no fields")
+    return type(value).__name__
 
 
 def _variable_of(settings_class: type[ServiceSettings], field: str, prefix: str) -> str:

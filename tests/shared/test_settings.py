@@ -53,3 +53,21 @@ def test_platform_and_service_variables(monkeypatch: pytest.MonkeyPatch) -> None
     assert profile.cors_origins == ["http://a.example", "http://b.example"]
     assert profile.consumer_group == "profile"
     assert profile.topic("purchase.recorded") == "purchase.recorded"
+
+
+def test_a_malformed_key_grant_is_named_without_showing_the_key() -> None:
+    from typer.testing import CliRunner
+
+    from shared.cli import app
+
+    key = "abcdefghijklmnopqrstu"
+    environment = {"CRM_API_KEYS": json.dumps({key: {"role": "admin", "name": "ops"}})}
+    result = CliRunner().invoke(app, ["serve", "profile"], env=environment)
+    assert result.exit_code == 2
+    output = " ".join(result.output.split())
+    for field in ("roles", "user"):
+        assert (
+            f"CRM_API_KEYS: abcd….{field}: Field required (got an object with 'role', 'name')"
+            in output
+        )
+    assert key not in result.output
