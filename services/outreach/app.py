@@ -19,6 +19,7 @@ from services.outreach.service import outreach_service
 from services.outreach.settings import OutreachSettings
 from shared.app import ServiceDefinition, ServiceRuntime, create_service_app
 from shared.db import utcnow
+from shared.lease import Lease
 from shared.scheduling import run_when_due
 
 log = logging.getLogger("crm.outreach")
@@ -103,15 +104,20 @@ async def plan_everyone(runtime: ServiceRuntime) -> int:
 async def scheduled_planning(runtime: ServiceRuntime) -> None:
     settings = runtime.settings
     assert isinstance(settings, OutreachSettings)
-    if not settings.planning_interval_s:
+    interval = settings.planning_interval_s
+    if not interval:
         return
+    # One replica plans: the holder of the lease, kept across its sleep (two at once would
+    # do the work twice and collide on the same new tasks).
+    lease = Lease(runtime.sessions, "outreach-planning", duration_s=interval * 1.5 + 60)
     while True:
         try:
-            created = await plan_everyone(runtime)
-            log.info("planning: %d tasks created", created)
+            if await lease.hold():
+                created = await plan_everyone(runtime)
+                log.info("planning: %d tasks created", created)
         except Exception:
             log.exception("planning failed; trying again next time")
-        await asyncio.sleep(settings.planning_interval_s)
+        await asyncio.sleep(interval)
 
 
 async def configure(runtime: ServiceRuntime) -> None:

@@ -5,14 +5,26 @@ and who sees what."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import uuid
 from typing import Any
 
 import httpx
 import icalendar
+import pytest
 
-from tests.conftest import ADMIN, AGENT, ANALYST, MANAGER
+from services.outreach.settings import OutreachSettings
+from tests.conftest import (
+    ADMIN,
+    AGENT,
+    ANALYST,
+    MANAGER,
+    eventually,
+    query,
+    running,
+    service_settings,
+)
 from tests.outreach.conftest import Events, dispatch, due_now, tasks_of
 
 NOW = dt.datetime.now(dt.UTC)
@@ -308,3 +320,36 @@ async def test_the_calendar_feed(outreach: httpx.AsyncClient, events: Events) ->
     assert (await outreach.get(new_path)).status_code == 200
     assert (await outreach.delete("/v1/feeds", headers=MANAGER)).status_code == 204
     assert (await outreach.get(new_path)).status_code == 401
+
+
+async def test_one_replica_runs_the_scheduled_planning(
+    outreach_db: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import services.outreach.app as outreach_app_module
+
+    planned_by: list[int] = []
+    real = outreach_app_module.plan_everyone
+
+    async def counted(runtime: Any) -> int:
+        planned_by.append(id(runtime))
+        return await real(runtime)
+
+    monkeypatch.setattr(outreach_app_module, "plan_everyone", counted)
+    settings = service_settings(
+        OutreachSettings,
+        database_url=outreach_db,
+        bootstrap="127.0.0.1:1",
+        prefix="none.",
+        planning_interval_s=0.2,
+    )
+    async with (
+        running(outreach_app_module.create_app(settings)),
+        running(outreach_app_module.create_app(settings)),
+    ):
+        await eventually(lambda: asyncio.sleep(0, len(planned_by) >= 3), timeout=60)
+        await asyncio.sleep(0.6)  # a few more turns on both replicas
+    assert len(set(planned_by)) == 1, planned_by  # every run by the same replica
+    [(holders,)] = await query(
+        outreach_db, "SELECT count(*) FROM leases WHERE name = 'outreach-planning'"
+    )
+    assert holders == 1
