@@ -63,7 +63,12 @@ class CustomerTier(BaseModel):
     reasons: list[str]
 
 
-@router.get("/customers/{customer_id}/tier", response_model=TierView, tags=["tiers"])
+@router.get(
+    "/customers/{customer_id}/tier",
+    response_model=TierView,
+    responses=problems(410),
+    tags=["tiers"],
+)
 async def get_customer_tier(
     customer_id: uuid.UUID, session: SessionDep, principal: Reader
 ) -> TierView:

@@ -76,8 +76,10 @@ class AggregateRepository:
         limit: int,
         manager: str | None = None,
     ) -> Sequence[tuple[CustomerAggregate, CustomerScore | None]]:
-        query = select(CustomerAggregate, CustomerScore).outerjoin(
-            CustomerScore, CustomerScore.key == CustomerAggregate.key
+        query = (
+            select(CustomerAggregate, CustomerScore)
+            .outerjoin(CustomerScore, CustomerScore.key == CustomerAggregate.key)
+            .where(CustomerAggregate.erased.is_(False))  # erased: in no list, as in no ranking
         )
         if manager is not None:  # an account manager sees their own customers alone
             query = query.where(CustomerAggregate.account_manager == manager)

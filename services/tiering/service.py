@@ -53,7 +53,7 @@ from services.tiering.schemas import (
 from shared.access import CustomerAccess
 from shared.columnar import insert_columns, object_column, random_uuid_column
 from shared.db import utcnow
-from shared.errors import Conflict, InvalidInput, NotFound
+from shared.errors import Conflict, Gone, InvalidInput, NotFound
 from shared.events import (
     ComplaintClosed,
     ComplaintOpened,
@@ -591,6 +591,8 @@ class TieringService:
         aggregate = await repo.aggregates.get(session, customer_id)
         if aggregate is None or not access.may_see_customer(aggregate.account_manager):
             raise NotFound(f"Tiering knows no customer {customer_id}.")
+        if aggregate.erased:  # as on profile: it left every ranking, so it has no tier
+            raise Gone(f"Customer {customer_id} was erased.")
         entries = await repo.history.for_customer(session, aggregate.key)
         row = await repo.scores.get(session, aggregate.key)
         stored = {name: getattr(row, name, None) for name in SCORE_FIELDS}

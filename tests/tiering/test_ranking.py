@@ -360,6 +360,11 @@ async def test_erased_customers_leave_rankings_summary_and_announcements(
     summary = (await tiering.get("/v1/tiers/summary", headers=ANALYST)).json()
     assert sum(t["customers"] for t in summary["tiers"]) == 3
     assert summary["total_revenue"] == "111.00"
+    gone = await tiering.get(f"/v1/customers/{erased}/tier", headers=ADMIN)
+    assert gone.status_code == 410  # no last tier shown for an erased customer, as on profile
+    assert gone.headers["content-type"] == "application/problem+json"
+    listed = (await tiering.get("/v1/customers", headers=ADMIN)).json()["items"]
+    assert str(erased) not in {item["customer_id"] for item in listed}
 
 
 async def test_events_about_an_erased_customer_place_it_nowhere(
