@@ -1,18 +1,22 @@
 # One image for every service and step: the command picks which (see the ENTRYPOINT).
 # Build: docker build --build-arg VERSION=$(grep -m1 '^version' pyproject.toml | cut -d'"' -f2) .
 
-# Builder: a virtualenv from the lock file (every package pinned, hash-checked), then the
-# project itself without dependencies. Nothing from this stage but the virtualenv ships.
+# Builder: the project's wheel, built by the pinned backend (requirements-build.lock), and
+# a virtualenv from the lock file (every package pinned, hash-checked) with that wheel.
+# Nothing from this stage but the virtualenv ships.
 FROM python:3.11.11-slim-bookworm AS builder
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
-RUN python -m venv /opt/crm
-COPY requirements.lock ./
-RUN /opt/crm/bin/pip install --require-hashes --no-deps -r requirements.lock
+COPY requirements.lock requirements-build.lock ./
+RUN python -m venv /opt/build \
+    && /opt/build/bin/pip install --require-hashes --no-deps -r requirements-build.lock \
+    && python -m venv /opt/crm \
+    && /opt/crm/bin/pip install --require-hashes --no-deps -r requirements.lock
 COPY pyproject.toml README.md ./
 COPY shared ./shared
 COPY services ./services
-RUN /opt/crm/bin/pip install --no-deps .
+RUN /opt/build/bin/pip wheel --no-deps --no-build-isolation --wheel-dir /wheels . \
+    && /opt/crm/bin/pip install --no-deps /wheels/*.whl
 
 # Runtime: the same slim Python, no compilers, no dev broker (the `embedded` extra is not
 # installed: production talks to Apache Kafka), a user with no shell and no home to write.

