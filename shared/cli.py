@@ -68,8 +68,8 @@ def service_settings(name: str) -> ServiceSettings:
             field = str(loc[0]) if loc else ""
             variable = _variable_of(settings_class, field, prefix)
             message = str(error["msg"]).removeprefix("Value error, ")
-            where = ".".join(_masked(field, depth, str(part)) for depth, part in enumerate(loc))
             if len(loc) > 1:  # inside the variable's JSON: say where, and what was sent there
+                where = ".".join(_masked(field, depth, str(part)) for depth, part in enumerate(loc))
                 message = f"{where.split('.', 1)[1]}: {message}"
                 if error["type"] in ("extra_forbidden", "missing") or len(loc) > 2:
                     message += f" (got {_shape(error.get('input'))})"
@@ -215,6 +215,8 @@ def health(
     """Exit 0 when the service on this host answers /healthz (the image's HEALTHCHECK)."""
     import urllib.request
 
+    if service is not None and service not in SERVICES:
+        raise typer.BadParameter(f"unknown service {service!r}; one of {', '.join(SERVICES)}")
     names = [service] if service else list(SERVICES)
     for name in names:
         settings_class = _settings_class(name)
