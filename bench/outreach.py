@@ -37,12 +37,14 @@ from typing import Any
 
 import asyncpg
 import httpx
+from sqlalchemy import text
 
 from bench.common import ROOT, append_results, drop_database, machine, new_database
 from services.outreach import repository as repo
-from services.outreach.app import PLANNING_BATCH, create_app, plan_everyone
+from services.outreach.app import create_app
 from services.outreach.channels import ClientPool, HttpProvider
 from services.outreach.dispatcher import Dispatcher
+from services.outreach.planning import PLANNING_BATCH, plan_everyone
 from services.outreach.service import outreach_service
 from services.outreach.settings import OutreachSettings
 from shared.db import create_engine, migrate, session_factory
@@ -427,6 +429,14 @@ async def bench_planning(customers: int) -> None:
             began = time.perf_counter()
             again = await plan_everyone(runtime)
             replanning = time.perf_counter() - began
+            async with runtime.sessions() as session, session.begin():
+                await session.execute(text("TRUNCATE tasks, outbox"))
+            processes = settings.planning_processes
+            settings.planning_processes = 1  # the same-run baseline: all in one process
+            began = time.perf_counter()
+            alone = await plan_everyone(runtime)
+            planning_alone = time.perf_counter() - began
+            settings.planning_processes = processes
         conn = await asyncpg.connect(pg_dsn(url))
         kinds = await conn.fetch(
             "SELECT kind, count(*) AS n FROM tasks GROUP BY kind ORDER BY 2 DESC"
@@ -450,10 +460,21 @@ async def bench_planning(customers: int) -> None:
         f"| first planning | {planning:.1f} | {created:,} | {customers / planning:,.0f} |\n"
         f"| planning again (nothing new) | {replanning:.1f} | {again:,} | "
         f"{customers / replanning:,.0f} |\n"
+        f"| baseline: first planning in one process | {planning_alone:.1f} | {alone:,} | "
+        f"{customers / planning_alone:,.0f} ({planning_alone / planning:.1f}x the time) |\n"
         f"| baseline: reading the customers alone | {reading:.1f} | - | "
         f"{read / reading:,.0f} |\n\n"
-        f"Tasks: {per_kind}; outbox rows: {events:,}.\n"
+        f"Tasks: {per_kind}; outbox rows: {events:,}. Planned by "
+        f"{settings.planning_processes} processes (`CRM_OUTREACH_PLANNING_PROCESSES`), each "
+        f"a range of customer ids; peak RSS of one: {children_rss_mib():.0f} MiB.\n"
     )
+
+
+def children_rss_mib() -> float:
+    """The largest peak resident memory of the processes this one has waited for."""
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
 
 
 def main() -> None:

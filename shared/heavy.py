@@ -3,19 +3,21 @@ simulation, a model fit).
 
 They run a few at a time per replica, and their numpy parts in a worker thread
 (`in_thread`), so the event loop goes on answering requests, publishing the outbox and
-heartbeating Kafka. A request for heavy work while every slot is taken is refused at once
-with 429 and a `Retry-After` from how long such work has lately taken; the scheduled
-re-rank waits for a slot instead.
+heartbeating Kafka. Pure-Python work that can be split runs in processes of its own
+(`in_processes`), one core each. A request for heavy work while every slot is taken is
+refused at once with 429 and a `Retry-After` from how long such work has lately taken;
+the scheduled re-rank waits for a slot instead.
 """
 
 from __future__ import annotations
 
 import asyncio
 import math
+import multiprocessing
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
-from typing import ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
 from shared.errors import TooBusy
 
@@ -56,3 +58,30 @@ class HeavyWork:
 async def in_thread(work: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
     """Run CPU-bound `work` (numpy releases the GIL for most of it) off the event loop."""
     return await asyncio.to_thread(work, *args, **kwargs)
+
+
+async def in_processes(
+    work: Callable[..., R],
+    arguments: Sequence[tuple[Any, ...]],
+    *,
+    while_waiting: Callable[[], None] | None = None,
+    every_s: float = 0.5,
+) -> list[R]:
+    """`work(*args)` for each of `arguments`, each in a process of its own, all at once;
+    their results in order. `work` and its arguments cross by pickle, so `work` is a
+    module-level function. The processes are started fresh ("spawn": a fork of a process
+    running an event loop and threads is unsafe), and terminated if this is cancelled
+    (their open transactions roll back). A failure in one is raised here."""
+    pool = multiprocessing.get_context("spawn").Pool(len(arguments))
+    try:
+        pending = [pool.apply_async(work, args) for args in arguments]
+        while not all(result.ready() for result in pending):
+            await asyncio.sleep(every_s)
+            if while_waiting is not None:
+                while_waiting()
+        results = [result.get() for result in pending]
+        pool.close()
+        return results
+    finally:
+        pool.terminate()
+        await asyncio.to_thread(pool.join)

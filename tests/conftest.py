@@ -330,14 +330,16 @@ class EventSender:
 
 
 async def query(url: str, sql: str, **params: Any) -> list[Any]:
-    """Rows of a SQL query run straight against a service's database."""
+    """Rows of a SQL query run straight against a service's database (none for a
+    statement that returns none; it is committed)."""
     import sqlalchemy as sa
 
     from shared.db import create_engine
 
     engine = create_engine(url)
     try:
-        async with engine.connect() as conn:
-            return list((await conn.execute(sa.text(sql), params)).all())
+        async with engine.begin() as conn:
+            result = await conn.execute(sa.text(sql), params)
+            return list(result.all()) if result.returns_rows else []
     finally:
         await engine.dispose()

@@ -14,7 +14,7 @@ from services.outreach.api import router
 from services.outreach.channels import ClientPool, HttpProvider
 from services.outreach.consumers import HANDLERS
 from services.outreach.dispatcher import Dispatcher
-from services.outreach.planner import MIN_OWN_PURCHASES
+from services.outreach.planning import plan_everyone
 from services.outreach.service import outreach_service
 from services.outreach.settings import OutreachSettings
 from shared.app import ServiceDefinition, ServiceRuntime, create_service_app
@@ -23,7 +23,6 @@ from shared.lease import Lease
 from shared.scheduling import run_when_due
 
 log = logging.getLogger("crm.outreach")
-PLANNING_BATCH = 10_000
 
 
 def dispatcher_for(runtime: ServiceRuntime, clients: ClientPool | None) -> Dispatcher:
@@ -78,29 +77,6 @@ async def dispatch_due_tasks(runtime: ServiceRuntime) -> None:
         )
 
 
-async def plan_everyone(runtime: ServiceRuntime) -> int:
-    """Plan every known customer again (next year's birthdays, new holidays, plan changes),
-    a batch per transaction; the calendar and the categories' cycles are read once."""
-    created = 0
-    after = None
-    now = utcnow()
-    async with runtime.sessions() as session:
-        occasions = await outreach_service.coming_occasions(session, now)
-        typical_days = await repo.cycles.typical_days(
-            session, await repo.cycles.categories(session), MIN_OWN_PURCHASES
-        )
-    while True:
-        async with runtime.sessions() as session, session.begin():
-            batch = await repo.recipients.planning_facts(session, after=after, limit=PLANNING_BATCH)
-            created += await outreach_service.plan_customers(
-                session, batch, now, occasions, typical_days
-            )
-        runtime.relay.wake()
-        if len(batch) < PLANNING_BATCH:
-            return created
-        after = batch[-1][0]
-
-
 async def scheduled_planning(runtime: ServiceRuntime) -> None:
     settings = runtime.settings
     assert isinstance(settings, OutreachSettings)
@@ -123,8 +99,7 @@ async def scheduled_planning(runtime: ServiceRuntime) -> None:
 async def configure(runtime: ServiceRuntime) -> None:
     settings = runtime.settings
     assert isinstance(settings, OutreachSettings)
-    outreach_service.holiday_country = settings.holiday_country
-    outreach_service.planning_window = dt.timedelta(days=settings.planning_window_days)
+    outreach_service.configure(settings)
 
 
 DEFINITION = ServiceDefinition(

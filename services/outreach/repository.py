@@ -95,10 +95,11 @@ class RecipientRepository:
         *,
         ids: Sequence[uuid.UUID] | None = None,
         after: uuid.UUID | None = None,
+        upto: uuid.UUID | None = None,
         limit: int | None = None,
     ) -> list[tuple[uuid.UUID, CustomerFacts]]:
         """What planning needs of live customers, as rows rather than objects: those in
-        `ids`, or the next `limit` after `after` in id order."""
+        `ids`, or the next `limit` after `after` (up to `upto`) in id order."""
         recipients = Recipient.__table__.c
         query = select(
             recipients.customer_id,
@@ -114,6 +115,8 @@ class RecipientRepository:
             query = query.where(recipients.customer_id.in_(list(ids)))
         if after is not None:
             query = query.where(recipients.customer_id > after)
+        if upto is not None:
+            query = query.where(recipients.customer_id <= upto)
         if limit is not None:
             query = query.order_by(recipients.customer_id).limit(limit)
         return [
@@ -133,6 +136,27 @@ class RecipientRepository:
                 await session.execute(query)
             )
         ]
+
+    async def split_points(self, session: AsyncSession, parts: int, fewest: int) -> list[uuid.UUID]:
+        """Ids that split the live customers into `parts` ranges of about the same size
+        (each range up to and including its point), fewer when a range would hold fewer
+        than `fewest`; none when one range is all there is."""
+        recipients = Recipient.__table__.c
+        live = recipients.erased_at.is_(None)
+        count = int(await session.scalar(select(func.count()).where(live)) or 0)
+        parts = min(parts, count // max(fewest, 1))
+        points = []
+        for part in range(1, parts):
+            point = await session.scalar(
+                select(recipients.customer_id)
+                .where(live)
+                .order_by(recipients.customer_id)
+                .offset(count * part // parts - 1)
+                .limit(1)
+            )
+            if point is not None:
+                points.append(point)
+        return points
 
 
 class ComplaintStateRepository:

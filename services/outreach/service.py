@@ -41,6 +41,7 @@ from services.outreach.schemas import (
     Upcoming,
     UpcomingContact,
 )
+from services.outreach.settings import OutreachSettings
 from shared.access import CustomerAccess
 from shared.columnar import insert_columns, object_column, random_uuid_column
 from shared.db import utcnow
@@ -120,6 +121,10 @@ class OutreachService:
         self.holiday_country = holiday_country
         # Contacts due within this window are tasks; later ones are shown as planned.
         self.planning_window = dt.timedelta(days=planning_window_days)
+
+    def configure(self, settings: OutreachSettings) -> None:
+        self.holiday_country = settings.holiday_country
+        self.planning_window = dt.timedelta(days=settings.planning_window_days)
 
     # ------------------------------------------------------------ plans
     async def plan_document(self, session: AsyncSession, tier: str | None) -> PlanDocument:

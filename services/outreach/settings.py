@@ -30,5 +30,8 @@ class OutreachSettings(ServiceSettings):
     # ones are planned and shown (`/v1/customers/{id}/upcoming`), and become tasks as the
     # window reaches them at the next planning.
     planning_window_days: int = Field(default=31, ge=1, le=366)
+    # Processes that plan everyone at once on PostgreSQL, each a range of customers (one
+    # core each: match the replica's CPU limit); SQLite plans in the service's process.
+    planning_processes: int = Field(default=2, ge=1, le=64)
     # Whose public holidays the calendar holds (ISO code, from the `holidays` package).
     holiday_country: str = "CN"

@@ -1,0 +1,53 @@
+"""Work split over processes (`shared.heavy.in_processes`): results in order, a failure
+raised in the caller, and no process left behind when the caller is cancelled."""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import os
+import time
+
+import pytest
+
+from shared.heavy import in_processes
+
+
+def square_and_pid(value: int) -> tuple[int, int]:
+    return value * value, os.getpid()
+
+
+def fail(message: str) -> None:
+    raise ValueError(message)
+
+
+def sleep_for(seconds: float) -> None:
+    time.sleep(seconds)
+
+
+async def test_each_piece_runs_in_a_process_of_its_own_and_results_keep_their_order() -> None:
+    woken: list[float] = []
+    results = await in_processes(
+        square_and_pid, [(3,), (4,), (5,)], while_waiting=lambda: woken.append(1), every_s=0.05
+    )
+    assert [value for value, _ in results] == [9, 16, 25]
+    pids = {pid for _, pid in results}
+    assert os.getpid() not in pids
+    assert woken  # the caller's hook ran while it waited
+    assert not multiprocessing.active_children()
+
+
+async def test_a_failure_in_a_process_is_raised_to_the_caller() -> None:
+    with pytest.raises(ValueError, match="no such customer"):
+        await in_processes(fail, [("no such customer",)])
+    assert not multiprocessing.active_children()
+
+
+async def test_cancelling_the_caller_terminates_the_processes() -> None:
+    task = asyncio.create_task(in_processes(sleep_for, [(60,), (60,)], every_s=0.05))
+    await asyncio.sleep(1.0)
+    assert multiprocessing.active_children()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert not multiprocessing.active_children()
