@@ -12,7 +12,7 @@ import logging
 import os
 import time
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
@@ -22,7 +22,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import BigInteger, DateTime, MetaData, event, text
+from sqlalchemy import BigInteger, DateTime, MetaData, bindparam, event, func, select, text
 from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import (
@@ -271,6 +271,8 @@ async def insert_new_rows(
 def expire_held(session: AsyncSession, model: type[Any], keys: Iterable[Any]) -> None:
     """After a Core write of these rows: the ORM copies the session holds are stale, so
     they are read again on next use."""
+    if not session.identity_map:
+        return
     for key in keys:
         held = session.identity_map.get(session.identity_key(model, key))
         if held is not None:
@@ -296,6 +298,44 @@ def upsert_from_select(dialect: str, table: Any, query: Any, key: Sequence[str])
     return stmt.on_conflict_do_update(
         index_elements=list(key),
         set_={name: stmt.excluded[name] for name in names if name not in key},
+    )
+
+
+async def upsert_rows(
+    session: AsyncSession,
+    table: Any,
+    rows: Sequence[Mapping[str, Any]],
+    key: Sequence[str],
+    changes: Callable[[Any], Mapping[str, Any]],
+) -> None:
+    """INSERT rows (mappings with the same keys), and where `key` exists already
+    UPDATE SET `changes(excluded)` instead (both databases).
+
+    On PostgreSQL the rows travel as one array per column, unnested by the server: one
+    statement whose text is the same for any number of rows (prepared once) and whose
+    values asyncpg encodes in C, where an executemany renders and binds every row in
+    Python. Values go through the columns' own bind processing either way."""
+    if not rows:
+        return
+    dialect = session.get_bind().dialect.name
+    if dialect != "postgresql":
+        stmt = dialect_insert(dialect, table)
+        await session.execute(
+            stmt.on_conflict_do_update(index_elements=list(key), set_=changes(stmt.excluded)),
+            list(rows),
+        )
+        return
+    from sqlalchemy.dialects.postgresql import ARRAY
+
+    names = list(rows[0])
+    arrays = [
+        bindparam(f"{name}_values", [row[name] for row in rows], type_=ARRAY(table.c[name].type))
+        for name in names
+    ]
+    source = func.unnest(*arrays).table_valued(*names).render_derived()
+    stmt = dialect_insert(dialect, table).from_select(names, select(*source.c))
+    await session.execute(
+        stmt.on_conflict_do_update(index_elements=list(key), set_=changes(stmt.excluded))
     )
 
 

@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.tiering import repository as repo
 from services.tiering.models import CustomerAggregate, DailyActivity, epoch_day
-from shared.db import dialect_insert, expire_held, utcnow
+from shared.db import column_in, dialect_insert, expire_held, upsert_rows, utcnow
 from shared.events import EventData, EventEnvelope, PaymentRecorded, PurchaseRecorded
 
 AGGREGATES = CustomerAggregate.__table__
@@ -112,7 +112,6 @@ async def _write(
         session, {cid: sums.first_seen_at for cid, sums in customers.items()}
     )
     now = utcnow()
-    dialect = session.get_bind().dialect.name
     customer_rows = [
         {
             "customer_id": customer_id,
@@ -128,28 +127,6 @@ async def _write(
         }
         for customer_id, sums in customers.items()
     ]
-    if customer_rows:
-        stmt = dialect_insert(dialect, AGGREGATES)
-        new, old = stmt.excluded, AGGREGATES.c
-        await session.execute(
-            stmt.on_conflict_do_update(
-                index_elements=["customer_id"],
-                set_={
-                    "revenue": old.revenue + new.revenue,
-                    "quantity": old.quantity + new.quantity,
-                    "collected": old.collected + new.collected,
-                    "purchase_count": old.purchase_count + new.purchase_count,
-                    "first_seen_at": case(
-                        (new.first_seen_at < old.first_seen_at, new.first_seen_at),
-                        else_=old.first_seen_at,
-                    ),
-                    "first_purchase_at": _earlier(new.first_purchase_at, old.first_purchase_at),
-                    "last_purchase_at": _later(new.last_purchase_at, old.last_purchase_at),
-                    "updated_at": new.updated_at,
-                },
-            ),
-            customer_rows,
-        )
     day_rows = [
         {
             "customer_key": keys[customer_id],
@@ -161,20 +138,32 @@ async def _write(
         }
         for (customer_id, day), sums in days.items()
     ]
-    if day_rows:
-        stmt = dialect_insert(dialect, DAILY)
-        new, old = stmt.excluded, DAILY.c
-        await session.execute(
-            stmt.on_conflict_do_update(
-                index_elements=["customer_key", "day"],
-                set_={
-                    name: old[name] + new[name]
-                    for name in ("revenue", "quantity", "purchases", "collected")
-                },
-            ),
-            day_rows,
-        )
+    await upsert_rows(session, AGGREGATES, customer_rows, ["customer_id"], _added_to_customer)
+    await upsert_rows(session, DAILY, day_rows, ["customer_key", "day"], _added_to_day)
     expire_held(session, CustomerAggregate, customers)
+
+
+def _added_to_customer(new: Any) -> dict[str, Any]:
+    old = AGGREGATES.c
+    return {
+        "revenue": old.revenue + new.revenue,
+        "quantity": old.quantity + new.quantity,
+        "collected": old.collected + new.collected,
+        "purchase_count": old.purchase_count + new.purchase_count,
+        "first_seen_at": case(
+            (new.first_seen_at < old.first_seen_at, new.first_seen_at), else_=old.first_seen_at
+        ),
+        "first_purchase_at": _earlier(new.first_purchase_at, old.first_purchase_at),
+        "last_purchase_at": _later(new.last_purchase_at, old.last_purchase_at),
+        "updated_at": new.updated_at,
+    }
+
+
+def _added_to_day(new: Any) -> dict[str, Any]:
+    return {
+        name: DAILY.c[name] + new[name]
+        for name in ("revenue", "quantity", "purchases", "collected")
+    }
 
 
 def _earlier(new: Any, old: Any) -> Any:
@@ -210,12 +199,15 @@ async def customer_keys(
 
 
 async def _known_keys(session: AsyncSession, ids: list[uuid.UUID]) -> dict[uuid.UUID, int]:
+    dialect = session.get_bind().dialect.name
     keys: dict[uuid.UUID, int] = {}
     for start in range(0, len(ids), ROWS_PER_STATEMENT):
         found = await session.execute(
             select(AGGREGATES.c.customer_id, AGGREGATES.c.key).where(
-                AGGREGATES.c.customer_id.in_(ids[start : start + ROWS_PER_STATEMENT])
+                column_in(
+                    AGGREGATES.c.customer_id, ids[start : start + ROWS_PER_STATEMENT], dialect
+                )
             )
         )
-        keys.update({row.customer_id: row.key for row in found})
+        keys.update({customer_id: key for customer_id, key in found})
     return keys

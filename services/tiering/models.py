@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from decimal import Decimal
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import (
     JSON,
@@ -64,6 +64,31 @@ class CustomerAggregate(Base):
     field_stamps: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     first_seen_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class KnownCustomer(Protocol):
+    """What the per-customer reads take of a customer's aggregate: its ORM row or a plain
+    row of these columns (`CUSTOMER_COLUMNS`)."""
+
+    @property
+    def key(self) -> int: ...
+    @property
+    def customer_id(self) -> uuid.UUID: ...
+    @property
+    def first_seen_at(self) -> dt.datetime: ...
+    @property
+    def erased(self) -> bool: ...
+    @property
+    def relationship_level(self) -> str | None: ...
+
+
+CUSTOMER_COLUMNS = (
+    CustomerAggregate.__table__.c.key,
+    CustomerAggregate.__table__.c.customer_id,
+    CustomerAggregate.__table__.c.first_seen_at,
+    CustomerAggregate.__table__.c.erased,
+    CustomerAggregate.__table__.c.relationship_level,
+)
 
 
 class CustomerScore(Base):

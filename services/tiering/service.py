@@ -23,6 +23,7 @@ from services.tiering.models import (
     Complaint,
     CustomerAggregate,
     CustomerScore,
+    KnownCustomer,
     RankingRun,
     TierPolicy,
     Touch,
@@ -200,7 +201,7 @@ class TieringService:
         if policy is None or not customer_ids:
             return
         await self._hold_tier_writer_lock(session)
-        aggregates = await repo.aggregates.get_many(session, customer_ids)
+        aggregates = await repo.aggregates.placing_rows(session, customer_ids)
         if not aggregates:
             return
         ranking = await repo.rankings.latest(session, policy.id)
@@ -242,7 +243,7 @@ class TieringService:
     @staticmethod
     def _reassessed(
         document: PolicyDocument,
-        aggregate: CustomerAggregate,
+        aggregate: KnownCustomer,
         before: dict[str, Any] | None,
         outcome: Reassessment,
         now: dt.datetime,

@@ -32,6 +32,7 @@ from services.tiering.models import (
     CustomerAggregate,
     CustomerScore,
     DailyActivity,
+    KnownCustomer,
     Touch,
     epoch_day,
 )
@@ -199,7 +200,7 @@ async def load_figures(
     session: AsyncSession,
     policy: PolicyDocument,
     as_of: dt.datetime,
-    these: Sequence[CustomerAggregate] | None = None,
+    these: Sequence[KnownCustomer] | None = None,
 ) -> Figures:
     """Read what the policy needs about everyone known by `as_of`, or about `these`
     customers (whose rows are at hand: only key, id and relationship level are taken)."""
@@ -284,7 +285,7 @@ async def _everyone(
     return {**customers, **_spread(customers["key"], stored, missing)}
 
 
-def _these_customers(aggregates: Sequence[CustomerAggregate], as_of: dt.datetime) -> Columns:
+def _these_customers(aggregates: Sequence[KnownCustomer], as_of: dt.datetime) -> Columns:
     """The columns the per-customer methods read, from rows the event handlers already
     hold (no second read); customers not known by `as_of`, or erased, are left out."""
     known = [row for row in aggregates if row.first_seen_at <= as_of and not row.erased]

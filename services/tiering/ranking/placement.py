@@ -14,17 +14,12 @@ from typing import Any
 import numpy as np
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.tiering.models import (
-    CustomerAggregate,
-)
+from services.tiering.models import KnownCustomer
 from services.tiering.ranking.compute import customer_scores, rule_holds, rule_sums, rule_value
 from services.tiering.ranking.explain import apply_rules
 from services.tiering.ranking.figures import load_figures
 from services.tiering.ranking.store import _stored_scores
 from services.tiering.schemas import PolicyDocument
-from shared.columnar import (
-    as_uuid,
-)
 
 
 @dataclass(frozen=True)
@@ -63,7 +58,7 @@ class Reassessment:
 async def reassess(
     session: AsyncSession,
     policy: PolicyDocument,
-    customers: Sequence[tuple[CustomerAggregate, str | None]],
+    customers: Sequence[tuple[KnownCustomer, str | None]],
     as_of: dt.datetime,
     placement: Placement | None = None,
 ) -> dict[uuid.UUID, Reassessment]:
@@ -73,6 +68,7 @@ async def reassess(
     has). Customers not known by `as_of` are left out."""
     figures = await load_figures(session, policy, as_of, [row for row, _ in customers])
     bands = {row.key: band for row, band in customers}
+    ids = {row.key: row.customer_id for row, _ in customers}
     values = figures.window_sum(policy.bands.metric, policy.bands.window_days)
     sums = [rule_sums(rule, figures) for rule in policy.rules]
     holds = [rule_holds(rule, found) for rule, found in zip(policy.rules, sums, strict=True)]
@@ -89,7 +85,7 @@ async def reassess(
         if placement is not None:
             value = int(values[i])
             band_tier, cutoff = placement.band_of(value, policy)
-        outcomes[as_uuid(figures.customers["customer_id"][i])] = Reassessment(
+        outcomes[ids[key]] = Reassessment(
             tier=apply_rules(band_tier, fired, policy) if band_tier is not None else None,
             fired=fired,
             rule_values=rule_figures,
