@@ -260,10 +260,16 @@ async def insert_new_rows(
     session: AsyncSession, table: Any, rows: Sequence[dict[str, Any]], key: str
 ) -> set[Any]:
     """INSERT the rows whose `key` does not exist yet (one executemany, which SQLAlchemy
-    sends as multi-row statements); the keys of those inserted (SQLite and PostgreSQL)."""
+    sends as multi-row statements; on PostgreSQL one statement over arrays, as
+    `upsert_rows`); the keys of those inserted (SQLite and PostgreSQL)."""
     if not rows:
         return set()
     dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        names = list(rows[0])
+        stmt = dialect_insert(dialect, table).from_select(names, _unnested(table, rows))
+        found = await session.execute(stmt.on_conflict_do_nothing().returning(table.c[key]))
+        return set(found.scalars().all())
     stmt = dialect_insert(dialect, table).on_conflict_do_nothing().returning(table.c[key])
     return set((await session.execute(stmt, list(rows))).scalars().all())
 
@@ -325,6 +331,15 @@ async def upsert_rows(
             list(rows),
         )
         return
+    names = list(rows[0])
+    stmt = dialect_insert(dialect, table).from_select(names, _unnested(table, rows))
+    await session.execute(
+        stmt.on_conflict_do_update(index_elements=list(key), set_=changes(stmt.excluded))
+    )
+
+
+def _unnested(table: Any, rows: Sequence[Mapping[str, Any]]) -> Any:
+    """PostgreSQL: the rows as a SELECT over one array per column, unnested side by side."""
     from sqlalchemy.dialects.postgresql import ARRAY
 
     names = list(rows[0])
@@ -332,11 +347,7 @@ async def upsert_rows(
         bindparam(f"{name}_values", [row[name] for row in rows], type_=ARRAY(table.c[name].type))
         for name in names
     ]
-    source = func.unnest(*arrays).table_valued(*names).render_derived()
-    stmt = dialect_insert(dialect, table).from_select(names, select(*source.c))
-    await session.execute(
-        stmt.on_conflict_do_update(index_elements=list(key), set_=changes(stmt.excluded))
-    )
+    return select(*func.unnest(*arrays).table_valued(*names).render_derived().c)
 
 
 async def bulk_insert(session: AsyncSession, table: Any, rows: list[dict[str, Any]]) -> None:

@@ -7,6 +7,7 @@ import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import numpy as np
 from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -751,7 +752,7 @@ class TieringService:
         else:
             placement = Placement(ranking.cutoffs, ranking.as_of)
             figures |= {
-                "cutoff": placement.band_of(value, document)[1],
+                "cutoff": placement.bands_of(np.array([value]), document)[1][0],
                 "ranking_as_of": ranking.as_of,
             }
         scores, reasons = explain_assignment(figures, document)

@@ -12,6 +12,7 @@ from decimal import Decimal
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.tiering.models import KnownCustomer
@@ -29,16 +30,26 @@ class Placement:
     cutoffs: list[int | None]
     as_of: dt.datetime
 
-    def band_of(self, value: int, policy: PolicyDocument) -> tuple[str, int | None]:
-        """The band a metric value falls in, and the edge it was compared with (for the
-        rest, the lowest band's)."""
-        names = [tier.name for tier in policy.bands.tiers]
-        if value > 0:
-            for name, cutoff in zip(names, self.cutoffs, strict=False):
-                if cutoff is not None and value >= cutoff:
-                    return name, cutoff
+    def bands_of(
+        self, values: NDArray[np.int64], policy: PolicyDocument
+    ) -> tuple[list[str], list[int | None]]:
+        """The band each metric value falls in (the first whose edge it reaches, when
+        above zero), and the edge it was compared with (for the rest, the lowest band's)."""
         lowest = next((cutoff for cutoff in reversed(self.cutoffs) if cutoff is not None), None)
-        return policy.bands.rest, lowest
+        names = np.full(len(values), policy.bands.rest, dtype=object)
+        edges = np.full(len(values), lowest, dtype=object)
+        placed = values <= 0
+        for tier, cutoff in zip(policy.bands.tiers, self.cutoffs, strict=False):
+            if cutoff is None:
+                continue
+            here = ~placed & (values >= cutoff)
+            names[here] = tier.name
+            edges[here] = cutoff
+            placed |= here
+        return names.tolist(), edges.tolist()
+
+
+SCORES_PLACED = ("value_segment", "thermometer", "churn_risk", "at_risk")
 
 
 @dataclass
@@ -72,27 +83,39 @@ async def reassess(
     values = figures.window_sum(policy.bands.metric, policy.bands.window_days)
     sums = [rule_sums(rule, figures) for rule in policy.rules]
     holds = [rule_holds(rule, found) for rule, found in zip(policy.rules, sums, strict=True)]
-    found_scores = customer_scores(figures)
-    stored = _stored_scores(found_scores, np.arange(figures.count))
+    fired_by_customer = (
+        [[index for index, held in enumerate(row) if held] for row in np.array(holds).T.tolist()]
+        if holds
+        else [[] for _ in range(figures.count)]
+    )
+    stored = _stored_scores(customer_scores(figures), np.arange(figures.count))
+    keys = figures.customers["key"].tolist()
+    band_tiers: list[str | None]
+    cutoffs: list[int | None] = [None] * len(keys)
+    value_list: list[int | None] = [None] * len(keys)
+    if placement is not None:
+        placed_bands, cutoffs = placement.bands_of(values, policy)
+        band_tiers = list(placed_bands)
+        value_list = values.tolist()
+    else:
+        band_tiers = [bands[key] for key in keys]
+    scores = zip(*(stored[name] for name in SCORES_PLACED), strict=True)
     outcomes: dict[uuid.UUID, Reassessment] = {}
-    for i, key in enumerate(figures.customers["key"].tolist()):
-        fired = [index for index, held in enumerate(holds) if held[i]]
+    for i, (key, band_tier, cutoff, value, fired, own_scores) in enumerate(
+        zip(keys, band_tiers, cutoffs, value_list, fired_by_customer, scores, strict=True)
+    ):
         rule_figures = {
-            rule.name: rule_value(rule, {name: int(column[i]) for name, column in found.items()})
-            for rule, found in zip(policy.rules, sums, strict=True)
+            rule.name: rule_value(rule, {name: int(column[i]) for name, column in rule_sum.items()})
+            for rule, rule_sum in zip(policy.rules, sums, strict=True)
         }
-        band_tier, cutoff, value = bands[key], None, None
-        if placement is not None:
-            value = int(values[i])
-            band_tier, cutoff = placement.band_of(value, policy)
+        tier = band_tier
+        if band_tier is not None and fired:
+            tier = apply_rules(band_tier, fired, policy)
         outcomes[ids[key]] = Reassessment(
-            tier=apply_rules(band_tier, fired, policy) if band_tier is not None else None,
+            tier=tier,
             fired=fired,
             rule_values=rule_figures,
-            scores={
-                name: stored[name][i]
-                for name in ("value_segment", "thermometer", "churn_risk", "at_risk")
-            },
+            scores=dict(zip(SCORES_PLACED, own_scores, strict=True)),
             band_tier=band_tier,
             value=value,
             cutoff=cutoff,
