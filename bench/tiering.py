@@ -370,6 +370,7 @@ async def bench_events(events: int, customers_count: int, backend: str) -> None:
                 Metrics("bench"),
                 after_batch=reassess_customers if handlers else None,
                 bulk_handlers=BULK_HANDLERS if handlers else None,
+                concurrent_partitions=backend == "postgresql",
             )
             task = asyncio.create_task(consumer.run())
             watcher = create_engine(url)

@@ -52,6 +52,9 @@ class ServiceDefinition:
     after_batch: BatchHook | None = None
     # Event types applied a batch at a time (see shared/consumer.py).
     bulk_handlers: Mapping[str, BulkHandler] = field(default_factory=dict)
+    # A poll's partitions applied at once, each in its own transaction (PostgreSQL only):
+    # for handlers whose writes are the customer's own rows (one customer, one partition).
+    concurrent_partitions: bool = False
     # Runs once the database is reachable, before requests are served (e.g. seed data).
     on_startup: Callable[[ServiceRuntime], Awaitable[None]] | None = None
     # Long-running jobs of the service (schedulers), started beside the relay and consumer.
@@ -214,6 +217,8 @@ def create_service_app(definition: ServiceDefinition, settings: ServiceSettings)
                 relay.wake,
                 definition.after_batch,
                 definition.bulk_handlers,
+                concurrent_partitions=definition.concurrent_partitions
+                and engine.dialect.name == "postgresql",
             )
             if definition.handlers
             else None

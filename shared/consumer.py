@@ -163,8 +163,13 @@ class EventConsumer:
         on_events_recorded: Callable[[], None] | None = None,
         after_batch: BatchHook | None = None,
         bulk_handlers: Mapping[str, BulkHandler] | None = None,
+        *,
+        concurrent_partitions: bool = False,
     ) -> None:
         self.settings = settings
+        # Whether a poll's partitions are applied at once: one's Python work then runs
+        # while the database works on another's transaction.
+        self.concurrent_partitions = concurrent_partitions
         self.sessions = session_factory(engine)
         self.handlers = dict(handlers)
         self.bulk_handlers = dict(bulk_handlers or {})
@@ -173,6 +178,7 @@ class EventConsumer:
         self.on_events_recorded = on_events_recorded
         self.consumer: AIOKafkaConsumer | None = None
         self._dlq_producer: AIOKafkaProducer | None = None
+        self._dlq_starting = asyncio.Lock()
         self._stopping = False
         self.assigned = asyncio.Event()  # set once the group has given us partitions
 
@@ -256,13 +262,29 @@ class EventConsumer:
             )
             if consumer.assignment():
                 self.assigned.set()
-            for partition, messages in batches.items():
-                await self.process_many(messages)
-                await self._commit(consumer, partition, messages[-1].offset + 1)
+            if self.concurrent_partitions and len(batches) > 1:
+                await asyncio.gather(
+                    *(
+                        self._apply_partition(consumer, partition, messages)
+                        for partition, messages in batches.items()
+                    )
+                )
+            else:
+                for partition, messages in batches.items():
+                    await self._apply_partition(consumer, partition, messages)
             if batches:
                 watch.progressed()
             else:
                 await watch.check()
+
+    async def _apply_partition(
+        self,
+        consumer: AIOKafkaConsumer,
+        partition: TopicPartition,
+        messages: list[ConsumerRecord[bytes, bytes]],
+    ) -> None:
+        await self.process_many(messages)
+        await self._commit(consumer, partition, messages[-1].offset + 1)
 
     async def _commit(
         self, consumer: AIOKafkaConsumer, partition: TopicPartition, offset: int
@@ -443,10 +465,11 @@ class EventConsumer:
     async def _dead_letter(
         self, message: ConsumerRecord[bytes, bytes], error: BaseException | None, attempts: int
     ) -> None:
-        if self._dlq_producer is None:
-            producer = new_producer(self.settings)
-            await producer.start()
-            self._dlq_producer = producer
+        async with self._dlq_starting:  # partitions applied at once may both get here
+            if self._dlq_producer is None:
+                producer = new_producer(self.settings)
+                await producer.start()
+                self._dlq_producer = producer
         headers: list[tuple[str, bytes]] = [
             ("x-error", repr(error)[:2000].encode()),
             ("x-original-topic", message.topic.encode()),

@@ -77,6 +77,7 @@ DEFINITION = ServiceDefinition(
     routers=[router],
     handlers=HANDLERS,
     bulk_handlers=BULK_HANDLERS,
+    concurrent_partitions=True,  # every write is the customer's own; tier history locks
     after_batch=reassess_customers,
     migrations_dir=Path(__file__).parent / "migrations",
     on_startup=seed_default_policy,

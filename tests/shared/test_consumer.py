@@ -202,11 +202,22 @@ async def test_offset_commit_that_never_answers_is_given_up(tmp_path: Any) -> No
 
 @asynccontextmanager
 async def consuming(
-    settings: TieringSettings, engine: Any, handlers: dict[str, Any], after_batch: Any = None
+    settings: TieringSettings,
+    engine: Any,
+    handlers: dict[str, Any],
+    after_batch: Any = None,
+    concurrent_partitions: bool = False,
 ) -> AsyncIterator[None]:
     """A consumer running over the topics for the duration of the block. Wait inside for
     committed writes: leaving the block may cut a transaction still in flight."""
-    consumer = EventConsumer(settings, engine, handlers, Metrics("test"), after_batch=after_batch)
+    consumer = EventConsumer(
+        settings,
+        engine,
+        handlers,
+        Metrics("test"),
+        after_batch=after_batch,
+        concurrent_partitions=concurrent_partitions,
+    )
     task = asyncio.create_task(consumer.run())
     try:
         yield
@@ -274,6 +285,55 @@ async def test_a_polls_events_share_one_transaction_and_one_batch_hook(
     assert max(len(batch) for batch in batches) > 1  # many events, one hook call
     assert await _count(engine, "probe") == 20
     assert await _count(engine, "hook") == len(batches)
+    await engine.dispose()
+
+
+async def test_partitions_applied_at_once_apply_each_event_once_in_each_customers_order(
+    broker: EmbeddedBroker, new_database: DatabaseFactory, topic_prefix: str
+) -> None:
+    settings = await consumer_settings(broker, new_database, topic_prefix)
+    customers = [uuid.uuid4() for _ in range(40)]
+    sent = {
+        customer: [purchase_envelope(customer, f"{n}.00") for n in range(5)]
+        for customer in customers
+    }
+    async with producer_for(broker) as producer:
+        for envelopes in sent.values():
+            for envelope in envelopes:
+                await send(
+                    producer,
+                    settings.topic("purchase.recorded"),
+                    uuid.UUID(envelope["customer_id"]),
+                    json.dumps(envelope).encode(),
+                )
+    engine = create_engine(settings.database_url)
+    postgres = engine.dialect.name == "postgresql"  # SQLite has one writer: one at a time
+    handled: dict[uuid.UUID, list[str]] = {customer: [] for customer in customers}
+    running_hooks: list[int] = []
+    overlapped: list[bool] = []
+
+    async def record(session: AsyncSession, event: EventEnvelope, data: EventData) -> None:
+        handled[event.customer_id].append(str(event.id))
+        await _probe(session, engine, "probe")
+
+    async def hook(session: AsyncSession, events: list[EventEnvelope]) -> None:
+        running_hooks.append(1)
+        overlapped.append(len(running_hooks) > 1)
+        await asyncio.sleep(0.2)  # a batch's slow part: another partition's runs meanwhile
+        running_hooks.pop()
+
+    async with consuming(
+        settings,
+        engine,
+        {"purchase.recorded": record},
+        after_batch=hook,
+        concurrent_partitions=postgres,
+    ):
+        await eventually(lambda: _counted(engine, "probe", 200))
+    assert await _count(engine, "probe") == 200  # each once
+    for customer, envelopes in sent.items():
+        assert handled[customer] == [envelope["id"] for envelope in envelopes]
+    assert any(overlapped) == postgres
     await engine.dispose()
 
 
