@@ -53,7 +53,8 @@ class ServiceDefinition:
     # Event types applied a batch at a time (see shared/consumer.py).
     bulk_handlers: Mapping[str, BulkHandler] = field(default_factory=dict)
     # A poll's partitions applied at once, each in its own transaction (PostgreSQL only):
-    # for handlers whose writes are the customer's own rows (one customer, one partition).
+    # for handlers whose writes are the customer's own rows. One customer's events share
+    # a partition number on every topic, and partitions of one number stay in order.
     concurrent_partitions: bool = False
     # Runs once the database is reachable, before requests are served (e.g. seed data).
     on_startup: Callable[[ServiceRuntime], Awaitable[None]] | None = None

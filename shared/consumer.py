@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import defaultdict
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
@@ -263,28 +264,34 @@ class EventConsumer:
             if consumer.assignment():
                 self.assigned.set()
             if self.concurrent_partitions and len(batches) > 1:
+                # Partitions of one number hold the same customers (every topic has the
+                # same partitions and the customer id is the key): those stay one at a time.
+                alike: dict[int, list[TopicPartition]] = defaultdict(list)
+                for partition in batches:
+                    alike[partition.partition].append(partition)
                 await asyncio.gather(
                     *(
-                        self._apply_partition(consumer, partition, messages)
-                        for partition, messages in batches.items()
+                        self._apply_partitions(consumer, partitions, batches)
+                        for partitions in alike.values()
                     )
                 )
             else:
-                for partition, messages in batches.items():
-                    await self._apply_partition(consumer, partition, messages)
+                await self._apply_partitions(consumer, list(batches), batches)
             if batches:
                 watch.progressed()
             else:
                 await watch.check()
 
-    async def _apply_partition(
+    async def _apply_partitions(
         self,
         consumer: AIOKafkaConsumer,
-        partition: TopicPartition,
-        messages: list[ConsumerRecord[bytes, bytes]],
+        partitions: list[TopicPartition],
+        batches: Mapping[TopicPartition, list[ConsumerRecord[bytes, bytes]]],
     ) -> None:
-        await self.process_many(messages)
-        await self._commit(consumer, partition, messages[-1].offset + 1)
+        for partition in partitions:
+            messages = batches[partition]
+            await self.process_many(messages)
+            await self._commit(consumer, partition, messages[-1].offset + 1)
 
     async def _commit(
         self, consumer: AIOKafkaConsumer, partition: TopicPartition, offset: int

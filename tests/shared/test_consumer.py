@@ -288,52 +288,65 @@ async def test_a_polls_events_share_one_transaction_and_one_batch_hook(
     await engine.dispose()
 
 
+def payment_envelope(customer_id: uuid.UUID) -> dict[str, Any]:
+    return {
+        **purchase_envelope(customer_id),
+        "id": str(uuid.uuid4()),
+        "type": "payment.recorded",
+        "data": {
+            "payment_id": str(uuid.uuid4()),
+            "amount": "5.00",
+            "currency": "CNY",
+            "received_at": "2026-11-02T00:00:00Z",
+        },
+    }
+
+
 async def test_partitions_applied_at_once_apply_each_event_once_in_each_customers_order(
     broker: EmbeddedBroker, new_database: DatabaseFactory, topic_prefix: str
 ) -> None:
     settings = await consumer_settings(broker, new_database, topic_prefix)
     customers = [uuid.uuid4() for _ in range(40)]
     sent = {
-        customer: [purchase_envelope(customer, f"{n}.00") for n in range(5)]
-        for customer in customers
+        c: [purchase_envelope(c, f"{n}.00") for n in range(4)] + [payment_envelope(c)]
+        for c in customers
     }
     async with producer_for(broker) as producer:
-        for envelopes in sent.values():
+        for customer, envelopes in sent.items():
             for envelope in envelopes:
-                await send(
-                    producer,
-                    settings.topic("purchase.recorded"),
-                    uuid.UUID(envelope["customer_id"]),
-                    json.dumps(envelope).encode(),
-                )
+                topic = settings.topic(envelope["type"])
+                await send(producer, topic, customer, json.dumps(envelope).encode())
     engine = create_engine(settings.database_url)
     postgres = engine.dialect.name == "postgresql"  # SQLite has one writer: one at a time
     handled: dict[uuid.UUID, list[str]] = {customer: [] for customer in customers}
-    running_hooks: list[int] = []
+    in_flight: list[set[uuid.UUID]] = []
     overlapped: list[bool] = []
+    shared_customers: list[set[uuid.UUID]] = []
 
     async def record(session: AsyncSession, event: EventEnvelope, data: EventData) -> None:
         handled[event.customer_id].append(str(event.id))
         await _probe(session, engine, "probe")
 
     async def hook(session: AsyncSession, events: list[EventEnvelope]) -> None:
-        running_hooks.append(1)
-        overlapped.append(len(running_hooks) > 1)
+        mine = {event.customer_id for event in events}
+        overlapped.append(bool(in_flight))
+        shared_customers.extend(mine & other for other in in_flight if mine & other)
+        in_flight.append(mine)
         await asyncio.sleep(0.2)  # a batch's slow part: another partition's runs meanwhile
-        running_hooks.pop()
+        in_flight.remove(mine)
 
+    handlers = {"purchase.recorded": record, "payment.recorded": record}
     async with consuming(
-        settings,
-        engine,
-        {"purchase.recorded": record},
-        after_batch=hook,
-        concurrent_partitions=postgres,
+        settings, engine, handlers, after_batch=hook, concurrent_partitions=postgres
     ):
         await eventually(lambda: _counted(engine, "probe", 200))
     assert await _count(engine, "probe") == 200  # each once
-    for customer, envelopes in sent.items():
-        assert handled[customer] == [envelope["id"] for envelope in envelopes]
+    for customer, envelopes in sent.items():  # each topic's events in their order
+        purchases = [e["id"] for e in envelopes if e["type"] == "purchase.recorded"]
+        assert [e for e in handled[customer] if e in purchases] == purchases
+        assert set(handled[customer]) == {e["id"] for e in envelopes}
     assert any(overlapped) == postgres
+    assert not shared_customers  # one customer's partitions (one number) never at once
     await engine.dispose()
 
 
