@@ -396,6 +396,62 @@ def dlq_replay(
     Console().print(f"replayed {sent} dead letters")
 
 
+keys_app = typer.Typer(
+    help="API keys of `crm up` (kept in the data folder's api-keys.json; in production "
+    "the keys are CRM_API_KEYS, from your secret store)."
+)
+app.add_typer(keys_app, name="keys")
+ROLES = ("admin", "account_manager", "analyst", "agent")
+
+
+def _local_keys_file() -> Path:
+    if os.environ.get("CRM_API_KEYS", "").strip():
+        console.print(
+            "[red]The keys come from CRM_API_KEYS here: add or list them where it is set.[/]"
+        )
+        raise typer.Exit(2)
+    folder = Path(os.environ.get("CRM_DATA_DIR") or project_data_dir()).resolve()
+    load_or_create_api_keys(folder)  # the admin key first, as `crm up` would make it
+    return folder / "api-keys.json"
+
+
+@keys_app.command("add")
+def keys_add(
+    user: Annotated[str, typer.Option("--user", help="Who the key stands for (e.g. mia).")],
+    role: Annotated[
+        list[str], typer.Option("--role", help=f"One of {', '.join(ROLES)}; repeatable.")
+    ],
+) -> None:
+    """Make a key for a user with these roles (an account manager sees their own
+    customers alone); printed once. `crm up` reads the keys when it starts."""
+    unknown = sorted(set(role) - set(ROLES))
+    if unknown or not user.strip():
+        console.print(
+            f"[red]Unknown role {', '.join(unknown)}: choose from {', '.join(ROLES)}.[/]"
+            if unknown
+            else "[red]--user must name someone.[/]"
+        )
+        raise typer.Exit(2)
+    keys_file = _local_keys_file()
+    keys = json.loads(keys_file.read_text())
+    key = secrets.token_urlsafe(24)
+    keys[key] = {"roles": sorted(set(role)), "user": user.strip()}
+    keys_file.write_text(json.dumps(keys, indent=2))
+    keys_file.chmod(0o600)
+    Console().print(f"API key for {user.strip()} ({', '.join(sorted(set(role)))}): {key}")
+    console.print("Restart `crm up` (or `make up`) for the services to accept it.")
+
+
+@keys_app.command("list")
+def keys_list() -> None:
+    """The local keys: who, which roles, and the key's first characters."""
+    keys = json.loads(_local_keys_file().read_text())
+    table = Table("key", "user", "roles")
+    for key, grant in keys.items():
+        table.add_row(f"{key[:4]}...", grant.get("user", ""), ", ".join(grant.get("roles", [])))
+    Console().print(table)
+
+
 topics_app = typer.Typer(help="Topics as infrastructure: one declaration, applied or rendered.")
 app.add_typer(topics_app, name="topics")
 
