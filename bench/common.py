@@ -46,3 +46,12 @@ async def drop_database(url: str) -> None:
         conn = await asyncpg.connect(database="postgres", **PG)
         await conn.execute(f'DROP DATABASE IF EXISTS "{database_name(url)}" WITH (FORCE)')
         await conn.close()
+
+
+def peak_rss_mib(children: bool = False) -> float:
+    """The peak resident memory of this process, or (`children`) the largest of the
+    processes it has waited for."""
+    import resource
+
+    who = resource.RUSAGE_CHILDREN if children else resource.RUSAGE_SELF
+    return resource.getrusage(who).ru_maxrss / 1024

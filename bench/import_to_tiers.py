@@ -16,7 +16,6 @@ import argparse
 import asyncio
 import datetime as dt
 import json
-import os
 import sys
 import tempfile
 import time
@@ -26,10 +25,10 @@ from typing import Any
 import httpx
 import sqlalchemy as sa
 
-from bench.common import ROOT, append_results, drop_database, machine, new_database
-from bench.slice import HEADERS, KEY, start
-from shared.broker import EmbeddedBroker, free_port
-from shared.db import create_engine, migrate
+from bench.common import append_results, drop_database, machine
+from bench.slice import HEADERS, profile_and_tiering, start
+from shared.broker import EmbeddedBroker
+from shared.db import create_engine
 
 
 def write_files(folder: Path, rows: int, customers: int) -> tuple[bytes, bytes]:
@@ -68,24 +67,9 @@ async def run(rows: int, customers: int, backend: str, folder: Path) -> dict[str
     processes = []
     databases: list[str] = []
     try:
-        profile_db = await new_database(backend, "profile", folder)
-        tiering_db = await new_database(backend, "tiering", folder)
-        databases += [profile_db, tiering_db]
-        await migrate(profile_db, ROOT / "services/profile/migrations")
-        await migrate(tiering_db, ROOT / "services/tiering/migrations")
-        ports = {"profile": free_port(), "tiering": free_port()}
-        env = {k: v for k, v in os.environ.items() if not k.startswith("CRM_")}
-        env.update(
-            {
-                "CRM_API_KEYS": json.dumps({KEY: {"roles": ["admin"], "user": "bench"}}),
-                "CRM_KAFKA_BOOTSTRAP": broker.bootstrap,
-                "CRM_LOG_LEVEL": "WARNING",
-                "CRM_PROFILE_DATABASE_URL": profile_db,
-                "CRM_PROFILE_PORT": str(ports["profile"]),
-                "CRM_TIERING_DATABASE_URL": tiering_db,
-                "CRM_TIERING_PORT": str(ports["tiering"]),
-            }
-        )
+        service_dbs, ports, env = await profile_and_tiering(backend, folder, broker.bootstrap)
+        databases += service_dbs.values()
+        tiering_db = service_dbs["tiering"]
         for service in ("profile", "tiering"):
             processes.append(
                 start(

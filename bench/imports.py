@@ -14,21 +14,16 @@ import argparse
 import asyncio
 import csv
 import datetime as dt
-import resource
 import tempfile
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-from bench.common import ROOT, append_results, drop_database, machine, new_database
+from bench.common import ROOT, append_results, drop_database, machine, new_database, peak_rss_mib
 from services.profile.imports import IMPORTERS
 from shared.db import create_engine, migrate, session_factory
 
 CUSTOMERS = 10_000
-
-
-def peak_rss_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def write_files(folder: Path, rows: int) -> tuple[Path, Path]:

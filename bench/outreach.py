@@ -39,7 +39,7 @@ import asyncpg
 import httpx
 from sqlalchemy import text
 
-from bench.common import ROOT, append_results, drop_database, machine, new_database
+from bench.common import ROOT, append_results, drop_database, machine, new_database, peak_rss_mib
 from services.outreach import repository as repo
 from services.outreach.app import create_app
 from services.outreach.channels import ClientPool, HttpProvider
@@ -466,15 +466,8 @@ async def bench_planning(customers: int) -> None:
         f"{read / reading:,.0f} |\n\n"
         f"Tasks: {per_kind}; outbox rows: {events:,}. Planned by "
         f"{settings.planning_processes} processes (`CRM_OUTREACH_PLANNING_PROCESSES`), each "
-        f"a range of customer ids; peak RSS of one: {children_rss_mib():.0f} MiB.\n"
+        f"a range of customer ids; peak RSS of one: {peak_rss_mib(children=True):.0f} MiB.\n"
     )
-
-
-def children_rss_mib() -> float:
-    """The largest peak resident memory of the processes this one has waited for."""
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
 
 
 def main() -> None:

@@ -38,6 +38,31 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
+async def profile_and_tiering(
+    backend: str, folder: Path, bootstrap: str
+) -> tuple[dict[str, str], dict[str, int], dict[str, str]]:
+    """Migrated databases and free ports for profile and tiering, and the environment that
+    points `crm serve` at them and the broker: (databases, ports, environment)."""
+    databases = {
+        service: await new_database(backend, service, folder) for service in ("profile", "tiering")
+    }
+    for service, url in databases.items():
+        await migrate(url, ROOT / "services" / service / "migrations")
+    ports = {service: free_port() for service in databases}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CRM_")}
+    env.update(
+        {
+            "CRM_API_KEYS": json.dumps({KEY: {"roles": ["admin"], "user": "bench"}}),
+            "CRM_KAFKA_BOOTSTRAP": bootstrap,
+            "CRM_LOG_LEVEL": "WARNING",
+        }
+    )
+    for service, url in databases.items():
+        env[f"CRM_{service.upper()}_DATABASE_URL"] = url
+        env[f"CRM_{service.upper()}_PORT"] = str(ports[service])
+    return databases, ports, env
+
+
 def start(args: list[str], env: dict[str, str], port: int, log: Path) -> subprocess.Popen[bytes]:
     process = subprocess.Popen(args, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 30
@@ -81,26 +106,13 @@ async def run_backend(
     processes: list[subprocess.Popen[bytes]] = []
     databases: list[str] = []
     try:
-        profile_db = await new_database(backend, "profile", folder)
-        tiering_db = await new_database(backend, "tiering", folder)
+        service_dbs, ports, env = await profile_and_tiering(backend, folder, broker.bootstrap)
+        databases += service_dbs.values()
+        profile_db, tiering_db = service_dbs["profile"], service_dbs["tiering"]
         baseline_db = await new_database(backend, "baseline", folder)
-        databases += [profile_db, tiering_db, baseline_db]
-        await migrate(profile_db, ROOT / "services/profile/migrations")
-        await migrate(tiering_db, ROOT / "services/tiering/migrations")
-        ports = {"profile": free_port(), "tiering": free_port(), "baseline": free_port()}
-        env = {k: v for k, v in os.environ.items() if not k.startswith("CRM_")}
-        env.update(
-            {
-                "CRM_API_KEYS": json.dumps({KEY: {"roles": ["admin"], "user": "bench"}}),
-                "CRM_KAFKA_BOOTSTRAP": broker.bootstrap,
-                "CRM_LOG_LEVEL": "WARNING",
-                "CRM_PROFILE_DATABASE_URL": profile_db,
-                "CRM_PROFILE_PORT": str(ports["profile"]),
-                "CRM_TIERING_DATABASE_URL": tiering_db,
-                "CRM_TIERING_PORT": str(ports["tiering"]),
-                "BENCH_DATABASE_URL": baseline_db,
-            }
-        )
+        databases.append(baseline_db)
+        ports["baseline"] = free_port()
+        env["BENCH_DATABASE_URL"] = baseline_db
         python = sys.executable
         processes.append(
             start(

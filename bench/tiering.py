@@ -18,7 +18,6 @@ import concurrent.futures
 import datetime as dt
 import json
 import random
-import resource
 import time
 import uuid
 from dataclasses import dataclass
@@ -36,6 +35,7 @@ from bench.common import (
     drop_database,
     machine,
     new_database,
+    peak_rss_mib,
 )
 from services.tiering.churn_fit import fit_churn_model
 from services.tiering.consumers import BULK_HANDLERS, HANDLERS, reassess_customers
@@ -56,10 +56,6 @@ from shared.topics import ensure_platform_topics
 MIGRATIONS = ROOT / "services" / "tiering" / "migrations"
 KEYS = {"bench-admin-key-0123456789abcdef": {"roles": ["admin"], "user": "bench"}}
 BENCH_ADMIN = {"Authorization": "Bearer bench-admin-key-0123456789abcdef"}
-
-
-def peak_rss_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 # ---------------------------------------------------------------- re-rank
