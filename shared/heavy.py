@@ -12,11 +12,14 @@ the scheduled re-rank waits for a slot instead.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import multiprocessing
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
+from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
 from typing import Any, ParamSpec, TypeVar
 
 from shared.errors import TooBusy
@@ -70,18 +73,71 @@ async def in_processes(
     """`work(*args)` for each of `arguments`, each in a process of its own, all at once;
     their results in order. `work` and its arguments cross by pickle, so `work` is a
     module-level function. The processes are started fresh ("spawn": a fork of a process
-    running an event loop and threads is unsafe), and terminated if this is cancelled
-    (their open transactions roll back). A failure in one is raised here."""
-    pool = multiprocessing.get_context("spawn").Pool(len(arguments))
+    running an event loop and threads is unsafe) and terminated if this is cancelled or
+    one fails (their open transactions roll back). A failure in one is raised here, and
+    so is a process that dies without answering (killed for its memory, say): a pool
+    would wait for its answer forever."""
+    context = multiprocessing.get_context("spawn")
+    answers: list[Connection] = []
+    processes: list[BaseProcess] = []
     try:
-        pending = [pool.apply_async(work, args) for args in arguments]
-        while not all(result.ready() for result in pending):
+        for args in arguments:
+            receiving, sending = context.Pipe(duplex=False)
+            child = context.Process(target=_answer, args=(sending, work, args), daemon=True)
+            child.start()
+            sending.close()  # ours closed, the pipe ends when the child's end does
+            answers.append(receiving)
+            processes.append(child)
+        results: dict[int, R] = {}
+        while len(results) < len(processes):
             await asyncio.sleep(every_s)
             if while_waiting is not None:
                 while_waiting()
-        results = [result.get() for result in pending]
-        pool.close()
-        return results
+            for index, (answer, process) in enumerate(zip(answers, processes, strict=True)):
+                if index in results:
+                    continue
+                alive = process.is_alive()  # before looking: an answer may come as it ends
+                outcome = None
+                if answer.poll():  # an answer, or the pipe closed by a process that died
+                    with contextlib.suppress(EOFError):
+                        outcome = answer.recv()
+                if outcome is not None:
+                    results[index] = _result(outcome)
+                    continue
+                if alive:
+                    continue
+                await asyncio.to_thread(process.join, 5)
+                raise ChildProcessError(
+                    f"{work.__name__} process {index} ended (exit code {process.exitcode}) "
+                    "without an answer"
+                )
+        return [results[index] for index in range(len(processes))]
     finally:
-        pool.terminate()
-        await asyncio.to_thread(pool.join)
+        for process in processes:
+            if process.is_alive():
+                process.terminate()
+        for process in processes:
+            await asyncio.to_thread(process.join)
+        for answer in answers:
+            answer.close()
+
+
+def _answer(sending: Connection, work: Callable[..., Any], args: tuple[Any, ...]) -> None:
+    """In the child: send back what `work` returned, or the error it raised."""
+    try:
+        outcome: tuple[bool, Any] = (True, work(*args))
+    except BaseException as exc:
+        outcome = (False, exc)
+    try:
+        sending.send(outcome)
+    except Exception as exc:  # an answer that does not pickle: say what it was
+        sending.send((False, RuntimeError(f"{work.__name__}: {outcome[1]!r} ({exc!r})")))
+    finally:
+        sending.close()
+
+
+def _result(outcome: tuple[bool, Any]) -> Any:
+    succeeded, value = outcome
+    if not succeeded:
+        raise value
+    return value

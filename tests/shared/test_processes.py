@@ -51,3 +51,13 @@ async def test_cancelling_the_caller_terminates_the_processes() -> None:
     with pytest.raises(asyncio.CancelledError):
         await task
     assert not multiprocessing.active_children()
+
+
+def die(code: int) -> None:
+    os._exit(code)  # as a process killed for its memory: no answer, no exception
+
+
+async def test_a_process_that_dies_without_answering_is_an_error_not_a_wait() -> None:
+    with pytest.raises(ChildProcessError, match="exit code 3"):
+        await asyncio.wait_for(in_processes(die, [(3,)], every_s=0.05), timeout=60)
+    assert not multiprocessing.active_children()
