@@ -25,8 +25,8 @@ from typing import Any
 import httpx
 import sqlalchemy as sa
 
-from bench.common import append_results, drop_database, machine
-from bench.slice import HEADERS, profile_and_tiering, start
+from bench.common import append_results, machine
+from bench.slice import HEADERS, profile_and_tiering, start, tear_down
 from shared.broker import EmbeddedBroker
 from shared.db import create_engine
 
@@ -114,13 +114,7 @@ async def run(rows: int, customers: int, backend: str, folder: Path) -> dict[str
             "tiered": tiered,
         }
     finally:
-        for process in processes:
-            process.terminate()
-        for process in processes:
-            process.wait(15)
-        broker.stop()
-        for url in databases:
-            await drop_database(url)
+        await tear_down(processes, broker, databases)
 
 
 def main() -> None:

@@ -63,6 +63,19 @@ async def profile_and_tiering(
     return databases, ports, env
 
 
+async def tear_down(
+    processes: list[subprocess.Popen[bytes]], broker: EmbeddedBroker, databases: list[str]
+) -> None:
+    """Stop the services, then the broker, and drop their databases."""
+    for process in processes:
+        process.terminate()
+    for process in processes:
+        process.wait(15)
+    broker.stop()
+    for url in databases:
+        await drop_database(url)
+
+
 def start(args: list[str], env: dict[str, str], port: int, log: Path) -> subprocess.Popen[bytes]:
     process = subprocess.Popen(args, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 30
@@ -250,13 +263,7 @@ async def run_backend(
             "lag_p99_ms": percentile(lags, 0.99) * 1000,
         }
     finally:
-        for process in processes:
-            process.terminate()
-        for process in processes:
-            process.wait(15)
-        broker.stop()
-        for url in databases:
-            await drop_database(url)
+        await tear_down(processes, broker, databases)
 
 
 def write_results(results: list[dict[str, Any]]) -> str:
