@@ -37,7 +37,9 @@ class AggregateRepository:
     ) -> Sequence[Any]:
         """What placing these customers takes of their aggregates (`CUSTOMER_COLUMNS`), as
         plain rows: a batch of events reads thousands, and ORM objects cost more to make
-        than the placement itself."""
+        than the placement itself. Changes the session holds are written first (a Core
+        read does not flush them), so the rows include them."""
+        await session.flush()
         dialect = session.get_bind().dialect.name
         found: list[Any] = []
         for start in range(0, len(customer_ids), 1000):
