@@ -269,12 +269,10 @@ class EventConsumer:
                 alike: dict[int, list[TopicPartition]] = defaultdict(list)
                 for partition in batches:
                     alike[partition.partition].append(partition)
-                await asyncio.gather(
-                    *(
-                        self._apply_partitions(consumer, partitions, batches)
-                        for partitions in alike.values()
-                    )
-                )
+                # A group, not gather: one failing cancels the others before the restart.
+                async with asyncio.TaskGroup() as group:
+                    for partitions in alike.values():
+                        group.create_task(self._apply_partitions(consumer, partitions, batches))
             else:
                 await self._apply_partitions(consumer, list(batches), batches)
             if batches:
