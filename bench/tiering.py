@@ -45,6 +45,7 @@ from services.tiering.ranking.store import rank
 from services.tiering.schemas import DEFAULT_POLICY
 from services.tiering.service import tiering_service
 from services.tiering.settings import TieringSettings
+from shared.app import tune_garbage_collector
 from shared.broker import EmbeddedBroker
 from shared.consumer import EventConsumer
 from shared.db import create_engine, migrate, session_factory
@@ -358,7 +359,9 @@ async def bench_events(events: int, customers_count: int, backend: str) -> None:
                     )
                 )
             await asyncio.gather(*futures)
+            futures.clear()  # the producer's, not the service's: no garbage of ours to walk
             await producer.stop()
+            tune_garbage_collector(settings)  # as `crm serve` does once the service is loaded
             consumer = EventConsumer(
                 settings,
                 engine,

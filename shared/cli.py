@@ -182,11 +182,13 @@ def serve(
     """Serve one service (HTTP, outbox relay and consumers) with uvicorn."""
     import uvicorn
 
+    from shared.app import tune_garbage_collector
     from shared.observability import configure_logging
 
     module = service_module(service)
     settings = service_settings(service)
     configure_logging(service, settings.log_level, settings.log_json)
+    tune_garbage_collector(settings)
     try:
         asyncio.run(
             _schema_is_current(settings.database_url, module.DEFINITION.migrations_dir, service)
