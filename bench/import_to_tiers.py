@@ -100,7 +100,14 @@ async def run(rows: int, customers: int, backend: str, folder: Path) -> dict[str
             answered = time.perf_counter()
             assert answer.status_code == 200 and answer.json()["accepted"] == rows, answer.text
         applied = "SELECT count(*) FROM inbox WHERE event_type = 'purchase.recorded'"
-        current = await wait_for(tiering_db, applied, rows)
+        sent = (
+            "SELECT count(*) FROM outbox WHERE event_type = 'purchase.recorded' "
+            "AND published_at IS NOT NULL"
+        )
+        # Where the time after the answer goes: profile's relay publishing, or tiering.
+        published, current = await asyncio.gather(
+            wait_for(service_dbs["profile"], sent, rows), wait_for(tiering_db, applied, rows)
+        )
         tiered = await count(
             tiering_db, "SELECT count(*) FROM customer_scores WHERE tier IS NOT NULL"
         )
@@ -109,6 +116,7 @@ async def run(rows: int, customers: int, backend: str, folder: Path) -> dict[str
             "rows": rows,
             "customers": customers,
             "import_s": answered - began,
+            "published_after_answer_s": published - answered,
             "current_after_answer_s": current - answered,
             "current_s": current - began,
             "tiered": tiered,
@@ -134,9 +142,11 @@ def main() -> None:
         f"then {args.rows:,} purchases over the past year imported over HTTP (`text/csv`). "
         "Tiers are current when tiering has applied every purchase (the customers it touches "
         "are placed in the same transaction).\n\n"
-        "| import answered (baseline) | tiers current after the answer | from the start "
-        "| customers with a tier |\n|---|---|---|---|\n"
-        f"| {result['import_s']:.1f} s | {result['current_after_answer_s']:.1f} s "
+        "| import answered (baseline) | all published after the answer "
+        "| tiers current after the answer | from the start "
+        "| customers with a tier |\n|---|---|---|---|---|\n"
+        f"| {result['import_s']:.1f} s | {result['published_after_answer_s']:.1f} s "
+        f"| {result['current_after_answer_s']:.1f} s "
         f"| {result['current_s']:.1f} s ({args.rows / result['current_s']:,.0f} purchases/s) "
         f"| {result['tiered']:,} of {result['customers']:,} |\n"
     )

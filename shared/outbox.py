@@ -37,7 +37,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
-from shared.db import UTCDateTime, bulk_insert, new_metadata, session_factory, utcnow
+from shared.db import UTCDateTime, bulk_insert, column_in, new_metadata, session_factory, utcnow
 from shared.events import CATALOG
 from shared.kafka import new_producer
 from shared.lease import Lease, lease_metadata
@@ -260,8 +260,9 @@ class OutboxTable:
         return [PendingEvent(*row) for row in rows.all()]
 
     async def mark_sent(self, session: AsyncSession, ids: list[int]) -> None:
+        dialect = session.get_bind().dialect.name
         await session.execute(
-            update(outbox).where(outbox.c.id.in_(ids)).values(published_at=utcnow())
+            update(outbox).where(column_in(outbox.c.id, ids, dialect)).values(published_at=utcnow())
         )
 
 

@@ -237,3 +237,48 @@ async def test_prune_drops_what_has_served_its_time_and_keeps_the_rest(
     # The recent published row and the unpublished old one stay; one of each other.
     assert left == {outbox: 2, inbox: 1, idempotency_keys: 1}
     assert unpublished == 1
+
+
+async def test_a_backlog_of_an_import_goes_out_in_one_round(
+    broker: EmbeddedBroker, new_database: DatabaseFactory, topic_prefix: str
+) -> None:
+    """A round's fixed costs (two transactions, a wait for the acknowledgements) are paid
+    per thousands of events, so the relay keeps up with an import."""
+    settings = service_settings(
+        ProfileSettings,
+        database_url=await new_database("profile"),
+        bootstrap=broker.bootstrap,
+        prefix=topic_prefix,
+    )
+    engine = create_engine(settings.database_url)
+    customer = uuid.uuid4()
+    async with session_factory(engine)() as session, session.begin():
+        for n in range(1200):
+            await record_event(
+                session,
+                producer="profile",
+                event_type="purchase.recorded",
+                customer_id=customer,
+                data=purchase(n),
+            )
+    relay = OutboxRelay(settings, engine, Metrics("test"))
+    try:
+        assert await relay.publish_batch() == 1200
+        assert await relay.publish_batch() == 0
+    finally:
+        await relay.stop()
+    async with engine.connect() as conn:
+        unsent = (
+            await conn.execute(
+                sa.select(sa.func.count())
+                .select_from(outbox)
+                .where(outbox.c.published_at.is_(None))
+            )
+        ).scalar()
+    await engine.dispose()
+    assert unsent == 0
+    skus = [
+        json.loads(message.value)["data"]["sku"]
+        for message in await read_topic(broker, settings.topic("purchase.recorded"), 1200)
+    ]
+    assert skus == [f"seq-{n}" for n in range(1200)]
