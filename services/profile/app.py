@@ -7,7 +7,7 @@ from pathlib import Path
 from fastapi import FastAPI
 
 from services.profile.api import router
-from services.profile.consumers import HANDLERS
+from services.profile.consumers import BULK_HANDLERS, HANDLERS
 from services.profile.settings import ProfileSettings
 from shared.app import ServiceDefinition, create_service_app
 
@@ -18,6 +18,7 @@ DEFINITION = ServiceDefinition(
     "interactions.",
     routers=[router],
     handlers=HANDLERS,
+    bulk_handlers=BULK_HANDLERS,
     migrations_dir=Path(__file__).parent / "migrations",
     upload_paths=("/v1/imports/customers", "/v1/imports/purchases"),
 )

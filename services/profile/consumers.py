@@ -5,13 +5,24 @@ from __future__ import annotations
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.profile.service import profile_service
-from shared.consumer import EventHandler
+from shared.consumer import BulkHandler, EventHandler
 from shared.events import EventData, EventEnvelope, TierChanged
 
 
 async def on_tier_changed(session: AsyncSession, event: EventEnvelope, data: EventData) -> None:
-    assert isinstance(data, TierChanged)
-    await profile_service.apply_tier_change(session, event.customer_id, data)
+    await on_tier_changes(session, [(event, data)])
+
+
+async def on_tier_changes(
+    session: AsyncSession, events: list[tuple[EventEnvelope, EventData]]
+) -> None:
+    changes = []
+    for event, data in events:
+        assert isinstance(data, TierChanged)
+        changes.append((event.customer_id, data))
+    await profile_service.apply_tier_changes(session, changes)
 
 
 HANDLERS: dict[str, EventHandler] = {"tier.changed": on_tier_changed}
+# A poll's tier changes are one statement, not a read and a write per event.
+BULK_HANDLERS: dict[str, BulkHandler] = {"tier.changed": on_tier_changes}

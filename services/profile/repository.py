@@ -9,7 +9,7 @@ from collections.abc import Iterable, Sequence
 from decimal import Decimal
 from typing import Any, TypeVar
 
-from sqlalchemy import Select, delete, func, literal, select, tuple_, update
+from sqlalchemy import Select, bindparam, delete, func, literal, or_, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.profile.models import (
@@ -22,6 +22,7 @@ from services.profile.models import (
     Payment,
     Purchase,
 )
+from shared.db import expire_held
 
 Row = TypeVar("Row", Purchase, Payment, Interaction, Contact)
 
@@ -36,6 +37,33 @@ def erased_ref_digest(ref: str) -> str:
 class CustomerRepository:
     async def get(self, session: AsyncSession, customer_id: uuid.UUID) -> Customer | None:
         return await session.get(Customer, customer_id)
+
+    async def set_tiers(
+        self, session: AsyncSession, tiers: Sequence[tuple[uuid.UUID, str, dt.datetime]]
+    ) -> None:
+        """(customer, tier, changed at): each tier kept unless the customer is erased or
+        holds one given later; one statement executed for all (asyncpg pipelines it)."""
+        if not tiers:
+            return
+        table: Any = Customer.__table__
+        changed_at = bindparam("changed_at", type_=table.c.tier_changed_at.type)
+        stmt = (
+            update(table)
+            .where(
+                table.c.id == bindparam("customer_id", type_=table.c.id.type),
+                table.c.erased_at.is_(None),
+                or_(table.c.tier_changed_at.is_(None), table.c.tier_changed_at <= changed_at),
+            )
+            .values(tier=bindparam("new_tier"), tier_changed_at=changed_at)
+        )
+        await session.execute(
+            stmt,
+            [
+                {"customer_id": customer_id, "new_tier": tier, "changed_at": at}
+                for customer_id, tier, at in tiers
+            ],
+        )
+        expire_held(session, Customer, (customer_id for customer_id, _, _ in tiers))
 
     async def get_for_update(
         self, session: AsyncSession, customer_id: uuid.UUID

@@ -758,16 +758,27 @@ class ProfileService:
     async def apply_tier_change(
         self, session: AsyncSession, customer_id: uuid.UUID, change: TierChanged
     ) -> None:
+        await self.apply_tier_changes(session, [(customer_id, change)])
+
+    async def apply_tier_changes(
+        self, session: AsyncSession, changes: Sequence[tuple[uuid.UUID, TierChanged]]
+    ) -> None:
         """Keep the read-only `tier` field in step with tiering: the latest change wins,
-        whatever order changes arrive in (a replay from a DLQ, say)."""
-        customer = await repo.customers.get(session, customer_id)
-        if customer is None or customer.erased_at is not None:
-            return
-        if customer.tier_changed_at is not None and change.changed_at < customer.tier_changed_at:
-            return
-        customer.tier = change.tier
-        customer.tier_changed_at = change.changed_at
-        await session.flush()
+        whatever order changes arrive in (a replay from a DLQ, say); of two given at the
+        same moment, the one that arrived last."""
+        await session.flush()  # the statement below must not be undone by a pending change
+        latest: dict[uuid.UUID, TierChanged] = {}
+        for customer_id, change in changes:
+            held = latest.get(customer_id)
+            if held is None or change.changed_at >= held.changed_at:
+                latest[customer_id] = change
+        await repo.customers.set_tiers(
+            session,
+            [
+                (customer_id, change.tier, change.changed_at)
+                for customer_id, change in latest.items()
+            ],
+        )
 
     # ------------------------------------------------------------ helpers
     def _visible(

@@ -238,6 +238,66 @@ async def test_tier_comes_from_tier_changed(profile: httpx.AsyncClient, profile_
     assert rows[0].n == 1
 
 
+async def test_a_polls_tier_changes_are_applied_together(
+    profile: httpx.AsyncClient, profile_db: str
+) -> None:
+    """One batch (the consumer's bulk handler): per customer the latest change wins, the
+    last of two at one moment; an erased customer gets none; a change older than the one
+    held is ignored."""
+    import datetime as dt
+
+    from services.profile.consumers import BULK_HANDLERS
+    from shared.db import create_engine, session_factory
+    from shared.events import EventData, EventEnvelope, parse_data
+
+    first, second, erased, ahead = [
+        uuid.UUID((await create_customer(profile, name=f"C{n}"))["id"]) for n in range(4)
+    ]
+    assert (await profile.delete(f"/v1/customers/{erased}", headers=ADMIN)).status_code == 204
+
+    def change(customer: uuid.UUID, tier: str, day: int) -> tuple[EventEnvelope, EventData]:
+        event = EventEnvelope(
+            id=uuid.uuid4(),
+            type="tier.changed",
+            occurred_at=dt.datetime.now(dt.UTC),
+            producer="tiering",
+            customer_id=customer,
+            data={
+                "previous_tier": None,
+                "tier": tier,
+                "policy_id": str(uuid.uuid4()),
+                "policy_version": 1,
+                "changed_at": f"2026-11-{day:02d}T00:00:00Z",
+            },
+        )
+        return event, parse_data(event)
+
+    engine = create_engine(profile_db)
+    sessions = session_factory(engine)
+    async with sessions() as session, session.begin():
+        await BULK_HANDLERS["tier.changed"](session, [change(ahead, "A", 20)])
+    async with sessions() as session, session.begin():
+        await BULK_HANDLERS["tier.changed"](
+            session,
+            [
+                change(first, "B", 1),
+                change(first, "A", 3),
+                change(second, "C", 2),
+                change(first, "C", 2),
+                change(second, "B", 2),
+                change(erased, "A", 1),
+                change(ahead, "C", 10),
+            ],
+        )
+    await engine.dispose()
+    rows = await query(profile_db, "SELECT id, tier FROM customers")
+    tiers = {uuid.UUID(str(row.id)): row.tier for row in rows}
+    assert tiers[first] == "A"
+    assert tiers[second] == "B"
+    assert tiers[erased] is None
+    assert tiers[ahead] == "A"
+
+
 async def test_contacts_can_be_changed_and_removed(
     profile: httpx.AsyncClient, profile_db: str
 ) -> None:
