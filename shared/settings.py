@@ -168,7 +168,7 @@ class ServiceSettings(BaseSettings):
     consumer_max_attempts: int = Field(default=3, ge=1)
     # Messages a poll may bring (applied per partition in one transaction): larger polls
     # spread each transaction's fixed cost over more events.
-    consumer_max_poll_records: int = Field(default=2000, ge=1, le=100_000)
+    consumer_max_poll_records: int = Field(default=6000, ge=1, le=100_000)
     consumer_retry_backoff_s: float = Field(default=0.2, ge=0)
     # How often an idle consumer checks that it is not stuck: messages waiting on its
     # partitions while polls bring nothing (a client that never resumes after every broker
