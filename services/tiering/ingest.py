@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.tiering import repository as repo
 from services.tiering.models import CustomerAggregate, DailyActivity, epoch_day
-from shared.db import column_in, dialect_insert, expire_held, upsert_rows, utcnow
+from shared.db import column_in, expire_held, insert_new_rows, upsert_rows, utcnow
 from shared.events import EventData, EventEnvelope, PaymentRecorded, PurchaseRecorded
 
 AGGREGATES = CustomerAggregate.__table__
@@ -192,9 +192,15 @@ async def customer_keys(
             }
             for customer_id, key in zip(missing, new_keys, strict=True)
         ]
-        dialect = session.get_bind().dialect.name
-        await session.execute(dialect_insert(dialect, AGGREGATES).on_conflict_do_nothing(), rows)
-        keys.update(await _known_keys(session, missing))  # one made meanwhile keeps its own
+        made = await insert_new_rows(session, AGGREGATES, rows, "customer_id")
+        keys.update(
+            (customer_id, key)
+            for customer_id, key in zip(missing, new_keys, strict=True)
+            if customer_id in made
+        )
+        taken = [customer_id for customer_id in missing if customer_id not in made]
+        if taken:  # made meanwhile by another transaction: it keeps its own key
+            keys.update(await _known_keys(session, taken))
     return keys
 
 

@@ -192,3 +192,43 @@ async def test_migration_moves_scores_to_their_table_and_back(
         (1, "A", "A", 5, "high", 0.75, True, ["A: in the top 1%"]),
         (2, None, None, None, None, None, False, []),
     ]
+
+
+async def test_a_poll_keys_new_customers_at_once_and_known_ones_keep_theirs(
+    new_database: DatabaseFactory, monkeypatch: Any
+) -> None:
+    """`customer_keys` makes the rows of a poll's new customers in one statement; a
+    customer whose row appears meanwhile (made by another transaction after the lookup)
+    keeps the key it was given there."""
+    from services.tiering import ingest
+
+    url = await new_database("tiering")
+    engine = create_engine(url)
+    sessions = session_factory(engine)
+    seen, meanwhile, *new = [uuid.uuid4() for _ in range(5)]
+    now = dt.datetime.now(dt.UTC)
+    async with sessions() as session, session.begin():
+        for customer in (seen, meanwhile):
+            await TieringService().register_customer(session, customer, now)
+    before = dict(await _rows(url, "SELECT customer_id, key FROM customer_aggregates"))
+    lookup = ingest._known_keys
+    lookups: list[list[uuid.UUID]] = []
+
+    async def missing_meanwhile(session: Any, ids: list[uuid.UUID]) -> dict[uuid.UUID, int]:
+        lookups.append(ids)
+        found = await lookup(session, ids)
+        if len(lookups) == 1:  # the first lookup ran before the other transaction committed
+            found.pop(meanwhile)
+        return found
+
+    monkeypatch.setattr(ingest, "_known_keys", missing_meanwhile)
+    async with sessions() as session, session.begin():
+        keys = await ingest.customer_keys(session, dict.fromkeys([seen, meanwhile, *new], now))
+    await engine.dispose()
+    after = dict(await _rows(url, "SELECT customer_id, key FROM customer_aggregates"))
+    assert len(after) == 5
+    assert {uuid.UUID(str(k)): v for k, v in after.items()} == keys
+    for customer in (seen, meanwhile):
+        assert keys[customer] == {uuid.UUID(str(k)): v for k, v in before.items()}[customer]
+    assert len(set(keys.values())) == 5
+    assert lookups[1:] == [[meanwhile]]  # only the one made meanwhile is looked up again
