@@ -42,14 +42,17 @@ async def profile_and_tiering(
     backend: str, folder: Path, bootstrap: str
 ) -> tuple[dict[str, str], dict[str, int], dict[str, str]]:
     """Migrated databases and free ports for profile and tiering, and the environment that
-    points `crm serve` at them and the broker: (databases, ports, environment)."""
+    points `crm serve` at them and the broker: (databases, ports, environment). Other
+    `CRM_*` settings in this process's environment reach the services (to measure one,
+    e.g. `CRM_PROFILE_RELAY_BATCH_SIZE=500`); keys, broker, databases and ports are the
+    benchmark's own."""
     databases = {
         service: await new_database(backend, service, folder) for service in ("profile", "tiering")
     }
     for service, url in databases.items():
         await migrate(url, ROOT / "services" / service / "migrations")
     ports = {service: free_port() for service in databases}
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CRM_")}
+    env = dict(os.environ)
     env.update(
         {
             "CRM_API_KEYS": json.dumps({KEY: {"roles": ["admin"], "user": "bench"}}),
