@@ -142,6 +142,7 @@ async def bench_rerank(customers: int, purchases: int) -> None:
         started = time.perf_counter()
         seed_elsewhere(name, customers, purchases, epoch_day(now))
         seeded = time.perf_counter() - started
+        tune_garbage_collector(TieringSettings(database_url=url, api_keys=KEYS))  # as crm serve
         engine = create_engine(url)
         sessions = session_factory(engine)
         async with sessions() as session, session.begin():
