@@ -36,10 +36,13 @@ sample = sa.Table(
 )
 
 
+@pytest.mark.parametrize("layout", ["grid", "scattered"])
 async def test_columns_are_stored_as_given_with_nulls(
-    new_database: DatabaseFactory, monkeypatch: pytest.MonkeyPatch
+    new_database: DatabaseFactory, monkeypatch: pytest.MonkeyPatch, layout: str
 ) -> None:
     monkeypatch.setattr(columnar, "ROWS_PER_COPY_CHUNK", 3)  # several chunks in one stream
+    if layout == "scattered":  # what a chunk whose grid would be too large takes
+        monkeypatch.setattr(columnar, "_copy_rows", columnar._copy_rows_scattered)
     url = await new_database("tiering")
     engine = create_engine(url)
     async with engine.begin() as conn:
@@ -106,3 +109,45 @@ async def test_decorated_types_other_than_timestamps_are_refused(
         async with session_factory(engine)() as session, session.begin():
             await insert_columns(session, money, {"amount": np.array([1, 2])}, 2)
     await engine.dispose()
+
+
+def test_the_grid_and_the_scattered_layout_write_the_same_rows() -> None:
+    """Random chunks: fixed widths, NULLs, all NULL, variable lengths (empty included)."""
+    rng = np.random.default_rng(7)
+    for _ in range(300):
+        count = int(rng.integers(1, 40))
+        fields = []
+        for _ in range(int(rng.integers(1, 7))):
+            kind = int(rng.integers(0, 4))
+            if kind == 0:
+                lengths = np.full(count, int(rng.choice([1, 2, 4, 8, 16])), dtype=np.int32)
+            elif kind == 1:
+                width = int(rng.choice([1, 4, 8]))
+                lengths = np.where(rng.random(count) < 0.3, -1, width).astype(np.int32)
+            elif kind == 2:
+                lengths = np.full(count, -1, dtype=np.int32)
+            else:
+                sizes = rng.integers(0, 12, count)
+                lengths = np.where(rng.random(count) < 0.2, -1, sizes).astype(np.int32)
+            data = rng.integers(0, 256, int(np.maximum(lengths, 0).sum())).astype(np.uint8)
+            fields.append((lengths, data))
+        assert columnar._copy_rows(fields, count) == columnar._copy_rows_scattered(fields, count)
+
+
+def test_a_chunk_with_one_long_value_is_not_padded_to_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    scattered: list[int] = []
+    original = columnar._copy_rows_scattered
+
+    def spy(fields: list[tuple[np.ndarray, np.ndarray]], count: int) -> bytes:
+        scattered.append(count)
+        return original(fields, count)
+
+    monkeypatch.setattr(columnar, "_copy_rows_scattered", spy)
+    monkeypatch.setattr(columnar, "PADDED_CHUNK_BYTES", 1024)
+    lengths = np.array([1] * 999 + [100_000], dtype=np.int32)
+    data = np.zeros(int(lengths.sum()), dtype=np.uint8)
+    columnar._copy_rows([(lengths, data)], 1000)
+    assert scattered == [1000]
+    scattered.clear()
+    columnar._copy_rows([(np.ones(1000, dtype=np.int32), np.zeros(1000, dtype=np.uint8))], 1000)
+    assert scattered == []
