@@ -12,11 +12,12 @@ import pytest
 from tests.conftest import ADMIN, ANALYST
 from tests.tiering.conftest import KEY_PARCEL_RULE, Feed, announced
 
-NOW = dt.datetime.now(dt.UTC)
-
 
 def ago(days: int) -> str:
-    return (NOW - dt.timedelta(days=days)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    """`days` before now: the moment the test runs, not the one the module was imported
+    (the service scores as of its own now; a suite that passes midnight UTC moved every
+    expected day count by one)."""
+    return (dt.datetime.now(dt.UTC) - dt.timedelta(days=days)).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 async def recompute(client: httpx.AsyncClient) -> None:
