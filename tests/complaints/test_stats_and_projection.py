@@ -4,10 +4,12 @@ view of customers that complaints keep from events, whatever their arrival order
 from __future__ import annotations
 
 import datetime as dt
+import sys
 import uuid
 from typing import Any
 
 import httpx
+import pytest
 from sqlalchemy import select, true, update
 
 from services.complaints.models import Complaint, ComplaintFigures, KnownCustomer
@@ -18,6 +20,13 @@ from tests.complaints.test_workflow import PATHS
 from tests.conftest import ADMIN, AGENT, ANALYST, MANAGER
 
 NOW = dt.datetime.now(dt.UTC)
+
+
+@pytest.fixture(autouse=True)
+def now_at_each_test(monkeypatch: pytest.MonkeyPatch) -> None:
+    """NOW is when the test starts, not when the module was imported (a suite that runs
+    past midnight UTC would lay out days against the wrong date)."""
+    monkeypatch.setattr(sys.modules[__name__], "NOW", dt.datetime.now(dt.UTC))
 
 
 async def closed_complaint(

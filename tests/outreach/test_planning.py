@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import sys
 import uuid
 from typing import Any
 
@@ -28,6 +29,13 @@ from tests.conftest import (
 from tests.outreach.conftest import Events, dispatch, due_now, tasks_of
 
 NOW = dt.datetime.now(dt.UTC)
+
+
+@pytest.fixture(autouse=True)
+def now_at_each_test(monkeypatch: pytest.MonkeyPatch) -> None:
+    """NOW is when the test starts, not when the module was imported (a suite that runs
+    past midnight UTC would lay out days against the wrong date)."""
+    monkeypatch.setattr(sys.modules[__name__], "NOW", dt.datetime.now(dt.UTC))
 
 
 def kinds(tasks: list[dict[str, Any]], status: str = "pending") -> dict[str, dict[str, Any]]:
