@@ -755,11 +755,6 @@ class ProfileService:
         }
 
     # ------------------------------------------------------------ events from tiering
-    async def apply_tier_change(
-        self, session: AsyncSession, customer_id: uuid.UUID, change: TierChanged
-    ) -> None:
-        await self.apply_tier_changes(session, [(customer_id, change)])
-
     async def apply_tier_changes(
         self, session: AsyncSession, changes: Sequence[tuple[uuid.UUID, TierChanged]]
     ) -> None:
