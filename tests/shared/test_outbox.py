@@ -10,6 +10,7 @@ from decimal import Decimal
 
 import pytest
 import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.profile.app import create_app
 from services.profile.settings import ProfileSettings
@@ -41,6 +42,25 @@ def purchase(n: int) -> PurchaseRecorded:
     )
 
 
+async def record_purchases(engine: AsyncEngine, customers: list[uuid.UUID], count: int) -> None:
+    """`count` purchase events in the outbox, in one transaction, the customers in turn."""
+    async with session_factory(engine)() as session, session.begin():
+        for n in range(count):
+            await record_event(
+                session,
+                producer="profile",
+                event_type="purchase.recorded",
+                customer_id=customers[n % len(customers)],
+                data=purchase(n),
+            )
+
+
+async def unsent(engine: AsyncEngine) -> int:
+    async with engine.connect() as conn:
+        query = sa.select(sa.func.count()).select_from(outbox)
+        return int((await conn.execute(query.where(outbox.c.published_at.is_(None)))).scalar_one())
+
+
 async def test_relay_publishes_in_order_and_marks_rows_sent(
     broker: EmbeddedBroker, new_database: DatabaseFactory, topic_prefix: str
 ) -> None:
@@ -53,15 +73,7 @@ async def test_relay_publishes_in_order_and_marks_rows_sent(
     )
     engine = create_engine(settings.database_url)
     customers = [uuid.uuid4(), uuid.uuid4()]
-    async with session_factory(engine)() as session, session.begin():
-        for n in range(40):
-            await record_event(
-                session,
-                producer="profile",
-                event_type="purchase.recorded",
-                customer_id=customers[n % 2],
-                data=purchase(n),
-            )
+    await record_purchases(engine, customers, 40)
     metrics = Metrics("test")
     relay = OutboxRelay(settings, engine, metrics)
 
@@ -82,16 +94,9 @@ async def test_relay_publishes_in_order_and_marks_rows_sent(
         assert age == 0
     finally:
         await relay.stop()
-    async with engine.connect() as conn:
-        unsent = (
-            await conn.execute(
-                sa.select(sa.func.count())
-                .select_from(outbox)
-                .where(outbox.c.published_at.is_(None))
-            )
-        ).scalar()
+    left = await unsent(engine)
     await engine.dispose()
-    assert unsent == 0
+    assert left == 0
 
     seen: dict[str, list[int]] = {str(c): [] for c in customers}
     for message in await read_topic(broker, settings.topic("purchase.recorded"), 40):
@@ -112,14 +117,7 @@ async def test_one_relay_leads_by_a_lease_that_passes_on_when_it_expires_or_is_r
         prefix="x.",
     )
     engine = create_engine(settings.database_url)
-    async with session_factory(engine)() as session, session.begin():
-        await record_event(
-            session,
-            producer="profile",
-            event_type="purchase.recorded",
-            customer_id=uuid.uuid4(),
-            data=purchase(1),
-        )
+    await record_purchases(engine, [uuid.uuid4()], 1)
     first, second = (OutboxRelay(settings, engine, Metrics("test")) for _ in range(2))
     try:
         assert await first.lease.hold()
@@ -251,32 +249,16 @@ async def test_a_backlog_of_an_import_goes_out_in_one_round(
         prefix=topic_prefix,
     )
     engine = create_engine(settings.database_url)
-    customer = uuid.uuid4()
-    async with session_factory(engine)() as session, session.begin():
-        for n in range(1200):
-            await record_event(
-                session,
-                producer="profile",
-                event_type="purchase.recorded",
-                customer_id=customer,
-                data=purchase(n),
-            )
+    await record_purchases(engine, [uuid.uuid4()], 1200)
     relay = OutboxRelay(settings, engine, Metrics("test"))
     try:
         assert await relay.publish_batch() == 1200
         assert await relay.publish_batch() == 0
     finally:
         await relay.stop()
-    async with engine.connect() as conn:
-        unsent = (
-            await conn.execute(
-                sa.select(sa.func.count())
-                .select_from(outbox)
-                .where(outbox.c.published_at.is_(None))
-            )
-        ).scalar()
+    left = await unsent(engine)
     await engine.dispose()
-    assert unsent == 0
+    assert left == 0
     skus = [
         json.loads(message.value)["data"]["sku"]
         for message in await read_topic(broker, settings.topic("purchase.recorded"), 1200)

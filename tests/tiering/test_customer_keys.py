@@ -210,7 +210,12 @@ async def test_a_poll_keys_new_customers_at_once_and_known_ones_keep_theirs(
     async with sessions() as session, session.begin():
         for customer in (seen, meanwhile):
             await TieringService().register_customer(session, customer, now)
-    before = dict(await _rows(url, "SELECT customer_id, key FROM customer_aggregates"))
+
+    async def stored_keys() -> dict[uuid.UUID, int]:
+        rows = await _rows(url, "SELECT customer_id, key FROM customer_aggregates")
+        return {uuid.UUID(str(customer_id)): key for customer_id, key in rows}
+
+    before = await stored_keys()
     lookup = ingest._known_keys
     lookups: list[list[uuid.UUID]] = []
 
@@ -225,10 +230,10 @@ async def test_a_poll_keys_new_customers_at_once_and_known_ones_keep_theirs(
     async with sessions() as session, session.begin():
         keys = await ingest.customer_keys(session, dict.fromkeys([seen, meanwhile, *new], now))
     await engine.dispose()
-    after = dict(await _rows(url, "SELECT customer_id, key FROM customer_aggregates"))
+    after = await stored_keys()
     assert len(after) == 5
-    assert {uuid.UUID(str(k)): v for k, v in after.items()} == keys
+    assert after == keys
     for customer in (seen, meanwhile):
-        assert keys[customer] == {uuid.UUID(str(k)): v for k, v in before.items()}[customer]
+        assert keys[customer] == before[customer]
     assert len(set(keys.values())) == 5
     assert lookups[1:] == [[meanwhile]]  # only the one made meanwhile is looked up again
