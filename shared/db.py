@@ -22,7 +22,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import BigInteger, DateTime, MetaData, bindparam, event, func, select, text
+from sqlalchemy import BigInteger, DateTime, MetaData, event, text
 from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import (
@@ -32,6 +32,8 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 from sqlalchemy.types import TypeDecorator
+
+from shared.pg_arrays import among, unnested
 
 log = logging.getLogger("crm.db")
 
@@ -267,7 +269,8 @@ async def insert_new_rows(
     dialect = session.get_bind().dialect.name
     if dialect == "postgresql":
         names = list(rows[0])
-        stmt = dialect_insert(dialect, table).from_select(names, _unnested(table, rows))
+        selected = unnested(table, rows, session.get_bind().dialect)
+        stmt = dialect_insert(dialect, table).from_select(names, selected)
         found = await session.execute(stmt.on_conflict_do_nothing().returning(table.c[key]))
         return set(found.scalars().all())
     stmt = dialect_insert(dialect, table).on_conflict_do_nothing().returning(table.c[key])
@@ -317,10 +320,10 @@ async def upsert_rows(
     """INSERT rows (mappings with the same keys), and where `key` exists already
     UPDATE SET `changes(excluded)` instead (both databases).
 
-    On PostgreSQL the rows travel as one array per column, unnested by the server: one
-    statement whose text is the same for any number of rows (prepared once) and whose
-    values asyncpg encodes in C, where an executemany renders and binds every row in
-    Python. Values go through the columns' own bind processing either way."""
+    On PostgreSQL the rows travel as one array per column, unnested by the server
+    (`shared.pg_arrays`): one statement whose text is the same for any number of rows,
+    where an executemany renders and binds every row in Python. Values go through the
+    columns' own bind processing either way."""
     if not rows:
         return
     dialect = session.get_bind().dialect.name
@@ -332,22 +335,11 @@ async def upsert_rows(
         )
         return
     names = list(rows[0])
-    stmt = dialect_insert(dialect, table).from_select(names, _unnested(table, rows))
+    selected = unnested(table, rows, session.get_bind().dialect)
+    stmt = dialect_insert(dialect, table).from_select(names, selected)
     await session.execute(
         stmt.on_conflict_do_update(index_elements=list(key), set_=changes(stmt.excluded))
     )
-
-
-def _unnested(table: Any, rows: Sequence[Mapping[str, Any]]) -> Any:
-    """PostgreSQL: the rows as a SELECT over one array per column, unnested side by side."""
-    from sqlalchemy.dialects.postgresql import ARRAY
-
-    names = list(rows[0])
-    arrays = [
-        bindparam(f"{name}_values", [row[name] for row in rows], type_=ARRAY(table.c[name].type))
-        for name in names
-    ]
-    return select(*func.unnest(*arrays).table_valued(*names).render_derived().c)
 
 
 async def bulk_insert(session: AsyncSession, table: Any, rows: list[dict[str, Any]]) -> None:
@@ -399,13 +391,10 @@ async def bulk_insert_columns(
     )
 
 
-def column_in(column: Any, values: Any, dialect_name: str) -> Any:
-    """`column IN values`; on PostgreSQL `= ANY(array)`, one parameter however many values."""
-    if dialect_name == "postgresql":
-        from sqlalchemy import any_, bindparam
-        from sqlalchemy.dialects.postgresql import ARRAY
-
-        return column == any_(bindparam(None, list(values), type_=ARRAY(column.type)))
+def column_in(column: Any, values: Any, dialect: Dialect) -> Any:
+    """`column IN values`; on PostgreSQL one array parameter however many values."""
+    if dialect.name == "postgresql":
+        return among(column, list(values), dialect)
     return column.in_(list(values))
 
 

@@ -260,7 +260,7 @@ class OutboxTable:
         return [PendingEvent(*row) for row in rows.all()]
 
     async def mark_sent(self, session: AsyncSession, ids: list[int]) -> None:
-        dialect = session.get_bind().dialect.name
+        dialect = session.get_bind().dialect
         await session.execute(
             update(outbox).where(column_in(outbox.c.id, ids, dialect)).values(published_at=utcnow())
         )

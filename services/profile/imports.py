@@ -526,7 +526,7 @@ class PurchaseImporter(CsvImporter):
     async def store_batch(
         self, session: AsyncSession, valid: list[Any], report: ImportReport, actor: str
     ) -> None:
-        dialect = session.get_bind().dialect.name
+        dialect = session.get_bind().dialect
         ids = {uuid.UUID(cid) for _, _, cid, _ in valid if cid}
         refs = {ref for _, _, cid, ref in valid if ref and not cid}
         live: dict[str, uuid.UUID] = {}

@@ -205,7 +205,7 @@ async def customer_keys(
 
 
 async def _known_keys(session: AsyncSession, ids: list[uuid.UUID]) -> dict[uuid.UUID, int]:
-    dialect = session.get_bind().dialect.name
+    dialect = session.get_bind().dialect
     keys: dict[uuid.UUID, int] = {}
     for start in range(0, len(ids), ROWS_PER_STATEMENT):
         found = await session.execute(

@@ -40,7 +40,7 @@ class AggregateRepository:
         than the placement itself. Changes the session holds are written first (a Core
         read does not flush them), so the rows include them."""
         await session.flush()
-        dialect = session.get_bind().dialect.name
+        dialect = session.get_bind().dialect
         found: list[Any] = []
         for start in range(0, len(customer_ids), 1000):
             chosen = customer_ids[start : start + 1000]
@@ -114,7 +114,7 @@ class ScoreRepository:
     ) -> dict[int, dict[str, Any]]:
         """The score rows of these customer keys that exist, as plain mappings."""
         table = CustomerScore.__table__
-        dialect = session.get_bind().dialect.name
+        dialect = session.get_bind().dialect
         found: dict[int, dict[str, Any]] = {}
         for start in range(0, len(keys), 1000):
             query = select(table).where(column_in(table.c.key, keys[start : start + 1000], dialect))

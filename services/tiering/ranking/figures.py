@@ -385,7 +385,7 @@ def _among(session: AsyncSession, column: Any, keys: NDArray[Any] | None) -> Any
     """`column` among `keys` (true for everyone when `keys` is None)."""
     if keys is None:
         return literal(True)
-    return column_in(column, keys.tolist(), session.get_bind().dialect.name)
+    return column_in(column, keys.tolist(), session.get_bind().dialect)
 
 
 async def _touch_figures(
