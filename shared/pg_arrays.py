@@ -106,7 +106,10 @@ def from_micros(micros: Any) -> Any:
 
 
 def _alike(values: list[Any]) -> bool:
-    return values.count(values[0]) == len(values)
+    first = values[0]
+    # The last value first: most columns that vary differ there, and a count of all of
+    # them would compare every value.
+    return values[-1] == first and values.count(first) == len(values)
 
 
 def _impl(sql_type: Any) -> Any:
@@ -125,8 +128,10 @@ def _kind_of(sql_type: Any) -> Kind | None:
 
 
 def _stored(values: Sequence[Any], sql_type: Any, dialect: Dialect) -> list[Any]:
-    """The values as the column stores them (a decorated type's own conversion)."""
-    if isinstance(sql_type, TypeDecorator):
+    """The values as the column stores them (a decorated type's own conversion; for a
+    timestamp, microseconds from an aware datetime need no conversion to UTC first, and a
+    naive one cannot be subtracted from the epoch)."""
+    if isinstance(sql_type, TypeDecorator) and _kind_of(sql_type) != "timestamp":
         process = sql_type.process_bind_param
         return [None if value is None else process(value, dialect) for value in values]
     return list(values)
