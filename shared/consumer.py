@@ -21,7 +21,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
@@ -347,8 +347,11 @@ class EventConsumer:
                 await _wait_out_outage(outages, "a batch", failed.error)
             finally:
                 correlation_id.set(None)
-        for parsed, outcome in zip(batch, outcomes, strict=True):
-            self.metrics.events_consumed(parsed.event_type, outcome).inc()
+        counted = Counter(
+            (parsed.event_type, outcome) for parsed, outcome in zip(batch, outcomes, strict=True)
+        )
+        for (event_type, outcome), count in counted.items():
+            self.metrics.events_consumed(event_type, outcome).inc(count)
 
     async def process(
         self,
