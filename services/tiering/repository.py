@@ -118,9 +118,7 @@ class ScoreRepository:
         found: dict[int, dict[str, Any]] = {}
         for start in range(0, len(keys), 1000):
             query = select(table).where(column_in(table.c.key, keys[start : start + 1000], dialect))
-            found.update(
-                {row["key"]: dict(row) for row in (await session.execute(query)).mappings()}
-            )
+            found.update({row.key: row._asdict() for row in await session.execute(query)})
         return found
 
     async def ranked_ahead_of(self, session: AsyncSession, value: int) -> tuple[int, int]:
