@@ -138,11 +138,10 @@ def _stored(values: Sequence[Any], sql_type: Any, dialect: Dialect) -> list[Any]
 
 
 def _integer_literal(values: list[Any]) -> str:
+    # str(), not int(): a fraction then fails in the database instead of being cut off.
     if None in values:
-        return (
-            "{" + ",".join("NULL" if value is None else str(int(value)) for value in values) + "}"
-        )
-    return "{" + ",".join(map(str, map(int, values))) + "}"
+        return "{" + ",".join("NULL" if value is None else str(value) for value in values) + "}"
+    return "{" + ",".join(map(str, values)) + "}"
 
 
 def _uuid_literal(values: list[Any]) -> str:

@@ -12,6 +12,7 @@ import uuid
 from decimal import Decimal
 from typing import Any
 
+import pytest
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
@@ -147,3 +148,20 @@ def test_a_column_of_alike_values_is_one_parameter() -> None:
     )
     assert set(compiled.params) == {"id_values", "small_values", "at_value", "label_value"}
     assert compiled.params["small_values"] == "{1,2}"
+
+
+# PostgreSQL only: SQLite keeps whatever it is given in an INTEGER column.
+@pytest.mark.parametrize("backend", [pytest.param("postgresql", marks=pytest.mark.postgres)])
+async def test_a_fraction_in_an_integer_column_is_refused_not_cut(
+    new_database: DatabaseFactory,
+) -> None:
+    url = await new_database("tiering")
+    engine = create_engine(url)
+    async with engine.begin() as conn:
+        await conn.run_sync(metadata.create_all)
+    rows = [{"id": uuid.uuid4(), "small": value} for value in (1, 2.5)]
+    with pytest.raises(sa.exc.DBAPIError):
+        async with session_factory(engine)() as session, session.begin():
+            await insert_new_rows(session, sample, rows, "id")
+    await engine.dispose()
+    assert await stored(url) == {}
