@@ -32,8 +32,9 @@ RUN groupadd --system --gid 10001 crm \
 COPY --from=builder /opt/crm /opt/crm
 USER 10001:10001
 EXPOSE 8001 8002 8003 8004
-# The service named by CRM_SERVICE answers /healthz on its port (`crm health`); steps
-# (migrate, topics apply) are one-shots and set no CRM_SERVICE.
+# Healthy when a service on this host answers /healthz on its port (`crm health`; one
+# runs per container), or the one CRM_SERVICE names, where it is set. Steps (migrate,
+# topics apply) are one-shots.
 HEALTHCHECK --interval=15s --timeout=5s --start-period=30s --retries=3 CMD ["crm", "health"]
 # Any step by command: `serve <service>`, `migrate --service <service>`, `topics apply`.
 # A service never migrates at start; it refuses a schema older than it needs.

@@ -211,7 +211,11 @@ def serve(
 @app.command()
 def health(
     service: Annotated[
-        str | None, typer.Argument(help="the service to ask; without it, any on this host")
+        str | None,
+        typer.Argument(
+            help="the service to ask (or CRM_SERVICE); without either, any on this host",
+            envvar="CRM_SERVICE",
+        ),
     ] = None,
 ) -> None:
     """Exit 0 when the service on this host answers /healthz (the image's HEALTHCHECK)."""

@@ -1,6 +1,6 @@
 """`crm serve` as the image runs it: a real process on a real port, behind a path prefix
 (CRM_<SERVICE>_ROOT_PATH, what the Ingress strips), and `crm health` (the image's
-HEALTHCHECK) telling whether it answers."""
+HEALTHCHECK) telling whether it answers, or the service CRM_SERVICE names does."""
 
 from __future__ import annotations
 
@@ -45,6 +45,13 @@ def test_serve_behind_a_prefix_and_health(tmp_path: Path) -> None:
             assert server.poll() is None, "crm serve exited"
             assert time.monotonic() < deadline, "crm health never passed"
             time.sleep(0.5)
+        # Named by CRM_SERVICE (as a container may be): that service, not any other.
+        named = {**environment, "CRM_OUTREACH_PORT": str(free_port())}
+        for name, answer in (("tiering", 0), ("outreach", 1)):
+            asked = subprocess.run(
+                [CRM, "health"], env={**named, "CRM_SERVICE": name}, capture_output=True
+            )
+            assert asked.returncode == answer, name
         docs = httpx.get(f"http://127.0.0.1:{port}/docs", timeout=10)
         assert docs.status_code == 200
         assert "/tiering/openapi.json" in docs.text
