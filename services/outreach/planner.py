@@ -114,9 +114,15 @@ def plan_customer(
         planned.append(PlannedTask(kind, occasion, channel or channels[kind], due, owner, basis))
 
     def yearly(kind: str, who: str, born: dt.date, calendar_name: str | None, label: str) -> None:
+        # `lead` days ahead; when that moment has passed (a customer met days before, or
+        # planned after the sending hour), on the day itself; when that has passed too,
+        # the next year's.
         lead = dt.timedelta(days=plan.birthday_lead_days)
-        day = next_anniversary(born, today + lead, calendar_name or GREGORIAN)
-        due = due_on(day - lead)
+        day = next_anniversary(born, today, calendar_name or GREGORIAN)
+        due = due_on(day - lead) or due_on(day)
+        if due is None and day - lead <= today:
+            day = next_anniversary(born, day + dt.timedelta(days=1), calendar_name or GREGORIAN)
+            due = due_on(day - lead)
         if due is not None:
             basis = {"date": day.isoformat(), "of": label, "calendar": calendar_name or GREGORIAN}
             add(kind, f"{kind}:{who}:{day.year}", due, basis, None)

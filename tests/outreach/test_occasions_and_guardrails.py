@@ -96,6 +96,29 @@ def test_birthdays_are_planned_days_before_in_the_local_morning() -> None:
     } == {"birthday:self:2027"} | {t.occasion for t in planned if t.kind != "birthday"}
 
 
+def test_a_birthday_inside_the_lead_days_is_greeted_on_the_day() -> None:
+    """Met (or planned) after the lead moment: greeted on the birthday itself, at the
+    sending hour; after that hour on the day: the next year's, days ahead again."""
+    plan = PlanDocument(birthday_lead_days=3, channels={"birthday": "sms"})
+
+    def birthdays(born: dt.date) -> list[tuple[str, dt.datetime]]:
+        planned = plan_customer(facts(birthday=born), plan, now=NOW)  # noon in Shanghai
+        return [(t.occasion, t.due_at) for t in planned if t.kind == "birthday"]
+
+    # In two days: on the day, 10:00 in Shanghai (not skipped until next year).
+    assert birthdays(dt.date(1980, 12, 2)) == [
+        ("birthday:self:2026", dt.datetime(2026, 12, 2, 2, tzinfo=UTC))
+    ]
+    # In three days: three days before was 10:00 today, two hours ago: on the day.
+    assert birthdays(dt.date(1980, 12, 3)) == [
+        ("birthday:self:2026", dt.datetime(2026, 12, 3, 2, tzinfo=UTC))
+    ]
+    # Today, after 10:00: next year's, three days before.
+    assert birthdays(dt.date(1980, 11, 30)) == [
+        ("birthday:self:2027", dt.datetime(2027, 11, 27, 2, tzinfo=UTC))
+    ]
+
+
 def test_plan_owner_cadence_and_holidays() -> None:
     a_plan = DEFAULT_PLANS["A"]
     planned = plan_customer(
