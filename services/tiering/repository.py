@@ -109,16 +109,14 @@ class ScoreRepository:
     async def get(self, session: AsyncSession, key: int) -> CustomerScore | None:
         return await session.get(CustomerScore, key)
 
-    async def standing_of(
-        self, session: AsyncSession, keys: Sequence[int]
-    ) -> dict[int, dict[str, Any]]:
-        """The score rows of these customer keys that exist, as plain mappings."""
+    async def standing_of(self, session: AsyncSession, keys: Sequence[int]) -> dict[int, Any]:
+        """The score rows of these customer keys that exist (rows: attributes by column)."""
         table = CustomerScore.__table__
         dialect = session.get_bind().dialect
-        found: dict[int, dict[str, Any]] = {}
+        found: dict[int, Any] = {}
         for start in range(0, len(keys), 1000):
             query = select(table).where(column_in(table.c.key, keys[start : start + 1000], dialect))
-            found.update({row.key: row._asdict() for row in await session.execute(query)})
+            found.update({row.key: row for row in await session.execute(query)})
         return found
 
     async def ranked_ahead_of(self, session: AsyncSession, value: int) -> tuple[int, int]:
@@ -135,7 +133,8 @@ class ScoreRepository:
         return int(found[0]), int(found[1])
 
     async def put_many(self, session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
-        """Insert or replace these score rows (each a whole row) in one statement."""
+        """Insert these score rows, or set their given columns where they exist (each row
+        the same columns, the key among them), in one statement."""
         if not rows:
             return
         names = [name for name in rows[0] if name != "key"]

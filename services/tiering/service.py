@@ -76,7 +76,6 @@ RANKINGS_KEPT = 48
 CHANGES_PER_WRITE = 250_000  # a re-rank writes tier changes in chunks: memory stays flat
 # What a change after events copies from the customer's stored scores.
 HISTORY_SCORES = tuple(name for name in SCORE_FIELDS if name != "band_tier")
-SCORE_ROW = tuple(CustomerScore.__table__.columns.keys())
 
 
 def tier_changed_json(
@@ -217,7 +216,7 @@ class TieringService:
         outcomes = await reassess(
             session,
             document,
-            [(row, stored.get(row.key, {}).get("band_tier")) for row in aggregates],
+            [(row, getattr(stored.get(row.key), "band_tier", None)) for row in aggregates],
             now,
             placement,
         )
@@ -227,10 +226,10 @@ class TieringService:
             outcome = outcomes.get(aggregate.customer_id)
             if outcome is None:
                 continue
-            before = stored.get(aggregate.key)
-            after, change = self._reassessed(document, aggregate, before, outcome, now)
-            if after != before:
-                rows.append(after)
+            after, change = self._reassessed(
+                document, aggregate, stored.get(aggregate.key), outcome, now
+            )
+            rows.append(after)  # its scored_at is new, whatever else changed
             if change is not None:
                 changes.append(change)
         await repo.scores.put_many(session, rows)
@@ -245,16 +244,18 @@ class TieringService:
     def _reassessed(
         document: PolicyDocument,
         aggregate: KnownCustomer,
-        before: dict[str, Any] | None,
+        before: Any | None,
         outcome: Reassessment,
         now: dt.datetime,
     ) -> tuple[dict[str, Any], dict[str, Any] | None]:
-        """The customer's new score row (scores and band), and its tier change (history
-        figures) if its band or the rules moved it: the value against the ranking's cut-off
-        (the ranking's moment is added by the caller, one for all)."""
-        previous = before.get("tier") if before else None
+        """The columns of the customer's score row that events change (scores, band,
+        tier), and its tier change (history figures) if its band or the rules moved it:
+        the value against the ranking's cut-off (the ranking's moment is added by the
+        caller, one for all). `before`: its stored score row, if it has one."""
+        previous = before.tier if before is not None else None
         after = {
-            **(before or {**dict.fromkeys(SCORE_ROW), "key": aggregate.key, "at_risk": False}),
+            "key": aggregate.key,
+            "tier": previous,
             **outcome.scores,
             "band_tier": outcome.band_tier,
             "placed_value": outcome.value,
@@ -275,7 +276,10 @@ class TieringService:
             if document.rules
             else None,
             "rules_fired": outcome.fired if document.rules else None,
-            **{name: after.get(name) for name in HISTORY_SCORES},
+            **{
+                name: after[name] if name in after else getattr(before, name, None)
+                for name in HISTORY_SCORES
+            },
         }
         return after, change
 
