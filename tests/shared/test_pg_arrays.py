@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared.db import (
     ScaledDecimal,
@@ -64,6 +65,15 @@ def random_rows(rng: random.Random, count: int) -> list[dict[str, Any]]:
     ]
 
 
+async def sample_table(new_database: DatabaseFactory) -> tuple[str, AsyncEngine]:
+    """A new database with the sample table, and an engine on it."""
+    url = await new_database("tiering")
+    engine = create_engine(url)
+    async with engine.begin() as conn:
+        await conn.run_sync(metadata.create_all)
+    return url, engine
+
+
 async def stored(url: str) -> dict[uuid.UUID, dict[str, Any]]:
     engine = create_engine(url)
     async with session_factory(engine)() as session:
@@ -73,10 +83,7 @@ async def stored(url: str) -> dict[uuid.UUID, dict[str, Any]]:
 
 
 async def test_rows_read_back_as_written(new_database: DatabaseFactory) -> None:
-    url = await new_database("tiering")
-    engine = create_engine(url)
-    async with engine.begin() as conn:
-        await conn.run_sync(metadata.create_all)
+    url, engine = await sample_table(new_database)
     rng = random.Random(3)
     batches = [random_rows(rng, count) for count in (1, 2, 300)]
     # A batch whose columns are all alike but the key (each goes as one value), and one
@@ -102,10 +109,7 @@ async def test_rows_read_back_as_written(new_database: DatabaseFactory) -> None:
 async def test_column_in_finds_exactly_the_values_asked_for(
     new_database: DatabaseFactory,
 ) -> None:
-    url = await new_database("tiering")
-    engine = create_engine(url)
-    async with engine.begin() as conn:
-        await conn.run_sync(metadata.create_all)
+    _, engine = await sample_table(new_database)
     rows = random_rows(random.Random(4), 200)
     sessions = session_factory(engine)
     async with sessions() as session, session.begin():
@@ -155,10 +159,7 @@ def test_a_column_of_alike_values_is_one_parameter() -> None:
 async def test_a_fraction_in_an_integer_column_is_refused_not_cut(
     new_database: DatabaseFactory,
 ) -> None:
-    url = await new_database("tiering")
-    engine = create_engine(url)
-    async with engine.begin() as conn:
-        await conn.run_sync(metadata.create_all)
+    url, engine = await sample_table(new_database)
     rows = [{"id": uuid.uuid4(), "small": value} for value in (1, 2.5)]
     with pytest.raises(sa.exc.DBAPIError):
         async with session_factory(engine)() as session, session.begin():
