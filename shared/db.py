@@ -266,14 +266,14 @@ async def insert_new_rows(
     `upsert_rows`); the keys of those inserted (SQLite and PostgreSQL)."""
     if not rows:
         return set()
-    dialect = session.get_bind().dialect.name
-    if dialect == "postgresql":
+    bound = session.get_bind().dialect
+    if bound.name == "postgresql":
         names = list(rows[0])
-        selected = unnested(table, rows, session.get_bind().dialect)
-        stmt = dialect_insert(dialect, table).from_select(names, selected)
+        selected = unnested(table, rows, bound)
+        stmt = dialect_insert(bound.name, table).from_select(names, selected)
         found = await session.execute(stmt.on_conflict_do_nothing().returning(table.c[key]))
         return set(found.scalars().all())
-    stmt = dialect_insert(dialect, table).on_conflict_do_nothing().returning(table.c[key])
+    stmt = dialect_insert(bound.name, table).on_conflict_do_nothing().returning(table.c[key])
     return set((await session.execute(stmt, list(rows))).scalars().all())
 
 
@@ -326,17 +326,17 @@ async def upsert_rows(
     columns' own bind processing either way."""
     if not rows:
         return
-    dialect = session.get_bind().dialect.name
-    if dialect != "postgresql":
-        stmt = dialect_insert(dialect, table)
+    bound = session.get_bind().dialect
+    if bound.name != "postgresql":
+        stmt = dialect_insert(bound.name, table)
         await session.execute(
             stmt.on_conflict_do_update(index_elements=list(key), set_=changes(stmt.excluded)),
             list(rows),
         )
         return
     names = list(rows[0])
-    selected = unnested(table, rows, session.get_bind().dialect)
-    stmt = dialect_insert(dialect, table).from_select(names, selected)
+    selected = unnested(table, rows, bound)
+    stmt = dialect_insert(bound.name, table).from_select(names, selected)
     await session.execute(
         stmt.on_conflict_do_update(index_elements=list(key), set_=changes(stmt.excluded))
     )
