@@ -118,13 +118,14 @@ def plan_customer(
         # planned after the sending hour), on the day itself; when that has passed too,
         # the next year's.
         lead = dt.timedelta(days=plan.birthday_lead_days)
-        day = next_anniversary(born, today, calendar_name or GREGORIAN)
+        calendar_kind = calendar_name or GREGORIAN
+        day = next_anniversary(born, today, calendar_kind)
         due = due_on(day - lead) or due_on(day)
         if due is None and day - lead <= today:
-            day = next_anniversary(born, day + dt.timedelta(days=1), calendar_name or GREGORIAN)
+            day = next_anniversary(born, day + dt.timedelta(days=1), calendar_kind)
             due = due_on(day - lead)
         if due is not None:
-            basis = {"date": day.isoformat(), "of": label, "calendar": calendar_name or GREGORIAN}
+            basis = {"date": day.isoformat(), "of": label, "calendar": calendar_kind}
             add(kind, f"{kind}:{who}:{day.year}", due, basis, None)
 
     if facts.birthday is not None:
