@@ -610,7 +610,8 @@ def main() -> None:
     events_args.add_argument("--customers", type=int, default=20_000)
     events_args.add_argument("--backend", choices=["postgresql", "sqlite"], default="postgresql")
     # The platform's default (CRM_KAFKA_PARTITIONS): each partition is a transaction at once.
-    events_args.add_argument("--partitions", type=int, default=6)
+    partitions = TieringSettings.model_fields["kafka_partitions"].default
+    events_args.add_argument("--partitions", type=int, default=partitions)
     churn_args = sub.add_parser("churn")
     churn_args.add_argument("--customers", type=int, default=20000)
     churn_args.add_argument("--file", help="a purchase history in CDNOW's layout instead")
