@@ -45,6 +45,19 @@ def python_step_ns(steps: int = 2_000_000) -> float:
     return best / steps * 1e9
 
 
+def machine_cpu_seconds() -> float:
+    """CPU seconds every process of the machine has spent working since boot (the
+    database and the broker as well as the benchmark), from /proc/stat: user, nice,
+    system, irq and softirq time (not idle, I/O wait or time stolen by the host). 0.0
+    where there is no /proc/stat."""
+    try:
+        fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()
+    except OSError:
+        return 0.0
+    user, nice, system, _idle, _iowait, irq, softirq = (int(f) for f in fields[1:8])
+    return (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")
+
+
 def append_results(section: str) -> None:
     """Add a section to bench/RESULTS.md (made on first use) and print it."""
     existing = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n\n"

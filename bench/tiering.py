@@ -17,6 +17,7 @@ import asyncio
 import concurrent.futures
 import datetime as dt
 import json
+import os
 import random
 import time
 import uuid
@@ -34,6 +35,7 @@ from bench.common import (
     database_name,
     drop_database,
     machine,
+    machine_cpu_seconds,
     new_database,
     peak_rss_mib,
 )
@@ -303,6 +305,9 @@ async def bench_events(events: int, customers_count: int, backend: str, partitio
     try:
         results: dict[str, float] = {}
         cpu: dict[str, float] = {}  # the process's CPU seconds per event (all its threads)
+        # The whole machine's (database and broker too): what bounds the rate when every
+        # core is busy.
+        machine_cpu: dict[str, float] = {}
         for label, handlers in (("baseline: inbox only", None), ("tiering handlers", HANDLERS)):
             url = await new_database(backend, f"events{len(urls)}", ROOT / ".crm")
             urls.append(url)
@@ -379,6 +384,7 @@ async def bench_events(events: int, customers_count: int, backend: str, partitio
                 concurrent_partitions=backend == "postgresql",
             )
             cpu_at_start = time.process_time()
+            machine_cpu_at_start = machine_cpu_seconds()
             task = asyncio.create_task(consumer.run())
             watcher = create_engine(url)
             first_seen = None
@@ -394,6 +400,7 @@ async def bench_events(events: int, customers_count: int, backend: str, partitio
                 await asyncio.sleep(0.05)
             finished = time.perf_counter()
             cpu[label] = (time.process_time() - cpu_at_start) / events
+            machine_cpu[label] = (machine_cpu_seconds() - machine_cpu_at_start) / events
             await watcher.dispose()
             await consumer.stop()
             task.cancel()
@@ -409,8 +416,10 @@ async def bench_events(events: int, customers_count: int, backend: str, partitio
                 for suffix in ("", "-wal", "-shm"):
                     Path(url.split("///", 1)[1] + suffix).unlink(missing_ok=True)
     base = results["baseline: inbox only"]
+    cores = os.cpu_count() or 1
     rows = "\n".join(
-        f"| {label} | {rate:.0f} | {rate / base:.2f} | {cpu[label] * 1e6:.0f} |"
+        f"| {label} | {rate:.0f} | {rate / base:.2f} | {cpu[label] * 1e6:.0f} "
+        f"| {machine_cpu[label] * 1e6:.0f} | {cores / machine_cpu[label]:.0f} |"
         for label, rate in results.items()
     )
     append_results(
@@ -424,8 +433,11 @@ async def bench_events(events: int, customers_count: int, backend: str, partitio
         f"broker, on {partitions} partitions; one consumer; one transaction per partition "
         "per poll (inbox rows, effects, then each customer reassessed once). Rate counted "
         "from the first applied event (the group join is left out). CPU: the consumer "
-        "process's CPU time per event, which varies less between runs than the rate.\n\n"
-        "| handler | events/s | ratio to baseline | CPU µs/event |\n|---|---|---|---|\n"
+        "process's CPU time per event, which varies less between runs than the rate; "
+        "machine CPU: every process's (PostgreSQL and the broker too), and the rate it "
+        f"would allow with all {cores} cores busy.\n\n"
+        "| handler | events/s | ratio to baseline | consumer CPU µs/event "
+        "| machine CPU µs/event | rate with all cores busy |\n|---|---|---|---|---|---|\n"
         + rows
         + "\n"
     )

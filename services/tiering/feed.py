@@ -5,8 +5,9 @@ A first ranking changes a million tiers at once; writing each change twice, as a
 row and as an outbox row with its reasons in words, cost more than the ranking itself.
 Instead the relay reads the history rows past this feed's cursor in id order, makes each
 event from the row's figures (the same words the tier view shows), and moves the cursor
-once Kafka has them. Every writer of the history holds the tier writer lock (service.py),
-so rows commit in id order and the cursor never passes a row still being written.
+once Kafka has them. Every writer of the history holds the history lock (service.py)
+until it commits, so rows commit in id order and the cursor never passes a row still
+being written.
 """
 
 from __future__ import annotations

@@ -306,7 +306,7 @@ class TierHistory(Base):
 
     The table is also tiering's outbox for `tier.changed`: the relay publishes rows past
     the feed's cursor in id order (`feed.TierChangeFeed`). For that, every writer of this
-    table holds the tier writer lock, so rows commit in id order (see service.py).
+    table holds the history lock until it commits, so rows commit in id order (see service.py).
     """
 
     __tablename__ = "tier_history"

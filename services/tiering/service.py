@@ -67,10 +67,13 @@ from shared.revisions import Stamp, take
 
 PRODUCER = "tiering"
 PAST_TOLERANCE = dt.timedelta(minutes=1)
-# Held by every transaction that writes tier history (a re-rank; the rules after events):
-# a re-rank never runs beside another or beside the rules, and history rows commit in id
-# order, which the tier.changed feed relies on (see feed.py).
-TIER_WRITER_LOCK = 0x7131_2A4B
+# Held alone by a re-rank, shared by the placements after events: a re-rank never runs
+# beside another or beside a placement (both would see the old tiers and announce the same
+# change twice), while placements of different customers run side by side.
+RANKING_LOCK = 0x7131_2A4A
+# Held from writing tier history until commit, by every writer of it: history rows commit
+# in id order, which the tier.changed feed relies on (see feed.py).
+HISTORY_LOCK = 0x7131_2A4B
 SAMPLE_MOVERS = 20
 RANKINGS_KEPT = 48
 CHANGES_PER_WRITE = 250_000  # a re-rank writes tier changes in chunks: memory stays flat
@@ -200,14 +203,20 @@ class TieringService:
         policy = await repo.policies.active(session)
         if policy is None or not customer_ids:
             return
-        await self._hold_tier_writer_lock(session)
         aggregates = await repo.aggregates.placing_rows(session, customer_ids)
         if not aggregates:
             return
         ranking = await repo.rankings.latest(session, policy.id)
         if ranking is None or ranking.customers < self.full_ranking_below:
             # No ranking yet, or a small one: ranking everyone again is as quick and exact.
+            # (Decided before the shared lock: asking for it alone while holding it shared
+            # would deadlock against another placement doing the same.)
             await self.recompute(session, None)
+            return
+        await _hold_lock(session, RANKING_LOCK, shared=True)
+        # The latest ranking once no re-rank can commit beside us (one may have just now).
+        ranking = await repo.rankings.latest(session, policy.id)
+        if ranking is None:  # its policy's rankings went with it: the next one places them
             return
         stored = await repo.scores.standing_of(session, [row.key for row in aggregates])
         document = PolicyDocument.model_validate(policy.document)
@@ -380,7 +389,7 @@ class TieringService:
     async def apply_ranking(self, session: AsyncSession, moment: dt.datetime) -> RankingOutcome:
         """Rank everyone as of `moment` and make it current, whatever the moment (callers
         over HTTP go through `recompute`, which keeps the past and the future out)."""
-        await self._hold_tier_writer_lock(session)
+        await _hold_lock(session, RANKING_LOCK, shared=False)
         policy = await self.active_policy(session)
         document = PolicyDocument.model_validate(policy.document)
         ranking = await rank(session, document, moment, store_scores=True)
@@ -493,6 +502,7 @@ class TieringService:
         history row each, in bulk, which is also its `tier.changed` event (feed.py)."""
         if not count:
             return
+        await _hold_lock(session, HISTORY_LOCK, shared=False)
         columns = {
             **columns,
             "event_id": random_uuid_column(count),
@@ -504,17 +514,6 @@ class TieringService:
         }
         await insert_columns(session, TIER_HISTORY, columns, count)
         session.info[PENDING_FLAG] = True
-
-    @staticmethod
-    async def _hold_tier_writer_lock(session: AsyncSession) -> None:
-        """Wait for, then hold until commit, the right to write tier history: replicas (or
-        a schedule and a request) never re-rank at once (two would both see the old tiers
-        and announce the same change twice), and history rows commit in id order. SQLite
-        has one writer anyway."""
-        if session.get_bind().dialect.name == "postgresql":
-            await session.execute(
-                text("SELECT pg_advisory_xact_lock(:lock_id)"), {"lock_id": TIER_WRITER_LOCK}
-            )
 
     async def simulate(
         self, session: AsyncSession, policy_id: uuid.UUID, as_of: dt.datetime | None
@@ -802,3 +801,11 @@ def refuse_the_future(as_of: dt.datetime | None) -> None:
 
 
 tiering_service = TieringService()
+
+
+async def _hold_lock(session: AsyncSession, lock_id: int, *, shared: bool) -> None:
+    """Wait for, then hold until commit, a PostgreSQL advisory lock (RANKING_LOCK,
+    HISTORY_LOCK). SQLite has one writer anyway."""
+    if session.get_bind().dialect.name == "postgresql":
+        function = "pg_advisory_xact_lock_shared" if shared else "pg_advisory_xact_lock"
+        await session.execute(text(f"SELECT {function}(:lock_id)"), {"lock_id": lock_id})

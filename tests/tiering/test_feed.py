@@ -9,6 +9,7 @@ from typing import Any
 
 import httpx
 import orjson
+import pytest
 
 from services.tiering.feed import TierChangeFeed
 from services.tiering.service import tiering_service
@@ -95,8 +96,8 @@ async def test_a_relay_that_stops_before_moving_the_cursor_sends_the_same_events
 async def test_the_rules_after_events_wait_for_a_rerank_in_progress(
     new_database: DatabaseFactory,
 ) -> None:
-    """Rows must commit in id order for the cursor: a transaction writing history holds
-    the tier writer lock until it commits, and the rules after events wait for it."""
+    """A re-rank holds the ranking lock alone until it commits, and the rules after events
+    wait for it."""
     url = await new_database("tiering")  # (SQLite: the one writer connection waits)
     feed = Feed(url)
     customer = feed.customer()
@@ -120,3 +121,48 @@ async def test_the_rules_after_events_wait_for_a_rerank_in_progress(
         await asyncio.wait_for(waiting, 10)
     finally:
         await engine.dispose()
+
+
+async def test_placements_run_side_by_side_and_write_history_in_turn(
+    backend: str, new_database: DatabaseFactory
+) -> None:
+    """Placements after events share the ranking lock, so another customer's placement
+    does not wait for an open one; writing history is one at a time until commit, so rows
+    commit in id order for the feed's cursor."""
+    if backend != "postgresql":
+        pytest.skip("SQLite has one writer at a time; the locks are PostgreSQL's")
+    url = await new_database("tiering")
+    feed = Feed(url)
+    steady, first, second = feed.customer(), feed.customer(), feed.customer()
+    feed.purchase(steady, "10", ago(3))
+    await feed.apply(batch_hook=False)
+    engine = create_engine(url)
+    sessions = session_factory(engine)
+    before = tiering_service.full_ranking_below
+    tiering_service.full_ranking_below = 0  # placed against the ranking, not re-ranked
+    try:
+        async with sessions() as session, session.begin():
+            await tiering_service.ensure_default_policy(session)
+            await tiering_service.recompute(session, None)
+        for customer in (first, second):  # far above every band edge: a new tier each
+            feed.purchase(customer, "900000", ago(1))
+        await feed.apply(batch_hook=False)
+
+        async def place(customer: uuid.UUID) -> None:
+            async with sessions() as session, session.begin():
+                await tiering_service.reassess(session, [customer])
+
+        async with sessions() as holder, holder.begin():
+            await tiering_service.reassess(holder, [first])  # a change: history written
+            await asyncio.wait_for(place(steady), 10)  # no change: does not wait
+            waiting = asyncio.create_task(place(second))  # a change: waits its turn
+            await asyncio.sleep(0.5)
+            assert not waiting.done()
+        await asyncio.wait_for(waiting, 10)
+    finally:
+        tiering_service.full_ranking_below = before
+        await engine.dispose()
+    rows = await query(  # the changes after the ranking
+        url, "SELECT customer_id FROM tier_history WHERE previous_tier IS NOT NULL ORDER BY id"
+    )
+    assert [uuid.UUID(str(row.customer_id)) for row in rows] == [first, second]
