@@ -282,10 +282,17 @@ def expire_held(session: AsyncSession, model: type[Any], keys: Iterable[Any]) ->
     they are read again on next use."""
     if not session.identity_map:
         return
-    for key in keys:
-        held = session.identity_map.get(session.identity_key(model, key))
-        if held is not None:
-            session.expire(held)
+    # The session holds a few objects, a batch writes thousands of rows: walk the former.
+    wanted = set(keys)
+    for identity in list(session.identity_map.keys()):
+        held_model, primary_key = identity[0], identity[1]
+        if (
+            held_model is model
+            and (primary_key if len(primary_key) > 1 else primary_key[0]) in wanted
+        ):
+            held = session.identity_map.get(identity)
+            if held is not None:
+                session.expire(held)
 
 
 def dialect_insert(dialect: str, table: Any) -> Any:

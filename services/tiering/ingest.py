@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+import weakref
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import and_, case, or_, select
+from sqlalchemy import Engine, and_, case, event, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.tiering import repository as repo
@@ -174,12 +175,62 @@ def _later(new: Any, old: Any) -> Any:
     return case((and_(new.is_not(None), or_(old.is_(None), new > old)), new), else_=old)
 
 
+class KnownKeys:
+    """Customer keys read from the database, per database: a key never changes once its
+    row has committed, so a customer's next events need not look it up again. Keys are
+    kept only once the transaction that read them commits (one rolled back may have read
+    a row it was making itself, whose key SQLite then gives to another customer).
+    Bounded: emptied when full."""
+
+    PENDING = "tiering.keys_read"  # session.info: keys read, kept at commit
+
+    def __init__(self, limit: int = 200_000) -> None:
+        self.limit = limit
+        self.by_database: weakref.WeakKeyDictionary[Engine, dict[uuid.UUID, int]] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    def of(self, session: AsyncSession) -> dict[uuid.UUID, int]:
+        engine = session.get_bind()
+        assert isinstance(engine, Engine)
+        return self.by_database.setdefault(engine, {})
+
+    def keep_at_commit(self, session: AsyncSession, found: dict[uuid.UUID, int]) -> None:
+        pending = session.info.get(self.PENDING)
+        if pending is None:
+            pending = session.info[self.PENDING] = {}
+            known = self.of(session)
+            sync = session.sync_session
+
+            def committed(_: Any) -> None:
+                read = sync.info.pop(self.PENDING, {})
+                if len(known) + len(read) > self.limit:
+                    known.clear()
+                known.update(read)
+
+            def rolled_back(_: Any) -> None:
+                sync.info.pop(self.PENDING, None)
+
+            event.listen(sync, "after_commit", committed, once=True)
+            event.listen(sync, "after_rollback", rolled_back, once=True)
+        pending.update(found)
+
+
+known_keys = KnownKeys()
+
+
 async def customer_keys(
     session: AsyncSession, first_seen: dict[uuid.UUID, dt.datetime]
 ) -> dict[uuid.UUID, int]:
     """Each customer's key, making an aggregate row (and key) for those without one."""
-    ids = list(first_seen)
-    keys = await _known_keys(session, ids)
+    known = known_keys.of(session)
+    keys = {cid: known[cid] for cid in first_seen if cid in known}
+    ids = [cid for cid in first_seen if cid not in keys]
+    if not ids:
+        return keys
+    found = await _known_keys(session, ids)
+    known_keys.keep_at_commit(session, found)
+    keys.update(found)
     missing = [customer_id for customer_id in ids if customer_id not in keys]
     if missing:
         new_keys = await repo.aggregates.new_keys(session, len(missing))
@@ -200,7 +251,9 @@ async def customer_keys(
         )
         taken = [customer_id for customer_id in missing if customer_id not in made]
         if taken:  # made meanwhile by another transaction: it keeps its own key
-            keys.update(await _known_keys(session, taken))
+            found = await _known_keys(session, taken)
+            known_keys.keep_at_commit(session, found)
+            keys.update(found)
     return keys
 
 

@@ -1,6 +1,7 @@
 """`upsert_rows`: new rows inserted, existing ones changed by the given expressions, with
 the columns' own types (exact decimals, UTC moments, NULLs) on both databases (arrays
-unnested by the server on PostgreSQL, executemany on SQLite)."""
+unnested by the server on PostgreSQL, executemany on SQLite); `expire_held` then makes
+the session read again exactly the written rows it holds."""
 
 from __future__ import annotations
 
@@ -10,8 +11,16 @@ from decimal import Decimal
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.orm import DeclarativeBase
 
-from shared.db import ScaledDecimal, UTCDateTime, create_engine, session_factory, upsert_rows
+from shared.db import (
+    ScaledDecimal,
+    UTCDateTime,
+    create_engine,
+    expire_held,
+    session_factory,
+    upsert_rows,
+)
 from tests.conftest import DatabaseFactory
 
 metadata = sa.MetaData()
@@ -25,6 +34,14 @@ totals = sa.Table(
     sa.Column("label", sa.String(20)),
     sa.Column("last_at", UTCDateTime),
 )
+
+
+class _Base(DeclarativeBase):
+    pass
+
+
+class Total(_Base):
+    __table__ = totals
 
 
 def row(key: uuid.UUID, day: int, amount: str, count: int, label: Any, at: Any) -> dict[str, Any]:
@@ -108,3 +125,34 @@ async def test_new_rows_are_inserted_and_existing_ones_changed(
         None,
     )
     assert found[(second, 1)].amount == Decimal("7.00")
+
+
+async def test_expire_held_reads_again_only_the_written_rows_the_session_holds(
+    new_database: DatabaseFactory,
+) -> None:
+    url = await new_database("tiering")
+    engine = create_engine(url)
+    async with engine.begin() as conn:
+        await conn.run_sync(metadata.create_all)
+    sessions = session_factory(engine)
+    first, second = uuid.uuid4(), uuid.uuid4()
+    try:
+        async with sessions() as session, session.begin():
+            await upsert_rows(
+                session,
+                totals,
+                [row(first, 1, "1", 1, "a", None), row(second, 1, "2", 1, "b", None)],
+                ["id", "day"],
+                added,
+            )
+        async with sessions() as session, session.begin():
+            held = list((await session.scalars(sa.select(Total).order_by(Total.amount))).all())
+            again = [row(first, 1, "5", 1, None, None), row(second, 1, "5", 1, None, None)]
+            await upsert_rows(session, totals, again, ["id", "day"], added)
+            expire_held(session, Total, [(first, 1), (uuid.uuid4(), 1)])  # one not held
+            assert "amount" not in held[0].__dict__  # expired: read again on next use
+            assert held[1].__dict__["amount"] == Decimal("2.00")  # not named: kept as it was
+            await session.refresh(held[0])
+            assert held[0].amount == Decimal("6.00")
+    finally:
+        await engine.dispose()

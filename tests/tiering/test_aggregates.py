@@ -6,6 +6,9 @@ import datetime as dt
 import uuid
 from decimal import Decimal
 
+import pytest
+from sqlalchemy import text
+
 from services.tiering.app import create_app
 from services.tiering.consumers import HANDLERS, reassess_customers
 from services.tiering.settings import TieringSettings
@@ -100,3 +103,42 @@ async def test_customer_known_before_any_purchase(
     assert view.status_code == 200
     assert view.json()["aggregates"]["purchase_count"] == 0
     assert view.json()["aggregates"]["revenue"] == "0.00"
+
+
+async def test_a_key_read_in_a_transaction_that_rolls_back_is_not_reused(
+    new_database: DatabaseFactory,
+) -> None:
+    """Keys are remembered across batches only once their transaction commits: a rolled
+    back one may have read the row it was making, whose key SQLite gives to the next new
+    customer."""
+    url = await new_database("tiering")
+    engine = create_engine(url)
+    sessions = session_factory(engine)
+    first, second = uuid.uuid4(), uuid.uuid4()
+    bought = [
+        envelope(first, "customer.created", {"name": "A", "kind": "person"}),
+        envelope(first, "purchase.recorded", purchase("10", "2026-05-02T00:00:00Z")),
+    ]
+    try:
+        with pytest.raises(RuntimeError):
+            async with sessions() as session, session.begin():
+                for event in bought:  # the purchase reads the key the creation made
+                    await HANDLERS[event.type](session, event, parse_data(event))
+                raise RuntimeError("a later message of the batch failed")
+        for customer in (second, first):
+            event = envelope(customer, "purchase.recorded", purchase("7", "2026-05-03T00:00:00Z"))
+            async with sessions() as session, session.begin():
+                await HANDLERS[event.type](session, event, parse_data(event))
+        async with sessions() as session:
+            rows = (
+                await session.execute(
+                    text(
+                        "SELECT a.customer_id, a.key, d.revenue FROM customer_aggregates a "
+                        "JOIN daily_activity d ON d.customer_key = a.key"
+                    )
+                )
+            ).all()
+    finally:
+        await engine.dispose()
+    assert len(rows) == 2 and len({row.key for row in rows}) == 2
+    assert {uuid.UUID(str(row.customer_id)) for row in rows} == {first, second}
