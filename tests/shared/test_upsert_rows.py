@@ -11,6 +11,7 @@ from decimal import Decimal
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.orm import DeclarativeBase
 
 from shared.db import (
@@ -65,13 +66,18 @@ def added(new: Any) -> dict[str, Any]:
     }
 
 
+async def sample_engine(new_database: DatabaseFactory) -> AsyncEngine:
+    """An engine on a new database holding the sample table."""
+    engine = create_engine(await new_database("tiering"))
+    async with engine.begin() as conn:
+        await conn.run_sync(metadata.create_all)
+    return engine
+
+
 async def test_new_rows_are_inserted_and_existing_ones_changed(
     new_database: DatabaseFactory,
 ) -> None:
-    url = await new_database("tiering")
-    engine = create_engine(url)
-    async with engine.begin() as conn:
-        await conn.run_sync(metadata.create_all)
+    engine = await sample_engine(new_database)
     sessions = session_factory(engine)
     first, second = uuid.uuid4(), uuid.uuid4()
     east = dt.timezone(dt.timedelta(hours=8))
@@ -130,10 +136,7 @@ async def test_new_rows_are_inserted_and_existing_ones_changed(
 async def test_expire_held_reads_again_only_the_written_rows_the_session_holds(
     new_database: DatabaseFactory,
 ) -> None:
-    url = await new_database("tiering")
-    engine = create_engine(url)
-    async with engine.begin() as conn:
-        await conn.run_sync(metadata.create_all)
+    engine = await sample_engine(new_database)
     sessions = session_factory(engine)
     first, second = uuid.uuid4(), uuid.uuid4()
     try:
