@@ -15,7 +15,6 @@ from shared.events import (
     InteractionLogged,
     OutreachCompleted,
 )
-from shared.revisions import stamp_of
 
 
 async def on_customer_erased(session: AsyncSession, event: EventEnvelope, data: EventData) -> None:
@@ -33,10 +32,14 @@ async def on_payment_recorded(session: AsyncSession, event: EventEnvelope, data:
 
 
 async def on_customer_changed(session: AsyncSession, event: EventEnvelope, data: EventData) -> None:
-    if event.type == "customer.created":
-        await tiering_service.register_customer(session, event.customer_id, event.occurred_at)
-    await tiering_service.note_customer_fields(
-        session, event.customer_id, data.model_dump(), stamp_of(event)
+    await apply_customer_changes(session, [(event, data)])
+
+
+async def apply_customer_changes(
+    session: AsyncSession, events: list[tuple[EventEnvelope, EventData]]
+) -> None:
+    await tiering_service.note_customers(
+        session, [(event, data.model_dump()) for event, data in events]
     )
 
 
@@ -80,10 +83,14 @@ HANDLERS: dict[str, EventHandler] = {
     "complaint.opened": on_complaint_opened,
     "complaint.closed": on_complaint_closed,
 }
-# Purchases and payments fold: a poll's are written as sums per customer and day.
+# Purchases and payments fold: a poll's are written as sums per customer and day; a
+# poll's customer events are applied to each customer's row read once (an import of
+# customers is thousands of them).
 BULK_HANDLERS: dict[str, BulkHandler] = {
     "purchase.recorded": apply_purchases,
     "payment.recorded": apply_payments,
+    "customer.created": apply_customer_changes,
+    "customer.updated": apply_customer_changes,
 }
 
 # Events after which the customer's rules and scores are looked at again.

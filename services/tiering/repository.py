@@ -32,6 +32,23 @@ class AggregateRepository:
     async def get(self, session: AsyncSession, customer_id: uuid.UUID) -> CustomerAggregate | None:
         return await session.get(CustomerAggregate, customer_id)
 
+    async def many(
+        self, session: AsyncSession, customer_ids: Sequence[uuid.UUID]
+    ) -> dict[uuid.UUID, CustomerAggregate]:
+        """The aggregate rows of these customers that exist, by customer, a thousand a
+        statement."""
+        dialect = session.get_bind().dialect
+        found: dict[uuid.UUID, CustomerAggregate] = {}
+        for start in range(0, len(customer_ids), 1000):
+            chosen = customer_ids[start : start + 1000]
+            query = select(CustomerAggregate).where(
+                column_in(CustomerAggregate.__table__.c.customer_id, chosen, dialect)
+            )
+            found.update(
+                (aggregate.customer_id, aggregate) for aggregate in await session.scalars(query)
+            )
+        return found
+
     async def placing_rows(
         self, session: AsyncSession, customer_ids: Sequence[uuid.UUID]
     ) -> Sequence[Any]:

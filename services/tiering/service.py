@@ -16,6 +16,7 @@ from services.tiering import repository as repo
 from services.tiering.backtest import run_backtest
 from services.tiering.churn import current_model
 from services.tiering.churn_fit import fit_churn_model
+from services.tiering.ingest import customer_keys
 from services.tiering.models import (
     SCORE_FIELDS,
     TIER_HISTORY,
@@ -59,11 +60,12 @@ from shared.errors import Conflict, Gone, InvalidInput, NotFound
 from shared.events import (
     ComplaintClosed,
     ComplaintOpened,
+    EventEnvelope,
 )
 from shared.heavy import in_thread
 from shared.observability import current_correlation_id
 from shared.outbox import PENDING_FLAG
-from shared.revisions import Stamp, take
+from shared.revisions import Stamp, stamp_of, take
 
 PRODUCER = "tiering"
 PAST_TOLERANCE = dt.timedelta(minutes=1)
@@ -120,22 +122,30 @@ class TieringService:
         aggregate.updated_at = utcnow()
         await session.flush()
 
-    async def note_customer_fields(
-        self, session: AsyncSession, customer_id: uuid.UUID, fields: dict[str, Any], stamp: Stamp
+    async def note_customers(
+        self, session: AsyncSession, changes: Sequence[tuple[EventEnvelope, Mapping[str, Any]]]
     ) -> None:
-        """The relationship level (vendor, partner, strategic alliance: the thermometer's)
-        and whose customer it is (access), each unless a newer event already set it."""
-        aggregate = await repo.aggregates.get_or_create(session, customer_id, stamp.at)
-        stamps = dict(aggregate.field_stamps or {})
-        level = fields.get("relationship_level")
-        if isinstance(level, str) and take(stamps, "relationship_level", stamp):
-            aggregate.relationship_level = level
-        if "account_manager" in fields and take(
-            stamps, "account_manager", stamp, aggregate.account_manager_at
-        ):
-            aggregate.account_manager = fields["account_manager"]
-            aggregate.account_manager_at = stamp.at
-        aggregate.field_stamps = stamps
+        """A batch of `customer.created` and `customer.updated` (each with its data's
+        fields) at once: the rows of customers first seen are made in one statement, every
+        row is read once, each event is applied to it in order, and one flush writes them.
+        A created customer is known; the relationship level (the thermometer's) and whose
+        customer it is (access) are taken unless a newer event already set them."""
+        first_seen: dict[uuid.UUID, dt.datetime] = {}
+        for event, _ in changes:
+            seen = first_seen.get(event.customer_id)
+            if seen is None or event.occurred_at < seen:
+                first_seen[event.customer_id] = event.occurred_at
+        await customer_keys(session, first_seen)
+        aggregates = await repo.aggregates.many(session, list(first_seen))
+        now = utcnow()
+        for event, fields in changes:
+            aggregate = aggregates[event.customer_id]
+            if event.occurred_at < aggregate.first_seen_at:
+                aggregate.first_seen_at = event.occurred_at
+            if event.type == "customer.created":
+                aggregate.known = True
+                aggregate.updated_at = now
+            _note_fields(aggregate, fields, stamp_of(event))
         await session.flush()
 
     async def record_touch(
@@ -809,3 +819,17 @@ async def _hold_lock(session: AsyncSession, lock_id: int, *, shared: bool) -> No
     if session.get_bind().dialect.name == "postgresql":
         function = "pg_advisory_xact_lock_shared" if shared else "pg_advisory_xact_lock"
         await session.execute(text(f"SELECT {function}(:lock_id)"), {"lock_id": lock_id})
+
+
+def _note_fields(aggregate: CustomerAggregate, fields: Mapping[str, Any], stamp: Stamp) -> None:
+    """The customer fields tiering keeps, each unless a newer event already set it."""
+    stamps = dict(aggregate.field_stamps or {})
+    level = fields.get("relationship_level")
+    if isinstance(level, str) and take(stamps, "relationship_level", stamp):
+        aggregate.relationship_level = level
+    if "account_manager" in fields and take(
+        stamps, "account_manager", stamp, aggregate.account_manager_at
+    ):
+        aggregate.account_manager = fields["account_manager"]
+        aggregate.account_manager_at = stamp.at
+    aggregate.field_stamps = stamps

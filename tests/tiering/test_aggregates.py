@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import text
 
 from services.tiering.app import create_app
-from services.tiering.consumers import HANDLERS, reassess_customers
+from services.tiering.consumers import BULK_HANDLERS, HANDLERS, reassess_customers
 from services.tiering.settings import TieringSettings
 from shared.broker import EmbeddedBroker
 from shared.db import create_engine, session_factory
@@ -142,3 +142,58 @@ async def test_a_key_read_in_a_transaction_that_rolls_back_is_not_reused(
         await engine.dispose()
     assert len(rows) == 2 and len({row.key for row in rows}) == 2
     assert {uuid.UUID(str(row.customer_id)) for row in rows} == {first, second}
+
+
+async def test_a_poll_of_customer_events_is_applied_at_once_as_one_by_one(
+    new_database: DatabaseFactory,
+) -> None:
+    """A poll of `customer.created` (an import) makes every customer known with its own
+    key in one call; a poll of `customer.updated` out of revision order keeps, per field,
+    the newest revision's value, as events applied one by one do."""
+    url = await new_database("tiering")
+    engine = create_engine(url)
+    sessions = session_factory(engine)
+    first, second, third = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    earlier = dt.datetime(2026, 11, 1, tzinfo=dt.UTC)
+
+    def customer_event(customer: uuid.UUID, event_type: str, **fields: object) -> EventEnvelope:
+        event = envelope(customer, event_type, {"name": "A", "kind": "company", **fields})
+        return event.model_copy(update={"occurred_at": earlier}) if customer == third else event
+
+    created = [
+        customer_event(customer, "customer.created", revision=1, account_manager="mia")
+        for customer in (first, second, third)
+    ]
+    updated = [  # first's revisions arrive 3, 2; the older one changes nothing
+        customer_event(first, "customer.updated", revision=3, account_manager="noah"),
+        customer_event(first, "customer.updated", revision=2, relationship_level="vendor"),
+        customer_event(first, "customer.updated", revision=2, account_manager="ann"),
+        customer_event(second, "customer.updated", revision=2, relationship_level="partner"),
+    ]
+    try:
+        for batch in (created, updated):
+            async with sessions() as session, session.begin():
+                await BULK_HANDLERS[batch[0].type](
+                    session, [(event, parse_data(event)) for event in batch]
+                )
+        async with sessions() as session:
+            rows = {
+                uuid.UUID(str(row.customer_id)): row
+                for row in await session.execute(
+                    text(
+                        "SELECT customer_id, key, known, account_manager, relationship_level, "
+                        "first_seen_at FROM customer_aggregates"
+                    )
+                )
+            }
+    finally:
+        await engine.dispose()
+    assert set(rows) == {first, second, third}
+    assert len({row.key for row in rows.values()}) == 3
+    assert all(row.known for row in rows.values())
+    assert (rows[first].account_manager, rows[first].relationship_level) == ("noah", "vendor")
+    assert (rows[second].account_manager, rows[second].relationship_level) == ("mia", "partner")
+    seen = rows[third].first_seen_at
+    assert (seen if isinstance(seen, dt.datetime) else dt.datetime.fromisoformat(seen)).replace(
+        tzinfo=dt.UTC
+    ) == earlier
