@@ -113,15 +113,6 @@ class TieringService:
         self.full_ranking_below = full_ranking_below
 
     # ------------------------------------------------------------ events
-    async def register_customer(
-        self, session: AsyncSession, customer_id: uuid.UUID, at: dt.datetime
-    ) -> None:
-        """Note that the customer exists (`customer.created`)."""
-        aggregate = await repo.aggregates.get_or_create(session, customer_id, at)
-        aggregate.known = True
-        aggregate.updated_at = utcnow()
-        await session.flush()
-
     async def note_customers(
         self, session: AsyncSession, changes: Sequence[tuple[EventEnvelope, Mapping[str, Any]]]
     ) -> None:

@@ -12,7 +12,7 @@ from alembic import command
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
-from services.tiering.service import TieringService
+from services.tiering.repository import aggregates
 from shared.db import alembic_config, create_engine, migrate, session_factory
 from tests.conftest import DatabaseFactory, migrations_dir
 
@@ -45,11 +45,10 @@ async def _rows(url: str, sql: str) -> list[Any]:
 async def test_new_customers_get_distinct_keys(new_database: DatabaseFactory) -> None:
     url = await new_database("tiering")
     engine = create_engine(url)
-    service = TieringService()
     customers = [uuid.uuid4() for _ in range(3)]
     async with session_factory(engine)() as session, session.begin():
         for customer in customers:
-            await service.register_customer(session, customer, dt.datetime.now(dt.UTC))
+            await aggregates.get_or_create(session, customer, dt.datetime.now(dt.UTC))
     await engine.dispose()
     keys = [row[0] for row in await _rows(url, "SELECT key FROM customer_aggregates")]
     assert len(keys) == 3
@@ -209,7 +208,7 @@ async def test_a_poll_keys_new_customers_at_once_and_known_ones_keep_theirs(
     now = dt.datetime.now(dt.UTC)
     async with sessions() as session, session.begin():
         for customer in (seen, meanwhile):
-            await TieringService().register_customer(session, customer, now)
+            await aggregates.get_or_create(session, customer, now)
 
     async def stored_keys() -> dict[uuid.UUID, int]:
         rows = await _rows(url, "SELECT customer_id, key FROM customer_aggregates")
