@@ -9,7 +9,7 @@ from fastapi import FastAPI
 
 from services.complaints import repository as repo
 from services.complaints.api import router
-from services.complaints.consumers import HANDLERS
+from services.complaints.consumers import BULK_HANDLERS, HANDLERS
 from services.complaints.service import complaints_service
 from services.complaints.settings import ComplaintsSettings
 from shared.app import ServiceDefinition, ServiceRuntime, create_service_app
@@ -57,6 +57,7 @@ DEFINITION = ServiceDefinition(
     "first-contact ownership, SLA timers on a business calendar, escalation, statistics.",
     routers=[router],
     handlers=HANDLERS,
+    bulk_handlers=BULK_HANDLERS,
     migrations_dir=Path(__file__).parent / "migrations",
     background=[sla_timer],
 )

@@ -5,14 +5,19 @@ from __future__ import annotations
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.complaints.service import complaints_service
-from shared.consumer import EventHandler
+from shared.consumer import BulkHandler, EventHandler
 from shared.events import EventData, EventEnvelope, PurchaseRecorded, TierChanged
-from shared.revisions import stamp_of
 
 
 async def on_customer_changed(session: AsyncSession, event: EventEnvelope, data: EventData) -> None:
-    await complaints_service.note_customer(
-        session, event.customer_id, data.model_dump(), stamp_of(event)
+    await apply_customer_changes(session, [(event, data)])
+
+
+async def apply_customer_changes(
+    session: AsyncSession, events: list[tuple[EventEnvelope, EventData]]
+) -> None:
+    await complaints_service.note_customers(
+        session, [(event, data.model_dump()) for event, data in events]
     )
 
 
@@ -39,4 +44,9 @@ HANDLERS: dict[str, EventHandler] = {
     "customer.erased": on_customer_erased,
     "tier.changed": on_tier_changed,
     "purchase.recorded": on_purchase_recorded,
+}
+# A poll's customer events (an import brings thousands) read each customer's row once.
+BULK_HANDLERS: dict[str, BulkHandler] = {
+    "customer.created": apply_customer_changes,
+    "customer.updated": apply_customer_changes,
 }

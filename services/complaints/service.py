@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,9 +34,10 @@ from shared.events import (
     ComplaintEscalated,
     ComplaintOpened,
     ComplaintTransitioned,
+    EventEnvelope,
 )
 from shared.outbox import record_event
-from shared.revisions import Stamp, take
+from shared.revisions import stamp_of, take
 
 PRODUCER = "complaints"
 SYSTEM = "system"  # the actor of what the SLA timer does
@@ -336,18 +338,24 @@ class ComplaintsService:
         )
 
     # ------------------------------------------------------------ from events
-    async def note_customer(
-        self, session: AsyncSession, customer_id: uuid.UUID, data: dict[str, Any], stamp: Stamp
+    async def note_customers(
+        self, session: AsyncSession, changes: Sequence[tuple[EventEnvelope, Mapping[str, Any]]]
     ) -> None:
-        """Take the fields complaints needs from a customer event, unless a newer event
-        already set them (events of different topics arrive in any order)."""
-        customer = await repo.customers.get_or_add(session, customer_id)
-        stamps = dict(customer.field_stamps or {})
-        for field in ("account_manager", "timezone"):
-            if field in data and take(stamps, field, stamp, getattr(customer, f"{field}_at")):
-                setattr(customer, field, data[field])
-                setattr(customer, f"{field}_at", stamp.at)
-        customer.field_stamps = stamps
+        """Take the fields complaints needs from a poll of customer events (each with its
+        data's fields), in order, unless a newer event already set them (events of
+        different topics arrive in any order): each customer's row read once, one flush."""
+        customers = await repo.customers.get_or_add_many(
+            session, list(dict.fromkeys(event.customer_id for event, _ in changes))
+        )
+        for event, data in changes:
+            customer = customers[event.customer_id]
+            stamp = stamp_of(event)
+            stamps = dict(customer.field_stamps or {})
+            for field in ("account_manager", "timezone"):
+                if field in data and take(stamps, field, stamp, getattr(customer, f"{field}_at")):
+                    setattr(customer, field, data[field])
+                    setattr(customer, f"{field}_at", stamp.at)
+            customer.field_stamps = stamps
         await session.flush()
 
     async def note_tier(

@@ -10,9 +10,13 @@ from typing import Any
 
 import pytest
 
+from services.complaints.consumers import BULK_HANDLERS as COMPLAINTS_POLL
 from services.complaints.consumers import HANDLERS as COMPLAINTS
 from services.outreach.consumers import HANDLERS as OUTREACH
+from services.tiering.consumers import BULK_HANDLERS as TIERING_POLL
 from services.tiering.consumers import HANDLERS as TIERING
+from shared.db import create_engine, session_factory
+from shared.events import EventEnvelope, parse_data
 from shared.revisions import Stamp
 from tests.conftest import DatabaseFactory, EventSender, query
 
@@ -72,6 +76,46 @@ async def test_a_field_keeps_the_newer_revision_whatever_the_event_times(
     await events.send(customer, "customer.updated", {**OLDER, "revision": 3}, EARLIER)
     [row] = await query(url, sql, c=customer if "postgresql" in url else customer.hex)
     assert (row.a, row.b) == expected(service, OLDER)
+
+
+# The services that apply a poll of customer events at once (an import brings thousands).
+POLLS: dict[str, dict[str, Any]] = {"tiering": TIERING_POLL, "complaints": COMPLAINTS_POLL}
+
+
+@pytest.mark.parametrize("service", sorted(POLLS))
+async def test_a_poll_of_customer_events_keeps_the_newer_revision_per_field(
+    service: str, new_database: DatabaseFactory
+) -> None:
+    url = await new_database(service)
+    _, sql = CONSUMERS[service]
+    customer, other = uuid.uuid4(), uuid.uuid4()
+
+    def updated(who: uuid.UUID, data: dict[str, Any], at: dt.datetime) -> EventEnvelope:
+        return EventEnvelope(
+            id=uuid.uuid4(),
+            type="customer.updated",
+            producer="profile",
+            customer_id=who,
+            occurred_at=at,
+            data=data,
+        )
+
+    poll = [  # revision 3 arrives first, with the earlier time: revision 2 changes nothing
+        updated(customer, {**NEWER, "revision": 3}, EARLIER),
+        updated(customer, {**OLDER, "revision": 2}, LATER),
+        updated(other, {**OLDER, "revision": 2}, LATER),
+    ]
+    engine = create_engine(url)
+    try:
+        async with session_factory(engine)() as session, session.begin():
+            await POLLS[service]["customer.updated"](
+                session, [(event, parse_data(event)) for event in poll]
+            )
+    finally:
+        await engine.dispose()
+    for who, values in ((customer, NEWER), (other, OLDER)):
+        [row] = await query(url, sql, c=who if "postgresql" in url else who.hex)
+        assert (row.a, row.b) == expected(service, values)
 
 
 def test_without_revisions_the_event_time_decides_and_stored_times_still_count() -> None:
