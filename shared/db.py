@@ -22,7 +22,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import BigInteger, DateTime, MetaData, event, text
+from sqlalchemy import BigInteger, DateTime, MetaData, event, select, text
 from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import (
@@ -275,6 +275,36 @@ async def insert_new_rows(
         return set(found.scalars().all())
     stmt = dialect_insert(bound.name, table).on_conflict_do_nothing().returning(table.c[key])
     return set((await session.execute(stmt, list(rows))).scalars().all())
+
+
+async def get_or_add_locked(
+    session: AsyncSession,
+    model: type[Any],
+    keys: Sequence[Any],
+    defaults: Mapping[str, Any] | None = None,
+) -> dict[Any, Any]:
+    """The ORM rows of `model` with these primary keys, by key: made where missing (one
+    statement, with `defaults`), then read afresh and locked for update in key order (one
+    statement a thousand). A poll of events then touches each row once, and transactions
+    that lock rows in one order never deadlock on them."""
+    table = model.__table__
+    (key,) = table.primary_key.columns
+    await insert_new_rows(
+        session, table, [{key.name: value, **(defaults or {})} for value in keys], key.name
+    )
+    dialect = session.get_bind().dialect
+    ordered = sorted(keys)
+    found: dict[Any, Any] = {}
+    for start in range(0, len(ordered), 1000):
+        query = (
+            select(model)
+            .where(column_in(key, ordered[start : start + 1000], dialect))
+            .order_by(key)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
+        found.update((getattr(row, key.name), row) for row in await session.scalars(query))
+    return found
 
 
 def expire_held(session: AsyncSession, model: type[Any], keys: Iterable[Any]) -> None:

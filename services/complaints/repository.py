@@ -23,7 +23,7 @@ from services.complaints.models import (
 from services.complaints.sla import Step
 from services.complaints.workflow import SEVERITIES, STATUSES
 from shared.access import CustomerAccess
-from shared.db import column_in, insert_ignoring_duplicates, insert_new_rows, upsert_from_select
+from shared.db import get_or_add_locked, insert_ignoring_duplicates, upsert_from_select
 
 # History entries that move the status (the SLA clock is computed from these).
 STATUS_ACTIONS = ("opened", "transition")
@@ -291,35 +291,7 @@ class CustomerRepository:
     async def get_or_add_many(
         self, session: AsyncSession, customer_ids: Sequence[uuid.UUID]
     ) -> dict[uuid.UUID, KnownCustomer]:
-        """These customers' rows, made where missing (one statement) and locked for
-        update in customer order (one statement a thousand), by customer."""
-        await insert_new_rows(
-            session,
-            KnownCustomer.__table__,
-            [{"customer_id": customer_id} for customer_id in customer_ids],
-            "customer_id",
-        )
-        dialect = session.get_bind().dialect
-        ordered = sorted(customer_ids)
-        found: dict[uuid.UUID, KnownCustomer] = {}
-        for start in range(0, len(ordered), 1000):
-            query = (
-                select(KnownCustomer)
-                .where(
-                    column_in(
-                        KnownCustomer.__table__.c.customer_id,
-                        ordered[start : start + 1000],
-                        dialect,
-                    )
-                )
-                .order_by(KnownCustomer.customer_id)
-                .with_for_update()
-                .execution_options(populate_existing=True)
-            )
-            found.update(
-                (customer.customer_id, customer) for customer in await session.scalars(query)
-            )
-        return found
+        return await get_or_add_locked(session, KnownCustomer, customer_ids)
 
 
 class PolicyRepository:

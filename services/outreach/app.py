@@ -12,7 +12,7 @@ from fastapi import FastAPI
 from services.outreach import repository as repo
 from services.outreach.api import router
 from services.outreach.channels import ClientPool, HttpProvider
-from services.outreach.consumers import HANDLERS
+from services.outreach.consumers import BULK_HANDLERS, HANDLERS
 from services.outreach.dispatcher import Dispatcher
 from services.outreach.planning import plan_everyone
 from services.outreach.service import outreach_service
@@ -110,6 +110,7 @@ DEFINITION = ServiceDefinition(
     "delivery through a signed HTTP provider or the assignee's worklist.",
     routers=[router],
     handlers=HANDLERS,
+    bulk_handlers=BULK_HANDLERS,
     migrations_dir=Path(__file__).parent / "migrations",
     on_startup=configure,
     background=[dispatch_due_tasks, scheduled_planning],

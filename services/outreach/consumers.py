@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.outreach.service import outreach_service
-from shared.consumer import EventHandler
+from shared.consumer import BulkHandler, EventHandler
 from shared.events import (
     ComplaintClosed,
     ComplaintOpened,
@@ -15,12 +15,17 @@ from shared.events import (
     PurchaseRecorded,
     TierChanged,
 )
-from shared.revisions import stamp_of
 
 
 async def on_customer_changed(session: AsyncSession, event: EventEnvelope, data: EventData) -> None:
-    await outreach_service.note_customer(
-        session, event.customer_id, data.model_dump(), stamp_of(event)
+    await apply_customer_changes(session, [(event, data)])
+
+
+async def apply_customer_changes(
+    session: AsyncSession, events: list[tuple[EventEnvelope, EventData]]
+) -> None:
+    await outreach_service.note_customers(
+        session, [(event, data.model_dump()) for event, data in events]
     )
 
 
@@ -76,4 +81,11 @@ HANDLERS: dict[str, EventHandler] = {
     "complaint.opened": on_complaint_opened,
     "complaint.transitioned": on_complaint_transitioned,
     "complaint.closed": on_complaint_closed,
+}
+
+# A poll's customer events (an import brings thousands) read each customer's row once
+# and plan the customers together.
+BULK_HANDLERS: dict[str, BulkHandler] = {
+    "customer.created": apply_customer_changes,
+    "customer.updated": apply_customer_changes,
 }

@@ -25,7 +25,7 @@ from services.outreach.models import (
 from services.outreach.planner import CustomerFacts, Cycle
 from services.outreach.schemas import OPEN_STATUSES
 from shared.access import CustomerAccess
-from shared.db import insert_ignoring_duplicates
+from shared.db import get_or_add_locked, insert_ignoring_duplicates
 
 DUE_STATUSES = ("pending", "deferred")
 # A category's typical cycle is learned from at most this many of its customers.
@@ -80,6 +80,11 @@ class RecipientRepository:
         recipient = await session.get(Recipient, customer_id, with_for_update=True)
         assert recipient is not None
         return recipient
+
+    async def get_or_add_many(
+        self, session: AsyncSession, customer_ids: Sequence[uuid.UUID]
+    ) -> dict[uuid.UUID, Recipient]:
+        return await get_or_add_locked(session, Recipient, customer_ids, {"field_times": {}})
 
     async def many(
         self, session: AsyncSession, customer_ids: Sequence[uuid.UUID]

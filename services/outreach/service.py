@@ -8,7 +8,7 @@ import functools
 import hashlib
 import secrets
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -46,9 +46,9 @@ from shared.access import CustomerAccess
 from shared.columnar import insert_columns, object_column, random_uuid_column
 from shared.db import utcnow
 from shared.errors import Conflict, Forbidden, NotFound
-from shared.events import OutreachCompleted, OutreachScheduled
+from shared.events import EventEnvelope, OutreachCompleted, OutreachScheduled
 from shared.outbox import outbox_row, record_event, record_events
-from shared.revisions import Stamp, take
+from shared.revisions import Stamp, stamp_of, take
 
 PRODUCER = "outreach"
 # The customer fields outreach keeps, from customer.created / customer.updated.
@@ -528,28 +528,24 @@ class OutreachService:
         await self._create(session, recipient.customer_id, planned, utcnow())
 
     # ------------------------------------------------------------ from events
-    async def note_customer(
-        self, session: AsyncSession, customer_id: uuid.UUID, data: dict[str, Any], stamp: Stamp
+    async def note_customers(
+        self, session: AsyncSession, changes: Sequence[tuple[EventEnvelope, Mapping[str, Any]]]
     ) -> None:
-        """Take the fields outreach needs, unless a newer event already set them."""
-        recipient = await repo.recipients.get_or_add(session, customer_id)
-        if recipient.erased_at is not None:
-            return
-        times = dict(recipient.field_times or {})
-        for field in CUSTOMER_FIELDS:
-            if field not in data or not take(times, field, stamp):
-                continue
-            value = data[field]
-            if field == "birthday" and value is not None:
-                value = dt.date.fromisoformat(str(value))
-            if field in ("key_dates", "contacts"):
-                value = list(value or [])
-            if field == "consent":
-                value = dict(value or {})
-            setattr(recipient, field, value)
-        recipient.field_times = times
+        """Take the fields outreach needs from a poll of customer events (each with its
+        data's fields), in order, unless a newer event already set them; then plan the
+        customers touched (not the erased) together, each row read once."""
+        recipients = await repo.recipients.get_or_add_many(
+            session, list(dict.fromkeys(event.customer_id for event, _ in changes))
+        )
+        for event, data in changes:
+            recipient = recipients[event.customer_id]
+            if recipient.erased_at is None:
+                _take_fields(recipient, data, stamp_of(event))
         await session.flush()
-        await self.replan(session, customer_id, utcnow())
+        touched = [cid for cid, recipient in recipients.items() if recipient.erased_at is None]
+        if touched:
+            customers = await repo.recipients.planning_facts(session, ids=touched)
+            await self.plan_customers(session, customers, utcnow())
 
     async def note_tier(
         self, session: AsyncSession, customer_id: uuid.UUID, tier: str, at: dt.datetime
@@ -824,3 +820,20 @@ class OutreachService:
 
 
 outreach_service = OutreachService()
+
+
+def _take_fields(recipient: Recipient, data: Mapping[str, Any], stamp: Stamp) -> None:
+    """The customer fields outreach keeps, each unless a newer event already set it."""
+    times = dict(recipient.field_times or {})
+    for field in CUSTOMER_FIELDS:
+        if field not in data or not take(times, field, stamp):
+            continue
+        value = data[field]
+        if field == "birthday" and value is not None:
+            value = dt.date.fromisoformat(str(value))
+        if field in ("key_dates", "contacts"):
+            value = list(value or [])
+        if field == "consent":
+            value = dict(value or {})
+        setattr(recipient, field, value)
+    recipient.field_times = times

@@ -12,6 +12,7 @@ import pytest
 
 from services.complaints.consumers import BULK_HANDLERS as COMPLAINTS_POLL
 from services.complaints.consumers import HANDLERS as COMPLAINTS
+from services.outreach.consumers import BULK_HANDLERS as OUTREACH_POLL
 from services.outreach.consumers import HANDLERS as OUTREACH
 from services.tiering.consumers import BULK_HANDLERS as TIERING_POLL
 from services.tiering.consumers import HANDLERS as TIERING
@@ -79,7 +80,11 @@ async def test_a_field_keeps_the_newer_revision_whatever_the_event_times(
 
 
 # The services that apply a poll of customer events at once (an import brings thousands).
-POLLS: dict[str, dict[str, Any]] = {"tiering": TIERING_POLL, "complaints": COMPLAINTS_POLL}
+POLLS: dict[str, dict[str, Any]] = {
+    "tiering": TIERING_POLL,
+    "complaints": COMPLAINTS_POLL,
+    "outreach": OUTREACH_POLL,
+}
 
 
 @pytest.mark.parametrize("service", sorted(POLLS))
