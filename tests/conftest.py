@@ -278,16 +278,16 @@ class EventSender:
         self.url = url
         self.handlers = handlers
 
-    async def send(
-        self,
+    @staticmethod
+    def envelope(
         customer_id: uuid.UUID,
         event_type: str,
         data: dict[str, Any],
         occurred_at: dt.datetime | None = None,
-    ) -> None:
+    ) -> Any:
         from shared.events import EventEnvelope
 
-        event = EventEnvelope(
+        return EventEnvelope(
             id=uuid.uuid4(),
             type=event_type,
             producer="test",
@@ -295,7 +295,30 @@ class EventSender:
             occurred_at=occurred_at or dt.datetime.now(dt.UTC),
             data=data,
         )
-        await self.send_envelope(event)
+
+    async def send(
+        self,
+        customer_id: uuid.UUID,
+        event_type: str,
+        data: dict[str, Any],
+        occurred_at: dt.datetime | None = None,
+    ) -> None:
+        await self.send_envelope(self.envelope(customer_id, event_type, data, occurred_at))
+
+    async def send_poll(self, events: list[Any], bulk_handlers: dict[str, Any]) -> None:
+        """Events of one type through the service's bulk handler for it, in one
+        transaction, as its consumer applies a poll."""
+        from shared.db import create_engine, session_factory
+        from shared.events import parse_data
+
+        engine = create_engine(self.url)
+        try:
+            async with session_factory(engine)() as session, session.begin():
+                await bulk_handlers[events[0].type](
+                    session, [(event, parse_data(event)) for event in events]
+                )
+        finally:
+            await engine.dispose()
 
     async def send_envelope(self, event: Any) -> None:
         from shared.db import create_engine, session_factory

@@ -16,8 +16,6 @@ from services.outreach.consumers import BULK_HANDLERS as OUTREACH_POLL
 from services.outreach.consumers import HANDLERS as OUTREACH
 from services.tiering.consumers import BULK_HANDLERS as TIERING_POLL
 from services.tiering.consumers import HANDLERS as TIERING
-from shared.db import create_engine, session_factory
-from shared.events import EventEnvelope, parse_data
 from shared.revisions import Stamp
 from tests.conftest import DatabaseFactory, EventSender, query
 
@@ -53,6 +51,12 @@ def expected(service: str, values: dict[str, str]) -> tuple[str, str]:
     return values[first], values[second]
 
 
+async def fields(url: str, sql: str, customer: uuid.UUID) -> tuple[Any, Any]:
+    """The two fields `sql` reads back of the customer (`a`, `b`)."""
+    [row] = await query(url, sql, c=customer if "postgresql" in url else customer.hex)
+    return row.a, row.b
+
+
 @pytest.mark.parametrize("service", sorted(CONSUMERS))
 async def test_a_field_keeps_the_newer_revision_whatever_the_event_times(
     service: str, new_database: DatabaseFactory
@@ -67,16 +71,13 @@ async def test_a_field_keeps_the_newer_revision_whatever_the_event_times(
     await events.send(
         customer, "customer.created", {**OLDER, "kind": "company", "revision": 1}, LATER
     )
-    [row] = await query(url, sql, c=customer if "postgresql" in url else customer.hex)
-    assert (row.a, row.b) == expected(service, NEWER)
+    assert await fields(url, sql, customer) == expected(service, NEWER)
     # An event from before revisions (none stamped) is older than any stamped one.
     await events.send(customer, "customer.updated", OLDER, LATER + dt.timedelta(days=1))
-    [row] = await query(url, sql, c=customer if "postgresql" in url else customer.hex)
-    assert (row.a, row.b) == expected(service, NEWER)
+    assert await fields(url, sql, customer) == expected(service, NEWER)
     # A newer revision applies.
     await events.send(customer, "customer.updated", {**OLDER, "revision": 3}, EARLIER)
-    [row] = await query(url, sql, c=customer if "postgresql" in url else customer.hex)
-    assert (row.a, row.b) == expected(service, OLDER)
+    assert await fields(url, sql, customer) == expected(service, OLDER)
 
 
 # The services that apply a poll of customer events at once (an import brings thousands).
@@ -92,35 +93,20 @@ async def test_a_poll_of_customer_events_keeps_the_newer_revision_per_field(
     service: str, new_database: DatabaseFactory
 ) -> None:
     url = await new_database(service)
-    _, sql = CONSUMERS[service]
+    handlers, sql = CONSUMERS[service]
     customer, other = uuid.uuid4(), uuid.uuid4()
-
-    def updated(who: uuid.UUID, data: dict[str, Any], at: dt.datetime) -> EventEnvelope:
-        return EventEnvelope(
-            id=uuid.uuid4(),
-            type="customer.updated",
-            producer="profile",
-            customer_id=who,
-            occurred_at=at,
-            data=data,
-        )
-
-    poll = [  # revision 3 arrives first, with the earlier time: revision 2 changes nothing
-        updated(customer, {**NEWER, "revision": 3}, EARLIER),
-        updated(customer, {**OLDER, "revision": 2}, LATER),
-        updated(other, {**OLDER, "revision": 2}, LATER),
+    # Revision 3 arrives first, with the earlier time: revision 2 changes nothing.
+    updates = [
+        (customer, {**NEWER, "revision": 3}, EARLIER),
+        (customer, {**OLDER, "revision": 2}, LATER),
+        (other, {**OLDER, "revision": 2}, LATER),
     ]
-    engine = create_engine(url)
-    try:
-        async with session_factory(engine)() as session, session.begin():
-            await POLLS[service]["customer.updated"](
-                session, [(event, parse_data(event)) for event in poll]
-            )
-    finally:
-        await engine.dispose()
+    await EventSender(url, handlers).send_poll(
+        [EventSender.envelope(who, "customer.updated", data, at) for who, data, at in updates],
+        POLLS[service],
+    )
     for who, values in ((customer, NEWER), (other, OLDER)):
-        [row] = await query(url, sql, c=who if "postgresql" in url else who.hex)
-        assert (row.a, row.b) == expected(service, values)
+        assert await fields(url, sql, who) == expected(service, values)
 
 
 def test_without_revisions_the_event_time_decides_and_stored_times_still_count() -> None:
