@@ -49,6 +49,16 @@ BatchHook = Callable[[AsyncSession, list[EventEnvelope]], Awaitable[None]]
 BulkHandler = Callable[[AsyncSession, list[tuple[EventEnvelope, EventData]]], Awaitable[None]]
 
 
+def one_at_a_time(bulk: BulkHandler) -> EventHandler:
+    """The per-event handler of a type with a bulk handler: that handler with a batch of
+    one (a type's events are handled one way, whichever path they take)."""
+
+    async def handle(session: AsyncSession, event: EventEnvelope, data: EventData) -> None:
+        await bulk(session, [(event, data)])
+
+    return handle
+
+
 class PoisonMessage(Exception):
     """A message that no retry can fix (not JSON, not an envelope, data breaks the schema)."""
 

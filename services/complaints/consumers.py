@@ -5,12 +5,8 @@ from __future__ import annotations
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.complaints.service import complaints_service
-from shared.consumer import BulkHandler, EventHandler
+from shared.consumer import BulkHandler, EventHandler, one_at_a_time
 from shared.events import EventData, EventEnvelope, PurchaseRecorded, TierChanged
-
-
-async def on_customer_changed(session: AsyncSession, event: EventEnvelope, data: EventData) -> None:
-    await apply_customer_changes(session, [(event, data)])
 
 
 async def apply_customer_changes(
@@ -39,8 +35,8 @@ async def on_purchase_recorded(
 
 
 HANDLERS: dict[str, EventHandler] = {
-    "customer.created": on_customer_changed,
-    "customer.updated": on_customer_changed,
+    "customer.created": one_at_a_time(apply_customer_changes),
+    "customer.updated": one_at_a_time(apply_customer_changes),
     "customer.erased": on_customer_erased,
     "tier.changed": on_tier_changed,
     "purchase.recorded": on_purchase_recorded,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.outreach.service import outreach_service
-from shared.consumer import BulkHandler, EventHandler
+from shared.consumer import BulkHandler, EventHandler, one_at_a_time
 from shared.events import (
     ComplaintClosed,
     ComplaintOpened,
@@ -15,10 +15,6 @@ from shared.events import (
     PurchaseRecorded,
     TierChanged,
 )
-
-
-async def on_customer_changed(session: AsyncSession, event: EventEnvelope, data: EventData) -> None:
-    await apply_customer_changes(session, [(event, data)])
 
 
 async def apply_customer_changes(
@@ -73,8 +69,8 @@ async def on_complaint_transitioned(
 
 
 HANDLERS: dict[str, EventHandler] = {
-    "customer.created": on_customer_changed,
-    "customer.updated": on_customer_changed,
+    "customer.created": one_at_a_time(apply_customer_changes),
+    "customer.updated": one_at_a_time(apply_customer_changes),
     "customer.erased": on_customer_erased,
     "tier.changed": on_tier_changed,
     "purchase.recorded": on_purchase_recorded,

@@ -5,12 +5,8 @@ from __future__ import annotations
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.profile.service import profile_service
-from shared.consumer import BulkHandler, EventHandler
+from shared.consumer import BulkHandler, EventHandler, one_at_a_time
 from shared.events import EventData, EventEnvelope, TierChanged
-
-
-async def on_tier_changed(session: AsyncSession, event: EventEnvelope, data: EventData) -> None:
-    await on_tier_changes(session, [(event, data)])
 
 
 async def on_tier_changes(
@@ -23,6 +19,6 @@ async def on_tier_changes(
     await profile_service.apply_tier_changes(session, changes)
 
 
-HANDLERS: dict[str, EventHandler] = {"tier.changed": on_tier_changed}
+HANDLERS: dict[str, EventHandler] = {"tier.changed": one_at_a_time(on_tier_changes)}
 # A poll's tier changes are one statement, not a read and a write per event.
 BULK_HANDLERS: dict[str, BulkHandler] = {"tier.changed": on_tier_changes}

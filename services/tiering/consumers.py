@@ -6,7 +6,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.tiering.ingest import apply_payments, apply_purchases
 from services.tiering.service import tiering_service
-from shared.consumer import BulkHandler, EventHandler
+from shared.consumer import BulkHandler, EventHandler, one_at_a_time
 from shared.events import (
     ComplaintClosed,
     ComplaintOpened,
@@ -19,20 +19,6 @@ from shared.events import (
 
 async def on_customer_erased(session: AsyncSession, event: EventEnvelope, data: EventData) -> None:
     await tiering_service.mark_erased(session, event.customer_id)
-
-
-async def on_purchase_recorded(
-    session: AsyncSession, event: EventEnvelope, data: EventData
-) -> None:
-    await apply_purchases(session, [(event, data)])
-
-
-async def on_payment_recorded(session: AsyncSession, event: EventEnvelope, data: EventData) -> None:
-    await apply_payments(session, [(event, data)])
-
-
-async def on_customer_changed(session: AsyncSession, event: EventEnvelope, data: EventData) -> None:
-    await apply_customer_changes(session, [(event, data)])
 
 
 async def apply_customer_changes(
@@ -73,11 +59,11 @@ async def on_complaint_closed(session: AsyncSession, event: EventEnvelope, data:
 
 
 HANDLERS: dict[str, EventHandler] = {
-    "customer.created": on_customer_changed,
-    "customer.updated": on_customer_changed,
+    "customer.created": one_at_a_time(apply_customer_changes),
+    "customer.updated": one_at_a_time(apply_customer_changes),
     "customer.erased": on_customer_erased,
-    "purchase.recorded": on_purchase_recorded,
-    "payment.recorded": on_payment_recorded,
+    "purchase.recorded": one_at_a_time(apply_purchases),
+    "payment.recorded": one_at_a_time(apply_payments),
     "interaction.logged": on_interaction_logged,
     "outreach.completed": on_outreach_completed,
     "complaint.opened": on_complaint_opened,
