@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import platform
 import time
@@ -9,6 +10,8 @@ import uuid
 from pathlib import Path
 
 import asyncpg
+
+from shared.observability import Metrics
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "RESULTS.md"
@@ -81,11 +84,41 @@ def database_name(url: str) -> str:
 
 
 async def drop_database(url: str) -> None:
-    """Drop a PostgreSQL database made by `new_database` (SQLite files go with their folder)."""
+    """Drop a database made by `new_database`: a PostgreSQL one, or a SQLite file with its
+    WAL files."""
     if url.startswith("postgresql"):
         conn = await asyncpg.connect(database="postgres", **PG)
         await conn.execute(f'DROP DATABASE IF EXISTS "{database_name(url)}" WITH (FORCE)')
         await conn.close()
+    elif url.startswith("sqlite"):
+        for suffix in ("", "-wal", "-shm"):
+            Path(url.split("///", 1)[1] + suffix).unlink(missing_ok=True)
+
+
+def events_handled(metrics: Metrics) -> int:
+    """Events a consumer has committed (applied, duplicate or dead-lettered)."""
+    return int(
+        sum(
+            sample.value
+            for family in metrics.registry.collect()
+            if family.name == "crm_events_consumed"
+            for sample in family.samples
+            if sample.name.endswith("_total")
+        )
+    )
+
+
+async def until_handled(metrics: Metrics, events: int) -> float:
+    """Wait until a running consumer has committed `events` events (its own count, after
+    each commit: counting the inbox every few milliseconds cost the database 10 µs an
+    event); the seconds from the first one applied to the last."""
+    first_seen = None
+    while (done := events_handled(metrics)) < events:
+        if done and first_seen is None:
+            first_seen = time.perf_counter()
+        await asyncio.sleep(0.02)
+    finished = time.perf_counter()
+    return finished - (first_seen or finished)
 
 
 def peak_rss_mib(children: bool = False) -> float:

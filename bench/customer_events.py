@@ -15,15 +15,20 @@ import asyncio
 import datetime as dt
 import importlib
 import json
-import time
 import uuid
-from pathlib import Path
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
 
-from bench.common import ROOT, append_results, drop_database, machine, new_database
-from bench.tiering import KEYS, events_handled
+from bench.common import (
+    ROOT,
+    append_results,
+    drop_database,
+    machine,
+    new_database,
+    until_handled,
+)
+from bench.tiering import KEYS
 from shared.broker import EmbeddedBroker
 from shared.consumer import EventConsumer
 from shared.db import create_engine, migrate
@@ -101,12 +106,7 @@ async def rate(service: str, customers: int, backend: str, at_once: bool) -> flo
             bulk_handlers=consumers.BULK_HANDLERS if at_once else None,
         )
         task = asyncio.create_task(consumer.run())
-        first_seen = None
-        while (done := events_handled(consumer.metrics)) < customers:
-            if done and first_seen is None:
-                first_seen = time.perf_counter()
-            await asyncio.sleep(0.02)
-        elapsed = time.perf_counter() - (first_seen or time.perf_counter())
+        elapsed = await until_handled(consumer.metrics, customers)
         await consumer.stop()
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
@@ -115,9 +115,6 @@ async def rate(service: str, customers: int, backend: str, at_once: bool) -> flo
     finally:
         broker.stop()
         await drop_database(url)
-        if url.startswith("sqlite"):
-            for suffix in ("", "-wal", "-shm"):
-                Path(url.split("///", 1)[1] + suffix).unlink(missing_ok=True)
 
 
 async def bench(customers: int, backend: str) -> None:

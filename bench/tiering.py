@@ -22,7 +22,6 @@ import random
 import time
 import uuid
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -37,6 +36,7 @@ from bench.common import (
     machine_cpu_seconds,
     new_database,
     peak_rss_mib,
+    until_handled,
 )
 from services.tiering.churn_fit import fit_churn_model
 from services.tiering.consumers import BULK_HANDLERS, HANDLERS, reassess_customers
@@ -297,19 +297,6 @@ async def bench_latency(customers: int, purchases: int) -> None:
 
 
 # ---------------------------------------------------------------- per-event rate
-def events_handled(metrics: Metrics) -> int:
-    """Events the consumer has committed (applied, duplicate or dead-lettered)."""
-    return int(
-        sum(
-            sample.value
-            for family in metrics.registry.collect()
-            if family.name == "crm_events_consumed"
-            for sample in family.samples
-            if sample.name.endswith("_total")
-        )
-    )
-
-
 async def bench_events(events: int, customers_count: int, backend: str, partitions: int) -> None:
     broker = EmbeddedBroker()
     broker.start()
@@ -398,32 +385,18 @@ async def bench_events(events: int, customers_count: int, backend: str, partitio
             cpu_at_start = time.process_time()
             machine_cpu_at_start = machine_cpu_seconds()
             task = asyncio.create_task(consumer.run())
-            first_seen = None
-            while True:
-                # The consumer's own count (after each commit): counting the inbox every
-                # few milliseconds cost the database 10 µs an event.
-                done = events_handled(consumer.metrics)
-                if done and first_seen is None:
-                    first_seen = time.perf_counter()
-                if done >= events:
-                    break
-                await asyncio.sleep(0.02)
-            finished = time.perf_counter()
+            elapsed = await until_handled(consumer.metrics, events)
             cpu[label] = (time.process_time() - cpu_at_start) / events
             machine_cpu[label] = (machine_cpu_seconds() - machine_cpu_at_start) / events
             await consumer.stop()
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
             await engine.dispose()
-            assert first_seen is not None
-            results[label] = events / (finished - first_seen)
+            results[label] = events / elapsed
     finally:
         broker.stop()
         for url in urls:
             await drop_database(url)
-            if url.startswith("sqlite"):
-                for suffix in ("", "-wal", "-shm"):
-                    Path(url.split("///", 1)[1] + suffix).unlink(missing_ok=True)
     base = results["baseline: inbox only"]
     cores = os.cpu_count() or 1
     rows = "\n".join(
