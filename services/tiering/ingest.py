@@ -1,12 +1,14 @@
-"""Purchases and payments into the aggregates: a batch of `purchase.recorded` (or
-`payment.recorded`) events folded in memory per customer and per customer and day, then
-written with a few set-based upserts (`INSERT ... ON CONFLICT DO UPDATE` adding the
-batch's sums), not a read-modify-write of two ORM rows per event. One event is a batch of
-one (the per-event handlers).
+"""Purchases and payments into the daily rows: a batch of `purchase.recorded` (or
+`payment.recorded`) events folded in memory per customer and day, then written with one
+set-based upsert (`INSERT ... ON CONFLICT DO UPDATE` adding the batch's sums), not a
+read-modify-write of ORM rows per event. One event is a batch of one (the per-event
+handlers). A customer's lifetime figures are the sums of its daily rows, so a purchase
+writes one row, not also a lifetime row that every purchase of the customer rewrites.
 
 A refund (negative amount) lowers revenue and quantity but is not a purchase: it moves
 neither the count nor the purchase dates (recency, frequency, cycles); a free item (zero)
-is one. A customer first seen here gets its aggregate row and key.
+is one. A customer first seen here gets its aggregate row and key; one seen earlier than
+its row says gets that moment.
 """
 
 from __future__ import annotations
@@ -18,36 +20,19 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Engine, and_, case, event, or_, select
+from sqlalchemy import Engine, Table, and_, bindparam, case, event, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.tiering import repository as repo
 from services.tiering.models import CustomerAggregate, DailyActivity, epoch_day
 from shared.db import column_in, expire_held, insert_new_rows, upsert_rows, utcnow
 from shared.events import EventData, EventEnvelope, PaymentRecorded, PurchaseRecorded
+from shared.pg_arrays import unnested
 
-AGGREGATES = CustomerAggregate.__table__
-DAILY = DailyActivity.__table__
+AGGREGATES: Table = CustomerAggregate.__table__  # type: ignore[assignment]
+DAILY: Table = DailyActivity.__table__  # type: ignore[assignment]
 ROWS_PER_STATEMENT = 1000  # parameters per statement stay far below both databases' limits
 ZERO = Decimal(0)
-
-
-@dataclass
-class _CustomerSums:
-    first_seen_at: dt.datetime
-    revenue: Decimal = ZERO
-    quantity: Decimal = ZERO
-    collected: Decimal = ZERO
-    purchase_count: int = 0
-    first_purchase_at: dt.datetime | None = None
-    last_purchase_at: dt.datetime | None = None
-
-    def bought(self, when: dt.datetime) -> None:
-        self.purchase_count += 1
-        if self.first_purchase_at is None or when < self.first_purchase_at:
-            self.first_purchase_at = when
-        if self.last_purchase_at is None or when > self.last_purchase_at:
-            self.last_purchase_at = when
 
 
 @dataclass
@@ -56,78 +41,65 @@ class _DaySums:
     quantity: Decimal = ZERO
     purchases: int = 0
     collected: Decimal = ZERO
+    first_purchase_at: dt.datetime | None = None
+    last_purchase_at: dt.datetime | None = None
+
+    def bought(self, when: dt.datetime) -> None:
+        self.purchases += 1
+        if self.first_purchase_at is None or when < self.first_purchase_at:
+            self.first_purchase_at = when
+        if self.last_purchase_at is None or when > self.last_purchase_at:
+            self.last_purchase_at = when
 
 
 async def apply_purchases(
     session: AsyncSession, events: list[tuple[EventEnvelope, EventData]]
 ) -> None:
-    customers: dict[uuid.UUID, _CustomerSums] = {}
+    first_seen: dict[uuid.UUID, dt.datetime] = {}
     days: dict[tuple[uuid.UUID, int], _DaySums] = {}
     for envelope, data in events:
         assert isinstance(data, PurchaseRecorded)
         when = data.purchased_at
-        sums = _sums_of(customers, envelope.customer_id, when)
-        sums.revenue += data.amount
-        sums.quantity += data.quantity
-        day = days.setdefault((envelope.customer_id, epoch_day(when)), _DaySums())
+        _seen(first_seen, envelope.customer_id, when)
+        day = days.get((envelope.customer_id, epoch_day(when)))
+        if day is None:
+            day = days[envelope.customer_id, epoch_day(when)] = _DaySums()
         day.revenue += data.amount
         day.quantity += data.quantity
         if data.amount >= 0:
-            sums.bought(when)
-            day.purchases += 1
-    await _write(session, customers, days)
+            day.bought(when)
+    await _write(session, first_seen, days)
 
 
 async def apply_payments(
     session: AsyncSession, events: list[tuple[EventEnvelope, EventData]]
 ) -> None:
-    customers: dict[uuid.UUID, _CustomerSums] = {}
+    first_seen: dict[uuid.UUID, dt.datetime] = {}
     days: dict[tuple[uuid.UUID, int], _DaySums] = {}
     for envelope, data in events:
         assert isinstance(data, PaymentRecorded)
         when = data.received_at
-        _sums_of(customers, envelope.customer_id, when).collected += data.amount
+        _seen(first_seen, envelope.customer_id, when)
         days.setdefault(
             (envelope.customer_id, epoch_day(when)), _DaySums()
         ).collected += data.amount
-    await _write(session, customers, days)
+    await _write(session, first_seen, days)
 
 
-def _sums_of(
-    customers: dict[uuid.UUID, _CustomerSums], customer_id: uuid.UUID, when: dt.datetime
-) -> _CustomerSums:
-    sums = customers.get(customer_id)
-    if sums is None:
-        sums = customers[customer_id] = _CustomerSums(first_seen_at=when)
-    elif when < sums.first_seen_at:
-        sums.first_seen_at = when
-    return sums
+def _seen(
+    first_seen: dict[uuid.UUID, dt.datetime], customer_id: uuid.UUID, when: dt.datetime
+) -> None:
+    seen = first_seen.get(customer_id)
+    if seen is None or when < seen:
+        first_seen[customer_id] = when
 
 
 async def _write(
     session: AsyncSession,
-    customers: dict[uuid.UUID, _CustomerSums],
+    first_seen: dict[uuid.UUID, dt.datetime],
     days: dict[tuple[uuid.UUID, int], _DaySums],
 ) -> None:
-    keys = await customer_keys(
-        session, {cid: sums.first_seen_at for cid, sums in customers.items()}
-    )
-    now = utcnow()
-    customer_rows = [
-        {
-            "customer_id": customer_id,
-            "key": keys[customer_id],
-            "first_seen_at": sums.first_seen_at,
-            "updated_at": now,
-            "revenue": sums.revenue,
-            "quantity": sums.quantity,
-            "collected": sums.collected,
-            "purchase_count": sums.purchase_count,
-            "first_purchase_at": sums.first_purchase_at,
-            "last_purchase_at": sums.last_purchase_at,
-        }
-        for customer_id, sums in customers.items()
-    ]
+    keys = await customer_keys(session, first_seen)
     day_rows = [
         {
             "customer_key": keys[customer_id],
@@ -136,34 +108,23 @@ async def _write(
             "quantity": sums.quantity,
             "purchases": sums.purchases,
             "collected": sums.collected,
+            "first_purchase_at": sums.first_purchase_at,
+            "last_purchase_at": sums.last_purchase_at,
         }
         for (customer_id, day), sums in days.items()
     ]
-    await upsert_rows(session, AGGREGATES, customer_rows, ["customer_id"], _added_to_customer)
     await upsert_rows(session, DAILY, day_rows, ["customer_key", "day"], _added_to_day)
-    expire_held(session, CustomerAggregate, customers)
-
-
-def _added_to_customer(new: Any) -> dict[str, Any]:
-    old = AGGREGATES.c
-    return {
-        "revenue": old.revenue + new.revenue,
-        "quantity": old.quantity + new.quantity,
-        "collected": old.collected + new.collected,
-        "purchase_count": old.purchase_count + new.purchase_count,
-        "first_seen_at": case(
-            (new.first_seen_at < old.first_seen_at, new.first_seen_at), else_=old.first_seen_at
-        ),
-        "first_purchase_at": _earlier(new.first_purchase_at, old.first_purchase_at),
-        "last_purchase_at": _later(new.last_purchase_at, old.last_purchase_at),
-        "updated_at": new.updated_at,
-    }
 
 
 def _added_to_day(new: Any) -> dict[str, Any]:
+    old = DAILY.c
     return {
-        name: DAILY.c[name] + new[name]
-        for name in ("revenue", "quantity", "purchases", "collected")
+        **{
+            name: old[name] + new[name]
+            for name in ("revenue", "quantity", "purchases", "collected")
+        },
+        "first_purchase_at": _earlier(new.first_purchase_at, old.first_purchase_at),
+        "last_purchase_at": _later(new.last_purchase_at, old.last_purchase_at),
     }
 
 
@@ -175,27 +136,32 @@ def _later(new: Any, old: Any) -> Any:
     return case((and_(new.is_not(None), or_(old.is_(None), new > old)), new), else_=old)
 
 
-class KnownKeys:
-    """Customer keys read from the database, per database: a key never changes once its
-    row has committed, so a customer's next events need not look it up again. Keys are
-    kept only once the transaction that read them commits (one rolled back may have read
-    a row it was making itself, whose key SQLite then gives to another customer).
-    Bounded: emptied when full."""
+Known = tuple[int, dt.datetime]  # a customer's key, and a moment not before its first seen
 
-    PENDING = "tiering.keys_read"  # session.info: keys read, kept at commit
+
+class KnownCustomers:
+    """Customers' keys and first-seen moments read from the database, per database. A key
+    never changes once its row has committed, and a first-seen moment only ever moves
+    earlier, so one kept here is never before the row's: a customer's next events need
+    neither looked up, nor written unless they are earlier still. Kept only once the
+    transaction that read or wrote them commits (one rolled back may have read a row it
+    was making itself, whose key SQLite then gives to another customer). Bounded: emptied
+    when full."""
+
+    PENDING = "tiering.customers_read"  # session.info: what was read, kept at commit
 
     def __init__(self, limit: int = 200_000) -> None:
         self.limit = limit
-        self.by_database: weakref.WeakKeyDictionary[Engine, dict[uuid.UUID, int]] = (
+        self.by_database: weakref.WeakKeyDictionary[Engine, dict[uuid.UUID, Known]] = (
             weakref.WeakKeyDictionary()
         )
 
-    def of(self, session: AsyncSession) -> dict[uuid.UUID, int]:
+    def of(self, session: AsyncSession) -> dict[uuid.UUID, Known]:
         engine = session.get_bind()
         assert isinstance(engine, Engine)
         return self.by_database.setdefault(engine, {})
 
-    def keep_at_commit(self, session: AsyncSession, found: dict[uuid.UUID, int]) -> None:
+    def keep_at_commit(self, session: AsyncSession, found: dict[uuid.UUID, Known]) -> None:
         pending = session.info.get(self.PENDING)
         if pending is None:
             pending = session.info[self.PENDING] = {}
@@ -216,57 +182,110 @@ class KnownKeys:
         pending.update(found)
 
 
-known_keys = KnownKeys()
+known_customers = KnownCustomers()
 
 
 async def customer_keys(
     session: AsyncSession, first_seen: dict[uuid.UUID, dt.datetime]
 ) -> dict[uuid.UUID, int]:
-    """Each customer's key, making an aggregate row (and key) for those without one."""
-    known = known_keys.of(session)
-    keys = {cid: known[cid] for cid in first_seen if cid in known}
+    """Each customer's key, making an aggregate row (and key) for those without one; a
+    customer seen earlier than its row says gets that moment as its first seen."""
+    known = known_customers.of(session)
+    keys: dict[uuid.UUID, int] = {}
+    earlier: dict[uuid.UUID, Known] = {}
+
+    def take(found: dict[uuid.UUID, Known]) -> None:
+        for customer_id, (key, seen) in found.items():
+            keys[customer_id] = key
+            if first_seen[customer_id] < seen:
+                earlier[customer_id] = (key, first_seen[customer_id])
+
+    take({cid: known[cid] for cid in first_seen if cid in known})
     ids = [cid for cid in first_seen if cid not in keys]
-    if not ids:
-        return keys
-    found = await _known_keys(session, ids)
-    known_keys.keep_at_commit(session, found)
-    keys.update(found)
-    missing = [customer_id for customer_id in ids if customer_id not in keys]
-    if missing:
-        new_keys = await repo.aggregates.new_keys(session, len(missing))
-        rows = [
-            {
-                "customer_id": customer_id,
-                "key": key,
-                "first_seen_at": first_seen[customer_id],
-                "updated_at": utcnow(),
-            }
-            for customer_id, key in zip(missing, new_keys, strict=True)
-        ]
-        made = await insert_new_rows(session, AGGREGATES, rows, "customer_id")
-        keys.update(
-            (customer_id, key)
-            for customer_id, key in zip(missing, new_keys, strict=True)
-            if customer_id in made
-        )
-        taken = [customer_id for customer_id in missing if customer_id not in made]
-        if taken:  # made meanwhile by another transaction: it keeps its own key
-            found = await _known_keys(session, taken)
-            known_keys.keep_at_commit(session, found)
-            keys.update(found)
+    if ids:
+        found = await _stored(session, ids)
+        known_customers.keep_at_commit(session, found)
+        take(found)
+        missing = [customer_id for customer_id in ids if customer_id not in keys]
+        if missing:
+            await _make(session, missing, first_seen, keys, take)
+    if earlier:
+        await _seen_earlier(session, earlier)
+        known_customers.keep_at_commit(session, earlier)
     return keys
 
 
-async def _known_keys(session: AsyncSession, ids: list[uuid.UUID]) -> dict[uuid.UUID, int]:
+async def _make(
+    session: AsyncSession,
+    missing: list[uuid.UUID],
+    first_seen: dict[uuid.UUID, dt.datetime],
+    keys: dict[uuid.UUID, int],
+    take: Any,
+) -> None:
+    """Rows and keys for customers without one; one made meanwhile by another transaction
+    keeps its own key."""
+    new_keys = await repo.aggregates.new_keys(session, len(missing))
+    now = utcnow()
+    rows = [
+        {
+            "customer_id": customer_id,
+            "key": key,
+            "first_seen_at": first_seen[customer_id],
+            "updated_at": now,
+        }
+        for customer_id, key in zip(missing, new_keys, strict=True)
+    ]
+    made = await insert_new_rows(session, AGGREGATES, rows, "customer_id")
+    kept: dict[uuid.UUID, Known] = {
+        customer_id: (key, first_seen[customer_id])
+        for customer_id, key in zip(missing, new_keys, strict=True)
+        if customer_id in made
+    }
+    known_customers.keep_at_commit(session, kept)
+    keys.update((customer_id, key) for customer_id, (key, _) in kept.items())
+    taken = [customer_id for customer_id in missing if customer_id not in made]
+    if taken:
+        found = await _stored(session, taken)
+        known_customers.keep_at_commit(session, found)
+        take(found)
+
+
+async def _stored(session: AsyncSession, ids: list[uuid.UUID]) -> dict[uuid.UUID, Known]:
     dialect = session.get_bind().dialect
-    keys: dict[uuid.UUID, int] = {}
+    found: dict[uuid.UUID, Known] = {}
     for start in range(0, len(ids), ROWS_PER_STATEMENT):
-        found = await session.execute(
-            select(AGGREGATES.c.customer_id, AGGREGATES.c.key).where(
+        rows = await session.execute(
+            select(AGGREGATES.c.customer_id, AGGREGATES.c.key, AGGREGATES.c.first_seen_at).where(
                 column_in(
                     AGGREGATES.c.customer_id, ids[start : start + ROWS_PER_STATEMENT], dialect
                 )
             )
         )
-        keys.update({customer_id: key for customer_id, key in found})
-    return keys
+        found.update({customer_id: (key, seen) for customer_id, key, seen in rows})
+    return found
+
+
+async def _seen_earlier(session: AsyncSession, earlier: dict[uuid.UUID, Known]) -> None:
+    """Move these customers' first-seen moments earlier (never later: another transaction
+    may have moved one earlier still)."""
+    rows = [{"key": key, "first_seen_at": seen} for key, seen in earlier.values()]
+    dialect = session.get_bind().dialect
+    if dialect.name == "postgresql":
+        given = unnested(AGGREGATES, rows, dialect).subquery()
+        await session.execute(
+            update(AGGREGATES)
+            .where(AGGREGATES.c.key == given.c.key)
+            .where(given.c.first_seen_at < AGGREGATES.c.first_seen_at)
+            .values(first_seen_at=given.c.first_seen_at),
+            execution_options={"synchronize_session": False},
+        )
+    else:
+        await session.execute(
+            update(AGGREGATES)
+            .where(AGGREGATES.c.key == bindparam("given_key"))
+            .where(AGGREGATES.c.first_seen_at > bindparam("given_seen"))
+            .values(first_seen_at=bindparam("given_seen")),
+            [{"given_key": key, "given_seen": seen} for key, seen in earlier.values()],
+            execution_options={"synchronize_session": False},
+        )
+    expire_held(session, CustomerAggregate, earlier)

@@ -39,7 +39,8 @@ CUSTOMER_KEYS = Sequence("customer_key_seq", metadata=Base.metadata)
 
 
 class CustomerAggregate(Base):
-    """Per-customer lifetime figures and current tier; one row per customer seen."""
+    """One row per customer seen: its key, what `customer.*` said of it, and when it was
+    first seen. Its lifetime figures are the sums of its `DailyActivity` rows."""
 
     __tablename__ = "customer_aggregates"
 
@@ -49,12 +50,6 @@ class CustomerAggregate(Base):
     key: Mapped[int] = mapped_column(Integer, unique=True)
     known: Mapped[bool] = mapped_column(default=False)  # customer.created seen
     erased: Mapped[bool] = mapped_column(default=False)
-    revenue: Mapped[Decimal] = mapped_column(ScaledDecimal(2), default=Decimal(0))
-    quantity: Mapped[Decimal] = mapped_column(ScaledDecimal(3), default=Decimal(0))
-    collected: Mapped[Decimal] = mapped_column(ScaledDecimal(2), default=Decimal(0))
-    purchase_count: Mapped[int] = mapped_column(default=0)
-    first_purchase_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
-    last_purchase_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     relationship_level: Mapped[str | None] = mapped_column(String(30))
     # Whose customer it is (shared.access), and the time of the event that said so.
     account_manager: Mapped[str | None] = mapped_column(String(100), index=True)
@@ -171,6 +166,10 @@ class DailyActivity(Base):
     quantity: Mapped[Decimal] = mapped_column(ScaledDecimal(3), default=Decimal(0))
     purchases: Mapped[int] = mapped_column(default=0)
     collected: Mapped[Decimal] = mapped_column(ScaledDecimal(2), default=Decimal(0))
+    # The day's first and last purchase (a refund is none): the lifetime's are the
+    # earliest and latest of these.
+    first_purchase_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    last_purchase_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
 
     __table_args__ = (Index("ix_daily_activity_day", "day", "customer_key"),)
 

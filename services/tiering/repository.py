@@ -21,6 +21,7 @@ from services.tiering.models import (
     Complaint,
     CustomerAggregate,
     CustomerScore,
+    DailyActivity,
     RankingRun,
     TierPolicy,
     Touch,
@@ -66,6 +67,23 @@ class AggregateRepository:
             )
             found.extend((await session.execute(query)).all())
         return found
+
+    @staticmethod
+    async def lifetime(session: AsyncSession, key: int) -> dict[str, Any]:
+        """A customer's lifetime figures, the sums of its daily rows: revenue, quantity,
+        collected, purchase_count, first_purchase_at and last_purchase_at."""
+        daily = DailyActivity.__table__.c
+        found = await session.execute(
+            select(
+                func.coalesce(func.sum(daily.revenue), 0).label("revenue"),
+                func.coalesce(func.sum(daily.quantity), 0).label("quantity"),
+                func.coalesce(func.sum(daily.collected), 0).label("collected"),
+                func.coalesce(func.sum(daily.purchases), 0).label("purchase_count"),
+                func.min(daily.first_purchase_at).label("first_purchase_at"),
+                func.max(daily.last_purchase_at).label("last_purchase_at"),
+            ).where(daily.customer_key == key)
+        )
+        return dict(found.one()._mapping)
 
     async def get_or_create(
         self, session: AsyncSession, customer_id: uuid.UUID, seen_at: dt.datetime

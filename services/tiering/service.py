@@ -636,14 +636,7 @@ class TieringService:
                 )
                 for entry, (figures, reasons) in zip(entries, explained, strict=True)
             ],
-            aggregates=Aggregates(
-                revenue=aggregate.revenue,
-                quantity=aggregate.quantity,
-                collected=aggregate.collected,
-                purchase_count=aggregate.purchase_count,
-                first_purchase_at=aggregate.first_purchase_at,
-                last_purchase_at=aggregate.last_purchase_at,
-            ),
+            aggregates=Aggregates(**await repo.aggregates.lifetime(session, aggregate.key)),
         )
 
     async def summary(self, session: AsyncSession, as_of: dt.datetime | None) -> TierSummary:

@@ -7,10 +7,11 @@ import uuid
 from decimal import Decimal
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import select, text
 
 from services.tiering.app import create_app
 from services.tiering.consumers import BULK_HANDLERS, HANDLERS, reassess_customers
+from services.tiering.models import CustomerAggregate
 from services.tiering.settings import TieringSettings
 from shared.broker import EmbeddedBroker
 from shared.db import create_engine, session_factory
@@ -142,6 +143,49 @@ async def test_a_key_read_in_a_transaction_that_rolls_back_is_not_reused(
         await engine.dispose()
     assert len(rows) == 2 and len({row.key for row in rows}) == 2
     assert {uuid.UUID(str(row.customer_id)) for row in rows} == {first, second}
+
+
+async def test_an_earlier_purchase_moves_first_seen_even_when_the_customer_is_remembered(
+    new_database: DatabaseFactory,
+) -> None:
+    """Purchases after a customer's first-seen moment write no aggregate row (the moment is
+    remembered between batches); an earlier one moves it, and one that rolls back leaves
+    nothing remembered that would hide a later, less early, purchase."""
+    url = await new_database("tiering")
+    engine = create_engine(url)
+    sessions = session_factory(engine)
+    customer = uuid.uuid4()
+
+    async def apply(when: str, fail: bool = False) -> None:
+        event = envelope(customer, "purchase.recorded", purchase("5", when))
+        async with sessions() as session, session.begin():
+            await HANDLERS[event.type](session, event, parse_data(event))
+            if fail:
+                raise RuntimeError("a later message of the batch failed")
+
+    async def first_seen() -> dt.datetime:
+        async with sessions() as session:
+            found = await session.scalar(
+                select(CustomerAggregate.first_seen_at).where(
+                    CustomerAggregate.customer_id == customer
+                )
+            )
+        assert found is not None
+        return found
+
+    try:
+        await apply("2026-05-10T00:00:00Z")
+        await apply("2026-05-12T00:00:00Z")  # later: the remembered moment stays
+        assert await first_seen() == dt.datetime(2026, 5, 10, tzinfo=dt.UTC)
+        await apply("2026-05-01T00:00:00Z")  # earlier, with the customer remembered
+        assert await first_seen() == dt.datetime(2026, 5, 1, tzinfo=dt.UTC)
+        with pytest.raises(RuntimeError):
+            await apply("2026-04-01T00:00:00Z", fail=True)
+        assert await first_seen() == dt.datetime(2026, 5, 1, tzinfo=dt.UTC)
+        await apply("2026-04-20T00:00:00Z")  # before the stored moment, after the undone one
+        assert await first_seen() == dt.datetime(2026, 4, 20, tzinfo=dt.UTC)
+    finally:
+        await engine.dispose()
 
 
 async def test_a_poll_of_customer_events_is_applied_at_once_as_one_by_one(

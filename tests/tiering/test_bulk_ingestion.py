@@ -17,9 +17,8 @@ from tests.conftest import DatabaseFactory, EventSender, eventually, query, runn
 from tests.shared.test_consumer import consumer_settings, producer_for, send
 
 FIGURES = (
-    "SELECT a.customer_id, a.revenue, a.quantity, a.collected, a.purchase_count, "
-    "a.first_purchase_at, a.last_purchase_at, a.first_seen_at, d.day, d.revenue AS day_revenue, "
-    "d.quantity AS day_quantity, d.purchases, d.collected AS day_collected "
+    "SELECT a.customer_id, a.first_seen_at, d.day, d.revenue, d.quantity, d.purchases, "
+    "d.collected, d.first_purchase_at, d.last_purchase_at "
     "FROM customer_aggregates a JOIN daily_activity d ON d.customer_key = a.key "
     "ORDER BY a.customer_id, d.day"
 )

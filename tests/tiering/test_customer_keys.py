@@ -215,17 +215,17 @@ async def test_a_poll_keys_new_customers_at_once_and_known_ones_keep_theirs(
         return {uuid.UUID(str(customer_id)): key for customer_id, key in rows}
 
     before = await stored_keys()
-    lookup = ingest._known_keys
+    lookup = ingest._stored
     lookups: list[list[uuid.UUID]] = []
 
-    async def missing_meanwhile(session: Any, ids: list[uuid.UUID]) -> dict[uuid.UUID, int]:
+    async def missing_meanwhile(session: Any, ids: list[uuid.UUID]) -> dict[uuid.UUID, Any]:
         lookups.append(ids)
         found = await lookup(session, ids)
         if len(lookups) == 1:  # the first lookup ran before the other transaction committed
             found.pop(meanwhile)
         return found
 
-    monkeypatch.setattr(ingest, "_known_keys", missing_meanwhile)
+    monkeypatch.setattr(ingest, "_stored", missing_meanwhile)
     async with sessions() as session, session.begin():
         keys = await ingest.customer_keys(session, dict.fromkeys([seen, meanwhile, *new], now))
     await engine.dispose()
