@@ -95,6 +95,19 @@ async def drop_database(url: str) -> None:
             Path(url.split("///", 1)[1] + suffix).unlink(missing_ok=True)
 
 
+def events_applied(metrics: Metrics) -> int:
+    """Events a consumer has applied (not duplicates nor dead-lettered)."""
+    return int(
+        sum(
+            sample.value
+            for family in metrics.registry.collect()
+            if family.name == "crm_events_consumed"
+            for sample in family.samples
+            if sample.name.endswith("_total") and sample.labels.get("outcome") == "applied"
+        )
+    )
+
+
 def events_handled(metrics: Metrics) -> int:
     """Events a consumer has committed (applied, duplicate or dead-lettered)."""
     return int(

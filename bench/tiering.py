@@ -1,7 +1,7 @@
 """Tiering benchmarks: full re-rank, per-event consumer rate, churn back-test.
 
     python -m bench.tiering rerank  [--customers 1000000 --purchases 10000000]
-    python -m bench.tiering events  [--events 5000]
+    python -m bench.tiering events  [--events 100000 --consumers 1]
     python -m bench.tiering latency [--customers 1000000 --purchases 10000000]
     python -m bench.tiering churn   [--customers 20000]
     python -m bench.tiering churn   --file CDNOW_master.txt [--as-of 1997-09-30 --holdout-days 273]
@@ -17,6 +17,7 @@ import asyncio
 import concurrent.futures
 import datetime as dt
 import json
+import multiprocessing
 import os
 import random
 import time
@@ -32,11 +33,11 @@ from bench.common import (
     append_results,
     database_name,
     drop_database,
+    events_applied,
     machine,
     machine_cpu_seconds,
     new_database,
     peak_rss_mib,
-    until_handled,
 )
 from services.tiering.churn_fit import fit_churn_model
 from services.tiering.consumers import BULK_HANDLERS, HANDLERS, reassess_customers
@@ -297,29 +298,28 @@ async def bench_latency(customers: int, purchases: int) -> None:
 
 
 # ---------------------------------------------------------------- per-event rate
-async def bench_events(events: int, customers_count: int, backend: str, partitions: int) -> None:
+async def bench_events(
+    events: int, customers_count: int, backend: str, partitions: int, consumers: int
+) -> None:
     broker = EmbeddedBroker()
     broker.start()
     urls: list[str] = []
     try:
-        results: dict[str, float] = {}
-        cpu: dict[str, float] = {}  # the process's CPU seconds per event (all its threads)
-        # The whole machine's (database and broker too): what bounds the rate when every
-        # core is busy.
-        machine_cpu: dict[str, float] = {}
-        for label, handlers in (("baseline: inbox only", None), ("tiering handlers", HANDLERS)):
+        results: dict[str, Consumed] = {}
+        for label, with_handlers in (("baseline: inbox only", False), ("tiering handlers", True)):
             url = await new_database(backend, f"events{len(urls)}", ROOT / ".crm")
             urls.append(url)
             await migrate(url, MIGRATIONS)
             prefix = f"b{uuid.uuid4().hex[:8]}."
-            settings = TieringSettings(
-                database_url=url,
-                kafka_bootstrap=broker.bootstrap,
-                kafka_topic_prefix=prefix,
-                api_keys=KEYS,
-                consumer_group=f"bench-{prefix}",
-                kafka_partitions=partitions,
-            )
+            options = {
+                "database_url": url,
+                "kafka_bootstrap": broker.bootstrap,
+                "kafka_topic_prefix": prefix,
+                "api_keys": KEYS,
+                "consumer_group": f"bench-{prefix}",
+                "kafka_partitions": partitions,
+            }
+            settings = TieringSettings(**options)
             engine = create_engine(url)
             sessions = session_factory(engine)
             async with sessions() as session, session.begin():
@@ -327,102 +327,190 @@ async def bench_events(events: int, customers_count: int, backend: str, partitio
                 # As on a large install: customers touched by events are placed against
                 # the latest ranking's band edges, not ranked all again.
                 await tiering_service.recompute(session, None)
-            tiering_service.full_ranking_below = 0
-            await ensure_platform_topics(settings)
-
-            async def nothing(session: Any, event: EventEnvelope, data: EventData) -> None:
-                return None
-
-            chosen = handlers or {"purchase.recorded": nothing}
-            from aiokafka import AIOKafkaProducer
-
-            producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap)
-            await producer.start()
-            customers = [uuid.uuid4() for _ in range(customers_count)]
-            futures = []
-            # Amounts, quantities and days vary as in a real history (equal values would
-            # flatter the writes: a column whose values are all alike is sent as one).
-            rng = random.Random(5)
-            start = dt.datetime.now(dt.UTC).replace(microsecond=0) - dt.timedelta(days=365)
-            for n in range(events):
-                customer = customers[n % len(customers)]
-                when = (start + dt.timedelta(seconds=rng.randrange(365 * 86400))).isoformat()
-                envelope = {
-                    "id": str(uuid.uuid4()),
-                    "type": "purchase.recorded",
-                    "version": 1,
-                    "occurred_at": when,
-                    "producer": "profile",
-                    "customer_id": str(customer),
-                    "data": {
-                        "purchase_id": str(uuid.uuid4()),
-                        "amount": f"{rng.randrange(100, 500_000) / 100:.2f}",
-                        "currency": "CNY",
-                        "quantity": str(rng.randrange(1, 6)),
-                        "purchased_at": when,
-                    },
-                }
-                futures.append(
-                    await producer.send(
-                        settings.topic("purchase.recorded"),
-                        json.dumps(envelope).encode(),
-                        key=str(customer).encode(),
-                    )
-                )
-            await asyncio.gather(*futures)
-            futures.clear()  # the producer's, not the service's: no garbage of ours to walk
-            await producer.stop()
-            tune_garbage_collector(settings)  # as `crm serve` does once the service is loaded
-            consumer = EventConsumer(
-                settings,
-                engine,
-                chosen,
-                Metrics("bench"),
-                after_batch=reassess_customers if handlers else None,
-                bulk_handlers=BULK_HANDLERS if handlers else None,
-                concurrent_partitions=backend == "postgresql",
-            )
-            cpu_at_start = time.process_time()
-            machine_cpu_at_start = machine_cpu_seconds()
-            task = asyncio.create_task(consumer.run())
-            elapsed = await until_handled(consumer.metrics, events)
-            cpu[label] = (time.process_time() - cpu_at_start) / events
-            machine_cpu[label] = (machine_cpu_seconds() - machine_cpu_at_start) / events
-            await consumer.stop()
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
             await engine.dispose()
-            results[label] = events / elapsed
+            await ensure_platform_topics(settings)
+            await _send_purchases(settings, events, customers_count)
+            results[label] = await asyncio.to_thread(
+                consume, options, with_handlers, backend, consumers, events
+            )
     finally:
         broker.stop()
         for url in urls:
             await drop_database(url)
-    base = results["baseline: inbox only"]
+    base = results["baseline: inbox only"].rate
     cores = os.cpu_count() or 1
     rows = "\n".join(
-        f"| {label} | {rate:.0f} | {rate / base:.2f} | {cpu[label] * 1e6:.0f} "
-        f"| {machine_cpu[label] * 1e6:.0f} | {cores / machine_cpu[label]:.0f} |"
-        for label, rate in results.items()
+        f"| {label} | {found.rate:.0f} | {found.rate / base:.2f} | {found.consumer_cpu * 1e6:.0f} "
+        f"| {found.machine_cpu * 1e6:.0f} | {cores / found.machine_cpu:.0f} |"
+        for label, found in results.items()
     )
     append_results(
         f"## Tiering consumer, per event ({dt.date.today()}, {backend})\n\n"
         f"Machine: {machine()}. `python -m bench.tiering events --backend {backend} "
-        f"--events {events} "
-        f"--customers {customers_count} --partitions {partitions}`: {events} "
-        "`purchase.recorded` events over "
+        f"--events {events} --customers {customers_count} --partitions {partitions} "
+        f"--consumers {consumers}`: {events} `purchase.recorded` events over "
         f"{customers_count} customers (amounts 1.00-5,000.00, quantities 1-5, on days "
         "spread over the last year), already on the embedded "
-        f"broker, on {partitions} partitions; one consumer; one transaction per partition "
-        "per poll (inbox rows, effects, then each customer reassessed once). Rate counted "
-        "from the first applied event (the group join is left out). CPU: the consumer "
-        "process's CPU time per event, which varies less between runs than the rate; "
-        "machine CPU: every process's (PostgreSQL and the broker too), and the rate it "
-        f"would allow with all {cores} cores busy.\n\n"
+        f"broker, on {partitions} partitions; {consumers} consumer process(es) in one "
+        "group, as replicas of the service would be; one transaction per partition per "
+        "poll (inbox rows, effects, then each customer reassessed once). Counted once every "
+        "consumer holds its share of the partitions (the group join and its rebalance are "
+        "left out): events applied from then on, over the time they took. CPU: the "
+        "consumer processes' CPU time per event, which varies less between runs than the "
+        "rate; machine CPU: every process's (PostgreSQL and the broker too), and the rate "
+        f"it would allow with all {cores} cores busy.\n\n"
         "| handler | events/s | ratio to baseline | consumer CPU µs/event "
         "| machine CPU µs/event | rate with all cores busy |\n|---|---|---|---|---|---|\n"
         + rows
         + "\n"
     )
+
+
+async def _send_purchases(settings: TieringSettings, events: int, customers_count: int) -> None:
+    from aiokafka import AIOKafkaProducer
+
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap)
+    await producer.start()
+    customers = [uuid.uuid4() for _ in range(customers_count)]
+    futures = []
+    # Amounts, quantities and days vary as in a real history (equal values would
+    # flatter the writes: a column whose values are all alike is sent as one).
+    rng = random.Random(5)
+    start = dt.datetime.now(dt.UTC).replace(microsecond=0) - dt.timedelta(days=365)
+    for n in range(events):
+        customer = customers[n % len(customers)]
+        when = (start + dt.timedelta(seconds=rng.randrange(365 * 86400))).isoformat()
+        envelope = {
+            "id": str(uuid.uuid4()),
+            "type": "purchase.recorded",
+            "version": 1,
+            "occurred_at": when,
+            "producer": "profile",
+            "customer_id": str(customer),
+            "data": {
+                "purchase_id": str(uuid.uuid4()),
+                "amount": f"{rng.randrange(100, 500_000) / 100:.2f}",
+                "currency": "CNY",
+                "quantity": str(rng.randrange(1, 6)),
+                "purchased_at": when,
+            },
+        }
+        futures.append(
+            await producer.send(
+                settings.topic("purchase.recorded"),
+                json.dumps(envelope).encode(),
+                key=str(customer).encode(),
+            )
+        )
+    await asyncio.gather(*futures)
+    await producer.stop()
+
+
+@dataclass
+class Consumed:
+    rate: float  # events applied a second, once every consumer holds partitions
+    consumer_cpu: float  # the consumer processes' CPU seconds an event
+    machine_cpu: float  # every process's CPU seconds an event
+
+
+def consume(
+    options: dict[str, Any], with_handlers: bool, backend: str, consumers: int, events: int
+) -> Consumed:
+    """Run `consumers` consumer processes in one group until they have applied `events`
+    events; measured from the moment each holds a share of the topic's partitions."""
+    context = multiprocessing.get_context("spawn")
+    applied = context.Array("q", consumers, lock=False)
+    cpu = context.Array("d", consumers, lock=False)
+    held = context.Array("i", consumers, lock=False)
+    stop = context.Event()
+    processes = [
+        context.Process(
+            target=_consumer_process,
+            args=(options, with_handlers, backend, index, applied, cpu, held, stop),
+        )
+        for index in range(consumers)
+    ]
+    for process in processes:
+        process.start()
+    try:
+        partitions = options["kafka_partitions"]
+        while not (all(held) and sum(held) == partitions):
+            if not all(process.is_alive() for process in processes):
+                raise RuntimeError("a consumer process stopped")
+            time.sleep(0.005)
+        started, applied_then = time.perf_counter(), sum(applied)
+        cpu_then, machine_then = sum(cpu), machine_cpu_seconds()
+        while sum(applied) < events:
+            if not all(process.is_alive() for process in processes):
+                raise RuntimeError("a consumer process stopped")
+            time.sleep(0.01)
+        elapsed = time.perf_counter() - started
+        counted = sum(applied) - applied_then
+        machine_used = machine_cpu_seconds() - machine_then
+        time.sleep(0.1)  # the processes' last CPU readings
+        consumer_used = sum(cpu) - cpu_then
+    finally:
+        stop.set()
+        for process in processes:
+            process.join(30)
+    return Consumed(counted / elapsed, consumer_used / counted, machine_used / counted)
+
+
+def _consumer_process(
+    options: dict[str, Any],
+    with_handlers: bool,
+    backend: str,
+    index: int,
+    applied: Any,
+    cpu: Any,
+    held: Any,
+    stop: Any,
+) -> None:
+    asyncio.run(_consume(options, with_handlers, backend, index, applied, cpu, held, stop))
+
+
+async def _consume(
+    options: dict[str, Any],
+    with_handlers: bool,
+    backend: str,
+    index: int,
+    applied: Any,
+    cpu: Any,
+    held: Any,
+    stop: Any,
+) -> None:
+    """One consumer process: as the service's (its handlers, or none for the baseline),
+    reporting the events it applied, its CPU time and how many of the purchase topic's
+    partitions it holds."""
+    settings = TieringSettings(**options)
+    engine = create_engine(settings.database_url)
+    tiering_service.full_ranking_below = 0
+
+    async def nothing(session: Any, event: EventEnvelope, data: EventData) -> None:
+        return None
+
+    tune_garbage_collector(settings)  # as `crm serve` does once the service is loaded
+    consumer = EventConsumer(
+        settings,
+        engine,
+        HANDLERS if with_handlers else {"purchase.recorded": nothing},
+        Metrics("bench"),
+        after_batch=reassess_customers if with_handlers else None,
+        bulk_handlers=BULK_HANDLERS if with_handlers else None,
+        concurrent_partitions=backend == "postgresql",
+    )
+    topic = settings.topic("purchase.recorded")
+    task = asyncio.create_task(consumer.run())
+    while not stop.is_set():
+        applied[index] = events_applied(consumer.metrics)
+        cpu[index] = time.process_time()
+        member = consumer.consumer
+        held[index] = sum(1 for part in member.assignment() if part.topic == topic) if member else 0
+        await asyncio.sleep(0.01)
+    await consumer.stop()
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    await engine.dispose()
 
 
 # ---------------------------------------------------------------- churn back-test
@@ -606,6 +694,8 @@ def main() -> None:
     # The platform's default (CRM_KAFKA_PARTITIONS): each partition is a transaction at once.
     partitions = TieringSettings.model_fields["kafka_partitions"].default
     events_args.add_argument("--partitions", type=int, default=partitions)
+    # Processes in one consumer group, as replicas of the service would run.
+    events_args.add_argument("--consumers", type=int, default=1)
     churn_args = sub.add_parser("churn")
     churn_args.add_argument("--customers", type=int, default=20000)
     churn_args.add_argument("--file", help="a purchase history in CDNOW's layout instead")
@@ -617,7 +707,9 @@ def main() -> None:
     elif args.what == "latency":
         asyncio.run(bench_latency(args.customers, args.purchases))
     elif args.what == "events":
-        asyncio.run(bench_events(args.events, args.customers, args.backend, args.partitions))
+        asyncio.run(
+            bench_events(args.events, args.customers, args.backend, args.partitions, args.consumers)
+        )
     elif args.file:
         as_of = dt.datetime.fromisoformat(args.as_of).replace(
             hour=23, minute=59, second=59, tzinfo=dt.UTC
