@@ -86,6 +86,22 @@ CUSTOMER_COLUMNS = (
 )
 
 
+class PlacedCustomer(KnownCustomer, Protocol):
+    """A customer to place: its aggregate's columns and its standing as stored (all None
+    without a score row): `CUSTOMER_COLUMNS` and `STANDING_COLUMNS`."""
+
+    @property
+    def tier(self) -> str | None: ...
+    @property
+    def band_tier(self) -> str | None: ...
+    @property
+    def rfm_r(self) -> int | None: ...
+    @property
+    def rfm_f(self) -> int | None: ...
+    @property
+    def rfm_m(self) -> int | None: ...
+
+
 class CustomerScore(Base):
     """A customer's standing: its tier, the band the last re-rank gave it, and its scores
     (of the last re-rank, or of the customer's last event); one narrow row per customer
@@ -141,6 +157,16 @@ SCORE_FIELDS = (
     "thermometer",
     "churn_risk",
     "at_risk",
+)
+
+
+# What a placement keeps of the stored standing: the rest of it, it computes again.
+STANDING_COLUMNS = (
+    CustomerScore.__table__.c.tier,
+    CustomerScore.__table__.c.band_tier,
+    CustomerScore.__table__.c.rfm_r,
+    CustomerScore.__table__.c.rfm_f,
+    CustomerScore.__table__.c.rfm_m,
 )
 
 

@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.tiering.models import (
     CUSTOMER_COLUMNS,
     CUSTOMER_KEYS,
+    STANDING_COLUMNS,
     TIER_HISTORY,
     Backtest,
     BacktestCustomer,
@@ -53,17 +54,25 @@ class AggregateRepository:
     async def placing_rows(
         self, session: AsyncSession, customer_ids: Sequence[uuid.UUID]
     ) -> Sequence[Any]:
-        """What placing these customers takes of their aggregates (`CUSTOMER_COLUMNS`), as
+        """What placing these customers takes of their aggregates (`CUSTOMER_COLUMNS`) and
+        of their standing as stored (`STANDING_COLUMNS`, none without a score row), as
         plain rows: a batch of events reads thousands, and ORM objects cost more to make
         than the placement itself. Changes the session holds are written first (a Core
         read does not flush them), so the rows include them."""
         await session.flush()
         dialect = session.get_bind().dialect
+        aggregates = CustomerAggregate.__table__
         found: list[Any] = []
         for start in range(0, len(customer_ids), 1000):
             chosen = customer_ids[start : start + 1000]
-            query = select(*CUSTOMER_COLUMNS).where(
-                column_in(CustomerAggregate.__table__.c.customer_id, chosen, dialect)
+            query = (
+                select(*CUSTOMER_COLUMNS, *STANDING_COLUMNS)
+                .select_from(
+                    aggregates.outerjoin(
+                        CustomerScore.__table__, CustomerScore.key == aggregates.c.key
+                    )
+                )
+                .where(column_in(aggregates.c.customer_id, chosen, dialect))
             )
             found.extend((await session.execute(query)).all())
         return found
@@ -143,16 +152,6 @@ class AggregateRepository:
 class ScoreRepository:
     async def get(self, session: AsyncSession, key: int) -> CustomerScore | None:
         return await session.get(CustomerScore, key)
-
-    async def standing_of(self, session: AsyncSession, keys: Sequence[int]) -> dict[int, Any]:
-        """The score rows of these customer keys that exist (rows: attributes by column)."""
-        table = CustomerScore.__table__
-        dialect = session.get_bind().dialect
-        found: dict[int, Any] = {}
-        for start in range(0, len(keys), 1000):
-            query = select(table).where(column_in(table.c.key, keys[start : start + 1000], dialect))
-            found.update({row.key: row for row in await session.execute(query)})
-        return found
 
     async def ranked_ahead_of(self, session: AsyncSession, value: int) -> tuple[int, int]:
         """In the latest full ranking: the metric held by the customers above `value`, and

@@ -25,7 +25,7 @@ from services.tiering.models import (
     Complaint,
     CustomerAggregate,
     CustomerScore,
-    KnownCustomer,
+    PlacedCustomer,
     RankingRun,
     TierPolicy,
     Touch,
@@ -204,9 +204,6 @@ class TieringService:
         policy = await repo.policies.active(session)
         if policy is None or not customer_ids:
             return
-        aggregates = await repo.aggregates.placing_rows(session, customer_ids)
-        if not aggregates:
-            return
         ranking = await repo.rankings.latest(session, policy.id)
         if ranking is None or ranking.customers < self.full_ranking_below:
             # No ranking yet, or a small one: ranking everyone again is as quick and exact.
@@ -219,14 +216,15 @@ class TieringService:
         ranking = await repo.rankings.latest(session, policy.id)
         if ranking is None:  # its policy's rankings went with it: the next one places them
             return
-        stored = await repo.scores.standing_of(session, [row.key for row in aggregates])
+        # Each with its standing, read under the lock: a re-rank's tiers, or a later event's.
+        aggregates = await repo.aggregates.placing_rows(session, customer_ids)
         document = PolicyDocument.model_validate(policy.document)
         now = utcnow()
         placement = Placement(ranking.cutoffs, ranking.as_of)
         outcomes = await reassess(
             session,
             document,
-            [(row, getattr(stored.get(row.key), "band_tier", None)) for row in aggregates],
+            [(row, row.band_tier) for row in aggregates],
             now,
             placement,
         )
@@ -236,9 +234,7 @@ class TieringService:
             outcome = outcomes.get(aggregate.customer_id)
             if outcome is None:
                 continue
-            after, change = self._reassessed(
-                document, aggregate, stored.get(aggregate.key), outcome, now
-            )
+            after, change = self._reassessed(document, aggregate, outcome, now)
             rows.append(after)  # its scored_at is new, whatever else changed
             if change is not None:
                 changes.append(change)
@@ -253,16 +249,15 @@ class TieringService:
     @staticmethod
     def _reassessed(
         document: PolicyDocument,
-        aggregate: KnownCustomer,
-        before: Any | None,
+        aggregate: PlacedCustomer,
         outcome: Reassessment,
         now: dt.datetime,
     ) -> tuple[dict[str, Any], dict[str, Any] | None]:
         """The columns of the customer's score row that events change (scores, band,
         tier), and its tier change (history figures) if its band or the rules moved it:
         the value against the ranking's cut-off (the ranking's moment is added by the
-        caller, one for all). `before`: its stored score row, if it has one."""
-        previous = before.tier if before is not None else None
+        caller, one for all). `aggregate` carries its standing (tier, RFM) as stored."""
+        previous = aggregate.tier
         after = {
             "key": aggregate.key,
             "tier": previous,
@@ -287,7 +282,7 @@ class TieringService:
             else None,
             "rules_fired": outcome.fired if document.rules else None,
             **{
-                name: after[name] if name in after else getattr(before, name, None)
+                name: after[name] if name in after else getattr(aggregate, name)
                 for name in HISTORY_SCORES
             },
         }
