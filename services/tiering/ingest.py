@@ -16,7 +16,7 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 import weakref
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
@@ -52,67 +52,74 @@ class _DaySums:
             self.last_purchase_at = when
 
 
+@dataclass
+class _Folded:
+    """One customer's events of a batch: the earliest moment, and sums per day."""
+
+    first_seen: dt.datetime
+    days: dict[int, _DaySums] = field(default_factory=dict)
+
+
+def _day_of(
+    customers: dict[uuid.UUID, _Folded], customer_id: uuid.UUID, when: dt.datetime
+) -> _DaySums:
+    """The sums of the customer's day of `when` (a customer is looked up once an event)."""
+    folded = customers.get(customer_id)
+    if folded is None:
+        folded = customers[customer_id] = _Folded(when)
+    elif when < folded.first_seen:
+        folded.first_seen = when
+    day = epoch_day(when)
+    sums = folded.days.get(day)
+    if sums is None:
+        sums = folded.days[day] = _DaySums()
+    return sums
+
+
 async def apply_purchases(
     session: AsyncSession, events: list[tuple[EventEnvelope, EventData]]
 ) -> None:
-    first_seen: dict[uuid.UUID, dt.datetime] = {}
-    days: dict[tuple[uuid.UUID, int], _DaySums] = {}
+    customers: dict[uuid.UUID, _Folded] = {}
     for envelope, data in events:
         assert isinstance(data, PurchaseRecorded)
-        when = data.purchased_at
-        _seen(first_seen, envelope.customer_id, when)
-        day = days.get((envelope.customer_id, epoch_day(when)))
-        if day is None:
-            day = days[envelope.customer_id, epoch_day(when)] = _DaySums()
+        day = _day_of(customers, envelope.customer_id, data.purchased_at)
         day.revenue += data.amount
         day.quantity += data.quantity
         if data.amount >= 0:
-            day.bought(when)
-    await _write(session, first_seen, days)
+            day.bought(data.purchased_at)
+    await _write(session, customers)
 
 
 async def apply_payments(
     session: AsyncSession, events: list[tuple[EventEnvelope, EventData]]
 ) -> None:
-    first_seen: dict[uuid.UUID, dt.datetime] = {}
-    days: dict[tuple[uuid.UUID, int], _DaySums] = {}
+    customers: dict[uuid.UUID, _Folded] = {}
     for envelope, data in events:
         assert isinstance(data, PaymentRecorded)
-        when = data.received_at
-        _seen(first_seen, envelope.customer_id, when)
-        days.setdefault(
-            (envelope.customer_id, epoch_day(when)), _DaySums()
-        ).collected += data.amount
-    await _write(session, first_seen, days)
+        _day_of(customers, envelope.customer_id, data.received_at).collected += data.amount
+    await _write(session, customers)
 
 
-def _seen(
-    first_seen: dict[uuid.UUID, dt.datetime], customer_id: uuid.UUID, when: dt.datetime
-) -> None:
-    seen = first_seen.get(customer_id)
-    if seen is None or when < seen:
-        first_seen[customer_id] = when
-
-
-async def _write(
-    session: AsyncSession,
-    first_seen: dict[uuid.UUID, dt.datetime],
-    days: dict[tuple[uuid.UUID, int], _DaySums],
-) -> None:
-    keys = await customer_keys(session, first_seen)
-    day_rows = [
-        {
-            "customer_key": keys[customer_id],
-            "day": day,
-            "revenue": sums.revenue,
-            "quantity": sums.quantity,
-            "purchases": sums.purchases,
-            "collected": sums.collected,
-            "first_purchase_at": sums.first_purchase_at,
-            "last_purchase_at": sums.last_purchase_at,
-        }
-        for (customer_id, day), sums in days.items()
-    ]
+async def _write(session: AsyncSession, customers: dict[uuid.UUID, _Folded]) -> None:
+    keys = await customer_keys(
+        session, {customer_id: folded.first_seen for customer_id, folded in customers.items()}
+    )
+    day_rows: list[dict[str, Any]] = []
+    for customer_id, folded in customers.items():
+        key = keys[customer_id]
+        day_rows.extend(
+            {
+                "customer_key": key,
+                "day": day,
+                "revenue": sums.revenue,
+                "quantity": sums.quantity,
+                "purchases": sums.purchases,
+                "collected": sums.collected,
+                "first_purchase_at": sums.first_purchase_at,
+                "last_purchase_at": sums.last_purchase_at,
+            }
+            for day, sums in folded.days.items()
+        )
     await upsert_rows(session, DAILY, day_rows, ["customer_key", "day"], _added_to_day)
 
 
@@ -200,8 +207,15 @@ async def customer_keys(
             if first_seen[customer_id] < seen:
                 earlier[customer_id] = (key, first_seen[customer_id])
 
-    take({cid: known[cid] for cid in first_seen if cid in known})
-    ids = [cid for cid in first_seen if cid not in keys]
+    ids = []
+    for customer_id, seen in first_seen.items():
+        held = known.get(customer_id)
+        if held is None:
+            ids.append(customer_id)
+            continue
+        keys[customer_id] = held[0]
+        if seen < held[1]:
+            earlier[customer_id] = (held[0], seen)
     if ids:
         found = await _stored(session, ids)
         known_customers.keep_at_commit(session, found)

@@ -172,11 +172,13 @@ STANDING_COLUMNS = (
 
 def epoch_day(moment: dt.datetime | dt.date) -> int:
     """Days since 1970-01-01 (UTC): day arithmetic that is the same SQL on every backend."""
-    day = moment.astimezone(dt.UTC).date() if isinstance(moment, dt.datetime) else moment
-    return day.toordinal() - EPOCH_ORDINAL
+    if isinstance(moment, dt.datetime):
+        return (moment - EPOCH_MOMENT).days  # whole days, rounded down: before 1970 too
+    return moment.toordinal() - EPOCH_ORDINAL
 
 
 EPOCH_ORDINAL = dt.date(1970, 1, 1).toordinal()
+EPOCH_MOMENT = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
 
 class DailyActivity(Base):
