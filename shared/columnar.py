@@ -44,7 +44,9 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy import literal as sql_literal
+from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.elements import literal_column
 
 Kind = Literal["int4", "int8", "float8", "bool", "uuid"]
@@ -111,8 +113,8 @@ async def fetch_columns(
 
 async def _copy_columns(session: AsyncSession, outer: Select[Any], cols: Sequence[Col]) -> Columns:
     connection = await session.connection()
-    compiled = outer.compile(dialect=connection.dialect)
-    arguments = [compiled.params[name] for name in (compiled.positiontup or [])]
+    compiled, params = _compiled(outer, connection.dialect)
+    arguments = [params[name] for name in (compiled.positiontup or [])]
     raw = await connection.get_raw_connection()
     driver = raw.driver_connection
     assert driver is not None
@@ -125,6 +127,30 @@ async def _copy_columns(session: AsyncSession, outer: Select[Any], cols: Sequenc
     reader = _RowReader(np.dtype(fields), cols, widths)
     await driver.copy_from_query(str(compiled), *arguments, output=reader.take, format="binary")
     return reader.finish()
+
+
+_COMPILED: dict[Any, SQLCompiler] = {}  # by statement shape (SQLAlchemy's cache key)
+_COMPILED_LIMIT = 500
+
+
+def _compiled(statement: Select[Any], dialect: Dialect) -> tuple[SQLCompiler, Mapping[str, Any]]:
+    """The statement's SQL, compiled once per shape, and this statement's parameters: a
+    consumer's per-batch reads are the same few shapes with new values, and compiling
+    them again cost more than reading their rows."""
+    key = statement._generate_cache_key()
+    if key is None:  # a construct that cannot be cached
+        fresh = statement.compile(dialect=dialect)
+        assert isinstance(fresh, SQLCompiler)
+        return fresh, fresh.construct_params()
+    cache_key = (dialect.name, key.key)
+    compiled = _COMPILED.get(cache_key)
+    if compiled is None:
+        if len(_COMPILED) >= _COMPILED_LIMIT:
+            _COMPILED.clear()
+        made = statement.compile(dialect=dialect, cache_key=key)
+        assert isinstance(made, SQLCompiler)
+        compiled = _COMPILED[cache_key] = made
+    return compiled, compiled.construct_params(extracted_parameters=key.bindparams)
 
 
 class _RowReader:

@@ -151,3 +151,50 @@ def test_a_chunk_with_one_long_value_is_not_padded_to_it(monkeypatch: pytest.Mon
     scattered.clear()
     columnar._copy_rows([(np.ones(1000, dtype=np.int32), np.zeros(1000, dtype=np.uint8))], 1000)
     assert scattered == []
+
+
+async def test_a_read_of_the_same_shape_takes_its_own_values(new_database: DatabaseFactory) -> None:
+    """`fetch_columns` compiles a statement once per shape: a second read of that shape
+    with other values (a literal, an array of keys, a coalesce default) reads with those,
+    not the first read's."""
+    url = await new_database("tiering")
+    engine = create_engine(url)
+    async with engine.begin() as conn:
+        await conn.run_sync(metadata.create_all)
+        await conn.execute(
+            sample.insert(),
+            [{"id": n, "count": n * 10 if n % 2 else None} for n in range(1, 7)],
+        )
+    dialect = engine.dialect
+
+    def shape(ids: list[int], floor: int, missing: int) -> sa.Select[tuple[int, int]]:
+        return select_count(ids, floor, missing, dialect)
+
+    found = []
+    try:
+        async with session_factory(engine)() as session:
+            for ids, floor, missing in (([1, 2, 3], 0, -1), ([3, 4, 5, 6], 35, -7)):
+                found.append(
+                    await columnar.fetch_columns(
+                        session,
+                        shape(ids, floor, missing),
+                        [columnar.Col("id", "int4"), columnar.Col("count", "int8", missing)],
+                    )
+                )
+    finally:
+        await engine.dispose()
+    assert [column.tolist() for column in found[0].values()] == [[1, 2, 3], [10, -1, 30]]
+    assert [column.tolist() for column in found[1].values()] == [[4, 5, 6], [-7, 50, -7]]
+
+
+def select_count(
+    ids: list[int], floor: int, missing: int, dialect: sa.Dialect
+) -> sa.Select[tuple[int, int]]:
+    from shared.db import column_in
+
+    return (
+        sa.select(sample.c.id, sample.c.count)
+        .where(column_in(sample.c.id, ids, dialect))
+        .where(sa.or_(sample.c.count.is_(None), sample.c.count > sa.literal(floor)))
+        .order_by(sample.c.id)
+    )
