@@ -33,7 +33,7 @@ from sqlalchemy.ext.asyncio import (
 )
 from sqlalchemy.types import TypeDecorator
 
-from shared.pg_arrays import among, unnested
+from shared.pg_arrays import among, unnested, unnested_columns
 
 log = logging.getLogger("crm.db")
 
@@ -365,15 +365,58 @@ async def upsert_rows(
         return
     bound = session.get_bind().dialect
     if bound.name != "postgresql":
-        stmt = dialect_insert(bound.name, table)
-        await session.execute(
-            stmt.on_conflict_do_update(index_elements=list(key), set_=changes(stmt.excluded)),
-            list(rows),
-        )
+        await _upsert_many(session, table, rows, key, changes)
         return
-    names = list(rows[0])
-    selected = unnested(table, rows, bound)
-    stmt = dialect_insert(bound.name, table).from_select(names, selected)
+    columns = {name: [row[name] for row in rows] for name in rows[0]}
+    await _upsert_unnested(session, table, columns, key, changes)
+
+
+async def upsert_columns(
+    session: AsyncSession,
+    table: Any,
+    columns: Mapping[str, Sequence[Any]],
+    key: Sequence[str],
+    changes: Callable[[Any], Mapping[str, Any]],
+) -> None:
+    """`upsert_rows` for rows given as one sequence of values per column (all of one
+    length): a caller that computes columns need not make a mapping per row."""
+    if not len(next(iter(columns.values()))):
+        return
+    bound = session.get_bind().dialect
+    if bound.name != "postgresql":
+        names = list(columns)
+        rows = [
+            dict(zip(names, values, strict=True)) for values in zip(*columns.values(), strict=True)
+        ]
+        await _upsert_many(session, table, rows, key, changes)
+        return
+    await _upsert_unnested(session, table, columns, key, changes)
+
+
+async def _upsert_many(
+    session: AsyncSession,
+    table: Any,
+    rows: Sequence[Mapping[str, Any]],
+    key: Sequence[str],
+    changes: Callable[[Any], Mapping[str, Any]],
+) -> None:
+    stmt = dialect_insert(session.get_bind().dialect.name, table)
+    await session.execute(
+        stmt.on_conflict_do_update(index_elements=list(key), set_=changes(stmt.excluded)),
+        list(rows),
+    )
+
+
+async def _upsert_unnested(
+    session: AsyncSession,
+    table: Any,
+    columns: Mapping[str, Sequence[Any]],
+    key: Sequence[str],
+    changes: Callable[[Any], Mapping[str, Any]],
+) -> None:
+    bound = session.get_bind().dialect
+    selected = unnested_columns(table, columns, bound)
+    stmt = dialect_insert(bound.name, table).from_select(list(columns), selected)
     await session.execute(
         stmt.on_conflict_do_update(index_elements=list(key), set_=changes(stmt.excluded))
     )

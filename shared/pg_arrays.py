@@ -70,8 +70,12 @@ def among(column: Any, values: Sequence[Any], dialect: Dialect) -> Any:
 def unnested(table: Any, rows: Sequence[Mapping[str, Any]], dialect: Dialect) -> Any:
     """The rows (mappings with the same keys) as a SELECT over one array per column,
     unnested side by side; a column whose values are all alike is one parameter."""
-    names = list(rows[0])
-    columns = {name: [row[name] for row in rows] for name in names}
+    return unnested_columns(table, {name: [row[name] for row in rows] for name in rows[0]}, dialect)
+
+
+def unnested_columns(table: Any, columns: Mapping[str, Sequence[Any]], dialect: Dialect) -> Any:
+    """`unnested` for rows given as one sequence of values per column."""
+    names = list(columns)
     varying = [name for name in names if not _alike(columns[name])] or names[:1]
     derived = (
         func.unnest(
@@ -105,7 +109,7 @@ def from_micros(micros: Any) -> Any:
     )
 
 
-def _alike(values: list[Any]) -> bool:
+def _alike(values: Sequence[Any]) -> bool:
     first = values[0]
     # The last value first: most columns that vary differ there, and a count of all of
     # them would compare every value.

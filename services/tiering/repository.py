@@ -27,7 +27,7 @@ from services.tiering.models import (
     TierPolicy,
     Touch,
 )
-from shared.db import column_in, expire_held, upsert_rows
+from shared.db import column_in, expire_held, upsert_columns
 
 
 class AggregateRepository:
@@ -166,20 +166,20 @@ class ScoreRepository:
         ).one()
         return int(found[0]), int(found[1])
 
-    async def put_many(self, session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
-        """Insert these score rows, or set their given columns where they exist (each row
-        the same columns, the key among them), in one statement."""
-        if not rows:
+    async def put_columns(self, session: AsyncSession, columns: dict[str, Sequence[Any]]) -> None:
+        """Insert these score rows, or set their given columns where they exist (one list
+        per column, the key among them), in one statement."""
+        if not columns["key"]:
             return
-        names = [name for name in rows[0] if name != "key"]
-        await upsert_rows(
+        names = [name for name in columns if name != "key"]
+        await upsert_columns(
             session,
             CustomerScore.__table__,
-            rows,
+            columns,
             ["key"],
             lambda new: {name: new[name] for name in names},
         )
-        expire_held(session, CustomerScore, (row["key"] for row in rows))
+        expire_held(session, CustomerScore, columns["key"])
 
 
 class TouchRepository:

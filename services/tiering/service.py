@@ -34,7 +34,7 @@ from services.tiering.models import (
 from services.tiering.ranking.compute import band_cutoffs
 from services.tiering.ranking.explain import explain_assignment, method_scores
 from services.tiering.ranking.figures import in_units
-from services.tiering.ranking.placement import Placement, Reassessment, reassess
+from services.tiering.ranking.placement import Placement, Reassessed, reassess
 from services.tiering.ranking.store import Ranking, rank
 from services.tiering.ranking.summary import summary_figures
 from services.tiering.schemas import (
@@ -221,25 +221,33 @@ class TieringService:
         document = PolicyDocument.model_validate(policy.document)
         now = utcnow()
         placement = Placement(ranking.cutoffs, ranking.as_of)
-        outcomes = await reassess(
+        placed = await reassess(session, document, aggregates, now, placement)
+        if not placed.rows:
+            return
+        placed_rows = [aggregates[at] for at in placed.rows]
+        previous = [row.tier for row in placed_rows]
+        moved = [
+            at
+            for at, (before, after) in enumerate(zip(previous, placed.tiers, strict=True))
+            if after is not None and after != before
+        ]
+        tiers = list(previous)
+        for at in moved:
+            tiers[at] = placed.tiers[at]
+        # Every one's scores and scoring moment are new, whatever else changed.
+        await repo.scores.put_columns(
             session,
-            document,
-            [(row, row.band_tier) for row in aggregates],
-            now,
-            placement,
+            {
+                "key": [row.key for row in placed_rows],
+                "tier": tiers,
+                **placed.scores,
+                "band_tier": placed.band_tiers,
+                "placed_value": placed.values,
+                "scored_at": [now] * len(placed_rows),
+            },
         )
-        changes: list[dict[str, Any]] = []
-        rows: list[dict[str, Any]] = []
-        for aggregate in aggregates:
-            outcome = outcomes.get(aggregate.customer_id)
-            if outcome is None:
-                continue
-            after, change = self._reassessed(document, aggregate, outcome, now)
-            rows.append(after)  # its scored_at is new, whatever else changed
-            if change is not None:
-                changes.append(change)
-        await repo.scores.put_many(session, rows)
-        if changes:
+        if moved:
+            changes = [self._tier_change(document, placed_rows[at], placed, at) for at in moved]
             columns: dict[str, Any] = {
                 name: object_column([row[name] for row in changes]) for name in changes[0]
             }
@@ -247,46 +255,30 @@ class TieringService:
             await self._record_tier_changes(session, policy, columns, len(changes), now, now)
 
     @staticmethod
-    def _reassessed(
-        document: PolicyDocument,
-        aggregate: PlacedCustomer,
-        outcome: Reassessment,
-        now: dt.datetime,
-    ) -> tuple[dict[str, Any], dict[str, Any] | None]:
-        """The columns of the customer's score row that events change (scores, band,
-        tier), and its tier change (history figures) if its band or the rules moved it:
-        the value against the ranking's cut-off (the ranking's moment is added by the
-        caller, one for all). `aggregate` carries its standing (tier, RFM) as stored."""
-        previous = aggregate.tier
-        after = {
-            "key": aggregate.key,
-            "tier": previous,
-            **outcome.scores,
-            "band_tier": outcome.band_tier,
-            "placed_value": outcome.value,
-            "scored_at": now,
-        }
-        if outcome.tier is None or outcome.tier == previous:
-            return after, None
-        after["tier"] = outcome.tier
-        change = {
-            "customer_id": aggregate.customer_id,
-            "customer_key": aggregate.key,
-            "previous_tier": previous,
-            "tier": outcome.tier,
-            "value": outcome.value,
-            "cutoff": outcome.cutoff,
-            "band_tier": outcome.band_tier,
-            "rule_values": {k: str(v) for k, v in outcome.rule_values.items()}
+    def _tier_change(
+        document: PolicyDocument, customer: PlacedCustomer, placed: Reassessed, at: int
+    ) -> dict[str, Any]:
+        """The history figures of a customer whose band or rules moved it: the value
+        against the ranking's cut-off (the ranking's moment is added by the caller, one for
+        all). `customer` carries its standing (tier, RFM) as stored."""
+        scores = {name: values[at] for name, values in placed.scores.items()}
+        return {
+            "customer_id": customer.customer_id,
+            "customer_key": customer.key,
+            "previous_tier": customer.tier,
+            "tier": placed.tiers[at],
+            "value": placed.values[at],
+            "cutoff": placed.cutoffs[at],
+            "band_tier": placed.band_tiers[at],
+            "rule_values": {k: str(v) for k, v in placed.rule_values(at).items()}
             if document.rules
             else None,
-            "rules_fired": outcome.fired if document.rules else None,
+            "rules_fired": placed.fired(at) if document.rules else None,
             **{
-                name: after[name] if name in after else getattr(aggregate, name)
+                name: scores[name] if name in scores else getattr(customer, name)
                 for name in HISTORY_SCORES
             },
         }
-        return after, change
 
     # ------------------------------------------------------------ policies
     async def ensure_default_policy(self, session: AsyncSession) -> None:
@@ -715,9 +707,7 @@ class TieringService:
             return None
         document = PolicyDocument.model_validate(policy.document)
         moment = ranking.as_of if by_ranking or row.scored_at is None else row.scored_at
-        outcome = (await reassess(session, document, [(aggregate, row.band_tier)], moment)).get(
-            aggregate.customer_id
-        )
+        placed = await reassess(session, document, [aggregate], moment, bands=[row.band_tier])
         figures: dict[str, Any] = {
             "customer_id": aggregate.customer_id,
             "customer_key": aggregate.key,
@@ -726,9 +716,9 @@ class TieringService:
             "band_tier": row.band_tier,
             "value": value,
             "rule_values": (
-                {k: str(v) for k, v in outcome.rule_values.items()} if outcome else None
+                {k: str(v) for k, v in placed.rule_values(0).items()} if placed.rows else None
             ),
-            "rules_fired": outcome.fired if outcome else None,
+            "rules_fired": placed.fired(0) if placed.rows else None,
             **{name: getattr(row, name) for name in HISTORY_SCORES},
         }
         if by_ranking:

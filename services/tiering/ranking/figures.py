@@ -287,10 +287,15 @@ async def _everyone(
 
 def _these_customers(aggregates: Sequence[KnownCustomer], as_of: dt.datetime) -> Columns:
     """The columns the per-customer methods read, from rows the event handlers already
-    hold (no second read); customers not known by `as_of`, or erased, are left out."""
-    known = [row for row in aggregates if row.first_seen_at <= as_of and not row.erased]
+    hold (no second read), and `row`, each one's position among them; customers not known
+    by `as_of`, or erased, are left out."""
+    rows = [
+        at for at, row in enumerate(aggregates) if row.first_seen_at <= as_of and not row.erased
+    ]
+    known = [aggregates[at] for at in rows] if len(rows) < len(aggregates) else aggregates
     levels = [row.relationship_level for row in known]
     return {
+        "row": np.array(rows, dtype=np.int64),
         "key": np.array([row.key for row in known], dtype=np.int32),
         "customer_id": np.frombuffer(
             b"".join(row.customer_id.bytes for row in known), dtype="V16"

@@ -5,7 +5,6 @@ ranking's band edges, their rules and per-customer scores applied.
 from __future__ import annotations
 
 import datetime as dt
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
@@ -32,7 +31,7 @@ class Placement:
 
     def bands_of(
         self, values: NDArray[np.int64], policy: PolicyDocument
-    ) -> tuple[list[str], list[int | None]]:
+    ) -> tuple[list[str | None], list[int | None]]:
         """The band each metric value falls in (the first whose edge it reaches, when
         above zero), and the edge it was compared with (for the rest, the lowest band's)."""
         lowest = next((cutoff for cutoff in reversed(self.cutoffs) if cutoff is not None), None)
@@ -53,71 +52,80 @@ SCORES_PLACED = ("value_segment", "thermometer", "churn_risk", "at_risk")
 
 
 @dataclass
-class Reassessment:
-    """One customer's rule outcome and per-customer scores, between two re-ranks; with a
-    placement, also its band, metric value and the cut-off it was compared with."""
+class Reassessed:
+    """Customers' rule outcomes and per-customer scores between two re-ranks, one entry
+    each (columns, not an object per customer: a batch of events reassesses thousands);
+    with a placement, also each one's band, metric value and the cut-off it was compared
+    with."""
 
-    tier: str | None
-    fired: list[int]
-    rule_values: dict[str, Decimal]
-    scores: dict[str, Any]
-    band_tier: str | None = None
-    value: int | None = None
-    cutoff: int | None = None
+    rows: list[int]  # each one's position among the customers given
+    tiers: list[str | None]  # after the rules
+    band_tiers: list[str | None]
+    values: list[int | None]
+    cutoffs: list[int | None]
+    scores: dict[str, list[Any]]  # SCORES_PLACED, one list each
+    policy: PolicyDocument
+    holds: NDArray[np.bool_]  # rule x customer: whether the rule held
+    sums: list[dict[str, NDArray[np.int64]]]  # per rule, the figures it looked at
+
+    def fired(self, at: int) -> list[int]:
+        """The rules that held for the customer at `at` (in policy order)."""
+        return [rule for rule in range(len(self.policy.rules)) if self.holds[rule, at]]
+
+    def rule_values(self, at: int) -> dict[str, Decimal]:
+        """The figures each rule looked at for the customer at `at`, in people's units."""
+        return {
+            rule.name: rule_value(rule, {name: int(column[at]) for name, column in sums.items()})
+            for rule, sums in zip(self.policy.rules, self.sums, strict=True)
+        }
 
 
 async def reassess(
     session: AsyncSession,
     policy: PolicyDocument,
-    customers: Sequence[tuple[KnownCustomer, str | None]],
+    customers: Sequence[KnownCustomer],
     as_of: dt.datetime,
     placement: Placement | None = None,
-) -> dict[uuid.UUID, Reassessment]:
+    bands: Sequence[str | None] | None = None,
+) -> Reassessed:
     """Rules and the scores that depend only on the customer (value matrix, thermometer,
     churn) for these customers, by the re-rank's own functions over all of them at once;
-    each in the band `placement` puts its metric value in (without one, the band it
-    has). Customers not known by `as_of` are left out."""
-    figures = await load_figures(session, policy, as_of, [row for row, _ in customers])
-    bands = {row.key: band for row, band in customers}
-    ids = {row.key: row.customer_id for row, _ in customers}
-    values = figures.window_sum(policy.bands.metric, policy.bands.window_days)
+    each in the band `placement` puts its metric value in (without one, its band in
+    `bands`). Customers not known by `as_of` are left out."""
+    figures = await load_figures(session, policy, as_of, customers)
+    count = figures.count
+    rows = figures.customers["row"].tolist()
     sums = [rule_sums(rule, figures) for rule in policy.rules]
-    holds = [rule_holds(rule, found) for rule, found in zip(policy.rules, sums, strict=True)]
-    fired_by_customer = (
-        [[index for index, held in enumerate(row) if held] for row in np.array(holds).T.tolist()]
-        if holds
-        else [[] for _ in range(figures.count)]
+    holds = (
+        np.array([rule_holds(rule, found) for rule, found in zip(policy.rules, sums, strict=True)])
+        if policy.rules
+        else np.zeros((0, count), dtype=bool)
     )
-    stored = _stored_scores(customer_scores(figures), np.arange(figures.count))
-    keys = figures.customers["key"].tolist()
+    stored = _stored_scores(customer_scores(figures), np.arange(count))
+    cutoffs: list[int | None] = [None] * count
+    values: list[int | None] = [None] * count
     band_tiers: list[str | None]
-    cutoffs: list[int | None] = [None] * len(keys)
-    value_list: list[int | None] = [None] * len(keys)
     if placement is not None:
-        placed_bands, cutoffs = placement.bands_of(values, policy)
-        band_tiers = list(placed_bands)
-        value_list = values.tolist()
+        metric = figures.window_sum(policy.bands.metric, policy.bands.window_days)
+        band_tiers, cutoffs = placement.bands_of(metric, policy)
+        values = metric.tolist()
     else:
-        band_tiers = [bands[key] for key in keys]
-    scores = zip(*(stored[name] for name in SCORES_PLACED), strict=True)
-    outcomes: dict[uuid.UUID, Reassessment] = {}
-    for i, (key, band_tier, cutoff, value, fired, own_scores) in enumerate(
-        zip(keys, band_tiers, cutoffs, value_list, fired_by_customer, scores, strict=True)
-    ):
-        rule_figures = {
-            rule.name: rule_value(rule, {name: int(column[i]) for name, column in rule_sum.items()})
-            for rule, rule_sum in zip(policy.rules, sums, strict=True)
-        }
-        tier = band_tier
-        if band_tier is not None and fired:
-            tier = apply_rules(band_tier, fired, policy)
-        outcomes[ids[key]] = Reassessment(
-            tier=tier,
-            fired=fired,
-            rule_values=rule_figures,
-            scores=dict(zip(SCORES_PLACED, own_scores, strict=True)),
-            band_tier=band_tier,
-            value=value,
-            cutoff=cutoff,
-        )
-    return outcomes
+        assert bands is not None
+        band_tiers = [bands[row] for row in rows]
+    tiers = list(band_tiers)
+    for at in np.flatnonzero(holds.any(axis=0)).tolist():
+        band = band_tiers[at]
+        if band is not None:
+            fired = [rule for rule in range(len(policy.rules)) if holds[rule, at]]
+            tiers[at] = apply_rules(band, fired, policy)
+    return Reassessed(
+        rows=rows,
+        tiers=tiers,
+        band_tiers=band_tiers,
+        values=values,
+        cutoffs=cutoffs,
+        scores={name: stored[name] for name in SCORES_PLACED},
+        policy=policy,
+        holds=holds,
+        sums=sums,
+    )
