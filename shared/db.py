@@ -33,7 +33,7 @@ from sqlalchemy.ext.asyncio import (
 )
 from sqlalchemy.types import TypeDecorator
 
-from shared.pg_arrays import among, unnested, unnested_columns
+from shared.pg_arrays import among, unnested_columns
 
 log = logging.getLogger("crm.db")
 
@@ -145,10 +145,13 @@ class ScaledDecimal(TypeDecorator[Decimal]):
     def process_bind_param(self, value: Decimal | None, dialect: Dialect) -> int | None:
         if value is None:
             return None
-        scaled = Decimal(value) * self.factor
-        if scaled != scaled.to_integral_value():
+        scaled = (value if isinstance(value, Decimal) else Decimal(value)) * self.factor
+        if not scaled.is_finite():
+            raise ValueError(f"{value} is not a number")
+        whole = int(scaled)
+        if whole != scaled:
             raise ValueError(f"{value} has more than {self.scale} decimal places")
-        return int(scaled)
+        return whole
 
     def process_result_value(self, value: Any, dialect: Dialect) -> Decimal | None:
         if value is None:
@@ -268,13 +271,25 @@ async def insert_new_rows(
         return set()
     bound = session.get_bind().dialect
     if bound.name == "postgresql":
-        names = list(rows[0])
-        selected = unnested(table, rows, bound)
-        stmt = dialect_insert(bound.name, table).from_select(names, selected)
-        found = await session.execute(stmt.on_conflict_do_nothing().returning(table.c[key]))
-        return set(found.scalars().all())
+        columns = {name: [row[name] for row in rows] for name in rows[0]}
+        return await insert_new_columns(session, table, columns, key)
     stmt = dialect_insert(bound.name, table).on_conflict_do_nothing().returning(table.c[key])
     return set((await session.execute(stmt, list(rows))).scalars().all())
+
+
+async def insert_new_columns(
+    session: AsyncSession, table: Any, columns: Mapping[str, Sequence[Any]], key: str
+) -> set[Any]:
+    """`insert_new_rows` for rows given as one sequence of values per column."""
+    if not len(next(iter(columns.values()))):
+        return set()
+    bound = session.get_bind().dialect
+    if bound.name != "postgresql":
+        return await insert_new_rows(session, table, _as_rows(columns), key)
+    selected = unnested_columns(table, columns, bound)
+    stmt = dialect_insert(bound.name, table).from_select(list(columns), selected)
+    found = await session.execute(stmt.on_conflict_do_nothing().returning(table.c[key]))
+    return set(found.scalars().all())
 
 
 async def get_or_add_locked(
@@ -384,13 +399,14 @@ async def upsert_columns(
         return
     bound = session.get_bind().dialect
     if bound.name != "postgresql":
-        names = list(columns)
-        rows = [
-            dict(zip(names, values, strict=True)) for values in zip(*columns.values(), strict=True)
-        ]
-        await _upsert_many(session, table, rows, key, changes)
+        await _upsert_many(session, table, _as_rows(columns), key, changes)
         return
     await _upsert_unnested(session, table, columns, key, changes)
+
+
+def _as_rows(columns: Mapping[str, Sequence[Any]]) -> list[dict[str, Any]]:
+    names = list(columns)
+    return [dict(zip(names, values, strict=True)) for values in zip(*columns.values(), strict=True)]
 
 
 async def _upsert_many(
