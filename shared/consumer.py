@@ -24,6 +24,7 @@ import time
 from collections import Counter, defaultdict
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
@@ -31,7 +32,7 @@ from pydantic import ValidationError
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
-from shared.db import insert_new_rows, session_factory, utcnow
+from shared.db import insert_new_columns, session_factory, utcnow
 from shared.events import EventData, EventEnvelope, dlq_topic, parse_data
 from shared.kafka import client_options, new_producer
 from shared.observability import Metrics, correlation_id
@@ -461,16 +462,16 @@ class EventConsumer:
     async def _record_in_inbox(session: AsyncSession, batch: list[_Parsed]) -> list[bool]:
         """One INSERT for the batch's event ids; per message, whether it is new (not in the
         inbox before, nor earlier in this batch)."""
-        now = utcnow()
-        rows = {
-            parsed.envelope.id: {
-                "event_id": parsed.envelope.id,
-                "event_type": parsed.event_type,
-                "handled_at": now,
-            }
-            for parsed in batch
+        ids = list(dict.fromkeys(parsed.envelope.id for parsed in batch))
+        types = {parsed.envelope.id: parsed.event_type for parsed in batch}
+        columns: dict[str, list[Any]] = {
+            "event_id": ids,
+            "event_type": [types[event_id] for event_id in ids],
+            "handled_at": [utcnow()] * len(ids),
         }
-        inserted = await insert_new_rows(session, inbox, list(rows.values()), "event_id")
+        inserted = await insert_new_columns(session, inbox, columns, "event_id")
+        if len(inserted) == len(batch):  # every one new, none repeated within the batch
+            return [True] * len(batch)
         fresh: list[bool] = []
         for parsed in batch:
             is_new = parsed.envelope.id in inserted
