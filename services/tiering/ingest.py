@@ -76,17 +76,27 @@ def _day_of(
     return sums
 
 
+def _utc(when: dt.datetime) -> dt.datetime:
+    """An aware moment in UTC. The parser gives each moment a time zone object of its own,
+    and comparing or subtracting moments of different zone objects asks both for their
+    offsets: a batch's moments are compared and subtracted several times each."""
+    if when.tzinfo is dt.UTC or when.utcoffset() is None:
+        return when  # a naive one is refused where it is written
+    return when.astimezone(dt.UTC)
+
+
 async def apply_purchases(
     session: AsyncSession, events: list[tuple[EventEnvelope, EventData]]
 ) -> None:
     customers: dict[uuid.UUID, _Folded] = {}
     for envelope, data in events:
         assert isinstance(data, PurchaseRecorded)
-        day = _day_of(customers, envelope.customer_id, data.purchased_at)
+        when = _utc(data.purchased_at)
+        day = _day_of(customers, envelope.customer_id, when)
         day.revenue += data.amount
         day.quantity += data.quantity
         if data.amount >= 0:
-            day.bought(data.purchased_at)
+            day.bought(when)
     await _write(session, customers)
 
 
@@ -96,7 +106,7 @@ async def apply_payments(
     customers: dict[uuid.UUID, _Folded] = {}
     for envelope, data in events:
         assert isinstance(data, PaymentRecorded)
-        _day_of(customers, envelope.customer_id, data.received_at).collected += data.amount
+        _day_of(customers, envelope.customer_id, _utc(data.received_at)).collected += data.amount
     await _write(session, customers)
 
 
