@@ -33,7 +33,7 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from shared.db import insert_new_columns, session_factory, utcnow
-from shared.events import EventData, EventEnvelope, dlq_topic, parse_data
+from shared.events import EventData, EventEnvelope, dlq_topic, parse_event
 from shared.kafka import client_options, new_producer
 from shared.observability import Metrics, correlation_id
 from shared.outbox import PENDING_FLAG, inbox
@@ -407,10 +407,7 @@ class EventConsumer:
     def _parse(self, message: ConsumerRecord[bytes, bytes]) -> _Parsed:
         event_type = self._event_type(message.topic)
         try:
-            envelope = EventEnvelope.model_validate_json(message.value or b"")
-            if envelope.type != event_type:
-                raise PoisonMessage(f"envelope type {envelope.type!r} on topic for {event_type!r}")
-            data = parse_data(envelope)
+            envelope, data = parse_event(message.value or b"", event_type)
         except (ValidationError, ValueError) as exc:
             raise PoisonMessage(str(exc)) from exc
         return _Parsed(message, event_type, envelope, data)

@@ -46,7 +46,8 @@ class Stamp:
 
 def stamp_of(event: EventEnvelope) -> Stamp:
     """The event's revision (when profile stamped one) and its time."""
-    revision = event.data.get("revision") if isinstance(event.data, dict) else None
+    data = event.data  # a dict, or the type's model where the consumer parsed both at once
+    revision = data.get("revision") if isinstance(data, dict) else getattr(data, "revision", None)
     return Stamp(revision if isinstance(revision, int) else None, event.occurred_at)
 
 
