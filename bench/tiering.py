@@ -75,14 +75,10 @@ async def copy_customers(
             "key",
             "known",
             "erased",
-            "revenue",
-            "quantity",
-            "collected",
-            "purchase_count",
             "first_seen_at",
             "updated_at",
         ],
-        records=((cid, n + 1, True, False, 0, 0, 0, 0, seen, seen) for n, cid in enumerate(ids)),
+        records=((cid, n + 1, True, False, seen, seen) for n, cid in enumerate(ids)),
     )
 
 
@@ -93,9 +89,16 @@ def _chunked_rows(*columns: Any, size: int = 200_000) -> Any:
 
 
 async def seed(name: str, customers: int, purchases: int, today: int) -> None:
+    conn = await asyncpg.connect(host="127.0.0.1", user="postgres", database=name)
+    try:
+        await seed_into(conn, customers, purchases, today)
+    finally:
+        await conn.close()
+
+
+async def seed_into(conn: asyncpg.Connection, customers: int, purchases: int, today: int) -> None:
     """Aggregates as the consumer builds them: one row per customer, one per active day."""
     rng = np.random.default_rng(7)
-    conn = await asyncpg.connect(host="127.0.0.1", user="postgres", database=name)
     raw_ids = rng.bytes(16 * customers)
     ids = [uuid.UUID(bytes=raw_ids[16 * n : 16 * n + 16], version=4) for n in range(customers)]
     await copy_customers(conn, ids)
@@ -122,7 +125,6 @@ async def seed(name: str, customers: int, purchases: int, today: int) -> None:
         ),
     )
     await conn.execute("ANALYZE")
-    await conn.close()
 
 
 def seed_elsewhere(name: str, customers: int, purchases: int, today: int) -> None:
