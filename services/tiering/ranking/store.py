@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
@@ -140,18 +141,28 @@ def _rank_loaded(figures: Figures) -> Ranking:
         if per_tier_count[i]
     }
     names = figures.tier_names
-    moves: dict[tuple[str | None, str], int] = {}
-    if changed.any():
-        pairs, pair_counts = np.unique(
-            np.stack([previous[changed], scored.tier[changed]]), axis=1, return_counts=True
-        )
-        moves = {
-            (names[before] if before >= 0 else None, order[after]): int(n)
-            for (before, after), n in zip(pairs.T.tolist(), pair_counts.tolist(), strict=True)
-        }
+    moves = count_moves(previous[changed], scored.tier[changed], names, order)
     movers = np.flatnonzero(changed)
     movers = movers[np.lexsort((figures.customers["key"][movers], scored.bands.rank[movers]))]
     return Ranking(customers=count, per_tier=per_tier, moves=moves, scored=scored, movers=movers)
+
+
+def count_moves(
+    before: Ints, after: Ints, names: Sequence[str], order: Sequence[str]
+) -> dict[tuple[str | None, str], int]:
+    """How many customers moved from each tier to each other: `before` codes among `names`
+    (-1: none), `after` among `order`, one pair per customer. One bincount over a code per
+    pair: numpy's unique over the pairs sorted a million of them, a second of a first
+    ranking."""
+    width = len(order)
+    codes = (before.astype(np.int64) + 1) * width + after
+    counts = np.bincount(codes, minlength=(len(names) + 1) * width)
+    return {
+        (names[code // width - 1] if code >= width else None, order[code % width]): int(
+            counts[code]
+        )
+        for code in np.flatnonzero(counts).tolist()
+    }
 
 
 SCORE_COLUMNS = ("rfm_r", "rfm_f", "rfm_m", "value_segment", "thermometer", "churn_risk")
