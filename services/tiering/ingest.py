@@ -94,9 +94,11 @@ async def apply_purchases(
         when = _utc(data.purchased_at)
         day = _day_of(customers, envelope.customer_id, when)
         day.revenue += data.amount
-        day.quantity += data.quantity
         if data.amount >= 0:
+            day.quantity += data.quantity
             day.bought(when)
+        else:  # a refund's quantity is what was given back (profile keeps it positive)
+            day.quantity -= data.quantity
     await _write(session, customers)
 
 
