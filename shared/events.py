@@ -2,7 +2,8 @@
 
 Topics are named as the event type; the Kafka key is the customer id. `data` models
 allow extra fields, so a producer may add to an event without breaking a consumer
-(additive changes keep the version).
+(additive changes keep the version). Moments are RFC 3339 with their offset (contract.md):
+one without is refused when the event is read, not later when a consumer writes it.
 """
 
 from __future__ import annotations
@@ -13,7 +14,15 @@ import uuid
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, create_model
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    create_model,
+)
 
 Channel = Literal["sms", "email", "phone", "letter"]
 # Visible ASCII, at most 64 characters: what every store of it (headers, history
@@ -31,7 +40,7 @@ class EventEnvelope(BaseModel):
     id: uuid.UUID
     type: str
     version: int = 1
-    occurred_at: dt.datetime
+    occurred_at: AwareDatetime
     producer: str
     customer_id: uuid.UUID
     correlation_id: CorrelationId | None = None
@@ -82,21 +91,21 @@ class PurchaseRecorded(EventData):
     unit: str | None = None
     category: str | None = None
     sku: str | None = None
-    purchased_at: dt.datetime
+    purchased_at: AwareDatetime
 
 
 class PaymentRecorded(EventData):
     payment_id: uuid.UUID
     amount: Decimal
     currency: str
-    received_at: dt.datetime
+    received_at: AwareDatetime
     purchase_id: uuid.UUID | None = None
 
 
 class InteractionLogged(EventData):
     interaction_id: uuid.UUID
     kind: Literal["visit", "call", "meeting", "event", "gift", "survey"]
-    at: dt.datetime
+    at: AwareDatetime
     by: str | None = None
     satisfaction: int | None = Field(default=None, ge=1, le=5)
 
@@ -108,14 +117,14 @@ class TierChanged(EventData):
     policy_version: int
     scores: dict[str, Any] = Field(default_factory=dict)
     reasons: list[str] = Field(default_factory=list)
-    changed_at: dt.datetime
+    changed_at: AwareDatetime
 
 
 class OutreachScheduled(EventData):
     task_id: uuid.UUID
     kind: str
     channel: str
-    due_at: dt.datetime
+    due_at: AwareDatetime
     assignee: str | None = None
 
 
@@ -132,8 +141,8 @@ class ComplaintOpened(EventData):
     severity: Literal["minor", "major", "critical"]
     category: str | None = None
     owner: str
-    respond_by: dt.datetime
-    resolve_by: dt.datetime
+    respond_by: AwareDatetime
+    resolve_by: AwareDatetime
 
 
 class ComplaintTransitioned(EventData):

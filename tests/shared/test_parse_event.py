@@ -79,6 +79,17 @@ def test_the_revision_is_read_from_the_parsed_data() -> None:
         ("purchase.recorded", message("purchase.recorded", None), "purchase_id"),
         # not an envelope
         ("purchase.recorded", {"type": "purchase.recorded"}, "customer_id"),
+        # a moment without its offset, in the envelope or in the data
+        (
+            "purchase.recorded",
+            {**message("purchase.recorded", PURCHASE), "occurred_at": "2026-03-01T12:00:00"},
+            "timezone",
+        ),
+        (
+            "purchase.recorded",
+            message("purchase.recorded", {**PURCHASE, "purchased_at": "2026-03-01T12:00:00"}),
+            "timezone",
+        ),
         # a type the catalog does not know
         ("no.such", message("no.such", {}), "unknown event type"),
     ],
