@@ -459,12 +459,11 @@ class EventConsumer:
     async def _record_in_inbox(session: AsyncSession, batch: list[_Parsed]) -> list[bool]:
         """One INSERT for the batch's event ids; per message, whether it is new (not in the
         inbox before, nor earlier in this batch)."""
-        ids = list(dict.fromkeys(parsed.envelope.id for parsed in batch))
-        types = {parsed.envelope.id: parsed.event_type for parsed in batch}
+        types = {parsed.envelope.id: parsed.event_type for parsed in batch}  # each id once
         columns: dict[str, list[Any]] = {
-            "event_id": ids,
-            "event_type": [types[event_id] for event_id in ids],
-            "handled_at": [utcnow()] * len(ids),
+            "event_id": list(types),
+            "event_type": list(types.values()),
+            "handled_at": [utcnow()] * len(types),
         }
         inserted = await insert_new_columns(session, inbox, columns, "event_id")
         if len(inserted) == len(batch):  # every one new, none repeated within the batch
