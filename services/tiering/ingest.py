@@ -77,12 +77,11 @@ def _day_of(
 
 
 def _utc(when: dt.datetime) -> dt.datetime:
-    """An aware moment in UTC. The parser gives each moment a time zone object of its own,
-    and comparing or subtracting moments of different zone objects asks both for their
-    offsets: a batch's moments are compared and subtracted several times each."""
-    if when.tzinfo is dt.UTC or when.utcoffset() is None:
-        return when  # a naive one is refused where it is written
-    return when.astimezone(dt.UTC)
+    """The moment (aware: the event models refuse others) in UTC. The parser gives each
+    moment a time zone object of its own, and comparing or subtracting moments of
+    different zone objects asks both for their offsets: a batch's moments are compared
+    and subtracted several times each."""
+    return when if when.tzinfo is dt.UTC else when.astimezone(dt.UTC)
 
 
 async def apply_purchases(
