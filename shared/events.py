@@ -215,10 +215,14 @@ def all_topics(prefix: str = "") -> list[str]:
 
 def parse_data(envelope: EventEnvelope) -> EventData:
     """Validate `data` against the catalog model of the envelope's type."""
-    model = CATALOG.get(envelope.type)
+    return _model_of(envelope.type).model_validate(envelope.data)
+
+
+def _model_of(event_type: str) -> type[EventData]:
+    model = CATALOG.get(event_type)
     if model is None:
-        raise ValueError(f"unknown event type {envelope.type!r}")
-    return model.model_validate(envelope.data)
+        raise ValueError(f"unknown event type {event_type!r}")
+    return model
 
 
 def parse_event(raw: bytes, event_type: str) -> tuple[EventEnvelope, EventData]:
@@ -244,9 +248,7 @@ def _same_type(envelope: EventEnvelope, event_type: str) -> None:
 
 @functools.cache
 def _typed_envelope(event_type: str) -> type[EventEnvelope]:
-    model = CATALOG.get(event_type)
-    if model is None:
-        raise ValueError(f"unknown event type {event_type!r}")
+    model = _model_of(event_type)
     # A missing `data` is an empty one, validated as parse_data validates it.
     data = (model, Field(default_factory=dict, validate_default=True))
     return create_model(f"{model.__name__}Envelope", __base__=EventEnvelope, data=data)
