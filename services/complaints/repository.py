@@ -23,7 +23,13 @@ from services.complaints.models import (
 from services.complaints.sla import Step
 from services.complaints.workflow import SEVERITIES, STATUSES
 from shared.access import CustomerAccess
-from shared.db import get_or_add_locked, insert_ignoring_duplicates, upsert_from_select
+from shared.db import (
+    column_in,
+    expire_held,
+    get_or_add_locked,
+    insert_ignoring_duplicates,
+    upsert_from_select,
+)
 
 # History entries that move the status (the SLA clock is computed from these).
 STATUS_ACTIONS = ("opened", "transition")
@@ -236,32 +242,43 @@ class ComplaintRepository:
             session, Escalation.__table__, {"complaint_id": complaint.id, "level": level, **values}
         )
 
-    async def note_return(
-        self, session: AsyncSession, customer_id: uuid.UUID, purchased_at: dt.datetime
+    async def note_returns(
+        self, session: AsyncSession, purchases: Sequence[tuple[uuid.UUID, dt.datetime]]
     ) -> None:
-        """A purchase within 90 days after a closure marks that complaint's customer as
-        having come back (the earliest such purchase is kept)."""
-        returned = (
-            (
-                await session.execute(
-                    update(Complaint)
-                    .where(
-                        Complaint.customer_id == customer_id,
-                        Complaint.closed_at.is_not(None),
-                        Complaint.closed_at < purchased_at,
-                        Complaint.closed_at >= purchased_at - RETURN_WINDOW,
-                        or_(Complaint.returned_at.is_(None), Complaint.returned_at > purchased_at),
-                    )
-                    .values(returned_at=purchased_at)
-                    .returning(Complaint.id)
-                )
+        """Purchases (customer, when) within 90 days after a closure mark that complaint's
+        customer as having come back (the earliest such purchase is kept). One read of the
+        few closed complaints the purchases could concern, one write of those that change."""
+        if not purchases:
+            return
+        bought: dict[uuid.UUID, list[dt.datetime]] = {}
+        for customer_id, at in purchases:
+            bought.setdefault(customer_id, []).append(at)
+        moments = [at for _, at in purchases]
+        dialect = session.get_bind().dialect
+        candidates = await session.execute(
+            select(Complaint.id, Complaint.customer_id, Complaint.closed_at, Complaint.returned_at)
+            .where(
+                column_in(Complaint.customer_id, list(bought), dialect),
+                Complaint.closed_at.is_not(None),
+                Complaint.closed_at < max(moments),
+                Complaint.closed_at >= min(moments) - RETURN_WINDOW,
             )
-            .scalars()
-            .all()
+            .order_by(Complaint.id)
         )
-        if returned:
-            dialect = session.get_bind().dialect.name
-            await session.execute(refresh_figures(dialect, Complaint.id.in_(returned)))
+        returned: list[dict[str, Any]] = []
+        for complaint_id, customer_id, closed_at, returned_at in candidates:
+            assert closed_at is not None  # (the query asks for closed complaints)
+            within = [
+                at for at in bought[customer_id] if closed_at < at <= closed_at + RETURN_WINDOW
+            ]
+            if within and (returned_at is None or returned_at > min(within)):
+                returned.append({"id": complaint_id, "returned_at": min(within)})
+        if not returned:
+            return
+        ids = [row["id"] for row in returned]
+        await session.execute(update(Complaint), returned)
+        expire_held(session, Complaint, ids)
+        await session.execute(refresh_figures(dialect.name, Complaint.id.in_(ids)))
 
     async def erase_customer(self, session: AsyncSession, customer_id: uuid.UUID) -> None:
         """Drop what complaints say about a person; keep the figures."""

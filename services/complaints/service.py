@@ -358,12 +358,18 @@ class ComplaintsService:
             customer.field_stamps = stamps
         await session.flush()
 
-    async def note_tier(
-        self, session: AsyncSession, customer_id: uuid.UUID, tier: str, at: dt.datetime
+    async def note_tiers(
+        self, session: AsyncSession, changes: Sequence[tuple[uuid.UUID, str, dt.datetime]]
     ) -> None:
-        customer = await repo.customers.get_or_add(session, customer_id)
-        if customer.tier_at is None or customer.tier_at <= at:
-            customer.tier, customer.tier_at = tier, at
+        """Tiers from a poll of `tier.changed` (customer, tier, when), in order: a tier
+        older than the one a customer has changes nothing."""
+        customers = await repo.customers.get_or_add_many(
+            session, list(dict.fromkeys(customer_id for customer_id, _, _ in changes))
+        )
+        for customer_id, tier, at in changes:
+            customer = customers[customer_id]
+            if customer.tier_at is None or customer.tier_at <= at:
+                customer.tier, customer.tier_at = tier, at
         await session.flush()
 
     async def erase_customer(
@@ -375,10 +381,12 @@ class ComplaintsService:
         await repo.complaints.erase_customer(session, customer_id)
         await session.flush()
 
-    async def note_purchase(
-        self, session: AsyncSession, customer_id: uuid.UUID, purchased_at: dt.datetime
+    async def note_purchases(
+        self, session: AsyncSession, purchases: Sequence[tuple[uuid.UUID, dt.datetime]]
     ) -> None:
-        await repo.complaints.note_return(session, customer_id, purchased_at)
+        """Purchases (customer, when) from a poll: a customer buying again within 90 days
+        of a complaint's closure has come back."""
+        await repo.complaints.note_returns(session, purchases)
 
     # ------------------------------------------------------------ helpers
     @staticmethod

@@ -12,6 +12,7 @@ import httpx
 import pytest
 from sqlalchemy import select, true, update
 
+from services.complaints.consumers import BULK_HANDLERS
 from services.complaints.models import Complaint, ComplaintFigures, KnownCustomer
 from services.complaints.repository import figures_of, refresh_figures, tally_of
 from shared.db import create_engine, session_factory
@@ -120,6 +121,80 @@ async def test_return_rate_by_severity(
     assert stats["practice"]["return_rate_minor_resolved_quickly"] == 0.95
     # Statistics are figures for analysts and admins, not for agents.
     assert (await complaints.get("/v1/complaints/stats", headers=AGENT)).status_code == 403
+
+
+async def complaint_row(url: str, complaint_id: str) -> Complaint:
+    engine = create_engine(url)
+    try:
+        async with session_factory(engine)() as session:
+            found = await session.get(Complaint, uuid.UUID(complaint_id))
+            assert found is not None
+            return found
+    finally:
+        await engine.dispose()
+
+
+async def test_a_poll_of_purchases_and_tiers_is_taken_at_once(
+    complaints: httpx.AsyncClient, events: Events, complaints_db: str
+) -> None:
+    """A first ranking's or an import's thousands of events come as polls, each applied
+    in one go (BULK_HANDLERS) with what one event at a time gives."""
+    long_ago = NOW - dt.timedelta(days=120)
+    back, back_complaint = await closed_complaint(
+        complaints, events, complaints_db, severity="minor", satisfaction=5
+    )
+    early, early_complaint = await closed_complaint(
+        complaints, events, complaints_db, severity="major", satisfaction=4
+    )
+    for complaint_id in (back_complaint, early_complaint):
+        await set_closed_at(complaints_db, complaint_id, long_ago)
+    stranger = uuid.uuid4()  # no complaint, not even known yet
+
+    def bought(customer: uuid.UUID, days_after: int, amount: str = "10") -> Any:
+        return events.envelope(
+            customer,
+            "purchase.recorded",
+            {
+                "purchase_id": str(uuid.uuid4()),
+                "amount": amount,
+                "currency": "CNY",
+                "quantity": "1",
+                "purchased_at": (long_ago + dt.timedelta(days=days_after)).isoformat(),
+            },
+        )
+
+    await events.send_poll(
+        [
+            bought(back, 100),  # too late
+            bought(back, 30),
+            bought(stranger, 1),
+            bought(back, 5, "-10"),  # a refund: not buying again
+            bought(back, 10),  # the earliest purchase within 90 days is kept
+            bought(early, -1),  # before the closure
+        ],
+        BULK_HANDLERS,
+    )
+    returned = await complaint_row(complaints_db, back_complaint)
+    assert returned.returned_at == long_ago + dt.timedelta(days=10)
+    assert (await complaint_row(complaints_db, early_complaint)).returned_at is None
+    stats = (await complaints.get("/v1/complaints/stats", headers=ANALYST)).json()["overall"]
+    assert stats["return_rate"] == {"returned": 1, "eligible": 2, "rate": 0.5}
+
+    def tier(customer: uuid.UUID, name: str, minutes_ago: int) -> Any:
+        at = (NOW - dt.timedelta(minutes=minutes_ago)).isoformat()
+        data = {"previous_tier": None, "tier": name, "policy_id": str(uuid.uuid4())}
+        return events.envelope(
+            customer, "tier.changed", {**data, "policy_version": 1, "changed_at": at}
+        )
+
+    newcomer = uuid.uuid4()
+    await events.send_poll(
+        [tier(back, "A", 5), tier(newcomer, "C", 3), tier(back, "C", 9), tier(back, "B", 1)],
+        BULK_HANDLERS,
+    )
+    # In order, and an older tier (arriving later) changes nothing.
+    assert (await known_customer(complaints_db, back)).tier == "B"
+    assert (await known_customer(complaints_db, newcomer)).tier == "C"
 
 
 async def test_stats_of_reopens_and_percentiles(
