@@ -22,7 +22,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import BigInteger, DateTime, MetaData, event, select, text
+from sqlalchemy import BigInteger, DateTime, MetaData, and_, case, event, or_, select, text
 from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import (
@@ -402,6 +402,16 @@ async def upsert_columns(
         await _upsert_many(session, table, _as_rows(columns), key, changes)
         return
     await _upsert_unnested(session, table, columns, key, changes)
+
+
+def earlier(new: Any, old: Any) -> Any:
+    """In an upsert's changes: the earlier of two values (NULL is no value)."""
+    return case((and_(new.is_not(None), or_(old.is_(None), new < old)), new), else_=old)
+
+
+def later(new: Any, old: Any) -> Any:
+    """In an upsert's changes: the later of two values (NULL is no value)."""
+    return case((and_(new.is_not(None), or_(old.is_(None), new > old)), new), else_=old)
 
 
 def _as_rows(columns: Mapping[str, Sequence[Any]]) -> list[dict[str, Any]]:

@@ -20,12 +20,20 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Engine, Table, and_, bindparam, case, event, or_, select, update
+from sqlalchemy import Engine, Table, bindparam, event, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.tiering import repository as repo
 from services.tiering.models import CustomerAggregate, DailyActivity, epoch_day
-from shared.db import column_in, expire_held, insert_new_rows, upsert_rows, utcnow
+from shared.db import (
+    column_in,
+    earlier,
+    expire_held,
+    insert_new_rows,
+    later,
+    upsert_rows,
+    utcnow,
+)
 from shared.events import EventData, EventEnvelope, PaymentRecorded, PurchaseRecorded
 from shared.pg_arrays import unnested
 
@@ -141,17 +149,9 @@ def _added_to_day(new: Any) -> dict[str, Any]:
             name: old[name] + new[name]
             for name in ("revenue", "quantity", "purchases", "collected")
         },
-        "first_purchase_at": _earlier(new.first_purchase_at, old.first_purchase_at),
-        "last_purchase_at": _later(new.last_purchase_at, old.last_purchase_at),
+        "first_purchase_at": earlier(new.first_purchase_at, old.first_purchase_at),
+        "last_purchase_at": later(new.last_purchase_at, old.last_purchase_at),
     }
-
-
-def _earlier(new: Any, old: Any) -> Any:
-    return case((and_(new.is_not(None), or_(old.is_(None), new < old)), new), else_=old)
-
-
-def _later(new: Any, old: Any) -> Any:
-    return case((and_(new.is_not(None), or_(old.is_(None), new > old)), new), else_=old)
 
 
 Known = tuple[int, dt.datetime]  # a customer's key, and a moment not before its first seen
