@@ -29,19 +29,25 @@ async def on_customer_erased(session: AsyncSession, event: EventEnvelope, data: 
     await outreach_service.erase(session, event.customer_id, event.occurred_at)
 
 
-async def on_tier_changed(session: AsyncSession, event: EventEnvelope, data: EventData) -> None:
-    assert isinstance(data, TierChanged)
-    await outreach_service.note_tier(session, event.customer_id, data.tier, data.changed_at)
-
-
-async def on_purchase_recorded(
-    session: AsyncSession, event: EventEnvelope, data: EventData
+async def apply_tier_changes(
+    session: AsyncSession, events: list[tuple[EventEnvelope, EventData]]
 ) -> None:
-    assert isinstance(data, PurchaseRecorded)
-    if data.amount >= 0:  # a refund is not a purchase the cycle counts
-        await outreach_service.note_purchase(
-            session, event.customer_id, data.category, data.purchased_at
-        )
+    changes = []
+    for event, data in events:
+        assert isinstance(data, TierChanged)
+        changes.append((event.customer_id, data.tier, data.changed_at))
+    await outreach_service.note_tiers(session, changes)
+
+
+async def apply_purchases(
+    session: AsyncSession, events: list[tuple[EventEnvelope, EventData]]
+) -> None:
+    purchases = []
+    for event, data in events:
+        assert isinstance(data, PurchaseRecorded)
+        if data.amount >= 0:  # a refund is not a purchase the cycle counts
+            purchases.append((event.customer_id, data.category, data.purchased_at))
+    await outreach_service.note_purchases(session, purchases)
 
 
 async def on_complaint_opened(session: AsyncSession, event: EventEnvelope, data: EventData) -> None:
@@ -72,16 +78,18 @@ HANDLERS: dict[str, EventHandler] = {
     "customer.created": one_at_a_time(apply_customer_changes),
     "customer.updated": one_at_a_time(apply_customer_changes),
     "customer.erased": on_customer_erased,
-    "tier.changed": on_tier_changed,
-    "purchase.recorded": on_purchase_recorded,
+    "tier.changed": one_at_a_time(apply_tier_changes),
+    "purchase.recorded": one_at_a_time(apply_purchases),
     "complaint.opened": on_complaint_opened,
     "complaint.transitioned": on_complaint_transitioned,
     "complaint.closed": on_complaint_closed,
 }
 
-# A poll's customer events (an import brings thousands) read each customer's row once
-# and plan the customers together.
+# A poll's events about many customers (an import, a first ranking: thousands) read
+# each customer's row once and plan the customers together.
 BULK_HANDLERS: dict[str, BulkHandler] = {
     "customer.created": apply_customer_changes,
     "customer.updated": apply_customer_changes,
+    "tier.changed": apply_tier_changes,
+    "purchase.recorded": apply_purchases,
 }

@@ -25,9 +25,18 @@ from services.outreach.models import (
 from services.outreach.planner import CustomerFacts, Cycle
 from services.outreach.schemas import OPEN_STATUSES
 from shared.access import CustomerAccess
-from shared.db import get_or_add_locked, insert_ignoring_duplicates
+from shared.db import (
+    column_in,
+    earlier,
+    expire_held,
+    get_or_add_locked,
+    insert_ignoring_duplicates,
+    later,
+    upsert_rows,
+)
 
 DUE_STATUSES = ("pending", "deferred")
+CYCLES = PurchaseCycle.__table__
 # A category's typical cycle is learned from at most this many of its customers.
 TYPICAL_SAMPLE = 2000
 
@@ -38,6 +47,15 @@ def among(column: ColumnElement[Any], customer_ids: Sequence[uuid.UUID]) -> Colu
     if len(customer_ids) > 100:
         return column.between(min(customer_ids), max(customer_ids))
     return column.in_(list(customer_ids))
+
+
+def _added_to_cycle(new: Any) -> dict[str, Any]:
+    old = CYCLES.c
+    return {
+        "purchases": old.purchases + new.purchases,
+        "first_at": earlier(new.first_at, old.first_at),
+        "last_at": later(new.last_at, old.last_at),
+    }
 
 
 @dataclass(frozen=True)
@@ -204,26 +222,29 @@ class ComplaintStateRepository:
 
 
 class CycleRepository:
-    async def add_purchase(
-        self, session: AsyncSession, customer_id: uuid.UUID, category: str, at: dt.datetime
+    async def add_purchases(
+        self, session: AsyncSession, purchases: Sequence[tuple[uuid.UUID, str, dt.datetime]]
     ) -> None:
-        inserted = await insert_ignoring_duplicates(
-            session,
-            PurchaseCycle.__table__,
-            {
-                "customer_id": customer_id,
-                "category": category,
-                "purchases": 1,
-                "first_at": at,
-                "last_at": at,
-            },
-        )
-        if not inserted:
-            cycle = await session.get(PurchaseCycle, (customer_id, category), with_for_update=True)
-            assert cycle is not None
-            cycle.purchases += 1
-            cycle.first_at = min(cycle.first_at, at)
-            cycle.last_at = max(cycle.last_at, at)
+        """Count purchases (customer, category, when) into their cycles: folded per cycle,
+        then one upsert that adds the counts and widens first and last."""
+        folded: dict[tuple[uuid.UUID, str], dict[str, Any]] = {}
+        for customer_id, category, at in purchases:
+            cycle = folded.get((customer_id, category))
+            if cycle is None:
+                folded[customer_id, category] = {
+                    "customer_id": customer_id,
+                    "category": category,
+                    "purchases": 1,
+                    "first_at": at,
+                    "last_at": at,
+                }
+            else:
+                cycle["purchases"] += 1
+                cycle["first_at"] = min(cycle["first_at"], at)
+                cycle["last_at"] = max(cycle["last_at"], at)
+        rows = [folded[key] for key in sorted(folded)]  # one lock order for every writer
+        await upsert_rows(session, CYCLES, rows, ["customer_id", "category"], _added_to_cycle)
+        expire_held(session, PurchaseCycle, folded)
 
     async def of_customers(
         self, session: AsyncSession, customer_ids: Sequence[uuid.UUID]
@@ -319,12 +340,33 @@ class TaskRepository:
         return list(rows.scalars())
 
     async def open_of(
-        self, session: AsyncSession, customer_id: uuid.UUID, kinds: Sequence[str] | None = None
+        self,
+        session: AsyncSession,
+        customer_ids: Sequence[uuid.UUID],
+        kinds: Sequence[str] | None = None,
     ) -> list[Task]:
-        query = select(Task).where(Task.customer_id == customer_id, Task.status.in_(OPEN_STATUSES))
+        if not customer_ids:
+            return []
+        dialect = session.get_bind().dialect
+        query = select(Task).where(
+            column_in(Task.customer_id, list(customer_ids), dialect),
+            Task.status.in_(OPEN_STATUSES),
+        )
         if kinds is not None:
             query = query.where(Task.kind.in_(list(kinds)))
-        return list((await session.execute(query)).scalars())
+        return list((await session.execute(query.order_by(Task.id))).scalars())
+
+    async def occasions_of(
+        self, session: AsyncSession, customer_ids: Sequence[uuid.UUID]
+    ) -> set[tuple[uuid.UUID, str]]:
+        """The occasions these customers have a task for, whatever its status."""
+        dialect = session.get_bind().dialect
+        rows = await session.execute(
+            select(Task.customer_id, Task.occasion).where(
+                column_in(Task.customer_id, list(customer_ids), dialect)
+            )
+        )
+        return {(customer_id, occasion) for customer_id, occasion in rows}
 
     async def held_for_complaint(self, session: AsyncSession, customer_id: uuid.UUID) -> list[Task]:
         rows = await session.execute(

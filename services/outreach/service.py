@@ -46,7 +46,7 @@ from shared.access import CustomerAccess
 from shared.columnar import insert_columns, object_column, random_uuid_column
 from shared.db import utcnow
 from shared.errors import Conflict, Forbidden, NotFound
-from shared.events import EventEnvelope, OutreachCompleted, OutreachScheduled
+from shared.events import EventEnvelope, OutreachCompleted
 from shared.outbox import outbox_row, record_event, record_events
 from shared.revisions import Stamp, stamp_of, take
 
@@ -114,6 +114,18 @@ class CustomerPlanning:
     def recurring_open(self) -> set[str]:
         """The recurring kinds with an open task: the next one waits until it is done."""
         return {t.kind for t in self.tasks if t.kind in RECURRING and t.status in OPEN_STATUSES}
+
+
+@dataclass(frozen=True)
+class EventTask:
+    """A task an event asks for: whose, under which tier's plan, what, and when due."""
+
+    recipient: Recipient
+    tier: str | None
+    kind: str
+    occasion: str
+    due_at: dt.datetime
+    basis: dict[str, Any]
 
 
 class OutreachService:
@@ -463,69 +475,36 @@ class OutreachService:
             tier=recipient.tier,
         )
 
-    async def _create(
-        self, session: AsyncSession, customer_id: uuid.UUID, planned: PlannedTask, now: dt.datetime
-    ) -> Task:
-        task = Task(
-            id=uuid.uuid4(),
-            customer_id=customer_id,
-            kind=planned.kind,
-            occasion=planned.occasion,
-            channel=planned.channel,
-            marketing=planned.marketing,
-            priority=planned.priority,
-            due_at=planned.due_at,
-            status="pending",
-            assignee=planned.assignee,
-            basis=planned.basis,
-            decisions=[],
-            attempts=0,
-            created_at=now,
-            updated_at=now,
-        )
-        session.add(task)
-        await record_event(
-            session,
-            producer=PRODUCER,
-            event_type="outreach.scheduled",
-            customer_id=customer_id,
-            data=OutreachScheduled(
-                task_id=task.id,
-                kind=task.kind,
-                channel=task.channel,
-                due_at=task.due_at,
-                assignee=task.assignee,
-                occasion=task.occasion,
-            ),
-            occurred_at=now,
-        )
-        return task
-
-    async def add_event_task(
-        self,
-        session: AsyncSession,
-        recipient: Recipient,
-        kind: str,
-        occasion: str,
-        due_at: dt.datetime,
-        basis: dict[str, Any],
+    async def add_event_tasks(
+        self, session: AsyncSession, asked: Sequence[EventTask], now: dt.datetime
     ) -> None:
-        """A task an event asks for (a follow-up, a hand-over, a review), once."""
-        if any(
-            t.occasion == occasion
-            for t in await repo.tasks.of_customer(session, recipient.customer_id)
-        ):
+        """Tasks events ask for (a follow-up, a hand-over, a review), each once: an
+        occasion the customer already has a task for asks for nothing more."""
+        if not asked:
             return
-        plan = await self.plan_document(session, recipient.tier)
-        planned = PlannedTask(
-            kind,
-            occasion,
-            plan.channel_for(kind),
-            due_at,
-            assignee_for(plan, self.facts(recipient)) or recipient.account_manager,
-            basis,
+        have = await repo.tasks.occasions_of(
+            session, list({task.recipient.customer_id for task in asked})
         )
-        await self._create(session, recipient.customer_id, planned, utcnow())
+        plans: dict[str | None, PlanDocument] = {}
+        created: list[tuple[uuid.UUID, PlannedTask]] = []
+        for task in asked:
+            recipient = task.recipient
+            if (recipient.customer_id, task.occasion) in have:
+                continue
+            have.add((recipient.customer_id, task.occasion))
+            if task.tier not in plans:
+                plans[task.tier] = await self.plan_document(session, task.tier)
+            plan = plans[task.tier]
+            planned = PlannedTask(
+                task.kind,
+                task.occasion,
+                plan.channel_for(task.kind),
+                task.due_at,
+                assignee_for(plan, self.facts(recipient)) or recipient.account_manager,
+                task.basis,
+            )
+            created.append((recipient.customer_id, planned))
+        await self._write_plans(session, created, [], [], now)
 
     # ------------------------------------------------------------ from events
     async def note_customers(
@@ -547,52 +526,66 @@ class OutreachService:
             customers = await repo.recipients.planning_facts(session, ids=touched)
             await self.plan_customers(session, customers, utcnow())
 
-    async def note_tier(
-        self, session: AsyncSession, customer_id: uuid.UUID, tier: str, at: dt.datetime
+    async def note_tiers(
+        self, session: AsyncSession, changes: Sequence[tuple[uuid.UUID, str, dt.datetime]]
     ) -> None:
-        """A new tier: its plan applies to future tasks; entering the top tier asks for a
-        hand-over to a dedicated manager, leaving it for a review."""
-        recipient = await repo.recipients.get_or_add(session, customer_id)
-        times = dict(recipient.field_times or {})
-        if recipient.erased_at is not None or not take(times, "tier", Stamp(None, at)):
-            return
-        previous = recipient.tier
-        recipient.tier = tier
-        recipient.field_times = times
+        """Tiers from a poll of `tier.changed` (customer, tier, when), in order, unless a
+        newer one was taken. A new tier's plan applies to future tasks (the pending
+        recurring ones go: its cadence counts from now); entering the top tier asks for a
+        hand-over to a dedicated manager, leaving it for a review. Then the customers are
+        planned together, each row read once."""
+        recipients = await repo.recipients.get_or_add_many(
+            session, list(dict.fromkeys(customer_id for customer_id, _, _ in changes))
+        )
         now = utcnow()
-        if tier != previous:  # the new plan's cadence counts from now
-            for task in await repo.tasks.open_of(session, customer_id, RECURRING):
-                if task.status == "pending":
-                    task.status = "cancelled"
-                    self.decide(task, now, "cancelled", f"the tier changed to {tier}")
+        taken: dict[uuid.UUID, str | None] = {}  # customer -> its tier before the poll
+        asked: list[EventTask] = []
+        for customer_id, tier, at in changes:
+            recipient = recipients[customer_id]
+            times = dict(recipient.field_times or {})
+            if recipient.erased_at is not None or not take(times, "tier", Stamp(None, at)):
+                continue
+            previous = recipient.tier
+            taken.setdefault(customer_id, previous)
+            recipient.tier, recipient.field_times = tier, times
+            moved = {"from_tier": previous, "to_tier": tier}
+            if tier == TOP_TIER and previous != TOP_TIER:
+                why = {**moved, "why": "assign a dedicated manager"}
+                asked.append(
+                    EventTask(recipient, tier, "hand_over", f"hand_over:{at.isoformat()}", now, why)
+                )
+            elif previous == TOP_TIER and tier != TOP_TIER:
+                why = {**moved, "why": "the customer left the top tier"}
+                asked.append(
+                    EventTask(recipient, tier, "review", f"review:{at.isoformat()}", now, why)
+                )
+        retiered = [c for c, before in taken.items() if recipients[c].tier != before]
+        for task in await repo.tasks.open_of(session, retiered, RECURRING):
+            if task.status == "pending":
+                task.status = "cancelled"
+                reason = f"the tier changed to {recipients[task.customer_id].tier}"
+                self.decide(task, now, "cancelled", reason)
         await session.flush()
-        if tier == TOP_TIER and previous != TOP_TIER:
-            await self.add_event_task(
-                session,
-                recipient,
-                "hand_over",
-                f"hand_over:{at.isoformat()}",
-                now,
-                {"from_tier": previous, "to_tier": tier, "why": "assign a dedicated manager"},
-            )
-        elif previous == TOP_TIER and tier != TOP_TIER:
-            await self.add_event_task(
-                session,
-                recipient,
-                "review",
-                f"review:{at.isoformat()}",
-                now,
-                {"from_tier": previous, "to_tier": tier, "why": "the customer left the top tier"},
-            )
-        await self.replan(session, customer_id, now)
+        await self.add_event_tasks(session, asked, now)
+        if taken:
+            customers = await repo.recipients.planning_facts(session, ids=list(taken))
+            await self.plan_customers(session, customers, now)
 
-    async def note_purchase(
-        self, session: AsyncSession, customer_id: uuid.UUID, category: str | None, at: dt.datetime
+    async def note_purchases(
+        self,
+        session: AsyncSession,
+        purchases: Sequence[tuple[uuid.UUID, str | None, dt.datetime]],
     ) -> None:
-        """A purchase moves the category's predicted next one: the reminder follows."""
-        await repo.cycles.add_purchase(session, customer_id, category or "*", at)
-        await session.flush()
-        await self.replan(session, customer_id, utcnow())
+        """Purchases (customer, category, when) from a poll move each category's predicted
+        next one: the reminders follow, the customers planned together."""
+        if not purchases:
+            return
+        await repo.cycles.add_purchases(
+            session, [(customer_id, category or "*", at) for customer_id, category, at in purchases]
+        )
+        customers = list(dict.fromkeys(customer_id for customer_id, _, _ in purchases))
+        facts = await repo.recipients.planning_facts(session, ids=customers)
+        await self.plan_customers(session, facts, utcnow())
 
     async def complaint_opened(
         self,
@@ -620,14 +613,15 @@ class OutreachService:
                 self.decide(task, now, "released", "the customer's complaints are closed")
         recipient = await repo.recipients.get_or_add(session, customer_id)
         if recipient.erased_at is None:
-            await self.add_event_task(
-                session,
+            follow_up = EventTask(
                 recipient,
+                recipient.tier,
                 "complaint_follow_up",
                 f"complaint_follow_up:{complaint_id}",
                 max(at + FOLLOW_UP_AFTER, now),
                 {"complaint_id": str(complaint_id)},
             )
+            await self.add_event_tasks(session, [follow_up], now)
         await session.flush()
 
     async def erase(self, session: AsyncSession, customer_id: uuid.UUID, at: dt.datetime) -> None:

@@ -15,6 +15,7 @@ import httpx
 import icalendar
 import pytest
 
+from services.outreach.consumers import BULK_HANDLERS
 from services.outreach.settings import OutreachSettings
 from tests.conftest import (
     ADMIN,
@@ -124,6 +125,81 @@ async def test_repurchase_reminder_moves_with_purchases(
         },
     )
     assert kinds(await tasks_of(outreach, customer))["repurchase"]["id"] == moved["id"]
+
+
+async def test_a_poll_of_tiers_and_purchases_plans_as_one_event_at_a_time(
+    outreach: httpx.AsyncClient, events: Events
+) -> None:
+    """A first ranking's tier changes and an import's purchases come as polls of thousands,
+    each applied in one go (BULK_HANDLERS): every customer ends with the tasks the same
+    events one at a time give, without the passing tiers' tasks in between."""
+
+    def tier(customer: uuid.UUID, name: str, previous: str | None, minutes_ago: int) -> Any:
+        at = (NOW - dt.timedelta(minutes=minutes_ago)).isoformat()
+        data = {"previous_tier": previous, "tier": name, "policy_id": str(uuid.uuid4())}
+        return events.envelope(
+            customer, "tier.changed", {**data, "policy_version": 1, "changed_at": at}
+        )
+
+    def bought(customer: uuid.UUID, days_ago: int, category: str | None, amount: str) -> Any:
+        return events.envelope(
+            customer,
+            "purchase.recorded",
+            {
+                "purchase_id": str(uuid.uuid4()),
+                "amount": amount,
+                "currency": "CNY",
+                "quantity": "1",
+                "category": category,
+                "purchased_at": (NOW - dt.timedelta(days=days_ago)).isoformat(),
+            },
+        )
+
+    def story(top: uuid.UUID, through: uuid.UUID, late: uuid.UUID, buyer: uuid.UUID) -> list[Any]:
+        """The same events for each set of customers (the tier changes, then purchases)."""
+        return [
+            tier(top, "A", None, 30),  # into the top tier: a hand-over
+            tier(through, "A", "B", 20),  # through the top tier: a hand-over, then a review
+            tier(late, "A", None, 10),
+            tier(through, "C", "A", 15),
+            tier(late, "C", None, 40),  # older than the A it arrives after: nothing
+        ], [
+            bought(buyer, 42, "formula", "120.00"),
+            bought(buyer, 22, "formula", "120.00"),
+            bought(buyer, 2, "formula", "120.00"),  # every 20 days: the next in 18
+            bought(buyer, 1, "formula", "-120.00"),  # a refund is not a purchase
+            bought(buyer, 5, None, "80.00"),
+        ]
+
+    one_by_one = [await events.customer(birthday="1980-06-01") for _ in range(4)]
+    at_once = [await events.customer(birthday="1980-06-01") for _ in range(4)]
+    for envelope in [event for poll in story(*one_by_one) for event in poll]:
+        await events.send_envelope(envelope)
+    for poll in story(*at_once):
+        await events.send_poll(poll, BULK_HANDLERS)
+
+    def pending(tasks: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
+        return sorted(
+            (t["kind"], t["occasion"], t["channel"], t["assignee"], t["basis"].get("purchases"))
+            for t in tasks
+            if t["status"] == "pending"
+        )
+
+    for alone, together in zip(one_by_one, at_once, strict=True):
+        expected = pending(await tasks_of(outreach, alone))
+        found = pending(await tasks_of(outreach, together))
+        assert [row[0] for row in found] == [row[0] for row in expected]
+        assert [row[2:] for row in found] == [row[2:] for row in expected]
+    top, through, late, buyer = [kinds(await tasks_of(outreach, c)) for c in at_once]
+    assert top["hand_over"]["assignee"] == "mia" and top["revisit"]["channel"] == "visit"
+    assert {"hand_over", "review"} <= set(through) and through["revisit"]["channel"] != "visit"
+    assert late["revisit"]["channel"] == "visit"
+    assert buyer["repurchase"]["basis"]["purchases"] == 3
+    # The old plan's revisit was cancelled once, for the tier the poll ended on.
+    cancelled = [t for t in await tasks_of(outreach, at_once[1]) if t["status"] == "cancelled"]
+    assert [t["decisions"][-1]["reason"] for t in cancelled if t["kind"] == "revisit"] == [
+        "the tier changed to C"
+    ]
 
 
 async def test_an_open_complaint_holds_marketing_and_its_closing_asks_for_a_follow_up(
