@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import uuid
+from collections.abc import Sequence
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
@@ -216,6 +217,30 @@ def all_topics(prefix: str = "") -> list[str]:
 def parse_data(envelope: EventEnvelope) -> EventData:
     """Validate `data` against the catalog model of the envelope's type."""
     return _model_of(envelope.type).model_validate(envelope.data)
+
+
+def tier_changes(
+    events: Sequence[tuple[EventEnvelope, EventData]],
+) -> list[tuple[uuid.UUID, str, dt.datetime]]:
+    """A poll of `tier.changed` as (customer, tier, when it changed), in order."""
+    changes = []
+    for envelope, data in events:
+        assert isinstance(data, TierChanged)
+        changes.append((envelope.customer_id, data.tier, data.changed_at))
+    return changes
+
+
+def purchases_made(
+    events: Sequence[tuple[EventEnvelope, EventData]],
+) -> list[tuple[uuid.UUID, PurchaseRecorded]]:
+    """A poll of `purchase.recorded` as (customer, purchase), in order, without refunds
+    (a negative amount is money back, not buying again)."""
+    made = []
+    for envelope, data in events:
+        assert isinstance(data, PurchaseRecorded)
+        if data.amount >= 0:
+            made.append((envelope.customer_id, data))
+    return made
 
 
 def _model_of(event_type: str) -> type[EventData]:

@@ -6,7 +6,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.complaints.service import complaints_service
 from shared.consumer import BulkHandler, EventHandler, one_at_a_time
-from shared.events import EventData, EventEnvelope, PurchaseRecorded, TierChanged
+from shared.events import EventData, EventEnvelope, purchases_made, tier_changes
 
 
 async def apply_customer_changes(
@@ -24,22 +24,15 @@ async def on_customer_erased(session: AsyncSession, event: EventEnvelope, data: 
 async def apply_tier_changes(
     session: AsyncSession, events: list[tuple[EventEnvelope, EventData]]
 ) -> None:
-    changes = []
-    for event, data in events:
-        assert isinstance(data, TierChanged)
-        changes.append((event.customer_id, data.tier, data.changed_at))
-    await complaints_service.note_tiers(session, changes)
+    await complaints_service.note_tiers(session, tier_changes(events))
 
 
 async def apply_purchases(
     session: AsyncSession, events: list[tuple[EventEnvelope, EventData]]
 ) -> None:
-    purchases = []
-    for event, data in events:
-        assert isinstance(data, PurchaseRecorded)
-        if data.amount >= 0:  # a refund is not buying again
-            purchases.append((event.customer_id, data.purchased_at))
-    await complaints_service.note_purchases(session, purchases)
+    await complaints_service.note_purchases(
+        session, [(customer_id, made.purchased_at) for customer_id, made in purchases_made(events)]
+    )
 
 
 HANDLERS: dict[str, EventHandler] = {

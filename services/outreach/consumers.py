@@ -12,8 +12,8 @@ from shared.events import (
     ComplaintTransitioned,
     EventData,
     EventEnvelope,
-    PurchaseRecorded,
-    TierChanged,
+    purchases_made,
+    tier_changes,
 )
 
 
@@ -32,22 +32,19 @@ async def on_customer_erased(session: AsyncSession, event: EventEnvelope, data: 
 async def apply_tier_changes(
     session: AsyncSession, events: list[tuple[EventEnvelope, EventData]]
 ) -> None:
-    changes = []
-    for event, data in events:
-        assert isinstance(data, TierChanged)
-        changes.append((event.customer_id, data.tier, data.changed_at))
-    await outreach_service.note_tiers(session, changes)
+    await outreach_service.note_tiers(session, tier_changes(events))
 
 
 async def apply_purchases(
     session: AsyncSession, events: list[tuple[EventEnvelope, EventData]]
 ) -> None:
-    purchases = []
-    for event, data in events:
-        assert isinstance(data, PurchaseRecorded)
-        if data.amount >= 0:  # a refund is not a purchase the cycle counts
-            purchases.append((event.customer_id, data.category, data.purchased_at))
-    await outreach_service.note_purchases(session, purchases)
+    await outreach_service.note_purchases(
+        session,
+        [
+            (customer_id, made.category, made.purchased_at)
+            for customer_id, made in purchases_made(events)
+        ],
+    )
 
 
 async def on_complaint_opened(session: AsyncSession, event: EventEnvelope, data: EventData) -> None:
