@@ -339,7 +339,16 @@ class EventSender:
         at: dt.datetime | None = None,
     ) -> None:
         """tiering's `tier.changed` for the customer."""
-        await self.send(
+        await self.send_envelope(self.tier_envelope(customer_id, tier, previous, at))
+
+    def tier_envelope(
+        self,
+        customer_id: uuid.UUID,
+        tier: str,
+        previous: str | None = None,
+        at: dt.datetime | None = None,
+    ) -> Any:
+        return self.envelope(
             customer_id,
             "tier.changed",
             {
@@ -348,6 +357,27 @@ class EventSender:
                 "policy_id": str(uuid.uuid4()),
                 "policy_version": 1,
                 "changed_at": (at or dt.datetime.now(dt.UTC)).isoformat(),
+            },
+        )
+
+    def purchase_envelope(
+        self,
+        customer_id: uuid.UUID,
+        when: dt.datetime,
+        amount: str = "10",
+        category: str | None = None,
+    ) -> Any:
+        """profile's `purchase.recorded` for the customer (a negative amount: a refund)."""
+        return self.envelope(
+            customer_id,
+            "purchase.recorded",
+            {
+                "purchase_id": str(uuid.uuid4()),
+                "amount": amount,
+                "currency": "CNY",
+                "quantity": "1",
+                "category": category,
+                "purchased_at": when.isoformat(),
             },
         )
 

@@ -67,17 +67,7 @@ class Events(EventSender):
         return customer_id
 
     async def purchase(self, customer_id: uuid.UUID, when: dt.datetime, amount: str = "10") -> None:
-        await self.send(
-            customer_id,
-            "purchase.recorded",
-            {
-                "purchase_id": str(uuid.uuid4()),
-                "amount": amount,
-                "currency": "CNY",
-                "quantity": "1",
-                "purchased_at": when.isoformat(),
-            },
-        )
+        await self.send_envelope(self.purchase_envelope(customer_id, when, amount))
 
 
 @pytest.fixture

@@ -151,17 +151,7 @@ async def test_a_poll_of_purchases_and_tiers_is_taken_at_once(
     stranger = uuid.uuid4()  # no complaint, not even known yet
 
     def bought(customer: uuid.UUID, days_after: int, amount: str = "10") -> Any:
-        return events.envelope(
-            customer,
-            "purchase.recorded",
-            {
-                "purchase_id": str(uuid.uuid4()),
-                "amount": amount,
-                "currency": "CNY",
-                "quantity": "1",
-                "purchased_at": (long_ago + dt.timedelta(days=days_after)).isoformat(),
-            },
-        )
+        return events.purchase_envelope(customer, long_ago + dt.timedelta(days=days_after), amount)
 
     await events.send_poll(
         [
@@ -181,11 +171,7 @@ async def test_a_poll_of_purchases_and_tiers_is_taken_at_once(
     assert stats["return_rate"] == {"returned": 1, "eligible": 2, "rate": 0.5}
 
     def tier(customer: uuid.UUID, name: str, minutes_ago: int) -> Any:
-        at = (NOW - dt.timedelta(minutes=minutes_ago)).isoformat()
-        data = {"previous_tier": None, "tier": name, "policy_id": str(uuid.uuid4())}
-        return events.envelope(
-            customer, "tier.changed", {**data, "policy_version": 1, "changed_at": at}
-        )
+        return events.tier_envelope(customer, name, at=NOW - dt.timedelta(minutes=minutes_ago))
 
     newcomer = uuid.uuid4()
     await events.send_poll(

@@ -135,24 +135,13 @@ async def test_a_poll_of_tiers_and_purchases_plans_as_one_event_at_a_time(
     events one at a time give, without the passing tiers' tasks in between."""
 
     def tier(customer: uuid.UUID, name: str, previous: str | None, minutes_ago: int) -> Any:
-        at = (NOW - dt.timedelta(minutes=minutes_ago)).isoformat()
-        data = {"previous_tier": previous, "tier": name, "policy_id": str(uuid.uuid4())}
-        return events.envelope(
-            customer, "tier.changed", {**data, "policy_version": 1, "changed_at": at}
+        return events.tier_envelope(
+            customer, name, previous, NOW - dt.timedelta(minutes=minutes_ago)
         )
 
     def bought(customer: uuid.UUID, days_ago: int, category: str | None, amount: str) -> Any:
-        return events.envelope(
-            customer,
-            "purchase.recorded",
-            {
-                "purchase_id": str(uuid.uuid4()),
-                "amount": amount,
-                "currency": "CNY",
-                "quantity": "1",
-                "category": category,
-                "purchased_at": (NOW - dt.timedelta(days=days_ago)).isoformat(),
-            },
+        return events.purchase_envelope(
+            customer, NOW - dt.timedelta(days=days_ago), amount, category
         )
 
     def story(top: uuid.UUID, through: uuid.UUID, late: uuid.UUID, buyer: uuid.UUID) -> list[Any]:
