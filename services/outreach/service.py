@@ -458,9 +458,10 @@ class OutreachService:
         await record_events(session, events)
         if changed:
             await session.execute(update(Task), changed)
-        for task in (await repo.tasks.many(session, stale)).values():
-            task.status = "cancelled"
-            self.decide(task, now, "cancelled", "no longer asked for by the plan or calendar")
+        if stale:
+            for task in (await repo.tasks.many(session, stale)).values():
+                task.status = "cancelled"
+                self.decide(task, now, "cancelled", "no longer asked for by the plan or calendar")
         await session.flush()
 
     @staticmethod
