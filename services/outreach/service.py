@@ -532,9 +532,10 @@ class OutreachService:
     ) -> None:
         """Tiers from a poll of `tier.changed` (customer, tier, when), in order, unless a
         newer one was taken. A new tier's plan applies to future tasks (the pending
-        recurring ones go: its cadence counts from now); entering the top tier asks for a
-        hand-over to a dedicated manager, leaving it for a review. Then the customers are
-        planned together, each row read once."""
+        recurring ones go: its cadence counts from now; a customer the poll leaves at the
+        tier it had keeps them); entering the top tier asks for a hand-over to a dedicated
+        manager, leaving it for a review. Then the customers are planned together, each
+        row read once."""
         recipients = await repo.recipients.get_or_add_many(
             session, list(dict.fromkeys(customer_id for customer_id, _, _ in changes))
         )
