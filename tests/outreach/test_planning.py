@@ -191,6 +191,24 @@ async def test_a_poll_of_tiers_and_purchases_plans_as_one_event_at_a_time(
     ]
 
 
+async def test_a_poll_that_ends_on_the_tier_a_customer_had_keeps_its_cadence(
+    outreach: httpx.AsyncClient, events: Events
+) -> None:
+    customer = await events.customer()
+    await events.tier(customer, "A", at=NOW - dt.timedelta(hours=1))
+    revisit = kinds(await tasks_of(outreach, customer))["revisit"]
+    out_and_back = [
+        events.tier_envelope(customer, "B", "A", NOW - dt.timedelta(minutes=2)),
+        events.tier_envelope(customer, "A", "B", NOW - dt.timedelta(minutes=1)),
+    ]
+    await events.send_poll(out_and_back, BULK_HANDLERS)
+    after = kinds(await tasks_of(outreach, customer))
+    assert after["revisit"]["id"] == revisit["id"]  # not cancelled and planned again
+    assert after["review"]["basis"]["to_tier"] == "B"  # each move still asks for its task
+    hand_overs = [t for t in await tasks_of(outreach, customer) if t["kind"] == "hand_over"]
+    assert len(hand_overs) == 2
+
+
 async def test_an_open_complaint_holds_marketing_and_its_closing_asks_for_a_follow_up(
     outreach: httpx.AsyncClient, events: Events, outreach_db: str
 ) -> None:
