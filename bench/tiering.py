@@ -29,6 +29,7 @@ import asyncpg
 import numpy as np
 
 from bench.common import (
+    PG,
     ROOT,
     append_results,
     database_name,
@@ -89,7 +90,7 @@ def _chunked_rows(*columns: Any, size: int = 200_000) -> Any:
 
 
 async def seed(name: str, customers: int, purchases: int, today: int) -> None:
-    conn = await asyncpg.connect(host="127.0.0.1", user="postgres", database=name)
+    conn = await asyncpg.connect(database=name, **PG)
     try:
         await seed_into(conn, customers, purchases, today)
     finally:
@@ -169,7 +170,7 @@ async def bench_rerank(customers: int, purchases: int) -> None:
         ranking_only = time.perf_counter() - started
         announced, announcing = await announce_everything(url, engine)
         await engine.dispose()
-        conn = await asyncpg.connect(host="127.0.0.1", user="postgres", database=name)
+        conn = await asyncpg.connect(database=name, **PG)
         daily_rows = await conn.fetchval("SELECT count(*) FROM daily_activity")
         await conn.close()
     finally:
@@ -621,7 +622,7 @@ async def bench_churn(history: ChurnHistory) -> None:
     )
     try:
         await migrate(url, MIGRATIONS)
-        conn = await asyncpg.connect(host="127.0.0.1", user="postgres", database=name)
+        conn = await asyncpg.connect(database=name, **PG)
         await copy_customers(conn, ids, history.first_seen)
         await conn.copy_records_to_table(
             "daily_activity",
