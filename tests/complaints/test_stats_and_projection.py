@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import sys
 import uuid
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import pytest
@@ -21,6 +21,7 @@ from tests.complaints.test_workflow import PATHS
 from tests.conftest import ADMIN, AGENT, ANALYST, MANAGER
 
 NOW = dt.datetime.now(dt.UTC)
+Row = TypeVar("Row")
 
 
 @pytest.fixture(autouse=True)
@@ -59,11 +60,12 @@ async def set_closed_at(url: str, complaint_id: str, when: dt.datetime) -> None:
         await engine.dispose()
 
 
-async def known_customer(url: str, customer_id: uuid.UUID) -> KnownCustomer:
+async def stored(url: str, model: type[Row], key: uuid.UUID) -> Row:
+    """A row as the service stored it (read in a session of its own)."""
     engine = create_engine(url)
     try:
         async with session_factory(engine)() as session:
-            found = await session.get(KnownCustomer, customer_id)
+            found = await session.get(model, key)
             assert found is not None
             return found
     finally:
@@ -123,17 +125,6 @@ async def test_return_rate_by_severity(
     assert (await complaints.get("/v1/complaints/stats", headers=AGENT)).status_code == 403
 
 
-async def complaint_row(url: str, complaint_id: str) -> Complaint:
-    engine = create_engine(url)
-    try:
-        async with session_factory(engine)() as session:
-            found = await session.get(Complaint, uuid.UUID(complaint_id))
-            assert found is not None
-            return found
-    finally:
-        await engine.dispose()
-
-
 async def test_a_poll_of_purchases_and_tiers_is_taken_at_once(
     complaints: httpx.AsyncClient, events: Events, complaints_db: str
 ) -> None:
@@ -164,9 +155,9 @@ async def test_a_poll_of_purchases_and_tiers_is_taken_at_once(
         ],
         BULK_HANDLERS,
     )
-    returned = await complaint_row(complaints_db, back_complaint)
+    returned = await stored(complaints_db, Complaint, uuid.UUID(back_complaint))
     assert returned.returned_at == long_ago + dt.timedelta(days=10)
-    assert (await complaint_row(complaints_db, early_complaint)).returned_at is None
+    assert (await stored(complaints_db, Complaint, uuid.UUID(early_complaint))).returned_at is None
     stats = (await complaints.get("/v1/complaints/stats", headers=ANALYST)).json()["overall"]
     assert stats["return_rate"] == {"returned": 1, "eligible": 2, "rate": 0.5}
 
@@ -179,8 +170,8 @@ async def test_a_poll_of_purchases_and_tiers_is_taken_at_once(
         BULK_HANDLERS,
     )
     # In order, and an older tier (arriving later) changes nothing.
-    assert (await known_customer(complaints_db, back)).tier == "B"
-    assert (await known_customer(complaints_db, newcomer)).tier == "C"
+    assert (await stored(complaints_db, KnownCustomer, back)).tier == "B"
+    assert (await stored(complaints_db, KnownCustomer, newcomer)).tier == "C"
 
 
 async def test_stats_of_reopens_and_percentiles(
@@ -220,7 +211,7 @@ async def test_an_older_customer_event_never_overwrites_a_newer_one(
     )
     await events.tier(customer, "A", at=newer)
     await events.tier(customer, "C", at=older)
-    row = await known_customer(complaints_db, customer)
+    row = await stored(complaints_db, KnownCustomer, customer)
     assert (row.account_manager, row.tier) == ("mia", "A")
     # The tier when the complaint arrives picks its SLA targets and is a list filter.
     complaint = await open_complaint(complaints, customer, MANAGER)
