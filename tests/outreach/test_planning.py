@@ -189,6 +189,11 @@ async def test_a_poll_of_tiers_and_purchases_plans_as_one_event_at_a_time(
     assert [t["decisions"][-1]["reason"] for t in cancelled if t["kind"] == "revisit"] == [
         "the tier changed to C"
     ]
+    # A later poll adds to the cycle it finds: an older purchase moves its first one back
+    # (4 purchases over 80 days: every ~26.7 days).
+    await events.send_poll([bought(at_once[3], 82, "formula", "120.00")], BULK_HANDLERS)
+    basis = kinds(await tasks_of(outreach, at_once[3]))["repurchase"]["basis"]
+    assert basis["purchases"] == 4 and 26 <= basis["interval_days"] <= 27.5
 
 
 async def test_a_poll_that_ends_on_the_tier_a_customer_had_keeps_its_cadence(
