@@ -6,17 +6,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.profile.service import profile_service
 from shared.consumer import BulkHandler, EventHandler, one_at_a_time
-from shared.events import EventData, EventEnvelope, TierChanged
+from shared.events import EventData, EventEnvelope, tier_changes
 
 
 async def on_tier_changes(
     session: AsyncSession, events: list[tuple[EventEnvelope, EventData]]
 ) -> None:
-    changes = []
-    for event, data in events:
-        assert isinstance(data, TierChanged)
-        changes.append((event.customer_id, data))
-    await profile_service.apply_tier_changes(session, changes)
+    await profile_service.apply_tier_changes(session, tier_changes(events))
 
 
 HANDLERS: dict[str, EventHandler] = {"tier.changed": one_at_a_time(on_tier_changes)}

@@ -50,7 +50,6 @@ from shared.events import (
     InteractionLogged,
     PaymentRecorded,
     PurchaseRecorded,
-    TierChanged,
 )
 from shared.outbox import record_event
 from shared.pagination import decode_time_key
@@ -756,23 +755,19 @@ class ProfileService:
 
     # ------------------------------------------------------------ events from tiering
     async def apply_tier_changes(
-        self, session: AsyncSession, changes: Sequence[tuple[uuid.UUID, TierChanged]]
+        self, session: AsyncSession, changes: Sequence[tuple[uuid.UUID, str, dt.datetime]]
     ) -> None:
-        """Keep the read-only `tier` field in step with tiering: the latest change wins,
-        whatever order changes arrive in (a replay from a DLQ, say); of two given at the
-        same moment, the one that arrived last."""
+        """Keep the read-only `tier` field in step with tiering: (customer, tier, when it
+        changed), the latest change wins, whatever order changes arrive in (a replay from
+        a DLQ, say); of two given at the same moment, the one that arrived last."""
         await session.flush()  # the statement below must not be undone by a pending change
-        latest: dict[uuid.UUID, TierChanged] = {}
-        for customer_id, change in changes:
+        latest: dict[uuid.UUID, tuple[str, dt.datetime]] = {}
+        for customer_id, tier, at in changes:
             held = latest.get(customer_id)
-            if held is None or change.changed_at >= held.changed_at:
-                latest[customer_id] = change
+            if held is None or at >= held[1]:
+                latest[customer_id] = (tier, at)
         await repo.customers.set_tiers(
-            session,
-            [
-                (customer_id, change.tier, change.changed_at)
-                for customer_id, change in latest.items()
-            ],
+            session, [(customer_id, tier, at) for customer_id, (tier, at) in latest.items()]
         )
 
     # ------------------------------------------------------------ helpers
