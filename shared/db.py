@@ -269,12 +269,10 @@ async def insert_new_rows(
     `upsert_rows`); the keys of those inserted (SQLite and PostgreSQL)."""
     if not rows:
         return set()
-    bound = session.get_bind().dialect
-    if bound.name == "postgresql":
-        columns = {name: [row[name] for row in rows] for name in rows[0]}
-        return await insert_new_columns(session, table, columns, key)
-    stmt = dialect_insert(bound.name, table).on_conflict_do_nothing().returning(table.c[key])
-    return set((await session.execute(stmt, list(rows))).scalars().all())
+    if session.get_bind().dialect.name != "postgresql":
+        return await _insert_new_many(session, table, rows, key)
+    columns = {name: [row[name] for row in rows] for name in rows[0]}
+    return await _insert_new_unnested(session, table, columns, key)
 
 
 async def insert_new_columns(
@@ -283,9 +281,23 @@ async def insert_new_columns(
     """`insert_new_rows` for rows given as one sequence of values per column."""
     if not len(next(iter(columns.values()))):
         return set()
+    if session.get_bind().dialect.name != "postgresql":
+        return await _insert_new_many(session, table, _as_rows(columns), key)
+    return await _insert_new_unnested(session, table, columns, key)
+
+
+async def _insert_new_many(
+    session: AsyncSession, table: Any, rows: Sequence[Mapping[str, Any]], key: str
+) -> set[Any]:
+    stmt = dialect_insert(session.get_bind().dialect.name, table)
+    stmt = stmt.on_conflict_do_nothing().returning(table.c[key])
+    return set((await session.execute(stmt, list(rows))).scalars().all())
+
+
+async def _insert_new_unnested(
+    session: AsyncSession, table: Any, columns: Mapping[str, Sequence[Any]], key: str
+) -> set[Any]:
     bound = session.get_bind().dialect
-    if bound.name != "postgresql":
-        return await insert_new_rows(session, table, _as_rows(columns), key)
     selected = unnested_columns(table, columns, bound)
     stmt = dialect_insert(bound.name, table).from_select(list(columns), selected)
     found = await session.execute(stmt.on_conflict_do_nothing().returning(table.c[key]))
