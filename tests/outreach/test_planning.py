@@ -80,19 +80,9 @@ async def test_repurchase_reminder_moves_with_purchases(
 ) -> None:
     customer = await events.customer()
 
-    async def bought(days_ago: float) -> None:
-        await events.send(
-            customer,
-            "purchase.recorded",
-            {
-                "purchase_id": str(uuid.uuid4()),
-                "amount": "120.00",
-                "currency": "CNY",
-                "quantity": "1",
-                "category": "formula",
-                "purchased_at": (NOW - dt.timedelta(days=days_ago)).isoformat(),
-            },
-        )
+    async def bought(days_ago: float, amount: str = "120.00") -> None:
+        when = NOW - dt.timedelta(days=days_ago)
+        await events.send_envelope(events.purchase_envelope(customer, when, amount, "formula"))
 
     for days_ago in (41, 21):  # two purchases: not yet a cycle of its own
         await bought(days_ago)
@@ -112,18 +102,7 @@ async def test_repurchase_reminder_moves_with_purchases(
     assert moved["basis"]["purchases"] == 4
     assert moved["basis"]["last_purchase_at"] > basis["last_purchase_at"]
     # A refund is not a purchase.
-    await events.send(
-        customer,
-        "purchase.recorded",
-        {
-            "purchase_id": str(uuid.uuid4()),
-            "amount": "-120.00",
-            "currency": "CNY",
-            "quantity": "1",
-            "category": "formula",
-            "purchased_at": NOW.isoformat(),
-        },
-    )
+    await bought(0, "-120.00")
     assert kinds(await tasks_of(outreach, customer))["repurchase"]["id"] == moved["id"]
 
 
