@@ -100,6 +100,8 @@ class PlacedCustomer(KnownCustomer, Protocol):
     def rfm_f(self) -> int | None: ...
     @property
     def rfm_m(self) -> int | None: ...
+    @property
+    def history_id(self) -> int | None: ...
 
 
 class CustomerScore(Base):
@@ -133,6 +135,8 @@ class CustomerScore(Base):
     ranked_value: Mapped[int | None] = mapped_column(BigInteger)
     placed_value: Mapped[int | None] = mapped_column(BigInteger)
     scored_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    # The customer's latest `TierHistory` (that of its tier): where its chain starts.
+    history_id: Mapped[int | None] = mapped_column(BigInteger)
 
     # Lists by tier walk the customers in order and skip the others (cheap unless a tier
     # is very rare); customers at risk are found through this small index, which a
@@ -167,6 +171,7 @@ STANDING_COLUMNS = (
     CustomerScore.__table__.c.rfm_r,
     CustomerScore.__table__.c.rfm_f,
     CustomerScore.__table__.c.rfm_m,
+    CustomerScore.__table__.c.history_id,
 )
 
 
@@ -341,6 +346,9 @@ class TierHistory(Base):
     id: Mapped[int] = mapped_column(_SERIAL, primary_key=True, autoincrement=True)
     customer_id: Mapped[uuid.UUID] = mapped_column(Uuid)
     customer_key: Mapped[int] = mapped_column(Integer)
+    # The customer's assignment before this one (None for its first): with the score
+    # row's `history_id`, a chain through its history that needs no index by customer.
+    previous_id: Mapped[int | None] = mapped_column(BigInteger)
     event_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)  # of its tier.changed
     previous_tier: Mapped[str | None] = mapped_column(String(40))
     tier: Mapped[str] = mapped_column(String(40))
@@ -372,8 +380,6 @@ class TierHistory(Base):
     correlation_id: Mapped[str | None] = mapped_column(String(64))
     as_of: Mapped[dt.datetime] = mapped_column(UTCDateTime)
     changed_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
-
-    __table_args__ = (Index("ix_tier_history_customer_key", "customer_key"),)
 
 
 # The history as a table, for the column-wise writers and readers (ranking, feed).

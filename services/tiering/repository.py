@@ -8,7 +8,7 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import RowMapping, delete, func, select, tuple_
+from sqlalchemy import RowMapping, delete, func, literal, select, text, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.tiering.models import (
@@ -259,29 +259,51 @@ class PolicyRepository:
 class HistoryRepository:
     """Tier history rows as mappings of their columns (what `explain_assignment` reads)."""
 
+    async def reserve_ids(self, session: AsyncSession, count: int) -> int:
+        """The first of `count` consecutive ids taken for new rows now (the caller holds
+        the history lock, so no other writer numbers rows meanwhile)."""
+        if session.get_bind().dialect.name == "postgresql":
+            sequence = "pg_get_serial_sequence('tier_history', 'id')"
+            last = await session.scalar(
+                text(f"SELECT setval({sequence}, nextval({sequence}) + :count - 1)"),
+                {"count": count},
+            )
+            return int(last) - count + 1
+        largest = await session.scalar(select(func.max(TIER_HISTORY.c.id)))
+        return (largest or 0) + 1
+
     async def latest(
         self, session: AsyncSession, customer_keys: Sequence[int]
     ) -> dict[int, RowMapping]:
         """Each customer's latest assignment (that of its current tier), by customer key."""
         if not customer_keys:
             return {}
-        latest = (
-            select(func.max(TIER_HISTORY.c.id))
-            .where(TIER_HISTORY.c.customer_key.in_(customer_keys))
-            .group_by(TIER_HISTORY.c.customer_key)
-        )
+        scores = CustomerScore.__table__
+        latest = select(scores.c.history_id).where(scores.c.key.in_(customer_keys))
         found = await session.execute(select(TIER_HISTORY).where(TIER_HISTORY.c.id.in_(latest)))
         return {row["customer_key"]: row for row in found.mappings().all()}
 
     async def for_customer(
         self, session: AsyncSession, customer_key: int, limit: int = 100
     ) -> Sequence[RowMapping]:
-        """The customer's assignments, latest first."""
+        """The customer's assignments, latest first: its chain from the score row on."""
+        scores = CustomerScore.__table__
+        chain = (
+            select(TIER_HISTORY.c.id, TIER_HISTORY.c.previous_id, literal(1).label("depth"))
+            .join(scores, scores.c.history_id == TIER_HISTORY.c.id)
+            .where(scores.c.key == customer_key)
+            .cte("chain", recursive=True)
+        )
+        step = TIER_HISTORY.alias("step")
+        chain = chain.union_all(
+            select(step.c.id, step.c.previous_id, (chain.c.depth + 1).label("depth"))
+            .join(chain, step.c.id == chain.c.previous_id)
+            .where(chain.c.depth < limit)
+        )
         query = (
             select(TIER_HISTORY)
-            .where(TIER_HISTORY.c.customer_key == customer_key)
+            .join(chain, chain.c.id == TIER_HISTORY.c.id)
             .order_by(TIER_HISTORY.c.id.desc())
-            .limit(limit)
         )
         return (await session.execute(query)).mappings().all()
 

@@ -35,7 +35,7 @@ from services.tiering.ranking.compute import band_cutoffs
 from services.tiering.ranking.explain import explain_assignment, method_scores
 from services.tiering.ranking.figures import in_units
 from services.tiering.ranking.placement import Placement, Reassessed, reassess
-from services.tiering.ranking.store import Ranking, rank
+from services.tiering.ranking.store import Ranking, rank, store_scores
 from services.tiering.ranking.summary import summary_figures
 from services.tiering.schemas import (
     DEFAULT_POLICY,
@@ -232,8 +232,11 @@ class TieringService:
             if after is not None and after != before
         ]
         tiers = list(previous)
-        for at in moved:
+        history_ids = [row.history_id for row in placed_rows]
+        first_id = await _reserve_history_ids(session, len(moved))
+        for number, at in enumerate(moved):
             tiers[at] = placed.tiers[at]
+            history_ids[at] = first_id + number
         # Every one's scores and scoring moment are new, whatever else changed.
         await repo.scores.put_columns(
             session,
@@ -244,6 +247,7 @@ class TieringService:
                 "band_tier": placed.band_tiers,
                 "placed_value": placed.values,
                 "scored_at": [now] * len(placed_rows),
+                "history_id": history_ids,
             },
         )
         if moved:
@@ -251,6 +255,7 @@ class TieringService:
             columns: dict[str, Any] = {
                 name: object_column([row[name] for row in changes]) for name in changes[0]
             }
+            columns["id"] = np.array([history_ids[at] for at in moved], dtype=np.int64)
             columns["ranking_as_of"] = placement.as_of  # one moment for all (a scalar)
             await self._record_tier_changes(session, policy, columns, len(changes), now, now)
 
@@ -265,6 +270,7 @@ class TieringService:
         return {
             "customer_id": customer.customer_id,
             "customer_key": customer.key,
+            "previous_id": customer.history_id,
             "previous_tier": customer.tier,
             "tier": placed.tiers[at],
             "value": placed.values[at],
@@ -380,7 +386,9 @@ class TieringService:
         await _hold_lock(session, RANKING_LOCK, shared=False)
         policy = await self.active_policy(session)
         document = PolicyDocument.model_validate(policy.document)
-        ranking = await rank(session, document, moment, store_scores=True)
+        ranking = await rank(session, document, moment)
+        ranking.number_changes(await _reserve_history_ids(session, len(ranking.movers)))
+        await store_scores(session, ranking)
         now = utcnow()
         await self._keep_band_edges(session, policy, ranking, moment, now)
         for start in range(0, len(ranking.movers), CHANGES_PER_WRITE):
@@ -486,11 +494,11 @@ class TieringService:
         as_of: dt.datetime,
         now: dt.datetime,
     ) -> None:
-        """Record tier changes (the new tiers are already stored with the scores): a
-        history row each, in bulk, which is also its `tier.changed` event (feed.py)."""
+        """Record tier changes (the new tiers are already stored with the scores, with
+        these rows' ids, reserved by `_reserve_history_ids`): a history row each, in bulk,
+        which is also its `tier.changed` event (feed.py)."""
         if not count:
             return
-        await _hold_lock(session, HISTORY_LOCK, shared=False)
         columns = {
             **columns,
             "event_id": random_uuid_column(count),
@@ -780,6 +788,16 @@ def refuse_the_future(as_of: dt.datetime | None) -> None:
 
 
 tiering_service = TieringService()
+
+
+async def _reserve_history_ids(session: AsyncSession, count: int) -> int:
+    """The first of `count` consecutive ids for new history rows, with the history lock
+    held from now until commit: rows commit in id order, which the relay's feed reads
+    them in. The score rows name their customers' new rows before those are written."""
+    if not count:
+        return 0
+    await _hold_lock(session, HISTORY_LOCK, shared=False)
+    return await repo.history.reserve_ids(session, count)
 
 
 async def _hold_lock(session: AsyncSession, lock_id: int, *, shared: bool) -> None:

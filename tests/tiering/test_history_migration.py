@@ -53,6 +53,8 @@ async def test_old_history_rows_keep_their_words_and_give_their_figures(
             ),
             {"id": customer.hex if sqlite else customer, "now": now},
         )
+        # Its tier as that revision kept it, beside the history row that gave it.
+        await session.execute(text("INSERT INTO customer_scores (key, tier) VALUES (7, 'A')"))
         await session.execute(
             text(
                 "INSERT INTO tier_history (customer_id, previous_tier, tier, policy_id, "

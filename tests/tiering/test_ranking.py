@@ -404,3 +404,30 @@ def test_a_cumulative_share_is_never_rounded_up() -> None:
     customer.share_ahead = 0.99499
     (reason,) = explain(customer, policy)
     assert "ranked ahead hold 99.4% of the revenue, under the 99.5% where A ends" in reason
+
+
+async def test_a_customers_history_follows_rankings_and_events_latest_first(
+    tiering_placing: httpx.AsyncClient, feed: Feed
+) -> None:
+    tiering = tiering_placing
+    small, big = feed.customer(), feed.customer()
+    feed.purchase(small, "300", RECENT)
+    feed.purchase(big, "100", RECENT)
+    await feed.apply(batch_hook=False)
+    await recompute(tiering)  # small A; big C (the 75% ahead of it is past B's 70%)
+    feed.purchase(big, "1000", RECENT)
+    await feed.apply()  # placed against the A cut-off at once
+    await recompute(tiering)  # big stays A; small C (78.6% ahead)
+    feed.purchase(small, "5000", RECENT)
+    await feed.apply()  # small placed in A
+    await recompute(tiering)  # small stays A; big D (82.8% ahead)
+
+    for customer, expected in ((small, ["A", "C", "A"]), (big, ["D", "A", "C"])):
+        view = (await tiering.get(f"/v1/customers/{customer}/tier", headers=ADMIN)).json()
+        history = view["history"]
+        assert [entry["tier"] for entry in history] == expected
+        # Each entry starts from the tier of the one before it.
+        assert [entry["previous_tier"] for entry in history] == [*expected[1:], None]
+    listed = (await tiering.get("/v1/customers", params={"tier": "D"}, headers=ADMIN)).json()
+    assert [item["customer_id"] for item in listed["items"]] == [str(big)]
+    assert listed["items"][0]["reasons"] == view["history"][0]["reasons"]

@@ -230,7 +230,8 @@ async def _everyone(
     session: AsyncSession, order: list[str], tier_names: list[str], as_of: dt.datetime
 ) -> Columns:
     """Every customer known by `as_of` and not erased: key, id, text columns as codes,
-    tier and stored scores (and `scored`: whether the customer has a score row yet). The
+    tier and stored scores, the id of its latest assignment (`history_id`, -1 for none),
+    and `scored`: whether the customer has a score row yet. The
     two tables are read apart (a join of a million rows costs more than both reads) and
     matched by key."""
     customers = await fetch_columns(
@@ -260,6 +261,7 @@ async def _everyone(
             SCORES.c.churn_risk,
             SCORES.c.at_risk,
             SCORES.c.ranked_value,
+            SCORES.c.history_id,
             literal(True).label("scored"),
         ),
         [
@@ -274,6 +276,7 @@ async def _everyone(
             Col("churn_risk", "float8"),
             Col("at_risk", "bool", False),
             Col("ranked_value", "int8", NO_FIGURE),
+            Col("history_id", "int8", NONE),
             Col("scored", "bool", False),
         ],
     )
@@ -281,6 +284,7 @@ async def _everyone(
         name: NONE for name in ("tier", "band_tier", "rfm_r", "rfm_f", "rfm_m", "value_segment")
     }
     missing.update(thermometer=np.nan, churn_risk=np.nan, at_risk=False, scored=False)
+    missing["history_id"] = NONE
     missing.update(dict.fromkeys(STANDING, NO_FIGURE))
     return {**customers, **_spread(customers["key"], stored, missing)}
 

@@ -49,6 +49,9 @@ class Ranking:
     moves: dict[tuple[str | None, str], int]
     scored: Scored
     movers: Ints  # positions of the customers whose tier changes, best rank first
+    # Per customer, the id of its latest assignment once the changes are numbered (the
+    # movers' new ones; -1: none).
+    history_ids: Ints | None = None
 
     def changed_rows(self, start: int = 0, stop: int | None = None) -> list[dict[str, Any]]:
         """The history figures of the changed customers from `start` to `stop`, best rank
@@ -63,11 +66,25 @@ class Ranking:
         keys = self.scored.figures.customers["key"]
         return self.movers[np.argsort(keys[self.movers], kind="stable")]
 
+    def number_changes(self, first_id: int) -> None:
+        """Give the changed customers' new assignments the ids from `first_id` on, in the
+        order their history rows are written (key order)."""
+        ids = self.scored.figures.customers["history_id"].copy()
+        ids[self.movers_by_key] = first_id + np.arange(len(self.movers), dtype=np.int64)
+        self.history_ids = ids
+
     def history_columns(self, start: int, stop: int) -> dict[str, Any]:
-        """The `tier_history` figures of the changed customers from `start` to `stop` (in
-        key order), as arrays (no Python object per customer: a first ranking changes
-        everyone)."""
-        return self._history_columns(self.movers_by_key[start:stop])
+        """The `tier_history` rows of the changed customers from `start` to `stop` (in
+        key order, numbered), as arrays (no Python object per customer: a first ranking
+        changes everyone)."""
+        assert self.history_ids is not None, "number_changes first"
+        at = self.movers_by_key[start:stop]
+        before = self.scored.figures.customers["history_id"][at]
+        return {
+            **self._history_columns(at),
+            "id": self.history_ids[at],
+            "previous_id": np.ma.masked_array(before, before < 0),
+        }
 
     def _history_columns(self, at: Ints) -> dict[str, Any]:
         figures, bands = self.scored.figures, self.scored.bands
@@ -108,21 +125,11 @@ class Ranking:
         return object_column(values), object_column(fired)
 
 
-async def rank(
-    session: AsyncSession,
-    policy: PolicyDocument,
-    as_of: dt.datetime,
-    *,
-    store_scores: bool = False,
-) -> Ranking:
+async def rank(session: AsyncSession, policy: PolicyDocument, as_of: dt.datetime) -> Ranking:
     """Rank everyone known by `as_of`; return figures per tier, moves, and the changed
-    customers. With `store_scores`, write every customer's band and scores where they
-    changed."""
+    customers."""
     figures = await load_figures(session, policy, as_of)
-    ranking = await in_thread(_rank_loaded, figures)
-    if store_scores:
-        await _store_scores(session, ranking.scored)
-    return ranking
+    return await in_thread(_rank_loaded, figures)
 
 
 def _rank_loaded(figures: Figures) -> Ranking:
@@ -174,10 +181,10 @@ def _same(stored: NDArray[Any], new: NDArray[Any]) -> Flags:
     return np.asarray(stored == new, dtype=np.bool_)
 
 
-async def _store_scores(session: AsyncSession, scored: Scored) -> None:
-    """Write each customer's tier, band and scores where they changed (a first row for
-    customers that have none)."""
-    updates, inserts = await in_thread(_score_changes, scored)
+async def store_scores(session: AsyncSession, ranking: Ranking) -> None:
+    """Write each customer's tier, band, scores and latest assignment where they changed
+    (a first row for customers that have none); the changes numbered first."""
+    updates, inserts = await in_thread(_score_changes, ranking)
     for columns, existing in ((updates, True), (inserts, False)):
         count = len(columns["key"]) if columns else 0
         if not count:
@@ -196,8 +203,11 @@ async def _store_scores(session: AsyncSession, scored: Scored) -> None:
     )
 
 
-def _score_changes(scored: Scored) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The score rows to update and to insert, as columns (empty when none)."""
+def _score_changes(ranking: Ranking) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The score rows to update and to insert, as columns (empty when none). A changed
+    tier always changes the row, so every new assignment's id is written."""
+    assert ranking.history_ids is not None, "number_changes first"
+    scored = ranking.scored
     stored = scored.figures.customers
     bands = scored.bands
     new = {**scored.scores, "band_tier": bands.band}
@@ -217,6 +227,7 @@ def _score_changes(scored: Scored) -> tuple[dict[str, Any], dict[str, Any]]:
             "key": stored["key"][at],
             **score_columns(scored, at),
             **{name: figure[at] for name, figure in standing.items()},
+            "history_id": np.ma.masked_array(ranking.history_ids[at], ranking.history_ids[at] < 0),
         }
         if existing:  # written by a ranking: no placement moment (NULL; a new row has none)
             columns["scored_at"] = np.full(len(at), None, dtype=object)
