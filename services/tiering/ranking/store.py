@@ -61,8 +61,8 @@ class Ranking:
 
     @cached_property
     def movers_by_key(self) -> Ints:
-        """The changed customers' positions in customer key order: history rows written
-        in this order add to the end of the history's index by customer key."""
+        """The changed customers' positions in customer key order: the order their
+        history rows are numbered, written and announced in."""
         keys = self.scored.figures.customers["key"]
         return self.movers[np.argsort(keys[self.movers], kind="stable")]
 
