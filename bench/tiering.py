@@ -198,7 +198,8 @@ async def bench_rerank(customers: int, purchases: int, first_runs: int = 1) -> N
     append_results(
         f"## Tiering re-rank ({dt.date.today()}, PostgreSQL)\n\n"
         f"Machine: {machine()}. `python -m bench.tiering rerank --customers {customers} "
-        f"--purchases {purchases} --first-runs {first_runs}`: {customers} customers, {purchases} purchases over two years "
+        f"--purchases {purchases} --first-runs {first_runs}`: {customers} customers, "
+        f"{purchases} purchases over two years "
         f"(heavy-tailed), held as {daily_rows} daily aggregate rows (seeding took "
         f"{seeded:.0f} s). Default policy: share bands on 365-day revenue plus RFM, "
         "thermometer and churn, computed over numpy columns read by binary COPY.\n\n"
