@@ -278,8 +278,7 @@ class HistoryRepository:
         """Each customer's latest assignment (that of its current tier), by customer key."""
         if not customer_keys:
             return {}
-        scores = CustomerScore.__table__
-        latest = select(scores.c.history_id).where(scores.c.key.in_(customer_keys))
+        latest = select(CustomerScore.history_id).where(CustomerScore.key.in_(customer_keys))
         found = await session.execute(select(TIER_HISTORY).where(TIER_HISTORY.c.id.in_(latest)))
         return {row["customer_key"]: row for row in found.mappings().all()}
 
@@ -287,11 +286,10 @@ class HistoryRepository:
         self, session: AsyncSession, customer_key: int, limit: int = 100
     ) -> Sequence[RowMapping]:
         """The customer's assignments, latest first: its chain from the score row on."""
-        scores = CustomerScore.__table__
         chain = (
             select(TIER_HISTORY.c.id, TIER_HISTORY.c.previous_id, literal(1).label("depth"))
-            .join(scores, scores.c.history_id == TIER_HISTORY.c.id)
-            .where(scores.c.key == customer_key)
+            .join(CustomerScore, CustomerScore.history_id == TIER_HISTORY.c.id)
+            .where(CustomerScore.key == customer_key)
             .cte("chain", recursive=True)
         )
         step = TIER_HISTORY.alias("step")

@@ -281,10 +281,10 @@ async def _everyone(
         ],
     )
     missing: dict[str, Any] = {
-        name: NONE for name in ("tier", "band_tier", "rfm_r", "rfm_f", "rfm_m", "value_segment")
+        name: NONE
+        for name in ("tier", "band_tier", "rfm_r", "rfm_f", "rfm_m", "value_segment", "history_id")
     }
     missing.update(thermometer=np.nan, churn_risk=np.nan, at_risk=False, scored=False)
-    missing["history_id"] = NONE
     missing.update(dict.fromkeys(STANDING, NO_FIGURE))
     return {**customers, **_spread(customers["key"], stored, missing)}
 
