@@ -356,7 +356,9 @@ def _wire_field(column: Any, values: Any, count: int) -> tuple[NDArray[np.int32]
     if isinstance(sql_type, DateTime):
         values = _timestamps(column, values, count)
     elif not isinstance(values, np.ndarray):
-        values = np.array([values] * count, dtype=object)
+        # One value for every row (a policy id, a NULL): encoded once and repeated.
+        lengths, data = _wire_field(column, np.array([values], dtype=object), 1)
+        return np.repeat(lengths, count), np.tile(data, count)
     if isinstance(sql_type, Uuid) and values.dtype.kind == "O":
         values = np.ma.masked_array(
             np.frombuffer(

@@ -33,6 +33,9 @@ sample = sa.Table(
     sa.Column("extra", sa.JSON),
     sa.Column("at", UTCDateTime),
     sa.Column("seen", UTCDateTime),
+    sa.Column("tag", sa.String(20)),
+    sa.Column("unset", sa.Integer),
+    sa.Column("meta", sa.JSON),
 )
 
 
@@ -70,6 +73,10 @@ async def test_columns_are_stored_as_given_with_nulls(
         "extra": np.array([{"a": 1}, None, [1, "2"], {}, None, {"k": "v"}, "s"], dtype=object),
         "at": at,
         "seen": np.array(seen, dtype=object),
+        # One value for every row, of each kind: encoded once and repeated.
+        "tag": "same",
+        "unset": None,
+        "meta": {"policy": [1, 2]},
     }
     async with session_factory(engine)() as session, session.begin():
         await insert_columns(session, sample, columns, 7)
@@ -89,6 +96,9 @@ async def test_columns_are_stored_as_given_with_nulls(
     assert [row.extra for row in rows] == [{"a": 1}, None, [1, "2"], {}, None, {"k": "v"}, "s"]
     assert {row.at for row in rows} == {at}
     assert [row.seen for row in rows] == seen
+    assert [(row.tag, row.unset, row.meta) for row in rows] == [
+        ("same", None, {"policy": [1, 2]})
+    ] * 7
 
 
 async def test_decorated_types_other_than_timestamps_are_refused(
