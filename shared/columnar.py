@@ -306,11 +306,26 @@ async def _copy_stream(
     ordered: Sequence[Any], columns: Mapping[str, Any], count: int
 ) -> AsyncIterator[bytes]:
     yield _COPY_SIGNATURE
-    for start in range(0, count, ROWS_PER_COPY_CHUNK):
+
+    # Each chunk is built in a worker thread (tens of milliseconds of numpy, which on the
+    # event loop would stall every request while a million rows are written), the next
+    # one while the driver waits for the server to take this one: asyncpg asks for a
+    # chunk only once the last has drained.
+    def build(start: int) -> asyncio.Future[bytes]:
         stop = min(start + ROWS_PER_COPY_CHUNK, count)
-        # Built in a worker thread: a chunk costs tens of milliseconds of numpy, which on
-        # the event loop would stall every request while a million rows are written.
-        yield await asyncio.to_thread(_copy_chunk, ordered, columns, start, stop)
+        return asyncio.ensure_future(asyncio.to_thread(_copy_chunk, ordered, columns, start, stop))
+
+    starts = iter(range(0, count, ROWS_PER_COPY_CHUNK))
+    building: asyncio.Future[bytes] | None = build(next(starts))
+    try:
+        while building is not None:
+            chunk = await building
+            following = next(starts, None)
+            building = None if following is None else build(following)
+            yield chunk
+    finally:
+        if building is not None:  # the COPY failed: let the chunk in the making finish
+            await asyncio.wait([building])
     yield b"\xff\xff"
 
 

@@ -101,6 +101,29 @@ async def test_columns_are_stored_as_given_with_nulls(
     ] * 7
 
 
+@pytest.mark.parametrize("bad_row", [0, 4, 6])
+async def test_a_value_that_cannot_be_written_fails_the_insert_and_writes_nothing(
+    new_database: DatabaseFactory, monkeypatch: pytest.MonkeyPatch, bad_row: int
+) -> None:
+    """Whichever chunk holds it (the next chunk is built while one is sent)."""
+    monkeypatch.setattr(columnar, "ROWS_PER_COPY_CHUNK", 3)
+    url = await new_database("tiering")
+    engine = create_engine(url)
+    async with engine.begin() as conn:
+        await conn.run_sync(metadata.create_all)
+    refs: list[object] = [uuid.uuid4() for _ in range(7)]
+    refs[bad_row] = 7  # not a UUID
+    # (SQLAlchemy wraps the error on SQLite, where the rows go through its bind.)
+    with pytest.raises((AttributeError, sa.exc.StatementError), match="no attribute"):
+        async with session_factory(engine)() as session, session.begin():
+            await insert_columns(
+                session, sample, {"id": np.arange(1, 8), "ref": np.array(refs, dtype=object)}, 7
+            )
+    async with engine.connect() as conn:
+        assert (await conn.execute(sa.select(sa.func.count()).select_from(sample))).scalar() == 0
+    await engine.dispose()
+
+
 async def test_decorated_types_other_than_timestamps_are_refused(
     new_database: DatabaseFactory,
 ) -> None:
