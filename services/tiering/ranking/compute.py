@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import operator
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from decimal import Decimal
 from fractions import Fraction
@@ -253,9 +254,22 @@ class Scored:
 
 def score_everyone(figures: Figures) -> Scored:
     policy = figures.policy
-    bands = share_bands(figures)
-    fired = [rule_holds(rule, rule_sums(rule, figures)) for rule in policy.rules]
-    scores = customer_scores(figures)
+    # The customers' own scores in a second thread while this one ranks: numpy's sorts
+    # and bincounts let go of the GIL, and the database is idle meanwhile, so both cores
+    # work. (Figures computes each sum once, whichever thread asks first.)
+    with ThreadPoolExecutor(1) as beside:
+        own_scores = beside.submit(customer_scores, figures)
+        bands = share_bands(figures)
+        fired = [rule_holds(rule, rule_sums(rule, figures)) for rule in policy.rules]
+        rfm = _rfm_scores(figures)
+        scores = {**own_scores.result(), **rfm}
+    return Scored(figures, bands, fired, apply_rule_flags(bands.band, fired, policy), scores)
+
+
+def _rfm_scores(figures: Figures) -> dict[str, Ints]:
+    """RFM quintiles (codes 1-5, NONE when the policy has no RFM)."""
+    policy = figures.policy
+    scores: dict[str, Ints] = {}
     for name in ("rfm_r", "rfm_f", "rfm_m"):
         scores[name] = np.full(figures.count, NONE, dtype=np.int64)
     if policy.rfm:
@@ -264,7 +278,7 @@ def score_everyone(figures: Figures) -> Scored:
         scores["rfm_r"] = _quintile(np.where(any_last_day >= 0, any_last_day, -(10**7)))
         scores["rfm_f"] = _quintile(figures.window_sum("purchases", policy.rfm.window_days))
         scores["rfm_m"] = _quintile(figures.window_sum("revenue", policy.rfm.window_days))
-    return Scored(figures, bands, fired, apply_rule_flags(bands.band, fired, policy), scores)
+    return scores
 
 
 def band_cutoffs(bands: BandFigures, band_count: int) -> list[int | None]:

@@ -7,7 +7,8 @@ for quantities) so sums and comparisons are exact.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -156,8 +157,11 @@ class Figures:
     daily: Columns  # at: the customer's position; day, and each daily figure
     touches: Columns  # per customer: last_touch, touches, satisfaction_sum/_count
     complaints: Columns  # per customer: open_complaints, recent_complaints
-    _sums: dict[tuple[str, int, int], Ints] = field(default_factory=dict)
-    _days: dict[int | None, tuple[Ints, Ints, Ints]] = field(default_factory=dict)
+    # Sums and purchase days computed so far, by what was asked: each is computed once,
+    # also when two threads score at the same time (`score_everyone`).
+    _computed: dict[tuple[Any, ...], Any] = field(default_factory=dict)
+    _computing: dict[tuple[Any, ...], threading.Lock] = field(default_factory=dict)
+    _guard: threading.Lock = field(default_factory=threading.Lock)
     churn_model: ChurnModel | None = None  # None: the rule-based churn risk
     as_of: dt.datetime | None = None
 
@@ -168,34 +172,50 @@ class Figures:
     def window_sum(self, name: str, days: int, stop: int | None = None) -> Ints:
         """Per customer, the sum of a daily figure over the last `days` days (to `stop`)."""
         start, stop = self.end - (days - 1), self.end if stop is None else stop
-        if (name, start, stop) not in self._sums:
-            values = self.daily[name]
-            if start > self.end - (_longest_window(self.policy) - 1) or stop < self.end:
-                # Zeros outside the window: cheaper than taking the rows inside out of
-                # both columns (millions of rows when ranking everyone).
-                day = self.daily["day"]
-                values = np.where((day >= start) & (day <= stop), values, 0)
-            self._sums[name, start, stop] = group_sum(self.daily["at"], values, self.count)
-        return self._sums[name, start, stop]
+        found: Ints = self._once(("sum", name, start, stop), self._window_sum, name, start, stop)
+        return found
+
+    def _window_sum(self, name: str, start: int, stop: int) -> Ints:
+        values = self.daily[name]
+        if start > self.end - (_longest_window(self.policy) - 1) or stop < self.end:
+            # Zeros outside the window: cheaper than taking the rows inside out of both
+            # columns (millions of rows when ranking everyone).
+            day = self.daily["day"]
+            values = np.where((day >= start) & (day <= stop), values, 0)
+        return group_sum(self.daily["at"], values, self.count)
 
     def purchase_days(self, days: int | None = None) -> tuple[Ints, Ints, Ints]:
         """Per customer over the last `days` (or all loaded) days with a purchase: the
         first and last such day (-1 when none) and how many there were."""
         if days is not None and days >= _longest_window(self.policy):
             days = None  # the loaded rows already end there
-        if days not in self._days:
-            bought = self.daily["purchases"] > 0
-            if days is not None:
-                bought &= self.daily["day"] >= self.end - (days - 1)
-            at, day = self.daily["at"][bought], self.daily["day"][bought]
-            first = np.full(self.count, np.iinfo(np.int64).max, dtype=np.int64)
-            last = np.full(self.count, -1, dtype=np.int64)
-            np.minimum.at(first, at, day)
-            np.maximum.at(last, at, day)
-            first[last < 0] = -1
-            counted = np.bincount(at, minlength=self.count).astype(np.int64)
-            self._days[days] = (first, last, counted)
-        return self._days[days]
+        found: tuple[Ints, Ints, Ints] = self._once(("days", days), self._purchase_days, days)
+        return found
+
+    def _purchase_days(self, days: int | None) -> tuple[Ints, Ints, Ints]:
+        bought = self.daily["purchases"] > 0
+        if days is not None:
+            bought &= self.daily["day"] >= self.end - (days - 1)
+        at, day = self.daily["at"][bought], self.daily["day"][bought]
+        first = np.full(self.count, np.iinfo(np.int64).max, dtype=np.int64)
+        last = np.full(self.count, -1, dtype=np.int64)
+        np.minimum.at(first, at, day)
+        np.maximum.at(last, at, day)
+        first[last < 0] = -1
+        counted = np.bincount(at, minlength=self.count).astype(np.int64)
+        return first, last, counted
+
+    def _once(self, key: tuple[Any, ...], compute: Callable[..., Any], *args: Any) -> Any:
+        """`compute(*args)` the first time `key` is asked for, its result after that; a
+        thread asking while another computes it waits for that result."""
+        if key in self._computed:
+            return self._computed[key]
+        with self._guard:
+            lock = self._computing.setdefault(key, threading.Lock())
+        with lock:
+            if key not in self._computed:
+                self._computed[key] = compute(*args)
+        return self._computed[key]
 
 
 async def load_figures(
