@@ -40,6 +40,7 @@ from bench.common import (
     machine_cpu_seconds,
     new_database,
     peak_rss_mib,
+    python_step_ns,
 )
 from services.tiering.churn_fit import fit_churn_model
 from services.tiering.consumers import BULK_HANDLERS, HANDLERS, reassess_customers
@@ -169,10 +170,12 @@ async def bench_rerank(customers: int, purchases: int, first_runs: int = 1) -> N
         sessions = session_factory(engine)
         async with sessions() as session, session.begin():
             await tiering_service.ensure_default_policy(session)
-        firsts = []
+        firsts, speeds = [], []
         for run in range(first_runs):
             if run:
                 await forget_rankings(name)
+            # The host's speed drifts by half within minutes here: each run says its own.
+            speeds.append(python_step_ns())
             started = time.perf_counter()
             async with sessions() as session, session.begin():
                 first = await tiering_service.apply_ranking(session, now)
@@ -208,7 +211,9 @@ async def bench_rerank(customers: int, purchases: int, first_runs: int = 1) -> N
         "| run | seconds | tiers changed |\n|---|---|---|\n"
         "| first (everyone gets a tier: a history row each, which is its event)"
         + (
-            f", median of {first_runs} from no standing ({', '.join(f'{t:.1f}' for t in firsts)})"
+            f", median of {first_runs} from no standing ("
+            + ", ".join(f"{t:.1f} at {ns:.0f} ns" for t, ns in zip(firsts, speeds, strict=True))
+            + " a loop step)"
             if first_runs > 1
             else ""
         )
