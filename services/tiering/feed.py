@@ -18,7 +18,7 @@ import uuid
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.tiering.models import TIER_HISTORY, FeedCursor
+from services.tiering.models import TIER_HISTORY, FeedCursor, history_rows
 from services.tiering.ranking.explain import explain_assignment
 from services.tiering.schemas import PolicyDocument
 from services.tiering.service import PRODUCER, policy_document, tier_changed_json
@@ -37,19 +37,14 @@ class TierChangeFeed:
 
     async def backlog(self, session: AsyncSession) -> tuple[int, dt.datetime | None]:
         last = await session.scalar(select(FeedCursor.last_id).where(FeedCursor.feed == FEED))
-        row = (
-            await session.execute(
-                select(func.count(), func.min(TIER_HISTORY.c.changed_at)).where(
-                    TIER_HISTORY.c.id > (last or 0)
-                )
-            )
-        ).one()
+        waiting = history_rows().where(TIER_HISTORY.c.id > (last or 0)).subquery()
+        row = (await session.execute(select(func.count(), func.min(waiting.c.changed_at)))).one()
         return int(row[0]), row[1]
 
     async def pending(self, session: AsyncSession, limit: int) -> list[PendingEvent]:
         last = await session.scalar(select(FeedCursor.last_id).where(FeedCursor.feed == FEED))
         rows = await session.execute(
-            select(TIER_HISTORY)
+            history_rows()
             .where(TIER_HISTORY.c.id > (last or 0))
             .order_by(TIER_HISTORY.c.id)
             .limit(limit)

@@ -12,12 +12,15 @@ from sqlalchemy import (
     BigInteger,
     Index,
     Integer,
+    Select,
     Sequence,
     SmallInteger,
     String,
     Table,
     UniqueConstraint,
     Uuid,
+    func,
+    select,
     text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -353,8 +356,12 @@ class TierHistory(Base):
     previous_tier: Mapped[str | None] = mapped_column(String(40))
     tier: Mapped[str] = mapped_column(String(40))
     band_tier: Mapped[str | None] = mapped_column(String(40))
-    policy_id: Mapped[uuid.UUID] = mapped_column(Uuid)
-    policy_version: Mapped[int]
+    # Written by a full ranking: its `RankingRun`, which holds what all its rows share
+    # (policy, version, as_of, when written, customers, correlation id), NULL here. Read
+    # them through `history_rows()`, which fills them in.
+    ranking_id: Mapped[int | None] = mapped_column(BigInteger)
+    policy_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
+    policy_version: Mapped[int | None]
     # The band: the metric over the policy's window (stored units), rank among customers.
     value: Mapped[int | None] = mapped_column(BigInteger)
     rank: Mapped[int | None]
@@ -378,8 +385,8 @@ class TierHistory(Base):
     scores_text: Mapped[dict[str, Any] | None] = mapped_column("scores", JSON)
     reasons_text: Mapped[list[Any] | None] = mapped_column("reasons", JSON)
     correlation_id: Mapped[str | None] = mapped_column(String(64))
-    as_of: Mapped[dt.datetime] = mapped_column(UTCDateTime)
-    changed_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    as_of: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    changed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
 
 
 # The history as a table, for the column-wise writers and readers (ranking, feed).
@@ -389,7 +396,8 @@ TIER_HISTORY: Table = TierHistory.__table__  # type: ignore[assignment]
 class RankingRun(Base):
     """A full ranking's band edges: per band of its policy, the smallest metric value
     (stored units) inside it, or None when the band was empty. Customers touched by
-    events are placed against the latest one until the next ranking."""
+    events are placed against the latest one until the next ranking. Also what the
+    history rows it wrote share (see `history_rows`)."""
 
     __tablename__ = "rankings"
 
@@ -400,8 +408,37 @@ class RankingRun(Base):
     customers: Mapped[int]
     total: Mapped[int | None] = mapped_column(BigInteger)  # the metric's, over everyone
     cutoffs: Mapped[list[Any]] = mapped_column(JSON)
+    policy_version: Mapped[int | None]
+    correlation_id: Mapped[str | None] = mapped_column(String(64))
+    # Tier changes it recorded: a ranking with any is kept, its history rows name it.
+    changes: Mapped[int] = mapped_column(default=0, server_default="0")
 
     __table_args__ = (Index("ix_rankings_policy_as_of", "policy_id", "as_of"),)
+
+
+RANKINGS: Table = RankingRun.__table__  # type: ignore[assignment]
+
+# What a ranking's history rows leave to their ranking: history column, ranking column.
+RANKING_SHARED = (
+    ("policy_id", "policy_id"),
+    ("policy_version", "policy_version"),
+    ("as_of", "as_of"),
+    ("changed_at", "ranked_at"),
+    ("customers", "customers"),
+    ("correlation_id", "correlation_id"),
+)
+
+
+def history_rows() -> Select[Any]:
+    """`tier_history` as its readers see it: every column, those a ranking's rows leave
+    to their ranking filled in from it."""
+    shared = {
+        name: func.coalesce(TIER_HISTORY.c[name], RANKINGS.c[source]).label(name)
+        for name, source in RANKING_SHARED
+    }
+    return select(
+        *[shared.get(column.name, column) for column in TIER_HISTORY.columns]
+    ).select_from(TIER_HISTORY.outerjoin(RANKINGS, RANKINGS.c.id == TIER_HISTORY.c.ranking_id))
 
 
 class FeedCursor(Base):

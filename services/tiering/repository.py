@@ -26,6 +26,7 @@ from services.tiering.models import (
     RankingRun,
     TierPolicy,
     Touch,
+    history_rows,
 )
 from shared.db import column_in, expire_held, upsert_columns
 
@@ -279,7 +280,7 @@ class HistoryRepository:
         if not customer_keys:
             return {}
         latest = select(CustomerScore.history_id).where(CustomerScore.key.in_(customer_keys))
-        found = await session.execute(select(TIER_HISTORY).where(TIER_HISTORY.c.id.in_(latest)))
+        found = await session.execute(history_rows().where(TIER_HISTORY.c.id.in_(latest)))
         return {row["customer_key"]: row for row in found.mappings().all()}
 
     async def for_customer(
@@ -299,11 +300,12 @@ class HistoryRepository:
             .where(chain.c.depth < limit)
         )
         query = (
-            select(TIER_HISTORY)
+            history_rows()
             .join(chain, chain.c.id == TIER_HISTORY.c.id)
             .order_by(TIER_HISTORY.c.id.desc())
         )
-        return (await session.execute(query)).mappings().all()
+        found: Sequence[RowMapping] = (await session.execute(query)).mappings().all()
+        return found
 
 
 class RankingRepository:
@@ -323,7 +325,8 @@ class RankingRepository:
         await session.flush()
 
     async def prune(self, session: AsyncSession, policy_id: uuid.UUID, keep: int) -> None:
-        """Drop the policy's rankings but the `keep` latest."""
+        """Drop the policy's rankings but the `keep` latest and those that changed tiers
+        (their history rows read what they share from them)."""
         latest = (
             select(RankingRun.id)
             .where(RankingRun.policy_id == policy_id)
@@ -332,7 +335,9 @@ class RankingRepository:
         )
         await session.execute(
             delete(RankingRun).where(
-                RankingRun.policy_id == policy_id, RankingRun.id.not_in(latest)
+                RankingRun.policy_id == policy_id,
+                RankingRun.changes == 0,
+                RankingRun.id.not_in(latest),
             )
         )
 

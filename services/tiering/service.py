@@ -256,8 +256,17 @@ class TieringService:
                 name: object_column([row[name] for row in changes]) for name in changes[0]
             }
             columns["id"] = np.array([history_ids[at] for at in moved], dtype=np.int64)
-            columns["ranking_as_of"] = placement.as_of  # one moment for all (a scalar)
-            await self._record_tier_changes(session, policy, columns, len(changes), now, now)
+            # One value for all (scalars): the placement's ranking moment, and what a
+            # ranking's rows leave to their ranking.
+            columns.update(
+                ranking_as_of=placement.as_of,
+                policy_id=policy.id,
+                policy_version=policy.version,
+                correlation_id=current_correlation_id(),
+                as_of=now,
+                changed_at=now,
+            )
+            await self._record_tier_changes(session, columns, len(changes))
 
     @staticmethod
     def _tier_change(
@@ -390,11 +399,13 @@ class TieringService:
         ranking.number_changes(await _reserve_history_ids(session, len(ranking.movers)))
         await store_scores(session, ranking)
         now = utcnow()
-        await self._keep_band_edges(session, policy, ranking, moment, now)
+        run = await self._keep_band_edges(session, policy, ranking, moment, now)
         for start in range(0, len(ranking.movers), CHANGES_PER_WRITE):
             stop = min(start + CHANGES_PER_WRITE, len(ranking.movers))
             columns = await in_thread(ranking.history_columns, start, stop)
-            await self._record_tier_changes(session, policy, columns, stop - start, moment, now)
+            # What all of them share is the ranking's (`history_rows` reads it there).
+            columns["ranking_id"] = run.id
+            await self._record_tier_changes(session, columns, stop - start)
         return self._outcome(policy, document, moment, ranking)
 
     # ------------------------------------------------------------ churn model
@@ -467,47 +478,37 @@ class TieringService:
         ranking: Ranking,
         as_of: dt.datetime,
         now: dt.datetime,
-    ) -> None:
-        """Keep the ranking's band edges for placing customers after events; the policy's
-        older rankings beyond the last few go."""
+    ) -> RankingRun:
+        """Keep the ranking's band edges for placing customers after events, and what
+        its history rows share; the policy's older rankings beyond the last few go,
+        unless history rows name them."""
         bands = ranking.scored.bands
         band_count = len(ranking.scored.figures.policy.bands.tiers)
-        await repo.rankings.add(
-            session,
-            RankingRun(
-                policy_id=policy.id,
-                as_of=as_of,
-                ranked_at=now,
-                customers=ranking.customers,
-                total=bands.total,
-                cutoffs=band_cutoffs(bands, band_count),
-            ),
+        run = RankingRun(
+            policy_id=policy.id,
+            policy_version=policy.version,
+            as_of=as_of,
+            ranked_at=now,
+            customers=ranking.customers,
+            total=bands.total,
+            cutoffs=band_cutoffs(bands, band_count),
+            correlation_id=current_correlation_id(),
+            changes=len(ranking.movers),
         )
+        await repo.rankings.add(session, run)
         await repo.rankings.prune(session, policy.id, RANKINGS_KEPT)
+        return run
 
     @staticmethod
     async def _record_tier_changes(
-        session: AsyncSession,
-        policy: TierPolicy,
-        columns: dict[str, Any],
-        count: int,
-        as_of: dt.datetime,
-        now: dt.datetime,
+        session: AsyncSession, columns: dict[str, Any], count: int
     ) -> None:
         """Record tier changes (the new tiers are already stored with the scores, with
         these rows' ids, reserved by `_reserve_history_ids`): a history row each, in bulk,
         which is also its `tier.changed` event (feed.py)."""
         if not count:
             return
-        columns = {
-            **columns,
-            "event_id": random_uuid_column(count),
-            "policy_id": policy.id,
-            "policy_version": policy.version,
-            "correlation_id": current_correlation_id(),
-            "as_of": as_of,
-            "changed_at": now,
-        }
+        columns = {**columns, "event_id": random_uuid_column(count)}
         await insert_columns(session, TIER_HISTORY, columns, count)
         session.info[PENDING_FLAG] = True
 

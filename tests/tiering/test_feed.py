@@ -166,3 +166,59 @@ async def test_placements_run_side_by_side_and_write_history_in_turn(
         url, "SELECT customer_id FROM tier_history WHERE previous_tier IS NOT NULL ORDER BY id"
     )
     assert [uuid.UUID(str(row.customer_id)) for row in rows] == [first, second]
+
+
+async def test_a_rankings_rows_leave_what_they_share_to_it_and_still_say_it(
+    broker: EmbeddedBroker,
+    tiering_db: str,
+    tiering: httpx.AsyncClient,
+    feed: Feed,
+    topic_prefix: str,
+) -> None:
+    """Policy, version, moment, when written, customer count and correlation id are the
+    ranking's row's, once; the events and the history read them from there."""
+    customers = [feed.customer() for _ in range(3)]
+    for n, customer in enumerate(customers):
+        feed.purchase(customer, str(10 ** (n + 1)), ago(3))
+    await feed.apply(batch_hook=False)
+    response = await tiering.post(
+        "/v1/recompute", headers={**ADMIN, "X-Correlation-ID": "rank-all-1"}, json={}
+    )
+    assert response.status_code == 200 and response.json()["changed"] == 3
+    policy = response.json()
+
+    (ranking,) = await query(tiering_db, "SELECT * FROM rankings")
+    assert (ranking.policy_version, ranking.correlation_id, ranking.changes) == (
+        policy["policy_version"],
+        "rank-all-1",
+        3,
+    )
+    rows = await query(
+        tiering_db,
+        "SELECT ranking_id, policy_id, policy_version, as_of, changed_at, customers, "
+        "correlation_id FROM tier_history",
+    )
+    assert {tuple(row) for row in rows} == {(ranking.id, None, None, None, None, None, None)}
+
+    relay, engine = await _relay(tiering_db, broker, topic_prefix)
+    try:
+        assert await relay.publish_batch() == 3
+    finally:
+        await relay.stop()
+        await engine.dispose()
+    messages = await read_topic(broker, f"{topic_prefix}tier.changed", 3)
+    for message in messages:
+        envelope = EventEnvelope.model_validate_json(message.value)
+        data = TierChanged.model_validate(envelope.data)
+        assert envelope.correlation_id == "rank-all-1"
+        assert str(data.policy_id) == policy["policy_id"]
+        assert data.policy_version == policy["policy_version"]
+        view = (
+            await tiering.get(f"/v1/customers/{envelope.customer_id}/tier", headers=ADMIN)
+        ).json()
+        (entry,) = view["history"]
+        assert entry["policy_id"] == policy["policy_id"]
+        assert entry["as_of"] == policy["as_of"]
+        assert entry["changed_at"] == envelope.occurred_at.isoformat().replace("+00:00", "Z")
+        assert data.reasons == entry["reasons"]
+        assert any("of 3" in reason for reason in entry["reasons"]), entry["reasons"]

@@ -77,13 +77,14 @@ async def test_a_large_install_places_customers_against_the_latest_band_edges(
     assert await tiers(tiering, [big, *ranked, middle, small]) == ["A"] + ["D"] * 7
 
 
-async def test_only_the_latest_rankings_are_kept(
+async def test_only_the_latest_rankings_are_kept_and_those_that_changed_tiers(
     tiering: httpx.AsyncClient, feed: Feed, tiering_db: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """A ranking that changed tiers stays: its history rows read what they share from it."""
     monkeypatch.setattr(tiering_service_module, "RANKINGS_KEPT", 2)
     feed.purchase(feed.customer(), "10", RECENT)
     await feed.apply(batch_hook=False)
     for _ in range(4):
-        await recompute(tiering)
-    rows = await query(tiering_db, "SELECT count(*) AS n FROM rankings")
-    assert rows[0].n == 2
+        await recompute(tiering)  # the first changes the tier placed on purchase; the rest nothing
+    rows = await query(tiering_db, "SELECT changes FROM rankings ORDER BY id")
+    assert [row.changes for row in rows] == [1, 0, 0]

@@ -76,12 +76,14 @@ class Ranking:
     def history_columns(self, start: int, stop: int) -> dict[str, Any]:
         """The `tier_history` rows of the changed customers from `start` to `stop` (in
         key order, numbered), as arrays (no Python object per customer: a first ranking
-        changes everyone)."""
+        changes everyone), without what the ranking's row holds for all of them."""
         assert self.history_ids is not None, "number_changes first"
         at = self.movers_by_key[start:stop]
         before = self.scored.figures.customers["history_id"][at]
+        columns = self._history_columns(at)
+        del columns["customers"]  # the ranking's, as the rest all its rows share
         return {
-            **self._history_columns(at),
+            **columns,
             "id": self.history_ids[at],
             "previous_id": np.ma.masked_array(before, before < 0),
         }
