@@ -222,6 +222,9 @@ def _score_changes(ranking: Ranking) -> tuple[dict[str, Any], dict[str, Any]]:
     for name in STANDING:
         same &= stored[name] == standing[name]
     differ = np.flatnonzero(~same)
+    # In key order: each row then goes at the end of the primary key's index, where rows
+    # in the aggregates' order (which every update reshuffles) land all over it.
+    differ = differ[np.argsort(stored["key"][differ], kind="stable")]
     has_row = stored["scored"][differ]
     found: list[dict[str, Any]] = []
     for at, existing in ((differ[has_row], True), (differ[~has_row], False)):
