@@ -23,6 +23,7 @@ import random
 import statistics
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -69,8 +70,10 @@ async def copy_customers(
     conn: asyncpg.Connection,
     ids: list[uuid.UUID],
     seen: dt.datetime = dt.datetime(2024, 1, 1, tzinfo=dt.UTC),
+    order: Sequence[int] | None = None,
 ) -> None:
-    """One aggregate row per customer, keyed 1..n, as the consumer creates them."""
+    """One aggregate row per customer, keyed 1..n, as the consumer creates them, written
+    in key order or in `order` (positions in `ids`)."""
     await conn.copy_records_to_table(
         "customer_aggregates",
         columns=[
@@ -81,7 +84,10 @@ async def copy_customers(
             "first_seen_at",
             "updated_at",
         ],
-        records=((cid, n + 1, True, False, seen, seen) for n, cid in enumerate(ids)),
+        records=(
+            (ids[n], n + 1, True, False, seen, seen)
+            for n in (range(len(ids)) if order is None else order)
+        ),
     )
 
 
@@ -104,7 +110,9 @@ async def seed_into(conn: asyncpg.Connection, customers: int, purchases: int, to
     rng = np.random.default_rng(7)
     raw_ids = rng.bytes(16 * customers)
     ids = [uuid.UUID(bytes=raw_ids[16 * n : 16 * n + 16], version=4) for n in range(customers)]
-    await copy_customers(conn, ids)
+    # Laid out as a table months old is: every event rewrites a customer's aggregate row
+    # (so they are in no key order), and daily rows are added day by day.
+    await copy_customers(conn, ids, order=rng.permutation(customers).tolist())
     await conn.execute("SELECT setval('customer_key_seq', $1)", customers)
     # Purchases per customer follow a heavy tail (a few buy a lot): Pareto weights.
     weights = rng.pareto(1.2, customers) + 1
@@ -115,16 +123,22 @@ async def seed_into(conn: asyncpg.Connection, customers: int, purchases: int, to
     revenue = np.bincount(inverse, weights=rng.integers(100, 100_000, owner.size))  # fen
     quantity = np.bincount(inverse, weights=1000 * rng.integers(1, 10, owner.size))
     bought = np.bincount(inverse)
+    by_day = np.lexsort((rng.random(cells.size), -(cells % 1000)))  # oldest day first
     await conn.copy_records_to_table(
         "daily_activity",
         columns=["customer_key", "day", "revenue", "quantity", "purchases", "collected"],
         records=_chunked_rows(
-            cells // 1000 + 1,
-            today - cells % 1000,
-            revenue.astype(np.int64),
-            quantity.astype(np.int64),
-            bought,
-            (revenue * 9 // 10).astype(np.int64),
+            *(
+                column[by_day]
+                for column in (
+                    cells // 1000 + 1,
+                    today - cells % 1000,
+                    revenue.astype(np.int64),
+                    quantity.astype(np.int64),
+                    bought,
+                    (revenue * 9 // 10).astype(np.int64),
+                )
+            )
         ),
     )
     # A database built over months has been vacuumed by autovacuum and long checkpointed:
