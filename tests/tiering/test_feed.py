@@ -36,6 +36,16 @@ async def _relay(url: str, broker: EmbeddedBroker, prefix: str) -> tuple[OutboxR
     return OutboxRelay(settings, engine, Metrics("test"), [TierChangeFeed()]), engine
 
 
+async def _bought(feed: Feed, count: int) -> list[uuid.UUID]:
+    """`count` customers who bought 10, 100, 1000... three days ago, with no tier yet (the
+    re-rank the test asks for gives them)."""
+    customers = [feed.customer() for _ in range(count)]
+    for n, customer in enumerate(customers):
+        feed.purchase(customer, str(10 ** (n + 1)), ago(3))
+    await feed.apply(batch_hook=False)
+    return customers
+
+
 async def test_the_relay_publishes_history_rows_once_in_order(
     broker: EmbeddedBroker,
     tiering_db: str,
@@ -43,10 +53,7 @@ async def test_the_relay_publishes_history_rows_once_in_order(
     feed: Feed,
     topic_prefix: str,
 ) -> None:
-    customers = [feed.customer() for _ in range(5)]
-    for n, customer in enumerate(customers):
-        feed.purchase(customer, str(10 ** (n + 1)), ago(3))
-    await feed.apply(batch_hook=False)  # the re-rank below gives the tiers
+    customers = await _bought(feed, 5)
     response = await tiering.post("/v1/recompute", headers=ADMIN, json={})
     assert response.status_code == 200 and response.json()["changed"] == 5
 
@@ -177,10 +184,7 @@ async def test_a_rankings_rows_leave_what_they_share_to_it_and_still_say_it(
 ) -> None:
     """Policy, version, moment, when written, customer count and correlation id are the
     ranking's row's, once; the events and the history read them from there."""
-    customers = [feed.customer() for _ in range(3)]
-    for n, customer in enumerate(customers):
-        feed.purchase(customer, str(10 ** (n + 1)), ago(3))
-    await feed.apply(batch_hook=False)
+    await _bought(feed, 3)
     response = await tiering.post(
         "/v1/recompute", headers={**ADMIN, "X-Correlation-ID": "rank-all-1"}, json={}
     )
