@@ -12,7 +12,8 @@ import logging
 import os
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from contextlib import asynccontextmanager
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
@@ -97,6 +98,26 @@ def _json_text(value: Any) -> str:
 
 def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
+
+
+@asynccontextmanager
+async def side_transaction(session: AsyncSession) -> AsyncIterator[AsyncSession | None]:
+    """A second transaction, on another connection of the session's engine, for a bulk
+    write that can run beside the session's own on PostgreSQL (a server process each, so
+    both cores work); it commits when the block ends without error, before the session
+    does, so what it writes must stay invisible to readers until the session's own rows
+    commit. None on SQLite (one writer) or a session bound to one connection: the caller
+    writes in the session."""
+    engine = session.bind
+    if not isinstance(engine, AsyncEngine) or engine.dialect.name != "postgresql":
+        yield None
+        return
+    async with (
+        engine.connect() as connection,
+        connection.begin(),
+        AsyncSession(bind=connection, expire_on_commit=False) as side,
+    ):
+        yield side
 
 
 async def ping(engine: AsyncEngine) -> None:

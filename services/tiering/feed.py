@@ -6,8 +6,9 @@ row and as an outbox row with its reasons in words, cost more than the ranking i
 Instead the relay reads the history rows past this feed's cursor in id order, makes each
 event from the row's figures (the same words the tier view shows), and moves the cursor
 once Kafka has them. Every writer of the history holds the history lock (service.py)
-until it commits, so rows commit in id order and the cursor never passes a row still
-being written.
+until it commits, so rows become visible in id order and the cursor never passes a row
+still being written (a ranking's rows, written through a second connection, become
+visible when the ranking's own row commits: `history_rows`).
 """
 
 from __future__ import annotations

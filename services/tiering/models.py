@@ -20,6 +20,7 @@ from sqlalchemy import (
     UniqueConstraint,
     Uuid,
     func,
+    or_,
     select,
     text,
 )
@@ -341,7 +342,8 @@ class TierHistory(Base):
 
     The table is also tiering's outbox for `tier.changed`: the relay publishes rows past
     the feed's cursor in id order (`feed.TierChangeFeed`). For that, every writer of this
-    table holds the history lock until it commits, so rows commit in id order (see service.py).
+    table holds the history lock until it commits, so rows become visible in id order (see
+    service.py; a ranking's rows are visible once the ranking's row has committed).
     """
 
     __tablename__ = "tier_history"
@@ -436,9 +438,13 @@ def history_rows() -> Select[Any]:
         name: func.coalesce(TIER_HISTORY.c[name], RANKINGS.c[source]).label(name)
         for name, source in RANKING_SHARED
     }
-    return select(
-        *[shared.get(column.name, column) for column in TIER_HISTORY.columns]
-    ).select_from(TIER_HISTORY.outerjoin(RANKINGS, RANKINGS.c.id == TIER_HISTORY.c.ranking_id))
+    return (
+        select(*[shared.get(column.name, column) for column in TIER_HISTORY.columns])
+        .select_from(TIER_HISTORY.outerjoin(RANKINGS, RANKINGS.c.id == TIER_HISTORY.c.ranking_id))
+        # A ranking's rows are written beside it (service.apply_ranking) and exist only
+        # once its own row has committed.
+        .where(or_(TIER_HISTORY.c.ranking_id.is_(None), RANKINGS.c.id.is_not(None)))
+    )
 
 
 class FeedCursor(Base):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import uuid
 from collections.abc import Mapping, Sequence
@@ -55,7 +56,7 @@ from services.tiering.schemas import (
 )
 from shared.access import CustomerAccess
 from shared.columnar import insert_columns, object_column, random_uuid_column
-from shared.db import utcnow
+from shared.db import side_transaction, utcnow
 from shared.errors import Conflict, Gone, InvalidInput, NotFound
 from shared.events import (
     ComplaintClosed,
@@ -397,16 +398,34 @@ class TieringService:
         document = PolicyDocument.model_validate(policy.document)
         ranking = await rank(session, document, moment)
         ranking.number_changes(await _reserve_history_ids(session, len(ranking.movers)))
-        await store_scores(session, ranking)
-        now = utcnow()
-        run = await self._keep_band_edges(session, policy, ranking, moment, now)
+        run = await self._keep_band_edges(session, policy, ranking, moment, utcnow())
+        # On PostgreSQL the history rows go in beside the score rows, through a second
+        # connection: a first ranking writes a million of each, and one server process
+        # writes them one after the other. They name the ranking, whose row commits with
+        # the scores after them; until then `history_rows` (so the relay) does not see
+        # them, and if this transaction fails they are never seen.
+        async with side_transaction(session) as side:
+            if side is None:
+                await store_scores(session, ranking)
+                await self._record_ranking_changes(session, ranking, run.id)
+            else:
+                async with asyncio.TaskGroup() as both:
+                    both.create_task(store_scores(session, ranking))
+                    both.create_task(self._record_ranking_changes(side, ranking, run.id))
+        if len(ranking.movers):
+            session.info[PENDING_FLAG] = True
+        return self._outcome(policy, document, moment, ranking)
+
+    async def _record_ranking_changes(
+        self, session: AsyncSession, ranking: Ranking, ranking_id: int
+    ) -> None:
+        """The ranking's tier changes, in chunks (memory stays flat); what all of them
+        share is the ranking's row (`history_rows` reads it there)."""
         for start in range(0, len(ranking.movers), CHANGES_PER_WRITE):
             stop = min(start + CHANGES_PER_WRITE, len(ranking.movers))
             columns = await in_thread(ranking.history_columns, start, stop)
-            # What all of them share is the ranking's (`history_rows` reads it there).
-            columns["ranking_id"] = run.id
+            columns["ranking_id"] = ranking_id
             await self._record_tier_changes(session, columns, stop - start)
-        return self._outcome(policy, document, moment, ranking)
 
     # ------------------------------------------------------------ churn model
     async def fit_churn_model(self, session: AsyncSession) -> ChurnModelFit:

@@ -15,7 +15,7 @@ from services.tiering.feed import TierChangeFeed
 from services.tiering.service import tiering_service
 from services.tiering.settings import TieringSettings
 from shared.broker import EmbeddedBroker
-from shared.db import create_engine, session_factory
+from shared.db import create_engine, session_factory, utcnow
 from shared.events import EventEnvelope, TierChanged
 from shared.observability import Metrics
 from shared.outbox import OutboxRelay
@@ -226,3 +226,54 @@ async def test_a_rankings_rows_leave_what_they_share_to_it_and_still_say_it(
         assert entry["changed_at"] == envelope.occurred_at.isoformat().replace("+00:00", "Z")
         assert data.reasons == entry["reasons"]
         assert any("of 3" in reason for reason in entry["reasons"]), entry["reasons"]
+
+
+class _Abandoned(Exception):
+    pass
+
+
+async def test_a_ranking_that_does_not_commit_announces_nothing(
+    backend: str,
+    broker: EmbeddedBroker,
+    tiering_db: str,
+    tiering: httpx.AsyncClient,
+    feed: Feed,
+    topic_prefix: str,
+) -> None:
+    """On PostgreSQL a ranking's history rows are written through a second connection,
+    beside its score rows, and commit first; if the ranking's own transaction then fails,
+    those rows stay invisible: no event, no history, and the next ranking is announced
+    alone."""
+    customers = await _bought(feed, 3)
+    engine = create_engine(tiering_db)
+    sessions = session_factory(engine)
+    try:
+        async with sessions() as session, session.begin():
+            await tiering_service.ensure_default_policy(session)
+        with pytest.raises(_Abandoned):
+            async with sessions() as session, session.begin():
+                outcome = await tiering_service.apply_ranking(session, utcnow())
+                assert outcome.changed == 3
+                raise _Abandoned
+    finally:
+        await engine.dispose()
+    written = await query(tiering_db, "SELECT count(*) AS n FROM tier_history")
+    assert written[0].n == (3 if backend == "postgresql" else 0)  # beside, on PostgreSQL
+    view = (await tiering.get(f"/v1/customers/{customers[0]}/tier", headers=ADMIN)).json()
+    assert view["tier"] is None and view["history"] == []
+
+    relay, relay_engine = await _relay(tiering_db, broker, topic_prefix)
+    try:
+        assert await relay.publish_batch() == 0
+        response = await tiering.post("/v1/recompute", headers=ADMIN, json={})
+        assert response.status_code == 200 and response.json()["changed"] == 3
+        assert [await relay.publish_batch() for _ in range(3)] == [3, 0, 0]
+    finally:
+        await relay.stop()
+        await relay_engine.dispose()
+    messages = await read_topic(broker, f"{topic_prefix}tier.changed", 3)
+    assert {EventEnvelope.model_validate_json(m.value).customer_id for m in messages} == set(
+        customers
+    )
+    view = (await tiering.get(f"/v1/customers/{customers[0]}/tier", headers=ADMIN)).json()
+    assert view["tier"] is not None and len(view["history"]) == 1
