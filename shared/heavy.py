@@ -16,7 +16,7 @@ import contextlib
 import math
 import multiprocessing
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from contextlib import asynccontextmanager
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
@@ -61,6 +61,18 @@ class HeavyWork:
 async def in_thread(work: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
     """Run CPU-bound `work` (numpy releases the GIL for most of it) off the event loop."""
     return await asyncio.to_thread(work, *args, **kwargs)
+
+
+async def side_by_side(*work: Coroutine[Any, Any, Any]) -> None:
+    """Run these at once (e.g. two connections' writes); the first to fail cancels the
+    others, and its own error is raised, not an ExceptionGroup, so the caller's handlers
+    see what they would have seen had the work run in turn."""
+    try:
+        async with asyncio.TaskGroup() as group:
+            for one in work:
+                group.create_task(one)
+    except ExceptionGroup as failed:
+        raise failed.exceptions[0]  # noqa: B904 (its own cause stays, the group is context)
 
 
 async def in_processes(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import uuid
 from collections.abc import Mapping, Sequence
@@ -63,7 +62,7 @@ from shared.events import (
     ComplaintOpened,
     EventEnvelope,
 )
-from shared.heavy import in_thread
+from shared.heavy import in_thread, side_by_side
 from shared.observability import current_correlation_id
 from shared.outbox import PENDING_FLAG
 from shared.revisions import Stamp, stamp_of, take
@@ -409,9 +408,10 @@ class TieringService:
                 await store_scores(session, ranking)
                 await self._record_ranking_changes(session, ranking, run.id)
             else:
-                async with asyncio.TaskGroup() as both:
-                    both.create_task(store_scores(session, ranking))
-                    both.create_task(self._record_ranking_changes(side, ranking, run.id))
+                await side_by_side(
+                    store_scores(session, ranking),
+                    self._record_ranking_changes(side, ranking, run.id),
+                )
         if len(ranking.movers):
             session.info[PENDING_FLAG] = True
         return self._outcome(policy, document, moment, ranking)

@@ -1,5 +1,6 @@
 """Work split over processes (`shared.heavy.in_processes`): results in order, a failure
-raised in the caller, and no process left behind when the caller is cancelled."""
+raised in the caller, and no process left behind when the caller is cancelled; work run
+side by side (`side_by_side`): the first failure raised as it is, the rest cancelled."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import time
 
 import pytest
 
-from shared.heavy import in_processes
+from shared.heavy import in_processes, side_by_side
 
 
 def square_and_pid(value: int) -> tuple[int, int]:
@@ -61,3 +62,27 @@ async def test_a_process_that_dies_without_answering_is_an_error_not_a_wait() ->
     with pytest.raises(ChildProcessError, match="exit code 3"):
         await asyncio.wait_for(in_processes(die, [(3,)], every_s=0.05), timeout=60)
     assert not multiprocessing.active_children()
+
+
+async def test_side_by_side_raises_the_first_failure_itself_and_cancels_the_rest() -> None:
+    """As the work would have failed run in turn: its own error, not an ExceptionGroup."""
+    finished: list[str] = []
+
+    async def fails_soon() -> None:
+        await asyncio.sleep(0.05)
+        raise ValueError("the score rows")
+
+    async def takes_long() -> None:
+        try:
+            await asyncio.sleep(60)
+        except asyncio.CancelledError:
+            finished.append("cancelled")
+            raise
+        finished.append("history rows")
+
+    async def quick() -> None:
+        finished.append("quick")
+
+    with pytest.raises(ValueError, match="the score rows"):
+        await side_by_side(fails_soon(), takes_long(), quick())
+    assert sorted(finished) == ["cancelled", "quick"]
