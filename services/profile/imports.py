@@ -19,7 +19,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any, ClassVar
 
 from pydantic import BaseModel, Field, ValidationError
-from sqlalchemy import Table, select
+from sqlalchemy import Table, literal, select, true
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.profile import repository as repo
@@ -35,6 +35,7 @@ from shared.db import bulk_insert, column_in, new_uuids, utcnow
 from shared.errors import InvalidInput
 from shared.events import CustomerCreated
 from shared.outbox import PENDING_FLAG, outbox_row, record_events
+from shared.pg_arrays import unnested_columns
 
 CUSTOMERS: Table = Customer.__table__  # type: ignore[assignment]
 CHANGES: Table = CustomerChange.__table__  # type: ignore[assignment]
@@ -545,23 +546,22 @@ class PurchaseImporter(CsvImporter):
                 )
             )
             by_ref = {ref: cid for ref, cid in found_refs if ref is not None}
-        external_ids = {data.external_id for _, data, _, _ in valid if data.external_id}
-        seen: set[tuple[uuid.UUID, str]] = set()
-        if external_ids:
-            existing = await session.execute(
-                select(Purchase.customer_id, Purchase.external_id).where(
-                    column_in(Purchase.external_id, external_ids, dialect)
-                )
-            )
-            seen = {(cid, ext) for cid, ext in existing if ext is not None}
+        customers = [live.get(cid) if cid else by_ref.get(ref) for _, _, cid, ref in valid]
+        seen = await _stored_pairs(
+            session,
+            {
+                (customer, data.external_id)
+                for customer, (_, data, _, _) in zip(customers, valid, strict=True)
+                if customer is not None and data.external_id is not None
+            },
+        )
 
         now = utcnow()
         purchases: list[dict[str, Any]] = []
         events: list[dict[str, Any]] = []
         fresh_ids = iter(new_uuids(2 * len(valid)))
         accepted = 0
-        for line, data, cid, ref in valid:
-            customer = live.get(cid) if cid else by_ref.get(ref)
+        for customer, (line, data, cid, _) in zip(customers, valid, strict=True):
             if customer is None:
                 report.reject(
                     line, "customer_id" if cid else "customer_ref", "names no live customer"
@@ -607,6 +607,44 @@ class PurchaseImporter(CsvImporter):
         if purchases:
             await bulk_insert(session, PURCHASES, purchases)
         await record_events(session, events)
+
+
+async def _stored_pairs(
+    session: AsyncSession, pairs: set[tuple[uuid.UUID, str]]
+) -> set[tuple[uuid.UUID, str]]:
+    """Which of these (customer, external id) purchases are stored already. On PostgreSQL
+    each pair is one probe of the unique index (a lateral subquery with LIMIT 1): as a
+    semi-join over the batch, the planner chose to scan the whole table, so every batch
+    of an import cost more than the one before (13 ms at 50k rows, 67 ms at 600k)."""
+    if not pairs:
+        return set()
+    dialect = session.get_bind().dialect
+    if dialect.name != "postgresql":
+        existing = await session.execute(
+            select(Purchase.customer_id, Purchase.external_id).where(
+                column_in(Purchase.external_id, {ext for _, ext in pairs}, dialect)
+            )
+        )
+        return {(cid, ext) for cid, ext in existing if ext is not None and (cid, ext) in pairs}
+    ordered = list(pairs)
+    wanted = unnested_columns(
+        PURCHASES,
+        {"customer_id": [cid for cid, _ in ordered], "external_id": [ext for _, ext in ordered]},
+        dialect,
+    ).subquery("wanted")
+    hit = (
+        select(literal(1))
+        .where(
+            PURCHASES.c.customer_id == wanted.c.customer_id,
+            PURCHASES.c.external_id == wanted.c.external_id,
+        )
+        .limit(1)
+        .lateral("hit")
+    )
+    found = await session.execute(
+        select(wanted.c.customer_id, wanted.c.external_id).select_from(wanted.join(hit, true()))
+    )
+    return {(cid, ext) for cid, ext in found}
 
 
 IMPORTERS: dict[str, CsvImporter] = {
