@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from typing import Any
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import httpx
 import orjson
@@ -24,7 +25,9 @@ from tests.tiering.conftest import Feed, announced
 from tests.tiering.test_scores import ago
 
 
-async def _relay(url: str, broker: EmbeddedBroker, prefix: str) -> tuple[OutboxRelay, Any]:
+@asynccontextmanager
+async def _relay(url: str, broker: EmbeddedBroker, prefix: str) -> AsyncIterator[OutboxRelay]:
+    """A relay of the tier history, in batches of 3; stopped, and its engine disposed, after."""
     settings = service_settings(
         TieringSettings,
         database_url=url,
@@ -33,7 +36,12 @@ async def _relay(url: str, broker: EmbeddedBroker, prefix: str) -> tuple[OutboxR
         relay_batch_size=3,
     )
     engine = create_engine(url)
-    return OutboxRelay(settings, engine, Metrics("test"), [TierChangeFeed()]), engine
+    relay = OutboxRelay(settings, engine, Metrics("test"), [TierChangeFeed()])
+    try:
+        yield relay
+    finally:
+        await relay.stop()
+        await engine.dispose()
 
 
 async def _bought(feed: Feed, count: int) -> list[uuid.UUID]:
@@ -57,12 +65,8 @@ async def test_the_relay_publishes_history_rows_once_in_order(
     response = await tiering.post("/v1/recompute", headers=ADMIN, json={})
     assert response.status_code == 200 and response.json()["changed"] == 5
 
-    relay, engine = await _relay(tiering_db, broker, topic_prefix)
-    try:
+    async with _relay(tiering_db, broker, topic_prefix) as relay:
         sent = [await relay.publish_batch() for _ in range(3)]  # batches of 3: 3, 2, 0
-    finally:
-        await relay.stop()
-        await engine.dispose()
     assert sent == [3, 2, 0]
     assert await announced(tiering_db) == []
     messages = await read_topic(broker, f"{topic_prefix}tier.changed", 5)
@@ -204,12 +208,8 @@ async def test_a_rankings_rows_leave_what_they_share_to_it_and_still_say_it(
     )
     assert {tuple(row) for row in rows} == {(ranking.id, None, None, None, None, None, None)}
 
-    relay, engine = await _relay(tiering_db, broker, topic_prefix)
-    try:
+    async with _relay(tiering_db, broker, topic_prefix) as relay:
         assert await relay.publish_batch() == 3
-    finally:
-        await relay.stop()
-        await engine.dispose()
     messages = await read_topic(broker, f"{topic_prefix}tier.changed", 3)
     for message in messages:
         envelope = EventEnvelope.model_validate_json(message.value)
@@ -262,15 +262,11 @@ async def test_a_ranking_that_does_not_commit_announces_nothing(
     view = (await tiering.get(f"/v1/customers/{customers[0]}/tier", headers=ADMIN)).json()
     assert view["tier"] is None and view["history"] == []
 
-    relay, relay_engine = await _relay(tiering_db, broker, topic_prefix)
-    try:
+    async with _relay(tiering_db, broker, topic_prefix) as relay:
         assert await relay.publish_batch() == 0
         response = await tiering.post("/v1/recompute", headers=ADMIN, json={})
         assert response.status_code == 200 and response.json()["changed"] == 3
         assert [await relay.publish_batch() for _ in range(3)] == [3, 0, 0]
-    finally:
-        await relay.stop()
-        await relay_engine.dispose()
     messages = await read_topic(broker, f"{topic_prefix}tier.changed", 3)
     assert {EventEnvelope.model_validate_json(m.value).customer_id for m in messages} == set(
         customers
