@@ -267,6 +267,7 @@ class TieringService:
                 changed_at=now,
             )
             await self._record_tier_changes(session, columns, len(changes))
+            session.info[PENDING_FLAG] = True
 
     @staticmethod
     def _tier_change(
@@ -524,12 +525,12 @@ class TieringService:
     ) -> None:
         """Record tier changes (the new tiers are already stored with the scores, with
         these rows' ids, reserved by `_reserve_history_ids`): a history row each, in bulk,
-        which is also its `tier.changed` event (feed.py)."""
+        which is also its `tier.changed` event (feed.py). The caller flags the transaction
+        whose commit makes them visible (a ranking writes them in another one)."""
         if not count:
             return
         columns = {**columns, "event_id": random_uuid_column(count)}
         await insert_columns(session, TIER_HISTORY, columns, count)
-        session.info[PENDING_FLAG] = True
 
     async def simulate(
         self, session: AsyncSession, policy_id: uuid.UUID, as_of: dt.datetime | None
